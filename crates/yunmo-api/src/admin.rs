@@ -1,0 +1,466 @@
+//! The management API (`/api/v1`): models, versions, uploads, load and unload. JSON in and out; errors are
+//! `{"error": {"code", "message"}}`. Documented by the OpenAPI description in [`crate::openapi`].
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use yunmo_registry::{ModelPatch, ModelRecord, NewModel, StagedArtifact, VersionRecord};
+use yunmo_service::{Code, ServiceError, UploadOptions};
+use yunmo_types::{VersionConfig, VersionPolicy};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The management routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/models", get(list_models).post(create_model))
+        .route("/api/v1/models/{name}", get(get_model).patch(update_model).delete(delete_model))
+        .route("/api/v1/models/{name}/versions", get(list_versions).post(upload_version))
+        .route("/api/v1/models/{name}/versions/{version}", get(get_version).delete(delete_version))
+        .route("/api/v1/models/{name}/versions/{version}/config", axum::routing::put(set_config))
+        .route("/api/v1/models/{name}/versions/{version}/load", post(load_version))
+        .route("/api/v1/models/{name}/versions/{version}/unload", post(unload_version))
+        .route("/api/v1/openapi.json", get(openapi_json))
+}
+
+type AdminResult<T> = Result<T, ApiError>;
+
+fn admin(error: ServiceError) -> ApiError {
+    ApiError::admin(error)
+}
+
+/// JSON body extractor whose rejections use the admin error shape.
+pub struct AdminJson<T>(pub T);
+
+impl<T: for<'de> Deserialize<'de>, S: Send + Sync> FromRequest<S> for AdminJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(AdminJson(value)),
+            Err(rejection) => Err(admin(ServiceError::invalid(rejection.body_text()))),
+        }
+    }
+}
+
+/// Which version serves requests that name none.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VersionPolicyDto {
+    /// The highest version.
+    Latest,
+    /// One fixed version.
+    Pinned {
+        /// The version served.
+        version: u64,
+    },
+}
+
+impl From<VersionPolicyDto> for VersionPolicy {
+    fn from(policy: VersionPolicyDto) -> Self {
+        match policy {
+            VersionPolicyDto::Latest => VersionPolicy::Latest,
+            VersionPolicyDto::Pinned { version } => VersionPolicy::Pinned { version },
+        }
+    }
+}
+
+impl From<VersionPolicy> for VersionPolicyDto {
+    fn from(policy: VersionPolicy) -> Self {
+        match policy {
+            VersionPolicy::Latest => VersionPolicyDto::Latest,
+            VersionPolicy::Pinned { version } => VersionPolicyDto::Pinned { version },
+        }
+    }
+}
+
+/// A model to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateModel {
+    /// Unique name: 1–128 characters from `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// What the model does (`classification`, `regression`, …).
+    #[serde(default)]
+    pub task: String,
+    /// String labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Free-form JSON.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// Version policy (default: latest).
+    #[serde(default)]
+    pub version_policy: Option<VersionPolicyDto>,
+}
+
+/// Changes to a model; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateModel {
+    /// New description.
+    pub description: Option<String>,
+    /// New task.
+    pub task: Option<String>,
+    /// New labels (replacing all).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// New metadata (replacing all).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// New version policy.
+    pub version_policy: Option<VersionPolicyDto>,
+}
+
+/// A tensor's name, datatype and shape (-1: any size).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TensorSpecDto {
+    /// Name.
+    pub name: String,
+    /// V2 datatype name.
+    pub datatype: String,
+    /// Dimensions.
+    pub shape: Vec<i64>,
+}
+
+/// Serving options of a version.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionConfigDto {
+    /// Largest first dimension one call may carry (0: not batched).
+    #[serde(default)]
+    pub max_batch_size: u32,
+    /// Instances (sessions and worker threads), 1 to 64.
+    #[serde(default = "one")]
+    pub instance_count: u32,
+    /// Class labels for the classification extension, by index.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl From<VersionConfigDto> for VersionConfig {
+    fn from(dto: VersionConfigDto) -> Self {
+        VersionConfig { max_batch_size: dto.max_batch_size, instance_count: dto.instance_count, labels: dto.labels }
+    }
+}
+
+/// A model version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDto {
+    /// Model name.
+    pub model: String,
+    /// Version number.
+    pub version: u64,
+    /// Artifact format (`onnx`).
+    pub format: String,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// File size.
+    pub size_bytes: u64,
+    /// Inputs.
+    pub inputs: Vec<TensorSpecDto>,
+    /// Outputs.
+    pub outputs: Vec<TensorSpecDto>,
+    /// Serving options.
+    pub config: VersionConfigDto,
+    /// Whether it is loaded now.
+    pub loaded: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A model and its versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelDto {
+    /// Name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Task.
+    pub task: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Free-form JSON.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// Version policy.
+    pub version_policy: VersionPolicyDto,
+    /// Versions, lowest first.
+    pub versions: Vec<VersionDto>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// List of models.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Models by name.
+    pub models: Vec<ModelDto>,
+}
+
+/// Upload query parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Version number to create (default: the next one).
+    pub version: Option<u64>,
+    /// Serving options as JSON (raw-body uploads; multipart uploads may send a `config` part instead).
+    pub config: Option<String>,
+}
+
+fn specs(specs: &[yunmo_types::TensorSpec]) -> Vec<TensorSpecDto> {
+    specs
+        .iter()
+        .map(|spec| TensorSpecDto { name: spec.name.clone(), datatype: spec.datatype.as_str().to_string(), shape: spec.shape.clone() })
+        .collect()
+}
+
+fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
+    let loaded = state.service.models().get(&(record.model.clone(), record.version)).is_some();
+    VersionDto {
+        inputs: specs(&record.signature.inputs),
+        outputs: specs(&record.signature.outputs),
+        config: VersionConfigDto {
+            max_batch_size: record.config.max_batch_size,
+            instance_count: record.config.instance_count,
+            labels: record.config.labels,
+        },
+        loaded,
+        model: record.model,
+        version: record.version,
+        format: record.format,
+        sha256: record.sha256,
+        size_bytes: record.size_bytes,
+        created_at: record.created_at,
+    }
+}
+
+async fn model_dto(state: &AppState, record: ModelRecord) -> AdminResult<ModelDto> {
+    let versions = state.service.registry().list_versions(&record.name).await.map_err(|e| admin(e.into()))?;
+    Ok(ModelDto {
+        versions: versions.into_iter().map(|v| version_dto(state, v)).collect(),
+        name: record.name,
+        description: record.description,
+        task: record.task,
+        labels: record.labels,
+        metadata: record.metadata,
+        version_policy: record.version_policy.into(),
+        created_at: record.created_at,
+    })
+}
+
+/// Lists models with their versions.
+#[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
+pub async fn list_models(State(state): State<AppState>) -> AdminResult<Json<ModelList>> {
+    let records = state.service.registry().list_models().await.map_err(|e| admin(e.into()))?;
+    let mut models = Vec::with_capacity(records.len());
+    for record in records {
+        models.push(model_dto(&state, record).await?);
+    }
+    Ok(Json(ModelList { models }))
+}
+
+/// Creates a model (without versions).
+#[utoipa::path(post, path = "/api/v1/models", request_body = CreateModel,
+    responses((status = 201, body = ModelDto), (status = 400), (status = 409)))]
+pub async fn create_model(State(state): State<AppState>, AdminJson(body): AdminJson<CreateModel>) -> AdminResult<Response> {
+    let new_model = NewModel {
+        name: body.name,
+        description: body.description,
+        task: body.task,
+        labels: body.labels,
+        metadata: body.metadata,
+        version_policy: body.version_policy.map(Into::into).unwrap_or_default(),
+    };
+    if let VersionPolicy::Pinned { version } = new_model.version_policy {
+        return Err(admin(ServiceError::invalid(format!(
+            "version_policy: a new model has no versions, so it cannot pin version {version}; create it with 'latest'"
+        ))));
+    }
+    let record = state.service.registry().create_model(new_model).await.map_err(|e| admin(e.into()))?;
+    tracing::info!(model = %record.name, "Model created.");
+    Ok((StatusCode::CREATED, Json(model_dto(&state, record).await?)).into_response())
+}
+
+/// One model with its versions.
+#[utoipa::path(get, path = "/api/v1/models/{name}", responses((status = 200, body = ModelDto), (status = 404)))]
+pub async fn get_model(State(state): State<AppState>, Path(name): Path<String>) -> AdminResult<Json<ModelDto>> {
+    let record = state.service.registry().get_model(&name).await.map_err(|e| admin(e.into()))?;
+    Ok(Json(model_dto(&state, record).await?))
+}
+
+/// Changes a model's description, task, labels, metadata or version policy.
+#[utoipa::path(patch, path = "/api/v1/models/{name}", request_body = UpdateModel,
+    responses((status = 200, body = ModelDto), (status = 400), (status = 404)))]
+pub async fn update_model(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    AdminJson(body): AdminJson<UpdateModel>,
+) -> AdminResult<Json<ModelDto>> {
+    let patch = ModelPatch {
+        description: body.description,
+        task: body.task,
+        labels: body.labels,
+        metadata: body.metadata,
+        version_policy: body.version_policy.map(Into::into),
+    };
+    let record = state.service.registry().update_model(&name, patch).await.map_err(|e| admin(e.into()))?;
+    Ok(Json(model_dto(&state, record).await?))
+}
+
+/// Deletes a model, all its versions and their files.
+#[utoipa::path(delete, path = "/api/v1/models/{name}", responses((status = 204), (status = 404)))]
+pub async fn delete_model(State(state): State<AppState>, Path(name): Path<String>) -> AdminResult<StatusCode> {
+    state.service.delete_model(&name).await.map_err(admin)?;
+    tracing::info!(model = %name, "Model deleted.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Versions of a model.
+#[utoipa::path(get, path = "/api/v1/models/{name}/versions", responses((status = 200, body = Vec<VersionDto>), (status = 404)))]
+pub async fn list_versions(State(state): State<AppState>, Path(name): Path<String>) -> AdminResult<Json<Vec<VersionDto>>> {
+    let versions = state.service.registry().list_versions(&name).await.map_err(|e| admin(e.into()))?;
+    Ok(Json(versions.into_iter().map(|v| version_dto(&state, v)).collect()))
+}
+
+fn parse_version(text: &str) -> AdminResult<u64> {
+    crate::kserve::parse_version(text).map_err(admin)
+}
+
+/// One version.
+#[utoipa::path(get, path = "/api/v1/models/{name}/versions/{version}", responses((status = 200, body = VersionDto), (status = 404)))]
+pub async fn get_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<Json<VersionDto>> {
+    let record = state.service.registry().get_version(&name, parse_version(&version)?).await.map_err(|e| admin(e.into()))?;
+    Ok(Json(version_dto(&state, record)))
+}
+
+/// Deletes a version (and its file unless another version shares it).
+#[utoipa::path(delete, path = "/api/v1/models/{name}/versions/{version}", responses((status = 204), (status = 400), (status = 404)))]
+pub async fn delete_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<StatusCode> {
+    state.service.delete_version(&name, parse_version(&version)?).await.map_err(admin)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces a version's serving options (a loaded version reloads with them on its next request).
+#[utoipa::path(put, path = "/api/v1/models/{name}/versions/{version}/config", request_body = VersionConfigDto,
+    responses((status = 200, body = VersionDto), (status = 400), (status = 404)))]
+pub async fn set_config(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    AdminJson(body): AdminJson<VersionConfigDto>,
+) -> AdminResult<Json<VersionDto>> {
+    let record = state.service.set_version_config(&name, parse_version(&version)?, body.into()).await.map_err(admin)?;
+    Ok(Json(version_dto(&state, record)))
+}
+
+/// Loads a version now.
+#[utoipa::path(post, path = "/api/v1/models/{name}/versions/{version}/load", responses((status = 200, body = VersionDto), (status = 404), (status = 503)))]
+pub async fn load_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<Json<VersionDto>> {
+    let record = state.service.load(&name, Some(parse_version(&version)?)).await.map_err(admin)?;
+    Ok(Json(version_dto(&state, record)))
+}
+
+/// Unloads a version; it is not loaded lazily again until loaded explicitly.
+#[utoipa::path(post, path = "/api/v1/models/{name}/versions/{version}/unload", responses((status = 200, body = VersionDto), (status = 404)))]
+pub async fn unload_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<Json<VersionDto>> {
+    let version = parse_version(&version)?;
+    state.service.unload(&name, Some(version)).await.map_err(admin)?;
+    let record = state.service.registry().get_version(&name, version).await.map_err(|e| admin(e.into()))?;
+    Ok(Json(version_dto(&state, record)))
+}
+
+/// Uploads a model file as a new version: the raw file as the body (`application/octet-stream`), or
+/// `multipart/form-data` with a `file` part and an optional `config` part (JSON). The file is checked by
+/// its runtime before anything is stored; a rejected or cut-off upload stores nothing.
+#[utoipa::path(post, path = "/api/v1/models/{name}/versions", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = VersionDto), (status = 400), (status = 404), (status = 409), (status = 413)))]
+pub async fn upload_version(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<UploadQuery>,
+    request: Request,
+) -> AdminResult<Response> {
+    // Unknown models fail before the body is read.
+    state.service.registry().get_model(&name).await.map_err(|e| admin(e.into()))?;
+    let mut config = match &query.config {
+        Some(text) => Some(parse_config(text)?),
+        None => None,
+    };
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let limit = state.config.max_upload_bytes;
+    let artifact = if is_multipart {
+        let mut multipart = Multipart::from_request(request, &state).await.map_err(|e| admin(ServiceError::invalid(e.body_text())))?;
+        let mut artifact = None;
+        while let Some(field) = multipart.next_field().await.map_err(|e| admin(ServiceError::invalid(format!("malformed multipart body: {e}"))))? {
+            match field.name() {
+                Some("file") => {
+                    let stream = field.map(|chunk| chunk.map_err(|e| e.to_string()));
+                    artifact = Some(stage(&state, stream, limit).await?);
+                }
+                Some("config") => {
+                    let text = field.text().await.map_err(|e| admin(ServiceError::invalid(format!("config part: {e}"))))?;
+                    config = Some(parse_config(&text)?);
+                }
+                other => {
+                    return Err(admin(ServiceError::invalid(format!(
+                        "unexpected multipart part {other:?}: expected 'file' and optionally 'config'"
+                    ))))
+                }
+            }
+        }
+        artifact.ok_or_else(|| admin(ServiceError::invalid("multipart upload has no 'file' part")))?
+    } else {
+        let stream = request.into_body().into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string()));
+        stage(&state, stream, limit).await?
+    };
+    let options = UploadOptions { version: query.version, config: config.map(Into::into).unwrap_or_default() };
+    let record = state.service.add_version(&name, artifact, options).await.map_err(admin)?;
+    Ok((StatusCode::CREATED, Json(version_dto(&state, record))).into_response())
+}
+
+fn parse_config(text: &str) -> AdminResult<VersionConfigDto> {
+    serde_json::from_str(text).map_err(|e| admin(ServiceError::invalid(format!("config: {e}"))))
+}
+
+/// Streams an upload into a staging file, enforcing the size limit as bytes arrive.
+async fn stage<S>(state: &AppState, mut stream: S, limit: u64) -> AdminResult<StagedArtifact>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, String>> + Unpin,
+{
+    let io = |e: std::io::Error| admin(ServiceError::internal(format!("cannot stage the upload: {e}")));
+    let mut staging = state.service.registry().store().stage().await.map_err(io)?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| admin(ServiceError::invalid(format!("the upload was cut off: {e}"))))?;
+        if staging.size() + chunk.len() as u64 > limit {
+            return Err(admin(ServiceError::new(
+                Code::PayloadTooLarge,
+                format!("the upload is larger than max_upload_bytes = {limit}"),
+            )));
+        }
+        staging.write(&chunk).await.map_err(io)?;
+    }
+    staging.finish().await.map_err(io)
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}

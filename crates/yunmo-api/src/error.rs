@@ -1,0 +1,85 @@
+//! The one mapping from service error codes to HTTP status, and the error bodies of each route group.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use yunmo_service::{Code, ServiceError};
+
+/// HTTP status of each code. Exhaustive on purpose: a new code must be placed here.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidRequest => StatusCode::BAD_REQUEST,
+        Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::ModelNotFound => StatusCode::NOT_FOUND,
+        Code::Conflict => StatusCode::CONFLICT,
+        Code::ModelNotReady => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+        Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        Code::InferenceFailed | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Which error body a route group renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// KServe V2: `{"error": "<message>"}`.
+    KServe,
+    /// Management API: `{"error": {"code": "...", "message": "..."}}`.
+    Admin,
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// Service code.
+    pub code: Code,
+    /// Client-facing message.
+    pub message: String,
+    /// Body shape.
+    pub shape: Shape,
+}
+
+impl ApiError {
+    /// A KServe-shaped error.
+    pub fn kserve(error: ServiceError) -> Self {
+        ApiError { code: error.code, message: error.message, shape: Shape::KServe }
+    }
+    /// An admin-shaped error.
+    pub fn admin(error: ServiceError) -> Self {
+        ApiError { code: error.code, message: error.message, shape: Shape::Admin }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = http_status(self.code);
+        if status.is_server_error() {
+            tracing::error!(code = self.code.as_str(), error = %self.message, "Request failed.");
+        }
+        let body = match self.shape {
+            Shape::KServe => serde_json::json!({ "error": self.message }),
+            Shape::Admin => serde_json::json!({ "error": { "code": self.code.as_str(), "message": self.message } }),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if self.code == Code::Overloaded {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_distinct_meaningful_status() {
+        for code in Code::ALL {
+            let status = http_status(code);
+            assert!(status.is_client_error() || status.is_server_error(), "{code:?} -> {status}");
+        }
+        assert_eq!(http_status(Code::InvalidRequest), StatusCode::BAD_REQUEST);
+        assert_eq!(http_status(Code::ModelNotFound), StatusCode::NOT_FOUND);
+        assert_eq!(http_status(Code::ModelNotReady), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(http_status(Code::InferenceFailed), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

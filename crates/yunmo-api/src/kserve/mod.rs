@@ -1,0 +1,145 @@
+//! KServe V2 / Open Inference Protocol over REST, with Triton's binary tensor and model repository extensions.
+
+pub mod decode;
+pub mod encode;
+mod repository;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use yunmo_service::ServiceError;
+use yunmo_types::{ModelRef, TensorSpec};
+
+use crate::error::ApiError;
+use crate::{read_body, AppState};
+
+/// Extensions advertised at `/v2`.
+pub const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "classification", "model_repository"];
+
+/// The V2 routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/versions/{version}", get(model_metadata_version))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+        .merge(repository::routes())
+}
+
+/// Parses a version path segment.
+pub(crate) fn parse_version(text: &str) -> Result<u64, ServiceError> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|version| *version > 0)
+        .ok_or_else(|| ServiceError::invalid(format!("version must be a positive integer, got '{text}'")))
+}
+
+fn model_ref(name: String, version: Option<String>) -> Result<ModelRef, ApiError> {
+    let version = version.as_deref().map(parse_version).transpose().map_err(ApiError::kserve)?;
+    Ok(ModelRef::new(name, version))
+}
+
+async fn server_metadata() -> Json<serde_json::Value> {
+    Json(json!({ "name": "yunmo", "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS }))
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.shutting_down() {
+        return ApiError::kserve(ServiceError::not_ready("the server is shutting down")).into_response();
+    }
+    Json(json!({ "ready": true })).into_response()
+}
+
+fn specs(specs: &[TensorSpec]) -> serde_json::Value {
+    specs.iter().map(|spec| json!({ "name": spec.name, "datatype": spec.datatype.as_str(), "shape": spec.shape })).collect()
+}
+
+async fn metadata(state: AppState, model_ref: ModelRef) -> Result<Json<serde_json::Value>, ApiError> {
+    let metadata = state.service.model_metadata(&model_ref).await.map_err(ApiError::kserve)?;
+    Ok(Json(json!({
+        "name": metadata.name,
+        "versions": metadata.versions.iter().map(u64::to_string).collect::<Vec<_>>(),
+        "platform": metadata.platform,
+        "inputs": specs(&metadata.signature.inputs),
+        "outputs": specs(&metadata.signature.outputs),
+    })))
+}
+
+async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    metadata(state, model_ref(name, None)?).await
+}
+
+async fn model_metadata_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    metadata(state, model_ref(name, Some(version))?).await
+}
+
+async fn readiness(state: AppState, model_ref: ModelRef) -> Response {
+    match state.service.model_ready(&model_ref).await {
+        Ok(true) => Json(json!({ "name": model_ref.name, "ready": true })).into_response(),
+        Ok(false) => {
+            let mut response = Json(json!({ "name": model_ref.name, "ready": false })).into_response();
+            *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+        Err(error) => ApiError::kserve(error).into_response(),
+    }
+}
+
+async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match model_ref(name, None) {
+        Ok(model_ref) => readiness(state, model_ref).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn model_ready_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
+    match model_ref(name, Some(version)) {
+        Ok(model_ref) => readiness(state, model_ref).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn run_infer(state: AppState, model_ref: ModelRef, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let header_length = match headers.get(encode::HEADER_LENGTH) {
+        None => None,
+        Some(value) => Some(value.to_str().ok().and_then(|text| text.trim().parse::<usize>().ok()).ok_or_else(|| {
+            ApiError::kserve(ServiceError::invalid(format!(
+                "Inference-Header-Content-Length must be a non-negative integer, got {value:?}"
+            )))
+        })?),
+    };
+    let body = read_body(body, state.config.max_body_bytes).await.map_err(ApiError::kserve)?;
+    let limits = decode::DecodeLimits { max_tensor_elements: state.config.max_tensor_elements };
+    let (input, encoding) = decode::decode_request(body, header_length, limits).map_err(ApiError::kserve)?;
+    let output = state.service.infer(&model_ref, input).await.map_err(ApiError::kserve)?;
+    Ok(encode::encode_response(&model_ref.name, &output, &encoding))
+}
+
+async fn infer(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    run_infer(state, model_ref(name, None)?, headers, body).await
+}
+
+async fn infer_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run_infer(state, model_ref(name, Some(version))?, headers, body).await
+}

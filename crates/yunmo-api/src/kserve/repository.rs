@@ -1,0 +1,81 @@
+//! Triton's model repository extension, mapped onto the registry: index, load, unload.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use yunmo_service::ServiceError;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2/repository/index", post(index))
+        .route("/v2/repository/models/{name}/load", post(load))
+        .route("/v2/repository/models/{name}/unload", post(unload))
+}
+
+#[derive(Deserialize, Default)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct LoadRequest {
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+/// An empty body is allowed; anything else must be the JSON object the extension defines.
+fn optional_json<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|error| ApiError::kserve(ServiceError::invalid(format!("malformed request JSON: {error}"))))
+}
+
+async fn index(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let request: IndexRequest = optional_json(&body)?;
+    let entries = state.service.repository_index().await.map_err(ApiError::kserve)?;
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .filter(|entry| !request.ready || entry.state == "READY")
+        .map(|entry| json!({ "name": entry.name, "version": entry.version.to_string(), "state": entry.state, "reason": entry.reason }))
+        .collect();
+    Ok(Json(Value::Array(entries)))
+}
+
+fn version_parameter(parameters: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
+    match parameters.get("version") {
+        None => Ok(None),
+        Some(Value::String(text)) => super::parse_version(text).map(Some).map_err(ApiError::kserve),
+        Some(value) => value
+            .as_u64()
+            .filter(|v| *v > 0)
+            .map(Some)
+            .ok_or_else(|| ApiError::kserve(ServiceError::invalid(format!("parameter 'version' must be a positive integer, got {value}")))),
+    }
+}
+
+async fn load(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let request: LoadRequest = optional_json(&body)?;
+    if let Some(key) = request.parameters.keys().find(|key| key.starts_with("file:") || *key == "config") {
+        return Err(ApiError::kserve(ServiceError::invalid(format!(
+            "parameter '{key}' is not supported: upload model files through POST /api/v1/models/{name}/versions"
+        ))));
+    }
+    let version = version_parameter(&request.parameters)?;
+    state.service.load(&name, version).await.map_err(ApiError::kserve)?;
+    Ok(Json(json!({})))
+}
+
+async fn unload(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let request: LoadRequest = optional_json(&body)?;
+    let version = version_parameter(&request.parameters)?;
+    state.service.unload(&name, version).await.map_err(ApiError::kserve)?;
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,117 @@
+//! Wire formats and transports of Yunmo: the KServe V2 REST protocol (with Triton's binary tensor,
+//! classification and model repository extensions), the management API under `/api/v1`, `/metrics`.
+//!
+//! Handlers decode the wire format, call [`yunmo_service::InferenceService`], and encode the result or map
+//! the error through the one table in [`error`]. This is the only crate that knows HTTP or JSON shapes.
+
+pub mod admin;
+pub mod error;
+pub mod kserve;
+pub mod openapi;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use metrics_exporter_prometheus::PrometheusHandle;
+use yunmo_service::{metrics, Code, InferenceService, ServiceError};
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest inference request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest model upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Most elements in one tensor.
+    pub max_tensor_elements: usize,
+}
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service layer.
+    pub service: InferenceService,
+    /// HTTP limits.
+    pub config: Arc<ApiConfig>,
+    /// Renders `/metrics`.
+    pub prometheus: Option<PrometheusHandle>,
+    /// Set once a graceful shutdown starts: readiness turns false.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Whether a graceful shutdown has started.
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(kserve::routes())
+        .merge(admin::routes())
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(track_http))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Response {
+    let message = format!("no route for {} {}", request.method(), request.uri().path());
+    error::ApiError { code: Code::ModelNotFound, message, shape: error::Shape::KServe }.into_response()
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    match &state.prometheus {
+        Some(handle) => {
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+        }
+        None => (axum::http::StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
+    }
+}
+
+async fn track_http(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let class = format!("{}xx", response.status().as_u16() / 100);
+    ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => class)
+        .increment(1);
+    ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Reads a whole body, failing with `payload_too_large` as soon as it passes `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ServiceError> {
+    let mut stream = body.into_data_stream();
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| ServiceError::invalid(format!("cannot read the request body: {error}")))?;
+        if buffer.len() + chunk.len() > limit {
+            return Err(ServiceError::new(
+                Code::PayloadTooLarge,
+                format!("the request body is larger than max_body_bytes = {limit}"),
+            ));
+        }
+        if buffer.is_empty() {
+            // The common case, one chunk: keep it without copying.
+            buffer = BytesMut::from(chunk);
+        } else {
+            buffer.extend_from_slice(&chunk);
+        }
+    }
+    Ok(buffer.freeze())
+}

@@ -1,0 +1,51 @@
+//! The OpenAPI description of the management API, generated from the handlers.
+
+use utoipa::OpenApi;
+
+use crate::admin;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Yunmo management API", description = "Models, versions and uploads. Inference uses the KServe V2 protocol under /v2."),
+    paths(
+        admin::list_models, admin::create_model, admin::get_model, admin::update_model, admin::delete_model,
+        admin::list_versions, admin::upload_version, admin::get_version, admin::delete_version,
+        admin::set_config, admin::load_version, admin::unload_version,
+    ),
+    components(schemas(
+        admin::CreateModel, admin::UpdateModel, admin::ModelDto, admin::ModelList, admin::VersionDto,
+        admin::VersionConfigDto, admin::TensorSpecDto, admin::VersionPolicyDto,
+    ))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_string();
+    document
+}
+
+/// The document as pretty JSON with a trailing newline (the form kept in `docs/openapi.json`).
+pub fn document_json() -> String {
+    let mut text = document().to_pretty_json().expect("the OpenAPI document serializes. This is a bug.");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_openapi_json_is_up_to_date() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let current = super::document_json();
+        let stored = std::fs::read_to_string(path).unwrap_or_default();
+        if stored != current {
+            if std::env::var_os("YUNMO_UPDATE_DOCS").is_some() {
+                std::fs::write(path, &current).unwrap();
+                return;
+            }
+            panic!("docs/openapi.json is out of date: run `YUNMO_UPDATE_DOCS=1 cargo test -p yunmo-api openapi`");
+        }
+    }
+}

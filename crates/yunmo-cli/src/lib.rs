@@ -1,0 +1,231 @@
+//! Client commands of the `yunmo` binary: they talk to a running server's HTTP API (management API and
+//! KServe V2), never to its database or files. `models push` streams the file with a progress bar.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+/// Where the server is.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Base URL of the Yunmo server.
+    #[arg(long, env = "YUNMO_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub url: String,
+}
+
+/// `yunmo models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Upload a model file as a new version, creating the model if it does not exist.
+    Push(PushArgs),
+    /// List models and their versions.
+    Ls,
+    /// Show one model with its versions, signatures and config, as JSON.
+    Show {
+        /// Model name.
+        name: String,
+    },
+    /// Delete a model (all versions) or one version.
+    Rm {
+        /// Model name.
+        name: String,
+        /// Delete only this version.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+}
+
+/// `yunmo models push`
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Model file (ONNX).
+    pub file: PathBuf,
+    /// Model name.
+    #[arg(long)]
+    pub name: String,
+    /// Version number to create (default: the next one).
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Version config: inline JSON or a path to a JSON file,
+    /// e.g. '{"max_batch_size": 8, "instance_count": 2, "labels": ["cat", "dog"]}'.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Description, used when the model is created.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Task (classification, regression, embedding, …), used when the model is created.
+    #[arg(long, default_value = "")]
+    pub task: String,
+}
+
+/// `yunmo infer`
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Model name.
+    pub name: String,
+    /// Model version (default: the model's version policy).
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// KServe V2 request body: inline JSON or @FILE,
+    /// e.g. '{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'.
+    #[arg(long)]
+    pub input: String,
+}
+
+fn base(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// Turns a non-2xx answer into an error carrying the server's message.
+async fn check(response: Response) -> anyhow::Result<Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|body| match &body["error"] {
+            Value::String(message) => Some(message.clone()),
+            Value::Object(error) => error.get("message").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or(text);
+    bail!("{message} (HTTP {status})")
+}
+
+fn read_json_arg(text: &str, what: &str) -> anyhow::Result<String> {
+    let json = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {what} file {path}"))?,
+        None if text.trim_start().starts_with('{') => text.to_string(),
+        None => std::fs::read_to_string(text).with_context(|| format!("{what} is neither JSON nor a readable file: {text}"))?,
+    };
+    serde_json::from_str::<Value>(&json).with_context(|| format!("{what} is not valid JSON"))?;
+    Ok(json)
+}
+
+/// Runs a `models` subcommand.
+pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Result<()> {
+    let client = Client::new();
+    let url = base(&server.url);
+    match command {
+        ModelsCommand::Push(args) => push(&client, url, args).await,
+        ModelsCommand::Ls => {
+            let response = check(client.get(format!("{url}/api/v1/models")).send().await?).await?;
+            let body: Value = response.json().await?;
+            println!("{:<32} {:<10} {:<16} {:<8} {:>12}", "NAME", "VERSION", "TASK", "LOADED", "SIZE");
+            for model in body["models"].as_array().into_iter().flatten() {
+                let versions = model["versions"].as_array().cloned().unwrap_or_default();
+                if versions.is_empty() {
+                    println!("{:<32} {:<10} {:<16} {:<8} {:>12}", model["name"].as_str().unwrap_or(""), "-", model["task"].as_str().unwrap_or(""), "-", "-");
+                }
+                for version in versions {
+                    println!(
+                        "{:<32} {:<10} {:<16} {:<8} {:>12}",
+                        model["name"].as_str().unwrap_or(""),
+                        version["version"],
+                        model["task"].as_str().unwrap_or(""),
+                        if version["loaded"].as_bool() == Some(true) { "yes" } else { "no" },
+                        version["size_bytes"],
+                    );
+                }
+            }
+            Ok(())
+        }
+        ModelsCommand::Show { name } => {
+            let response = check(client.get(format!("{url}/api/v1/models/{name}")).send().await?).await?;
+            let body: Value = response.json().await?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(())
+        }
+        ModelsCommand::Rm { name, version } => {
+            let target = match version {
+                Some(version) => format!("{url}/api/v1/models/{name}/versions/{version}"),
+                None => format!("{url}/api/v1/models/{name}"),
+            };
+            check(client.delete(target).send().await?).await?;
+            match version {
+                Some(version) => eprintln!("Deleted version {version} of model '{name}'."),
+                None => eprintln!("Deleted model '{name}'."),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn push(client: &Client, url: &str, args: PushArgs) -> anyhow::Result<()> {
+    let config = args.config.as_deref().map(|text| read_json_arg(text, "config")).transpose()?;
+    let file = tokio::fs::File::open(&args.file).await.with_context(|| format!("cannot open {}", args.file.display()))?;
+    let size = file.metadata().await?.len();
+    let existing = client.get(format!("{url}/api/v1/models/{}", args.name)).send().await?;
+    if existing.status() == StatusCode::NOT_FOUND {
+        let body = serde_json::json!({ "name": args.name, "description": args.description, "task": args.task });
+        check(client.post(format!("{url}/api/v1/models")).json(&body).send().await?).await?;
+        eprintln!("Created model '{}'.", args.name);
+    } else {
+        check(existing).await?;
+    }
+    let progress = ProgressBar::new(size);
+    progress.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+            .expect("the template is valid. This is a bug.")
+            .progress_chars("=> "),
+    );
+    progress.set_message(format!("Uploading {}", args.file.display()));
+    let bar = progress.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            bar.inc(chunk.len() as u64);
+        }
+    });
+    let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
+        .file_name(file_name)
+        .mime_str("application/octet-stream")?;
+    let mut form = reqwest::multipart::Form::new().part("file", part);
+    if let Some(config) = config {
+        form = form.text("config", config);
+    }
+    let mut request = client.post(format!("{url}/api/v1/models/{}/versions", args.name)).multipart(form);
+    if let Some(version) = args.version {
+        request = request.query(&[("version", version)]);
+    }
+    let response = request.send().await;
+    progress.finish_and_clear();
+    let response = check(response?).await?;
+    let version: Value = response.json().await?;
+    eprintln!(
+        "Pushed {} as model '{}' version {} (sha256 {}).",
+        args.file.display(),
+        args.name,
+        version["version"],
+        version["sha256"].as_str().unwrap_or("")
+    );
+    println!("{}", serde_json::to_string_pretty(&version)?);
+    Ok(())
+}
+
+/// Runs `infer`: sends a KServe V2 request and prints the response JSON.
+pub async fn infer(server: &ServerArgs, args: InferArgs) -> anyhow::Result<()> {
+    let body = read_json_arg(&args.input, "input")?;
+    let url = base(&server.url);
+    let target = match args.version {
+        Some(version) => format!("{url}/v2/models/{}/versions/{version}/infer", args.name),
+        None => format!("{url}/v2/models/{}/infer", args.name),
+    };
+    let response = Client::new()
+        .post(target)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let response = check(response).await?;
+    let body: Value = response.json().await?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}

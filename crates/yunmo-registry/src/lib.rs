@@ -1,0 +1,224 @@
+//! Model metadata and artifacts: the only crate that touches the database or the artifact store.
+//!
+//! [`Registry`] keeps models and their versions in SQLite (WAL) and model files in an [`ArtifactStore`]
+//! addressed by sha256. A version row is written only after its file is durable under its final name, and a
+//! file is removed only after no row refers to it, so a crash at any point leaves either the old state or the
+//! new one, plus at most an unreferenced file that [`Registry::open`] sweeps away.
+//! It knows nothing of runtimes: callers check a file (through a backend) between staging and committing it.
+
+mod db;
+mod store;
+
+pub use db::{ModelPatch, ModelRecord, NewModel, VersionRecord};
+pub use store::{ArtifactStore, StagedArtifact, StagingFile};
+
+use std::path::PathBuf;
+
+use yunmo_types::{ModelRef, Signature, VersionConfig};
+
+/// Where the registry keeps its data.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Data directory: `yunmo.db` and `artifacts/` live here.
+    pub data_dir: PathBuf,
+}
+
+/// Why a registry call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No such model or version.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name or version is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A field is out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The artifact store failed.
+    #[error("artifact store error: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+impl RegistryError {
+    /// A model that does not exist.
+    pub fn model_not_found(name: &str) -> Self {
+        RegistryError::NotFound(format!("model '{name}' not found"))
+    }
+    /// A version that does not exist.
+    pub fn version_not_found(name: &str, version: u64) -> Self {
+        RegistryError::NotFound(format!("model '{name}' has no version {version}"))
+    }
+}
+
+/// A version to add: the staged file and what was read from it.
+#[derive(Debug)]
+pub struct NewVersion {
+    /// Requested number; `None` assigns the next one.
+    pub version: Option<u64>,
+    /// Artifact format (`"onnx"`).
+    pub format: String,
+    /// Signature read from the file.
+    pub signature: Signature,
+    /// Serving options.
+    pub config: VersionConfig,
+    /// The checked file, not yet in the store.
+    pub artifact: StagedArtifact,
+}
+
+/// Models, versions and their files.
+#[derive(Clone)]
+pub struct Registry {
+    db: db::Db,
+    store: ArtifactStore,
+}
+
+impl Registry {
+    /// Opens (creating if needed) the database and the store, then removes staging leftovers and files no
+    /// version refers to.
+    pub async fn open(config: &RegistryConfig) -> Result<Registry, RegistryError> {
+        tokio::fs::create_dir_all(&config.data_dir).await?;
+        let db = db::Db::open(&config.data_dir.join("yunmo.db")).await?;
+        let store = ArtifactStore::open(config.data_dir.join("artifacts")).await?;
+        let registry = Registry { db, store };
+        let referenced = registry.db.referenced_artifacts().await?;
+        let removed = registry.store.sweep(&referenced).await?;
+        if removed > 0 {
+            tracing::info!(removed, "Removed unreferenced artifacts and staging files.");
+        }
+        Ok(registry)
+    }
+
+    /// The artifact store (for staging uploads and locating files).
+    pub fn store(&self) -> &ArtifactStore {
+        &self.store
+    }
+
+    /// Creates a model.
+    pub async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError> {
+        self.db.create_model(model).await
+    }
+
+    /// All models, by name.
+    pub async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError> {
+        self.db.list_models().await
+    }
+
+    /// One model.
+    pub async fn get_model(&self, name: &str) -> Result<ModelRecord, RegistryError> {
+        self.db.get_model(name).await
+    }
+
+    /// Changes a model's description, task, labels, metadata or version policy.
+    pub async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<ModelRecord, RegistryError> {
+        self.db.update_model(name, patch).await
+    }
+
+    /// Deletes a model, its versions, and files no other version uses. Returns the deleted versions.
+    pub async fn delete_model(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+        let versions = self.db.delete_model(name).await?;
+        self.remove_unreferenced(&versions).await;
+        Ok(versions)
+    }
+
+    /// Adds a version: moves the staged file into the store, then records the version.
+    pub async fn add_version(&self, name: &str, new_version: NewVersion) -> Result<VersionRecord, RegistryError> {
+        let model = self.db.get_model(name).await?;
+        if let Some(version) = new_version.version {
+            if version == 0 {
+                return Err(RegistryError::Invalid("version must be at least 1, got 0".into()));
+            }
+            if version > i64::MAX as u64 {
+                return Err(RegistryError::Invalid(format!("version must be at most {}, got {version}", i64::MAX)));
+            }
+        }
+        let NewVersion { version, format, signature, config, artifact } = new_version;
+        let sha256 = artifact.sha256().to_string();
+        let size = artifact.size();
+        self.store.commit(artifact).await?;
+        let row = db::VersionRow { model_id: model.id, version, format, sha256: sha256.clone(), size, signature, config };
+        let result = self.db.insert_version(row).await;
+        if result.is_err() {
+            // The file may now be unreferenced; remove it unless another version uses it.
+            self.remove_unreferenced_sha(std::slice::from_ref(&sha256)).await;
+        }
+        result
+    }
+
+    /// Versions of a model, lowest first.
+    pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+        let model = self.db.get_model(name).await?;
+        self.db.list_versions(model.id, name).await
+    }
+
+    /// One version.
+    pub async fn get_version(&self, name: &str, version: u64) -> Result<VersionRecord, RegistryError> {
+        let model = self.db.get_model(name).await?;
+        self.db.get_version(model.id, name, version).await
+    }
+
+    /// Replaces a version's serving options.
+    pub async fn set_version_config(
+        &self,
+        name: &str,
+        version: u64,
+        config: VersionConfig,
+    ) -> Result<VersionRecord, RegistryError> {
+        config.validate().map_err(RegistryError::Invalid)?;
+        let model = self.db.get_model(name).await?;
+        self.db.set_version_config(model.id, name, version, &config).await
+    }
+
+    /// Deletes a version and its file if no other version uses it.
+    pub async fn delete_version(&self, name: &str, version: u64) -> Result<VersionRecord, RegistryError> {
+        let model = self.db.get_model(name).await?;
+        let record = self.db.delete_version(model.id, name, version).await?;
+        self.remove_unreferenced(std::slice::from_ref(&record)).await;
+        Ok(record)
+    }
+
+    /// The version a request for `model_ref` gets: the explicit one, else the model's policy.
+    pub async fn resolve(&self, model_ref: &ModelRef) -> Result<(ModelRecord, VersionRecord), RegistryError> {
+        let model = self.db.get_model(&model_ref.name).await?;
+        let version = match (model_ref.version, model.version_policy) {
+            (Some(version), _) | (None, yunmo_types::VersionPolicy::Pinned { version }) => {
+                self.db.get_version(model.id, &model.name, version).await?
+            }
+            (None, yunmo_types::VersionPolicy::Latest) => self
+                .db
+                .latest_version(model.id)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound(format!("model '{}' has no versions yet", model.name)))?,
+        };
+        Ok((model, version))
+    }
+
+    /// Every version of every model (for the repository index).
+    pub async fn all_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
+        self.db.all_versions().await
+    }
+
+    /// Path of a version's file.
+    pub fn artifact_path(&self, version: &VersionRecord) -> PathBuf {
+        self.store.path(&version.sha256)
+    }
+
+    async fn remove_unreferenced(&self, versions: &[VersionRecord]) {
+        let shas: Vec<String> = versions.iter().map(|version| version.sha256.clone()).collect();
+        self.remove_unreferenced_sha(&shas).await;
+    }
+
+    async fn remove_unreferenced_sha(&self, shas: &[String]) {
+        for sha in shas {
+            let still_used = self.db.artifact_in_use(sha).await.unwrap_or(true);
+            if !still_used {
+                if let Err(error) = self.store.remove(sha).await {
+                    tracing::warn!(%sha, %error, "Could not remove an unreferenced artifact; the next start sweeps it.");
+                }
+            }
+        }
+    }
+}

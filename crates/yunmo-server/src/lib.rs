@@ -1,0 +1,171 @@
+//! The Yunmo server: [`Settings`], wiring of registry, runtimes, service and transports, telemetry and
+//! graceful shutdown. [`run`] takes already-bound listeners and a shutdown future, so tests can start a
+//! server on port 0 in-process or through the `yunmo` binary.
+
+pub mod settings;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use yunmo_api::{ApiConfig, AppState};
+use yunmo_backend::BackendFactory;
+use yunmo_registry::{Registry, RegistryConfig};
+use yunmo_service::{InferenceService, ServiceConfig, WorkerConfig};
+
+pub use settings::{FlagOverrides, Settings};
+
+/// Listeners the server runs on.
+pub struct Listeners {
+    /// HTTP (KServe V2 REST, management API, metrics).
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses in `settings`.
+    pub async fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
+        let address = format!("{}:{}", settings.server.host, settings.server.http_port);
+        let http = TcpListener::bind(&address).await.with_context(|| format!("cannot bind HTTP to {address}"))?;
+        Ok(Listeners { http })
+    }
+}
+
+/// Installs the process-wide Prometheus recorder once.
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+            let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
+            builder.install_recorder().map_err(|error| tracing::warn!(%error, "Metrics recorder not installed.")).ok()
+        })
+        .clone()
+}
+
+/// Starts the ONNX runtime factory. A missing library is logged, not fatal: the server still serves the
+/// registry and health, and ONNX requests answer 503 naming the missing file.
+fn backends(settings: &Settings) -> Vec<Arc<dyn BackendFactory>> {
+    let library = settings.onnx_library();
+    match yunmo_backend_onnx::OnnxFactory::new(&library) {
+        Ok(factory) => {
+            tracing::info!(library = %library.display(), "ONNX Runtime loaded.");
+            vec![Arc::new(factory)]
+        }
+        Err(error) => {
+            tracing::error!(%error, "ONNX Runtime is unavailable; run scripts/fetch-assets.sh ort or set backends.onnx.library_path.");
+            Vec::new()
+        }
+    }
+}
+
+/// Writes the bound addresses as JSON, atomically (temp file, then rename).
+fn write_ready_file(path: &Path, http: std::net::SocketAddr) -> anyhow::Result<()> {
+    let text = serde_json::json!({ "http": http.to_string(), "pid": std::process::id() }).to_string();
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, text).with_context(|| format!("cannot write {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Options of one run beyond the settings.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// Where to write the bound addresses once ready.
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// Runs the server until `shutdown` completes, then lets in-flight requests finish (up to the grace period).
+pub async fn run(
+    listeners: Listeners,
+    settings: Settings,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(settings = %serde_json::to_string(&settings).unwrap_or_default(), "Effective configuration.");
+    let registry = Registry::open(&RegistryConfig { data_dir: settings.storage.data_dir.clone() })
+        .await
+        .with_context(|| format!("cannot open the registry in {}", settings.storage.data_dir.display()))?;
+    let service = InferenceService::new(
+        registry,
+        backends(&settings),
+        ServiceConfig {
+            workers: WorkerConfig {
+                queue_capacity: settings.scheduler.queue_capacity,
+                intra_op_threads: settings.backends.onnx.intra_op_threads,
+            },
+        },
+    );
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        service,
+        config: Arc::new(ApiConfig {
+            max_body_bytes: settings.server.max_body_bytes,
+            max_upload_bytes: settings.server.max_upload_bytes,
+            max_tensor_elements: settings.server.max_tensor_elements,
+        }),
+        prometheus: if settings.telemetry.metrics { prometheus() } else { None },
+        shutting_down: shutting_down.clone(),
+    };
+    let app = yunmo_api::router(state);
+    let http_address = listeners.http.local_addr()?;
+    if let Some(path) = &options.ready_file {
+        write_ready_file(path, http_address)?;
+    }
+    tracing::info!(http = %http_address, "Yunmo is ready.");
+
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("Shutting down: finishing in-flight requests.");
+        shutting_down.store(true, Ordering::Relaxed);
+        let _ = stop_sender.send(true);
+    });
+    let mut stop = stop_receiver.clone();
+    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    });
+    let mut stop = stop_receiver;
+    tokio::select! {
+        result = server => result.context("the HTTP server failed")?,
+        _ = async {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(seconds = grace.as_secs(), "Grace period over; closing remaining connections."),
+    }
+    tracing::info!("Stopped.");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}
+
+/// Sets up logging from the telemetry settings.
+pub fn init_tracing(settings: &settings::TelemetrySettings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if settings.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
+}

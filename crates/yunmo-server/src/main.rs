@@ -1,0 +1,96 @@
+//! `yunmo`: the server (`yunmo serve`) and the client commands, in one binary.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use yunmo_server::{FlagOverrides, Listeners, RunOptions, Settings};
+
+/// Yunmo (云模): a self-hostable model-as-a-service platform.
+///
+/// Run `yunmo serve` to start a server on the embedded defaults (SQLite and a local folder under
+/// ./yunmo-data, HTTP on 127.0.0.1:8080), then push models and call them with the commands below or any
+/// KServe V2 client (tritonclient, the KServe SDK).
+#[derive(Debug, Parser)]
+#[command(name = "yunmo", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage models on a running server.
+    Models {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(subcommand)]
+        command: yunmo_cli::ModelsCommand,
+    },
+    /// Run one inference request (KServe V2 JSON) and print the response.
+    Infer {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(flatten)]
+        args: yunmo_cli::InferArgs,
+    },
+    /// Print the management API's OpenAPI description.
+    Openapi,
+}
+
+/// `yunmo serve`: configuration comes from the compiled-in defaults (config/default.toml), then
+/// --config FILE, then YUNMO__SECTION__KEY environment variables, then these flags.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML config file layered over the defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Bind address (server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// HTTP port; 0 picks a free one (server.http_port).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Data directory for the database and model files (storage.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log filter, e.g. info or yunmo=debug (telemetry.log_level).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Once ready, write the bound addresses here as JSON ({"http": "127.0.0.1:PORT"}).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Print the effective configuration as TOML-equivalent JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Models { server, command } => yunmo_cli::models(&server, command).await,
+            Command::Infer { server, args } => yunmo_cli::infer(&server, args).await,
+            Command::Openapi => {
+                print!("{}", yunmo_api::openapi::document_json());
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let flags = FlagOverrides { host: args.host, http_port: args.http_port, data_dir: args.data_dir, log_level: args.log_level };
+    let settings = Settings::load(args.config.as_deref(), std::env::vars(), &flags).map_err(anyhow::Error::msg)?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&settings)?);
+        return Ok(());
+    }
+    yunmo_server::init_tracing(&settings.telemetry);
+    let listeners = Listeners::bind(&settings).await?;
+    let options = RunOptions { ready_file: args.ready_file };
+    yunmo_server::run(listeners, settings, options, yunmo_server::shutdown_signal()).await
+}

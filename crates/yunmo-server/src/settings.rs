@@ -1,0 +1,285 @@
+//! The one configuration struct: compiled-in defaults, then a file, then `YUNMO__*` env, then flags.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The reference configuration, compiled in as the defaults.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+
+/// Everything `yunmo serve` can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP server and request limits.
+    pub server: ServerSettings,
+    /// Where data lives.
+    pub storage: StorageSettings,
+    /// Runtimes.
+    pub backends: BackendSettings,
+    /// Queues.
+    pub scheduler: SchedulerSettings,
+    /// Logs and metrics.
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Bind address.
+    pub host: String,
+    /// HTTP port (0: any free port).
+    pub http_port: u16,
+    /// Largest inference body.
+    pub max_body_bytes: usize,
+    /// Largest model upload.
+    pub max_upload_bytes: u64,
+    /// Most elements per tensor.
+    pub max_tensor_elements: usize,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+/// `[backends]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// ONNX Runtime.
+    pub onnx: OnnxSettings,
+}
+
+/// `[backends.onnx]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxSettings {
+    /// libonnxruntime path ("" = default lookup).
+    pub library_path: String,
+    /// Intra-op threads per instance (0 = ONNX Runtime's default).
+    pub intra_op_threads: usize,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Queue capacity per loaded version.
+    pub queue_capacity: usize,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// tracing filter.
+    pub log_level: String,
+    /// "text" or "json".
+    pub log_format: String,
+    /// Serve /metrics.
+    pub metrics: bool,
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FlagOverrides {
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--http-port`.
+    pub http_port: Option<u16>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+}
+
+impl Settings {
+    /// Loads the layers in order. `env` is the process environment (passed in so tests need not mutate it).
+    pub fn load(
+        config_file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &FlagOverrides,
+    ) -> Result<Settings, String> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(format!("config file '{}' does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env: Vec<(String, String)> = env.into_iter().filter(|(key, _)| key.starts_with("YUNMO__")).collect();
+        let env_toml = env_to_toml(&env)?;
+        figment = figment.merge(Toml::string(&env_toml));
+        let mut overrides = serde_json::Map::new();
+        let mut section = |name: &str, key: &str, value: serde_json::Value| {
+            let entry = overrides.entry(name.to_string()).or_insert_with(|| serde_json::json!({}));
+            entry[key] = value;
+        };
+        if let Some(host) = &flags.host {
+            section("server", "host", host.clone().into());
+        }
+        if let Some(port) = flags.http_port {
+            section("server", "http_port", port.into());
+        }
+        if let Some(dir) = &flags.data_dir {
+            section("storage", "data_dir", dir.display().to_string().into());
+        }
+        if let Some(level) = &flags.log_level {
+            section("telemetry", "log_level", level.clone().into());
+        }
+        figment = figment.merge(Serialized::defaults(serde_json::Value::Object(overrides)));
+        let settings: Settings = figment.extract().map_err(|error| format!("invalid configuration: {error}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks bounds; messages name the key, the bound and the value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.server.max_body_bytes == 0 {
+            return Err("server.max_body_bytes must be at least 1, got 0".into());
+        }
+        if self.server.max_tensor_elements == 0 {
+            return Err("server.max_tensor_elements must be at least 1, got 0".into());
+        }
+        if self.scheduler.queue_capacity == 0 {
+            return Err("scheduler.queue_capacity must be at least 1, got 0".into());
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
+            return Err(format!("telemetry.log_format must be \"text\" or \"json\", got {:?}", self.telemetry.log_format));
+        }
+        Ok(())
+    }
+
+    /// The ONNX Runtime library to load.
+    pub fn onnx_library(&self) -> PathBuf {
+        if !self.backends.onnx.library_path.is_empty() {
+            return PathBuf::from(&self.backends.onnx.library_path);
+        }
+        if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+            return PathBuf::from(path);
+        }
+        let cache = std::env::var_os("YUNMO_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/yunmo"));
+        cache.join("lib/libonnxruntime.so.1.31.1")
+    }
+}
+
+/// Turns `YUNMO__SECTION__KEY=value` pairs into TOML, reading each value as TOML when it parses
+/// (numbers, booleans) and as a string otherwise. Keys are lower-cased; nested sections use more `__`.
+fn env_to_toml(env: &[(String, String)]) -> Result<String, String> {
+    let mut root = toml_edit_like::Table::default();
+    for (key, value) in env {
+        let path: Vec<String> = key["YUNMO__".len()..].split("__").map(str::to_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(format!("environment variable {key}: empty section or key"));
+        }
+        root.insert(&path, value);
+    }
+    Ok(root.render())
+}
+
+/// A tiny nested map rendered as TOML (enough for env overrides).
+mod toml_edit_like {
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    pub struct Table {
+        values: BTreeMap<String, String>,
+        tables: BTreeMap<String, Table>,
+    }
+
+    impl Table {
+        pub fn insert(&mut self, path: &[String], value: &str) {
+            match path {
+                [key] => {
+                    self.values.insert(key.clone(), literal(value));
+                }
+                [section, rest @ ..] => self.tables.entry(section.clone()).or_default().insert(rest, value),
+                [] => {}
+            }
+        }
+
+        pub fn render(&self) -> String {
+            let mut out = String::new();
+            self.render_into("", &mut out);
+            out
+        }
+
+        fn render_into(&self, prefix: &str, out: &mut String) {
+            if !prefix.is_empty() && !self.values.is_empty() {
+                out.push_str(&format!("[{prefix}]\n"));
+            }
+            for (key, value) in &self.values {
+                out.push_str(&format!("{key} = {value}\n"));
+            }
+            for (name, table) in &self.tables {
+                let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+                table.render_into(&path, out);
+            }
+        }
+    }
+
+    /// Numbers and booleans stay typed; everything else becomes a quoted string.
+    fn literal(value: &str) -> String {
+        let typed = value == "true" || value == "false" || value.parse::<i64>().is_ok() || value.parse::<f64>().is_ok();
+        if typed { value.to_string() } else { format!("{value:?}") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse_and_validate() {
+        let settings = Settings::load(None, Vec::new(), &FlagOverrides::default()).unwrap();
+        assert_eq!(settings.server.http_port, 8080);
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert_eq!(settings.server.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(settings.storage.data_dir, PathBuf::from("./yunmo-data"));
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("yunmo.toml");
+        std::fs::write(&file, "[server]\nhttp_port = 9000\nhost = \"0.0.0.0\"\n[scheduler]\nqueue_capacity = 7\n").unwrap();
+        let env = vec![
+            ("YUNMO__SERVER__HTTP_PORT".to_string(), "9100".to_string()),
+            ("YUNMO__TELEMETRY__LOG_FORMAT".to_string(), "json".to_string()),
+            ("YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS".to_string(), "2".to_string()),
+            ("OTHER".to_string(), "ignored".to_string()),
+        ];
+        let flags = FlagOverrides { http_port: Some(0), ..FlagOverrides::default() };
+        let settings = Settings::load(Some(&file), env.clone(), &flags).unwrap();
+        assert_eq!(settings.server.http_port, 0, "flags win");
+        assert_eq!(settings.server.host, "0.0.0.0", "file beats defaults");
+        assert_eq!(settings.scheduler.queue_capacity, 7);
+        assert_eq!(settings.telemetry.log_format, "json", "env beats defaults");
+        assert_eq!(settings.backends.onnx.intra_op_threads, 2, "nested env sections");
+        let settings = Settings::load(Some(&file), env, &FlagOverrides::default()).unwrap();
+        assert_eq!(settings.server.http_port, 9100, "env beats file");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let env = vec![("YUNMO__SCHEDULER__QUEUE_CAPACITY".to_string(), "0".to_string())];
+        let error = Settings::load(None, env, &FlagOverrides::default()).unwrap_err();
+        assert_eq!(error, "scheduler.queue_capacity must be at least 1, got 0");
+        let env = vec![("YUNMO__SERVER__BOGUS".to_string(), "1".to_string())];
+        let error = Settings::load(None, env, &FlagOverrides::default()).unwrap_err();
+        assert!(error.contains("bogus"), "{error}");
+        let error = Settings::load(Some(Path::new("/nonexistent.toml")), Vec::new(), &FlagOverrides::default()).unwrap_err();
+        assert!(error.contains("does not exist"), "{error}");
+    }
+}

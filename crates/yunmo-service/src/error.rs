@@ -1,0 +1,116 @@
+//! The service error and its code: the one table every transport maps from.
+
+use yunmo_backend::BackendError;
+use yunmo_registry::RegistryError;
+
+/// What went wrong, in the terms every protocol can express. Transports map each code exhaustively:
+/// see `yunmo_api::error` for the HTTP status, gRPC code and OpenAI error type of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The request is malformed or does not fit the model.
+    InvalidRequest,
+    /// The body is larger than the configured limit.
+    PayloadTooLarge,
+    /// No such model or version.
+    ModelNotFound,
+    /// The name or version is taken.
+    Conflict,
+    /// The model exists but cannot serve now.
+    ModelNotReady,
+    /// The queue is full.
+    Overloaded,
+    /// The request ran past its deadline.
+    Timeout,
+    /// The runtime failed while computing.
+    InferenceFailed,
+    /// Anything else; a bug or the environment.
+    Internal,
+}
+
+impl Code {
+    /// Every code.
+    pub const ALL: [Code; 9] = [
+        Code::InvalidRequest,
+        Code::PayloadTooLarge,
+        Code::ModelNotFound,
+        Code::Conflict,
+        Code::ModelNotReady,
+        Code::Overloaded,
+        Code::Timeout,
+        Code::InferenceFailed,
+        Code::Internal,
+    ];
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidRequest => "invalid_request",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::ModelNotFound => "model_not_found",
+            Code::Conflict => "conflict",
+            Code::ModelNotReady => "model_not_ready",
+            Code::Overloaded => "overloaded",
+            Code::Timeout => "timeout",
+            Code::InferenceFailed => "inference_failed",
+            Code::Internal => "internal",
+        }
+    }
+}
+
+/// An error from the service layer: a [`Code`] and a message for the client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    /// Kind of failure.
+    pub code: Code,
+    /// What happened, naming the field, bound and value where there is one.
+    pub message: String,
+}
+
+impl ServiceError {
+    /// A new error.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ServiceError { code, message: message.into() }
+    }
+    /// Bad input.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidRequest, message)
+    }
+    /// Unknown model or version.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::ModelNotFound, message)
+    }
+    /// Not ready.
+    pub fn not_ready(message: impl Into<String>) -> Self {
+        Self::new(Code::ModelNotReady, message)
+    }
+    /// Internal failure.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+}
+
+impl From<RegistryError> for ServiceError {
+    fn from(error: RegistryError) -> Self {
+        let code = match &error {
+            RegistryError::NotFound(_) => Code::ModelNotFound,
+            RegistryError::AlreadyExists(_) => Code::Conflict,
+            RegistryError::Invalid(_) => Code::InvalidRequest,
+            RegistryError::Database(_) | RegistryError::Store(_) => Code::Internal,
+        };
+        ServiceError::new(code, error.to_string())
+    }
+}
+
+impl From<BackendError> for ServiceError {
+    fn from(error: BackendError) -> Self {
+        let code = match &error {
+            BackendError::InvalidModel(_) | BackendError::Unsupported(_) | BackendError::InvalidInput(_) => {
+                Code::InvalidRequest
+            }
+            BackendError::Runtime(_) => Code::ModelNotReady,
+            BackendError::Inference(_) => Code::InferenceFailed,
+        };
+        ServiceError::new(code, error.to_string())
+    }
+}

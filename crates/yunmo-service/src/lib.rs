@@ -1,0 +1,325 @@
+//! The one service layer of Yunmo, under every transport.
+//!
+//! [`InferenceService`] resolves a [`ModelRef`] through the registry, loads the version on first use
+//! ([`models::ModelManager`]), checks the request against the model's signature, queues it for a worker
+//! thread, post-processes (classification) and records metrics. The management operations (upload, delete,
+//! load, unload) also live here, so that REST, gRPC and the CLI share one behaviour.
+//! It knows no wire format and no HTTP status: errors carry a [`Code`] that transports map.
+
+mod classify;
+mod error;
+pub mod metrics;
+pub mod models;
+mod validate;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+use yunmo_backend::BackendFactory;
+use yunmo_registry::{Registry, StagedArtifact, VersionRecord};
+use yunmo_types::{InferInput, InferOutput, ModelRef, Signature, VersionConfig};
+
+pub use error::{Code, ServiceError};
+pub use models::{LoadedModel, ModelManager, WorkerConfig};
+
+/// Service-wide options.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Per-model worker options.
+    pub workers: WorkerConfig,
+}
+
+/// Model metadata as the V2 protocol reports it.
+#[derive(Debug, Clone)]
+pub struct ModelMetadata {
+    /// Model name.
+    pub name: String,
+    /// All version numbers.
+    pub versions: Vec<u64>,
+    /// The version described.
+    pub version: u64,
+    /// Runtime platform string.
+    pub platform: String,
+    /// Inputs and outputs.
+    pub signature: Signature,
+}
+
+/// State of one version in the repository index.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// Model name.
+    pub name: String,
+    /// Version.
+    pub version: u64,
+    /// `READY` (loaded), `AVAILABLE` (loads on first request) or `UNAVAILABLE` (unloaded).
+    pub state: &'static str,
+    /// Why it is in that state.
+    pub reason: String,
+}
+
+/// A new version to add from an uploaded file.
+#[derive(Debug, Clone, Default)]
+pub struct UploadOptions {
+    /// Version number to use; `None` assigns the next.
+    pub version: Option<u64>,
+    /// Serving options.
+    pub config: VersionConfig,
+}
+
+/// The service layer. Cheap to clone.
+#[derive(Clone)]
+pub struct InferenceService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    models: ModelManager,
+    factories: Vec<Arc<dyn BackendFactory>>,
+}
+
+impl InferenceService {
+    /// A service over `registry`, running artifacts with `factories` (one per format).
+    pub fn new(registry: Registry, factories: Vec<Arc<dyn BackendFactory>>, config: ServiceConfig) -> Self {
+        metrics::describe();
+        let models = ModelManager::new(config.workers);
+        InferenceService { inner: Arc::new(Inner { registry, models, factories }) }
+    }
+
+    /// The registry (for listing and describing models).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The table of loaded models.
+    pub fn models(&self) -> &ModelManager {
+        &self.inner.models
+    }
+
+    fn factory(&self, format: &str) -> Result<Arc<dyn BackendFactory>, ServiceError> {
+        self.inner
+            .factories
+            .iter()
+            .find(|factory| factory.format() == format)
+            .cloned()
+            .ok_or_else(|| ServiceError::not_ready(format!("no runtime for format '{format}' is enabled")))
+    }
+
+    async fn resolve(&self, model_ref: &ModelRef) -> Result<VersionRecord, ServiceError> {
+        let (_, version) = self.inner.registry.resolve(model_ref).await?;
+        Ok(version)
+    }
+
+    /// Returns the loaded version, loading it unless it was explicitly unloaded.
+    async fn loaded(&self, version: &VersionRecord) -> Result<Arc<LoadedModel>, ServiceError> {
+        let key = (version.model.clone(), version.version);
+        if let Some(loaded) = self.inner.models.get(&key) {
+            return Ok(loaded);
+        }
+        if self.inner.models.is_unloaded(&key) {
+            return Err(ServiceError::not_ready(format!(
+                "model '{}' version {} is unloaded; load it first",
+                version.model, version.version
+            )));
+        }
+        self.load_version(version).await
+    }
+
+    async fn load_version(&self, version: &VersionRecord) -> Result<Arc<LoadedModel>, ServiceError> {
+        let spec = models::LoadSpec {
+            key: (version.model.clone(), version.version),
+            path: self.inner.registry.artifact_path(version),
+            factory: self.factory(&version.format)?,
+            config: version.config.clone(),
+        };
+        self.inner.models.get_or_load(spec).await.map_err(|error| match error.code {
+            // A stored file that no longer loads is the server's problem, not the request's.
+            Code::InvalidRequest => ServiceError::not_ready(format!("model '{}' version {} failed to load: {}", version.model, version.version, error.message)),
+            _ => error,
+        })
+    }
+
+    /// Runs one inference request.
+    pub async fn infer(&self, model_ref: &ModelRef, input: InferInput) -> Result<InferOutput, ServiceError> {
+        let started = Instant::now();
+        let version = match self.resolve(model_ref).await {
+            Ok(version) => version,
+            Err(error) => {
+                ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str())
+                    .increment(1);
+                return Err(error);
+            }
+        };
+        let model_label = version.model.clone();
+        let version_label = version.version.to_string();
+        let result = self.infer_loaded(&version, input).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(error) => error.code.as_str(),
+        };
+        ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => model_label.clone(), "version" => version_label.clone(), "outcome" => outcome)
+            .increment(1);
+        ::metrics::histogram!(metrics::REQUEST_DURATION_SECONDS, "model" => model_label, "version" => version_label)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn infer_loaded(&self, version: &VersionRecord, input: InferInput) -> Result<InferOutput, ServiceError> {
+        let loaded = self.loaded(version).await?;
+        let output_names = validate::check_request(&version.model, &loaded.signature, &loaded.config, &input)?;
+        let InferInput { id, inputs, outputs: requested } = input;
+        let (reply, receiver) = oneshot::channel();
+        loaded.submit(models::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply })?;
+        let done = receiver.await.map_err(|_| ServiceError::internal("the model worker stopped"))?;
+        let labels = [("model", version.model.clone()), ("version", version.version.to_string())];
+        ::metrics::histogram!(metrics::QUEUE_DURATION_SECONDS, &labels).record(done.queue_time.as_secs_f64());
+        ::metrics::histogram!(metrics::COMPUTE_DURATION_SECONDS, &labels).record(done.compute_time.as_secs_f64());
+        let mut tensors = done.result?;
+        for (tensor, request) in tensors.iter_mut().zip(&requested) {
+            if let Some(class_count) = request.class_count {
+                *tensor = classify::classify(tensor, class_count, &loaded.config.labels)?;
+            }
+        }
+        Ok(InferOutput { model_version: version.version, id, outputs: tensors })
+    }
+
+    /// Metadata of the version `model_ref` resolves to.
+    pub async fn model_metadata(&self, model_ref: &ModelRef) -> Result<ModelMetadata, ServiceError> {
+        let version = self.resolve(model_ref).await?;
+        let versions = self.inner.registry.list_versions(&version.model).await?;
+        Ok(ModelMetadata {
+            name: version.model.clone(),
+            versions: versions.iter().map(|v| v.version).collect(),
+            version: version.version,
+            platform: self.factory(&version.format).map(|f| f.platform().to_string()).unwrap_or(version.format.clone()),
+            signature: version.signature,
+        })
+    }
+
+    /// Whether the version `model_ref` resolves to can serve: loaded, or loadable now (a lazy load is
+    /// triggered and awaited). An explicitly unloaded version is not ready.
+    pub async fn model_ready(&self, model_ref: &ModelRef) -> Result<bool, ServiceError> {
+        let version = self.resolve(model_ref).await?;
+        match self.loaded(&version).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.code == Code::ModelNotReady => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Loads a version (the policy's choice when `version` is `None`).
+    pub async fn load(&self, name: &str, version: Option<u64>) -> Result<VersionRecord, ServiceError> {
+        let version = self.resolve(&ModelRef::new(name, version)).await?;
+        self.load_version(&version).await?;
+        Ok(version)
+    }
+
+    /// Unloads one version, or every loaded version of the model when `version` is `None`.
+    /// Returns the versions unloaded.
+    pub async fn unload(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>, ServiceError> {
+        let versions = match version {
+            Some(version) => vec![self.inner.registry.get_version(name, version).await?],
+            None => self.inner.registry.list_versions(name).await?,
+        };
+        let mut unloaded = Vec::new();
+        for record in versions {
+            if self.inner.models.unload(&(record.model.clone(), record.version)) {
+                unloaded.push(record.version);
+            }
+        }
+        Ok(unloaded)
+    }
+
+    /// Every version with its state.
+    pub async fn repository_index(&self) -> Result<Vec<IndexEntry>, ServiceError> {
+        let versions = self.inner.registry.all_versions().await?;
+        Ok(versions
+            .into_iter()
+            .map(|record| {
+                let key = (record.model.clone(), record.version);
+                let (state, reason) = if self.inner.models.get(&key).is_some() {
+                    ("READY", "")
+                } else if self.inner.models.is_unloaded(&key) {
+                    ("UNAVAILABLE", "unloaded")
+                } else {
+                    ("AVAILABLE", "loads on first request")
+                };
+                IndexEntry { name: record.model, version: record.version, state, reason: reason.to_string() }
+            })
+            .collect())
+    }
+
+    /// Checks an uploaded file and adds it as a new version. The file is inspected by the runtime for its
+    /// format (read from its first bytes) before anything is stored; on any error nothing is stored.
+    pub async fn add_version(
+        &self,
+        name: &str,
+        artifact: StagedArtifact,
+        options: UploadOptions,
+    ) -> Result<VersionRecord, ServiceError> {
+        options.config.validate().map_err(ServiceError::invalid)?;
+        // Fail early on an unknown model, before spending time on inspection.
+        self.inner.registry.get_model(name).await?;
+        if artifact.size() == 0 {
+            return Err(ServiceError::invalid("the uploaded model file is empty"));
+        }
+        let mut head = [0u8; 16];
+        let mut file = tokio::fs::File::open(artifact.path()).await.map_err(|e| ServiceError::internal(e.to_string()))?;
+        let n = file.read(&mut head).await.map_err(|e| ServiceError::internal(e.to_string()))?;
+        let factory = self
+            .inner
+            .factories
+            .iter()
+            .find(|factory| factory.sniff(&head[..n]))
+            .cloned()
+            .ok_or_else(|| {
+                let formats: Vec<&str> = self.inner.factories.iter().map(|f| f.format()).collect();
+                ServiceError::invalid(format!(
+                    "the uploaded file is not a model in a supported format ({}): its first bytes are {:02x?}",
+                    formats.join(", "),
+                    &head[..n.min(8)]
+                ))
+            })?;
+        let path = artifact.path().to_path_buf();
+        let inspect_factory = factory.clone();
+        let signature = tokio::task::spawn_blocking(move || inspect_factory.inspect(&path))
+            .await
+            .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
+            .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
+        let new_version = yunmo_registry::NewVersion {
+            version: options.version,
+            format: factory.format().to_string(),
+            signature,
+            config: options.config,
+            artifact,
+        };
+        let record = self.inner.registry.add_version(name, new_version).await?;
+        tracing::info!(model = %name, version = record.version, sha256 = %record.sha256, "Model version added.");
+        Ok(record)
+    }
+
+    /// Replaces a version's serving options; a loaded version is reloaded with them on its next request.
+    pub async fn set_version_config(&self, name: &str, version: u64, config: VersionConfig) -> Result<VersionRecord, ServiceError> {
+        let record = self.inner.registry.set_version_config(name, version, config).await?;
+        self.inner.models.forget(&(name.to_string(), version));
+        Ok(record)
+    }
+
+    /// Deletes a version and unloads it.
+    pub async fn delete_version(&self, name: &str, version: u64) -> Result<VersionRecord, ServiceError> {
+        let record = self.inner.registry.delete_version(name, version).await?;
+        self.inner.models.forget(&(name.to_string(), version));
+        Ok(record)
+    }
+
+    /// Deletes a model with all its versions and unloads them.
+    pub async fn delete_model(&self, name: &str) -> Result<(), ServiceError> {
+        let versions = self.inner.registry.delete_model(name).await?;
+        for record in versions {
+            self.inner.models.forget(&(record.model, record.version));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! Checks a request against the model's signature before it is queued.
+
+use std::collections::HashSet;
+
+use yunmo_types::{InferInput, Signature, VersionConfig};
+
+use crate::ServiceError;
+
+/// Checks inputs and requested outputs; returns the output names to compute, in response order.
+pub(crate) fn check_request(
+    model: &str,
+    signature: &Signature,
+    config: &VersionConfig,
+    input: &InferInput,
+) -> Result<Vec<String>, ServiceError> {
+    let mut seen = HashSet::new();
+    for tensor in &input.inputs {
+        let name = tensor.name();
+        if !seen.insert(name) {
+            return Err(ServiceError::invalid(format!("input '{name}' is given more than once")));
+        }
+        let Some(spec) = signature.input(name) else {
+            return Err(ServiceError::invalid(format!(
+                "unexpected input '{name}' for model '{model}': its inputs are {}",
+                names(signature.inputs.iter().map(|spec| spec.name.as_str()))
+            )));
+        };
+        if tensor.datatype() != spec.datatype {
+            return Err(ServiceError::invalid(format!(
+                "input '{name}': expected datatype {}, got {}",
+                spec.datatype,
+                tensor.datatype()
+            )));
+        }
+        if !spec.accepts_shape(tensor.shape()) {
+            return Err(ServiceError::invalid(format!(
+                "input '{name}': expected shape {:?} (-1 is any size), got {:?}",
+                spec.shape,
+                tensor.shape()
+            )));
+        }
+        if config.max_batch_size > 0 && spec.shape.first() == Some(&-1) {
+            let batch = tensor.shape()[0];
+            if batch > i64::from(config.max_batch_size) {
+                return Err(ServiceError::invalid(format!(
+                    "input '{name}': batch size {batch} exceeds max_batch_size {}",
+                    config.max_batch_size
+                )));
+            }
+        }
+    }
+    if let Some(missing) = signature.inputs.iter().find(|spec| !seen.contains(spec.name.as_str())) {
+        return Err(ServiceError::invalid(format!(
+            "missing input '{}' ({} {:?}) for model '{model}'",
+            missing.name, missing.datatype, missing.shape
+        )));
+    }
+    if input.outputs.is_empty() {
+        return Ok(signature.outputs.iter().map(|spec| spec.name.clone()).collect());
+    }
+    let mut outputs = Vec::with_capacity(input.outputs.len());
+    for requested in &input.outputs {
+        if signature.output(&requested.name).is_none() {
+            return Err(ServiceError::invalid(format!(
+                "requested output '{}' is not an output of model '{model}': its outputs are {}",
+                requested.name,
+                names(signature.outputs.iter().map(|spec| spec.name.as_str()))
+            )));
+        }
+        if outputs.contains(&requested.name) {
+            return Err(ServiceError::invalid(format!("output '{}' is requested more than once", requested.name)));
+        }
+        outputs.push(requested.name.clone());
+    }
+    Ok(outputs)
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.map(|name| format!("'{name}'")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,160 @@
+//! Domain vocabulary of Yunmo: [`DataType`], [`Tensor`], [`TensorSpec`], [`Signature`], [`ModelRef`],
+//! and the per-request types [`InferInput`] / [`InferOutput`].
+//!
+//! Tensors hold their elements as little-endian, row-major bytes ([`TensorData::Fixed`]) or as a list of
+//! byte strings ([`TensorData::Bytes`]), which is the shape every wire format (JSON, Triton binary, gRPC raw)
+//! and every runtime can meet without per-element conversion.
+//! This crate does no IO and knows no wire format.
+#![warn(missing_docs)]
+
+mod datatype;
+mod tensor;
+
+pub use datatype::DataType;
+pub use tensor::{Tensor, TensorData, TensorError, element_count as element_count_of};
+
+use serde::{Deserialize, Serialize};
+
+/// Name and optional version of a model, as a request names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelRef {
+    /// Model name.
+    pub name: String,
+    /// Explicit version; `None` means the model's version policy decides.
+    pub version: Option<u64>,
+}
+
+impl ModelRef {
+    /// A reference to `name` at `version` (or the policy's choice when `None`).
+    pub fn new(name: impl Into<String>, version: Option<u64>) -> Self {
+        Self { name: name.into(), version }
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version {
+            Some(version) => write!(f, "{}:{}", self.name, version),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Name, data type and shape of one model input or output. `-1` marks a variable dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    /// Tensor name as the model declares it.
+    pub name: String,
+    /// Element type.
+    pub datatype: DataType,
+    /// Dimensions; `-1` is variable.
+    pub shape: Vec<i64>,
+}
+
+impl TensorSpec {
+    /// Whether `shape` fits this spec: same rank and equal on every fixed dimension.
+    pub fn accepts_shape(&self, shape: &[i64]) -> bool {
+        self.shape.len() == shape.len()
+            && self.shape.iter().zip(shape).all(|(want, got)| *want < 0 || want == got)
+    }
+}
+
+/// The inputs and outputs of a model, read from the model file at upload.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Signature {
+    /// Model inputs, in the model's order.
+    pub inputs: Vec<TensorSpec>,
+    /// Model outputs, in the model's order.
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl Signature {
+    /// The input spec called `name`.
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|spec| spec.name == name)
+    }
+    /// The output spec called `name`.
+    pub fn output(&self, name: &str) -> Option<&TensorSpec> {
+        self.outputs.iter().find(|spec| spec.name == name)
+    }
+}
+
+/// One output a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedOutput {
+    /// Output name.
+    pub name: String,
+    /// Triton's classification extension: return the top `k` classes as `"score:index[:label]"` strings.
+    pub class_count: Option<usize>,
+}
+
+/// A validated inference request, independent of the protocol it came in on.
+#[derive(Debug, Clone)]
+pub struct InferInput {
+    /// Request id, echoed in the response.
+    pub id: Option<String>,
+    /// Input tensors.
+    pub inputs: Vec<Tensor>,
+    /// Outputs asked for; empty means all.
+    pub outputs: Vec<RequestedOutput>,
+}
+
+/// The result of one inference request.
+#[derive(Debug, Clone)]
+pub struct InferOutput {
+    /// Version that served the request.
+    pub model_version: u64,
+    /// Request id from the input.
+    pub id: Option<String>,
+    /// Output tensors, in the order requested (or the model's order).
+    pub outputs: Vec<Tensor>,
+}
+
+/// Which version a request without an explicit version gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VersionPolicy {
+    /// The highest version number.
+    #[default]
+    Latest,
+    /// One fixed version.
+    Pinned {
+        /// The version served.
+        version: u64,
+    },
+}
+
+/// Serving options of one model version, persisted with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VersionConfig {
+    /// Largest first dimension one call may carry (0: the model is not batched along its first dimension).
+    pub max_batch_size: u32,
+    /// How many instances (each with its own runtime session and worker thread) run this version.
+    pub instance_count: u32,
+    /// Class labels for Triton's classification extension, by class index.
+    pub labels: Vec<String>,
+}
+
+impl Default for VersionConfig {
+    fn default() -> Self {
+        VersionConfig { max_batch_size: 0, instance_count: 1, labels: Vec::new() }
+    }
+}
+
+impl VersionConfig {
+    /// Upper bound on `instance_count`.
+    pub const MAX_INSTANCES: u32 = 64;
+
+    /// Checks the bounds; the message names the field, the bound and the value.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.instance_count == 0 || self.instance_count > Self::MAX_INSTANCES {
+            return Err(format!(
+                "instance_count must be between 1 and {}, got {}",
+                Self::MAX_INSTANCES,
+                self.instance_count
+            ));
+        }
+        Ok(())
+    }
+}
