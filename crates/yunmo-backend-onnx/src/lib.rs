@@ -58,7 +58,11 @@ impl OnnxFactory {
                 .with_intra_threads(options.intra_op_threads)
                 .map_err(|error| BackendError::Runtime(error.to_string()))?;
         }
-        builder.commit_from_file(path).map_err(|error| BackendError::InvalidModel(error.to_string()))
+        builder.commit_from_file(path).map_err(|error| {
+            // ONNX Runtime names the file in its message; the client knows it by another name.
+            let message = error.to_string().replace(&format!("Load model from {} failed:", path.display()), "");
+            BackendError::InvalidModel(message.trim().to_string())
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use yunmo_server::{FlagOverrides, Listeners, RunOptions, Settings};
 /// ./yunmo-data, HTTP on 127.0.0.1:8080), then push models and call them with the commands below or any
 /// KServe V2 client (tritonclient, the KServe SDK).
 #[derive(Debug, Parser)]
-#[command(name = "yunmo", version, propagate_version = true)]
+#[command(name = "yunmo", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,4 +93,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&settings).await?;
     let options = RunOptions { ready_file: args.ready_file };
     yunmo_server::run(listeners, settings, options, yunmo_server::shutdown_signal()).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
