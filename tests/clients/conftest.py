@@ -1,0 +1,99 @@
+"""Starts the real `yunmo` binary on an ephemeral port for the client tests, and uploads the test models."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+
+CACHE = os.environ.get("YUNMO_CACHE", os.path.expanduser("~/.cache/yunmo"))
+FIXTURES = os.environ.get("YUNMO_FIXTURES", os.path.join(CACHE, "fixtures"))
+BINARY = os.environ.get("YUNMO_BIN", os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "yunmo"))
+
+
+def fixture_path(name):
+    path = os.path.join(FIXTURES, name)
+    if not os.path.exists(path):
+        raise RuntimeError(f"missing fixture {path}: run scripts/test.sh, which fetches and builds the fixtures")
+    return path
+
+
+class Server:
+    def __init__(self, data_dir, env=None):
+        self.data_dir = data_dir
+        ready = os.path.join(data_dir, "ready.json")
+        if os.path.exists(ready):
+            os.remove(ready)
+        self.log = open(os.path.join(data_dir, "server.log"), "ab")
+        self.process = subprocess.Popen(
+            [BINARY, "serve", "--http-port", "0", "--data-dir", os.path.join(data_dir, "data"), "--ready-file", ready],
+            stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})},
+        )
+        deadline = time.time() + 60
+        while not os.path.exists(ready):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"yunmo exited with {self.process.returncode}; see {self.log.name}")
+            if time.time() > deadline:
+                raise RuntimeError("yunmo did not become ready in 60 s")
+            time.sleep(0.05)
+        with open(ready) as f:
+            self.address = json.load(f)["http"]
+        self.url = f"http://{self.address}"
+
+    def request(self, method, path, body=None, headers=None):
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def push(self, name, file_name, config=None, version=None):
+        """Creates the model if needed and uploads a version as a raw body."""
+        status, _ = self.request("GET", f"/api/v1/models/{name}")
+        if status == 404:
+            status, body = self.request("POST", "/api/v1/models", {"name": name}, {"Content-Type": "application/json"})
+            assert status == 201, body
+        query = []
+        if config is not None:
+            query.append("config=" + urllib.request.quote(json.dumps(config)))
+        if version is not None:
+            query.append(f"version={version}")
+        with open(fixture_path(file_name), "rb") as f:
+            status, body = self.request("POST", f"/api/v1/models/{name}/versions" + ("?" + "&".join(query) if query else ""), f.read(),
+                                        {"Content-Type": "application/octet-stream"})
+        assert status == 201, body
+        return json.loads(body)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        return code
+
+
+@pytest.fixture(scope="session")
+def server():
+    data_dir = tempfile.mkdtemp(prefix="yunmo-clients-")
+    srv = Server(data_dir)
+    srv.push("iris_mlp", "iris_mlp.onnx", config={"labels": ["setosa", "versicolor", "virginica"]})
+    srv.push("iris_logreg", "iris_logreg.onnx")
+    srv.push("diabetes_linreg", "diabetes_linreg.onnx")
+    srv.push("cnn", "cnn.onnx", config={"max_batch_size": 16, "instance_count": 2})
+    srv.push("dtypes", "dtypes.onnx")
+    srv.push("efficientnet_lite0", "efficientnet_lite0.onnx")
+    srv.push("silero_vad", "silero_vad.onnx")
+    srv.push("minilm", "minilm.onnx")
+    yield srv
+    code = srv.stop()
+    assert code == 0, f"yunmo exited with {code} on SIGTERM"
+    shutil.rmtree(data_dir, ignore_errors=True)
