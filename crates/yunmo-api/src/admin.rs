@@ -395,8 +395,8 @@ pub async fn upload_version(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> AdminResult<Response> {
-    // Unknown models fail before the body is read.
-    state.service.registry().get_model(&name).await.map_err(|e| admin(e.into()))?;
+    // Unknown models and taken versions fail before the body is read.
+    state.service.check_new_version(&name, query.version).await.map_err(admin)?;
     let mut config = match &query.config {
         Some(text) => Some(parse_config(text)?),
         None => None,

@@ -300,6 +300,18 @@ impl InferenceService {
         Ok(record)
     }
 
+    /// Fails unless `name` exists and `version` (if given) is free: lets transports refuse an upload
+    /// before reading its body.
+    pub async fn check_new_version(&self, name: &str, version: Option<u64>) -> Result<(), ServiceError> {
+        self.inner.registry.get_model(name).await?;
+        if let Some(version) = version {
+            if self.inner.registry.get_version(name, version).await.is_ok() {
+                return Err(ServiceError::new(Code::Conflict, format!("model '{name}' already has version {version}")));
+            }
+        }
+        Ok(())
+    }
+
     /// Replaces a version's serving options; a loaded version is reloaded with them on its next request.
     pub async fn set_version_config(&self, name: &str, version: u64, config: VersionConfig) -> Result<VersionRecord, ServiceError> {
         let record = self.inner.registry.set_version_config(name, version, config).await?;

@@ -1,0 +1,105 @@
+use std::io::{Read, Write};
+
+use serde_json::json;
+
+use crate::harness::TestServer;
+
+fn expect_error(status: u16, body: &serde_json::Value, want_status: u16, want_text: &str) {
+    assert_eq!(status, want_status, "body: {body}");
+    let message = body["error"].as_str().or_else(|| body["error"]["message"].as_str()).unwrap_or_default();
+    assert!(message.contains(want_text), "message {message:?} should contain {want_text:?}");
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[("YUNMO__SERVER__MAX_BODY_BYTES", "4096")]).await;
+    server.push("iris", "iris_mlp.onnx", "").await;
+    let infer = "/v2/models/iris/infer";
+
+    let (status, body) = server.post_bytes(infer, b"{\"inputs\": [".to_vec(), &[]).await;
+    expect_error(status, &body, 400, "malformed inference request JSON");
+
+    let wrong_shape = json!({"inputs": [{"name": "X", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]});
+    let (status, body) = server.post_json(infer, &wrong_shape).await;
+    expect_error(status, &body, 400, "input 'X': expected shape [-1, 4] (-1 is any size), got [1, 5]");
+
+    let wrong_type = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]});
+    let (status, body) = server.post_json(infer, &wrong_type).await;
+    expect_error(status, &body, 400, "input 'X': expected datatype FP32, got INT64");
+
+    let wrong_count = json!({"inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]});
+    let (status, body) = server.post_json(infer, &wrong_count).await;
+    expect_error(status, &body, 400, "input 'X': shape calls for 8 elements, 'data' has 4");
+
+    let short_binary = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}]}"#;
+    let mut body_bytes = short_binary.as_bytes().to_vec();
+    body_bytes.extend_from_slice(&[0u8; 8]);
+    let length = short_binary.len().to_string();
+    let (status, body) = server.post_bytes(infer, body_bytes, &[("Inference-Header-Content-Length", &length)]).await;
+    expect_error(status, &body, 400, "input 'X': binary_data_size 16 runs past the end of the body");
+
+    let (status, body) = server.post_bytes(infer, b"{}".to_vec(), &[("Inference-Header-Content-Length", "x")]).await;
+    expect_error(status, &body, 400, "Inference-Header-Content-Length must be a non-negative integer");
+
+    let (status, body) = server.infer_iris("/v2/models/nope/infer").await;
+    expect_error(status, &body, 404, "model 'nope' not found");
+    let (status, body) = server.infer_iris("/v2/models/iris/versions/9/infer").await;
+    expect_error(status, &body, 404, "model 'iris' has no version 9");
+    let (status, body) = server.infer_iris("/v2/models/iris/versions/abc/infer").await;
+    expect_error(status, &body, 400, "version must be a positive integer, got 'abc'");
+
+    let (status, body) = server.post_bytes(infer, vec![b' '; 5000], &[]).await;
+    expect_error(status, &body, 413, "larger than max_body_bytes = 4096");
+
+    // Uploads: garbage, a truncated protobuf, an empty file. None is stored.
+    let uploads = "/api/v1/models/iris/versions";
+    let (status, body) = server.post_bytes(uploads, b"definitely not a model".to_vec(), &[]).await;
+    expect_error(status, &body, 400, "not a model in a supported format");
+    let mut truncated = std::fs::read(crate::harness::fixture("iris_mlp.onnx")).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    let (status, body) = server.post_bytes(uploads, truncated, &[]).await;
+    expect_error(status, &body, 400, "the uploaded file was rejected");
+    let (status, body) = server.post_bytes(uploads, Vec::new(), &[]).await;
+    expect_error(status, &body, 400, "the uploaded model file is empty");
+    let (status, body) = server.post_bytes("/api/v1/models/ghost/versions", b"x".to_vec(), &[]).await;
+    expect_error(status, &body, 404, "model 'ghost' not found");
+    let (status, body) = server.post_bytes(&format!("{uploads}?config=%7B%22instance_count%22%3A0%7D"), b"x".to_vec(), &[]).await;
+    expect_error(status, &body, 400, "instance_count must be between 1 and 64, got 0");
+    let (status, body) = server.post_json("/api/v1/models", &json!({"name": "bad name!"})).await;
+    expect_error(status, &body, 400, "name must be 1 to 128 characters");
+    let (status, body) = server.post_json("/api/v1/models", &json!({"name": "iris"})).await;
+    expect_error(status, &body, 409, "model 'iris' already exists");
+    let (status, body) = server.post_bytes("/api/v1/models", b"{not json".to_vec(), &[("content-type", "application/json")]).await;
+    expect_error(status, &body, 400, "");
+
+    // An upload cut off mid-way: the client promises 100000 bytes, sends 1000 and hangs up.
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    write!(
+        stream,
+        "POST {uploads} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+    )
+    .unwrap();
+    stream.write_all(&[0x08; 1000]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    drop(stream);
+
+    // Still exactly one version, one stored file, and nothing left in staging.
+    let (status, versions) = server.get("/api/v1/models/iris/versions").await;
+    assert_eq!(status, 200);
+    assert_eq!(versions.as_array().unwrap().len(), 1, "{versions}");
+    assert_eq!(server.files("sha256").len(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !server.files("staging").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "staging not cleaned: {:?}", server.files("staging"));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // And the server still serves.
+    let (status, body) = server.infer_iris(infer).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["name"], "label");
+    server.stop();
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real `yunmo` binary on 127.0.0.1 with an ephemeral port and a temporary data dir.
+//! Model files come from the fixture cache that `scripts/test.sh` fills (scripts/fetch-assets.sh and
+//! tests/fixtures/make_models.py); a missing fixture fails the test with that hint.
+
+mod harness;
+
+/// Every kind of bad input gets its 4xx and leaves the server serving and the registry unchanged.
+mod bad_input;
+/// SIGKILL in the middle of an upload, then a restart: the registry is consistent.
+mod crash;
+/// Models and versions through the management API: create, upload, policy, load/unload, delete, restart.
+mod lifecycle;
+/// SIGTERM lets in-flight requests finish and exits cleanly.
+mod shutdown;
