@@ -97,9 +97,33 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
+    // A valid request the runtime fails on is a 500 naming the failure.
+    server.push("fails", "fails.onnx", "").await;
+    let fails = json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]});
+    let (status, body) = server.post_json("/v2/models/fails/infer", &fails).await;
+    expect_error(status, &body, 500, "inference failed");
+
     // And the server still serves.
     let (status, body) = server.infer_iris(infer).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outputs"][0]["name"], "label");
+
+    // Every outcome that reached the service was counted (requests refused while decoding count in the
+    // HTTP metrics), with request, queue and compute times, loads and load time.
+    let metrics = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"yunmo_inference_requests_total{model="iris",version="1",outcome="ok"} 1"#,
+        r#"yunmo_inference_requests_total{model="iris",version="1",outcome="invalid_request"} 2"#,
+        r#"yunmo_inference_requests_total{model="fails",version="1",outcome="inference_failed"} 1"#,
+        r#"yunmo_inference_requests_total{model="",version="",outcome="model_not_found"} 2"#,
+        r#"yunmo_inference_request_duration_seconds_count{model="iris",version="1"} 3"#,
+        r#"yunmo_inference_queue_duration_seconds_count{model="iris",version="1"} 1"#,
+        r#"yunmo_inference_compute_duration_seconds_count{model="iris",version="1"} 1"#,
+        r#"yunmo_model_load_duration_seconds_count{model="iris"} 1"#,
+        "yunmo_models_loaded 2",
+        r#"yunmo_http_requests_total{route="/v2/models/{name}/infer",method="POST",status="4xx"} 8"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "metrics lack {line}:\n{metrics}");
+    }
     server.stop();
 }
