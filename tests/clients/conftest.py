@@ -34,7 +34,7 @@ class Server:
             os.remove(ready)
         self.log = open(os.path.join(data_dir, "server.log"), "ab")
         self.process = subprocess.Popen(
-            [BINARY, "serve", "--http-port", "0", "--data-dir", os.path.join(data_dir, "data"), "--ready-file", ready],
+            [BINARY, "serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", os.path.join(data_dir, "data"), "--ready-file", ready],
             stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})},
         )
         deadline = time.time() + 60
@@ -45,7 +45,9 @@ class Server:
                 raise RuntimeError("yunmo did not become ready in 60 s")
             time.sleep(0.05)
         with open(ready) as f:
-            self.address = json.load(f)["http"]
+            addresses = json.load(f)
+        self.address = addresses["http"]
+        self.grpc_address = addresses["grpc"]
         self.url = f"http://{self.address}"
 
     def request(self, method, path, body=None, headers=None):
@@ -90,6 +92,7 @@ def server():
     srv.push("diabetes_linreg", "diabetes_linreg.onnx")
     srv.push("cnn", "cnn.onnx", config={"max_batch_size": 16, "instance_count": 2})
     srv.push("dtypes", "dtypes.onnx")
+    srv.push("dtypes_typed", "dtypes_typed.onnx")
     srv.push("efficientnet_lite0", "efficientnet_lite0.onnx")
     srv.push("silero_vad", "silero_vad.onnx")
     srv.push("minilm", "minilm.onnx")

@@ -2,10 +2,11 @@
 //! classification and model repository extensions), the management API under `/api/v1`, `/metrics`.
 //!
 //! Handlers decode the wire format, call [`yunmo_service::InferenceService`], and encode the result or map
-//! the error through the one table in [`error`]. This is the only crate that knows HTTP or JSON shapes.
+//! the error through the one table in [`error`]. [`grpc`] serves the same service over gRPC. This is the only crate that knows HTTP or JSON shapes.
 
 pub mod admin;
 pub mod error;
+pub mod grpc;
 pub mod kserve;
 pub mod openapi;
 

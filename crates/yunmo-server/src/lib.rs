@@ -24,6 +24,8 @@ pub use settings::{FlagOverrides, Settings};
 pub struct Listeners {
     /// HTTP (KServe V2 REST, management API, metrics).
     pub http: TcpListener,
+    /// gRPC (KServe V2 gRPC, grpc.health.v1).
+    pub grpc: TcpListener,
 }
 
 impl Listeners {
@@ -31,7 +33,9 @@ impl Listeners {
     pub async fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
         let address = format!("{}:{}", settings.server.host, settings.server.http_port);
         let http = TcpListener::bind(&address).await.with_context(|| format!("cannot bind HTTP to {address}"))?;
-        Ok(Listeners { http })
+        let address = format!("{}:{}", settings.server.host, settings.server.grpc_port);
+        let grpc = TcpListener::bind(&address).await.with_context(|| format!("cannot bind gRPC to {address}"))?;
+        Ok(Listeners { http, grpc })
     }
 }
 
@@ -64,8 +68,8 @@ fn backends(settings: &Settings) -> Vec<Arc<dyn BackendFactory>> {
 }
 
 /// Writes the bound addresses as JSON, atomically (temp file, then rename).
-fn write_ready_file(path: &Path, http: std::net::SocketAddr) -> anyhow::Result<()> {
-    let text = serde_json::json!({ "http": http.to_string(), "pid": std::process::id() }).to_string();
+fn write_ready_file(path: &Path, http: std::net::SocketAddr, grpc: std::net::SocketAddr) -> anyhow::Result<()> {
+    let text = serde_json::json!({ "http": http.to_string(), "grpc": grpc.to_string(), "pid": std::process::id() }).to_string();
     let temp = path.with_extension("tmp");
     std::fs::write(&temp, text).with_context(|| format!("cannot write {}", temp.display()))?;
     std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -111,12 +115,12 @@ pub async fn run(
         prometheus: if settings.telemetry.metrics { prometheus() } else { None },
         shutting_down: shutting_down.clone(),
     };
+    let grpc_service = yunmo_api::grpc::GrpcService::server(state.clone());
     let app = yunmo_api::router(state);
     let http_address = listeners.http.local_addr()?;
-    if let Some(path) = &options.ready_file {
-        write_ready_file(path, http_address)?;
-    }
-    tracing::info!(http = %http_address, "Yunmo is ready.");
+    let grpc_address = listeners.grpc.local_addr()?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
 
     let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
@@ -127,12 +131,30 @@ pub async fn run(
         let _ = stop_sender.send(true);
     });
     let mut stop = stop_receiver.clone();
-    let server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
+    let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     });
+    let mut stop = stop_receiver.clone();
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(grpc_service)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listeners.grpc), async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            health_reporter.set_not_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
+        });
+    if let Some(path) = &options.ready_file {
+        write_ready_file(path, http_address, grpc_address)?;
+    }
+    tracing::info!(http = %http_address, grpc = %grpc_address, "Yunmo is ready.");
+    let servers = async {
+        let (http, grpc) = tokio::join!(http_server, grpc_server);
+        http.context("the HTTP server failed")?;
+        grpc.context("the gRPC server failed")?;
+        anyhow::Ok(())
+    };
     let mut stop = stop_receiver;
     tokio::select! {
-        result = server => result.context("the HTTP server failed")?,
+        result = servers => result?,
         _ = async {
             let _ = stop.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(grace).await;

@@ -52,13 +52,16 @@ struct ServeArgs {
     /// HTTP port; 0 picks a free one (server.http_port).
     #[arg(long)]
     http_port: Option<u16>,
+    /// gRPC port; 0 picks a free one (server.grpc_port).
+    #[arg(long)]
+    grpc_port: Option<u16>,
     /// Data directory for the database and model files (storage.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Log filter, e.g. info or yunmo=debug (telemetry.log_level).
     #[arg(long)]
     log_level: Option<String>,
-    /// Once ready, write the bound addresses here as JSON ({"http": "127.0.0.1:PORT"}).
+    /// Once ready, write the bound addresses here as JSON ({"http": "127.0.0.1:P1", "grpc": "127.0.0.1:P2"}).
     #[arg(long)]
     ready_file: Option<PathBuf>,
     /// Print the effective configuration as TOML-equivalent JSON and exit.
@@ -83,7 +86,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let flags = FlagOverrides { host: args.host, http_port: args.http_port, data_dir: args.data_dir, log_level: args.log_level };
+    let flags = FlagOverrides { host: args.host, http_port: args.http_port, grpc_port: args.grpc_port, data_dir: args.data_dir, log_level: args.log_level };
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), &flags).map_err(anyhow::Error::msg)?;
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&settings)?);

@@ -33,6 +33,8 @@ pub struct ServerSettings {
     pub host: String,
     /// HTTP port (0: any free port).
     pub http_port: u16,
+    /// gRPC port (0: any free port).
+    pub grpc_port: u16,
     /// Largest inference body.
     pub max_body_bytes: usize,
     /// Largest model upload.
@@ -96,6 +98,8 @@ pub struct FlagOverrides {
     pub host: Option<String>,
     /// `--http-port`.
     pub http_port: Option<u16>,
+    /// `--grpc-port`.
+    pub grpc_port: Option<u16>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `--log-level`.
@@ -129,6 +133,9 @@ impl Settings {
         }
         if let Some(port) = flags.http_port {
             section("server", "http_port", port.into());
+        }
+        if let Some(port) = flags.grpc_port {
+            section("server", "grpc_port", port.into());
         }
         if let Some(dir) = &flags.data_dir {
             section("storage", "data_dir", dir.display().to_string().into());
@@ -244,6 +251,7 @@ mod tests {
     fn embedded_defaults_parse_and_validate() {
         let settings = Settings::load(None, Vec::new(), &FlagOverrides::default()).unwrap();
         assert_eq!(settings.server.http_port, 8080);
+        assert_eq!(settings.server.grpc_port, 8081);
         assert_eq!(settings.server.host, "127.0.0.1");
         assert_eq!(settings.server.max_body_bytes, 64 * 1024 * 1024);
         assert_eq!(settings.storage.data_dir, PathBuf::from("./yunmo-data"));

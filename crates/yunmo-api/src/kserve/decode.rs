@@ -157,7 +157,7 @@ pub fn decode_request(
     Ok((InferInput { id: dto.id, inputs, outputs }, encoding))
 }
 
-fn checked_count(name: &str, shape: &[i64], limits: DecodeLimits) -> Result<usize, ServiceError> {
+pub(crate) fn checked_count(name: &str, shape: &[i64], limits: DecodeLimits) -> Result<usize, ServiceError> {
     if let Some(dim) = shape.iter().find(|dim| **dim < 0) {
         return Err(invalid(format!("input '{name}': shape {shape:?} has a negative dimension {dim}")));
     }
@@ -171,7 +171,7 @@ fn checked_count(name: &str, shape: &[i64], limits: DecodeLimits) -> Result<usiz
     }
 }
 
-fn binary_data(owner: &str, datatype: DataType, chunk: Bytes) -> Result<TensorData, ServiceError> {
+pub(crate) fn binary_data(owner: &str, datatype: DataType, chunk: Bytes) -> Result<TensorData, ServiceError> {
     if datatype != DataType::Bytes {
         return Ok(TensorData::Fixed(chunk));
     }

@@ -1,0 +1,9 @@
+//! Generated code for the `inference.GRPCInferenceService` (KServe V2 / Open Inference Protocol gRPC and
+//! Triton's repository extension), from `proto/grpc_service.proto`. Codegen only: isolating it in its own
+//! crate keeps proto rebuilds from recompiling the rest.
+#![allow(missing_docs, clippy::all)]
+
+/// Messages and service of package `inference`.
+pub mod inference {
+    tonic::include_proto!("inference");
+}
