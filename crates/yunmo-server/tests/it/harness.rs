@@ -34,7 +34,7 @@ impl TestServer {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_yunmo"));
         command
-            .args(["serve", "--http-port", "0", "--data-dir"])
+            .args(["serve", "--http-port", "0", "--grpc-port", "0", "--data-dir"])
             .arg(data_dir.join("data"))
             .arg("--ready-file")
             .arg(&ready_file)
