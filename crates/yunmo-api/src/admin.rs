@@ -137,9 +137,14 @@ pub struct TensorSpecDto {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionConfigDto {
-    /// Largest first dimension one call may carry (0: not batched).
+    /// Largest first dimension one call may carry; above 0, requests are merged along the first
+    /// dimension up to this size (dynamic batching). 0: not batched.
     #[serde(default)]
     pub max_batch_size: u32,
+    /// How long a request may wait for its batch to fill once a worker is free, in microseconds
+    /// (0: dispatch what is waiting at once). At most 10 s.
+    #[serde(default)]
+    pub max_queue_delay_us: u64,
     /// Instances (sessions and worker threads), 1 to 64.
     #[serde(default = "one")]
     pub instance_count: u32,
@@ -154,7 +159,12 @@ fn one() -> u32 {
 
 impl From<VersionConfigDto> for VersionConfig {
     fn from(dto: VersionConfigDto) -> Self {
-        VersionConfig { max_batch_size: dto.max_batch_size, instance_count: dto.instance_count, labels: dto.labels }
+        VersionConfig {
+            max_batch_size: dto.max_batch_size,
+            max_queue_delay_us: dto.max_queue_delay_us,
+            instance_count: dto.instance_count,
+            labels: dto.labels,
+        }
     }
 }
 
@@ -236,6 +246,7 @@ fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
         outputs: specs(&record.signature.outputs),
         config: VersionConfigDto {
             max_batch_size: record.config.max_batch_size,
+            max_queue_delay_us: record.config.max_queue_delay_us,
             instance_count: record.config.instance_count,
             labels: record.config.labels,
         },

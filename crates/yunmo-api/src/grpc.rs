@@ -33,7 +33,11 @@ fn status(error: ServiceError) -> Status {
     if matches!(error.code, Code::Internal | Code::InferenceFailed) {
         tracing::error!(code = error.code.as_str(), error = %error.message, "gRPC request failed.");
     }
-    Status::new(grpc_code(error.code), error.message)
+    let mut status = Status::new(grpc_code(error.code), error.message);
+    if error.code == Code::Overloaded {
+        status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from_static("1"));
+    }
+    status
 }
 
 /// The gRPC service.

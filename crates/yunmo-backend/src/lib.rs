@@ -11,7 +11,7 @@ use std::path::Path;
 use yunmo_types::{Signature, Tensor};
 
 /// Why a backend call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The artifact could not be read as a model of this format.
     #[error("invalid model file: {0}")]

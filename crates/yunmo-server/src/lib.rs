@@ -102,6 +102,7 @@ pub async fn run(
                 queue_capacity: settings.scheduler.queue_capacity,
                 intra_op_threads: settings.backends.onnx.intra_op_threads,
             },
+            request_timeout: Duration::from_millis(settings.scheduler.request_timeout_ms),
         },
     );
     let shutting_down = Arc::new(AtomicBool::new(false));

@@ -77,6 +77,8 @@ pub struct OnnxSettings {
 pub struct SchedulerSettings {
     /// Queue capacity per loaded version.
     pub queue_capacity: usize,
+    /// Per-request timeout in milliseconds.
+    pub request_timeout_ms: u64,
 }
 
 /// `[telemetry]`.
@@ -159,6 +161,9 @@ impl Settings {
         }
         if self.scheduler.queue_capacity == 0 {
             return Err("scheduler.queue_capacity must be at least 1, got 0".into());
+        }
+        if self.scheduler.request_timeout_ms == 0 {
+            return Err("scheduler.request_timeout_ms must be at least 1, got 0".into());
         }
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return Err(format!("telemetry.log_format must be \"text\" or \"json\", got {:?}", self.telemetry.log_format));

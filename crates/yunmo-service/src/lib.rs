@@ -29,6 +29,8 @@ pub use models::{LoadedModel, ModelManager, WorkerConfig};
 pub struct ServiceConfig {
     /// Per-model worker options.
     pub workers: WorkerConfig,
+    /// How long a request may take from admission to its result; past it the answer is `timeout`.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Model metadata as the V2 protocol reports it.
@@ -78,6 +80,7 @@ struct Inner {
     registry: Registry,
     models: ModelManager,
     factories: Vec<Arc<dyn BackendFactory>>,
+    request_timeout: std::time::Duration,
 }
 
 impl InferenceService {
@@ -85,7 +88,8 @@ impl InferenceService {
     pub fn new(registry: Registry, factories: Vec<Arc<dyn BackendFactory>>, config: ServiceConfig) -> Self {
         metrics::describe();
         let models = ModelManager::new(config.workers);
-        InferenceService { inner: Arc::new(Inner { registry, models, factories }) }
+        let request_timeout = config.request_timeout;
+        InferenceService { inner: Arc::new(Inner { registry, models, factories, request_timeout }) }
     }
 
     /// The registry (for listing and describing models).
@@ -172,7 +176,12 @@ impl InferenceService {
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
         loaded.submit(models::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply })?;
-        let done = receiver.await.map_err(|_| ServiceError::internal("the model worker stopped"))?;
+        // On timeout the receiver is dropped, so a request still queued is skipped before compute.
+        let timeout = self.inner.request_timeout;
+        let done = tokio::time::timeout(timeout, receiver)
+            .await
+            .map_err(|_| ServiceError::new(Code::Timeout, format!("the request took longer than request_timeout = {} ms", timeout.as_millis())))?
+            .map_err(|_| ServiceError::internal("the model worker stopped"))?;
         let labels = [("model", version.model.clone()), ("version", version.version.to_string())];
         ::metrics::histogram!(metrics::QUEUE_DURATION_SECONDS, &labels).record(done.queue_time.as_secs_f64());
         ::metrics::histogram!(metrics::COMPUTE_DURATION_SECONDS, &labels).record(done.compute_time.as_secs_f64());

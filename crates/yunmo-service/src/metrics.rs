@@ -10,6 +10,12 @@ pub const QUEUE_DURATION_SECONDS: &str = "yunmo_inference_queue_duration_seconds
 pub const COMPUTE_DURATION_SECONDS: &str = "yunmo_inference_compute_duration_seconds";
 /// Requests dropped before compute because their client went away, by `model` and `version`.
 pub const DROPPED_TOTAL: &str = "yunmo_inference_dropped_total";
+/// Requests admitted and waiting for a worker, by `model` and `version`.
+pub const QUEUE_DEPTH: &str = "yunmo_inference_queue_depth";
+/// Rows per runtime call (after dynamic batching), by `model` and `version`.
+pub const BATCH_SIZE: &str = "yunmo_inference_batch_size";
+/// Requests merged into one runtime call, by `model` and `version`.
+pub const BATCH_REQUESTS: &str = "yunmo_inference_batch_requests";
 /// Model versions loaded now.
 pub const MODELS_LOADED: &str = "yunmo_models_loaded";
 /// Time to load a model version (all instances), by `model`.
@@ -29,6 +35,9 @@ pub fn describe() {
     describe_histogram!(QUEUE_DURATION_SECONDS, Unit::Seconds, "Time waiting for a model worker.");
     describe_histogram!(COMPUTE_DURATION_SECONDS, Unit::Seconds, "Time computing in the runtime.");
     describe_counter!(DROPPED_TOTAL, "Requests dropped before compute because the client went away.");
+    describe_gauge!(QUEUE_DEPTH, "Requests admitted and waiting for a worker.");
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Rows per runtime call after dynamic batching.");
+    describe_histogram!(BATCH_REQUESTS, Unit::Count, "Requests merged into one runtime call.");
     describe_gauge!(MODELS_LOADED, "Model versions loaded.");
     describe_histogram!(MODEL_LOAD_DURATION_SECONDS, Unit::Seconds, "Time to load a model version.");
     describe_counter!(MODEL_LOAD_FAILURES_TOTAL, "Model loads that failed.");

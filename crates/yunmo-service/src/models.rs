@@ -1,16 +1,22 @@
-//! Loaded models: lazy and explicit loading, unloading, and the worker threads that run each instance.
+//! Loaded models: lazy and explicit loading, unloading, dynamic batching and the worker threads.
 //!
-//! Each loaded version owns a bounded job queue and `instance_count` worker threads, each with its own
-//! backend instance. Requests hold an `Arc<LoadedModel>`, so unloading removes the model from the table at
-//! once while requests already queued still complete; the workers exit when the last handle is dropped.
+//! Each loaded version owns an admission counter (at most `queue_capacity` requests waiting; beyond that,
+//! `overloaded`), a batching task that holds a [`BatchPolicy`], and `instance_count` worker threads, each
+//! with its own backend instance. The batching task forms a batch only when a worker is free (a semaphore
+//! of idle instances), so under load requests that arrived while the workers were busy are merged into
+//! the next call; `max_queue_delay_us` lets it wait longer for a batch to fill.
+//! Requests hold an `Arc<LoadedModel>`: unloading removes the model from the table at once, queued
+//! requests still complete, and the task and workers stop when the last handle is dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, OnceCell};
+use tokio::sync::{oneshot, OnceCell, Semaphore};
 use yunmo_backend::{BackendError, BackendFactory, BatchBackend, LoadOptions};
+use yunmo_scheduler::{BatchKey, BatchPolicy, Decision, PolicyConfig};
 use yunmo_types::{Signature, Tensor, VersionConfig};
 
 use crate::{metrics, ServiceError};
@@ -33,7 +39,7 @@ pub struct LoadSpec {
 /// Options shared by every loaded model.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Capacity of each model's queue; a full queue answers `overloaded`.
+    /// Requests that may wait per loaded version; beyond that the answer is `overloaded`.
     pub queue_capacity: usize,
     /// Threads ONNX Runtime may use inside one call (0 = its default).
     pub intra_op_threads: usize,
@@ -61,19 +67,25 @@ pub struct LoadedModel {
     /// Serving options it was loaded with.
     pub config: VersionConfig,
     sender: flume::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl LoadedModel {
     pub(crate) fn submit(&self, job: Job) -> Result<(), ServiceError> {
-        self.sender.try_send(job).map_err(|error| match error {
-            flume::TrySendError::Full(_) => ServiceError::new(
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(ServiceError::new(
                 crate::Code::Overloaded,
-                format!("model '{}' version {} has {} requests queued, its limit", self.key.0, self.key.1, self.sender.capacity().unwrap_or(0)),
-            ),
-            flume::TrySendError::Disconnected(_) => ServiceError::not_ready(format!(
-                "model '{}' version {} is unloading",
-                self.key.0, self.key.1
-            )),
+                format!(
+                    "model '{}' version {} has {} requests waiting, its queue_capacity; retry later",
+                    self.key.0, self.key.1, self.capacity
+                ),
+            ));
+        }
+        self.sender.send(job).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            ServiceError::not_ready(format!("model '{}' version {} is unloading", self.key.0, self.key.1))
         })
     }
 }
@@ -149,28 +161,43 @@ impl ModelManager {
     }
 }
 
+/// Metric labels of one version.
+#[derive(Clone)]
+struct Labels {
+    model: String,
+    version: String,
+}
+
+impl Labels {
+    fn pairs(&self) -> [(&'static str, String); 2] {
+        [("model", self.model.clone()), ("version", self.version.clone())]
+    }
+}
+
 async fn load(spec: LoadSpec, config: WorkerConfig) -> Result<Arc<LoadedModel>, ServiceError> {
     let started = Instant::now();
-    let (sender, receiver) = flume::bounded::<Job>(config.queue_capacity);
+    let labels = Labels { model: spec.key.0.clone(), version: spec.key.1.to_string() };
+    let (batch_sender, batch_receiver) = flume::unbounded::<Vec<Job>>();
     let instance_count = spec.config.instance_count.max(1) as usize;
+    let idle = Arc::new(Semaphore::new(instance_count));
     let mut ready = Vec::with_capacity(instance_count);
     for instance in 0..instance_count {
         let (ready_sender, ready_receiver) = oneshot::channel();
         ready.push(ready_receiver);
         let worker = Worker {
-            receiver: receiver.clone(),
+            batches: batch_receiver.clone(),
+            idle: idle.clone(),
             factory: spec.factory.clone(),
             path: spec.path.clone(),
             options: LoadOptions { intra_op_threads: config.intra_op_threads },
-            model: spec.key.0.clone(),
-            version: spec.key.1.to_string(),
+            labels: labels.clone(),
         };
         std::thread::Builder::new()
             .name(format!("yunmo-worker-{}-{}-{instance}", spec.key.0, spec.key.1))
             .spawn(move || worker.run(ready_sender))
             .map_err(|error| ServiceError::internal(format!("cannot start a worker thread: {error}")))?;
     }
-    drop(receiver);
+    drop(batch_receiver);
     let mut signature = None;
     for ready_receiver in ready {
         let loaded = ready_receiver
@@ -182,26 +209,120 @@ async fn load(spec: LoadSpec, config: WorkerConfig) -> Result<Arc<LoadedModel>, 
             Err(error) => {
                 ::metrics::counter!(metrics::MODEL_LOAD_FAILURES_TOTAL, "model" => spec.key.0.clone()).increment(1);
                 tracing::warn!(model = %spec.key.0, version = spec.key.1, %error, "Model load failed.");
-                // Dropping the sender stops the instances that did load.
+                // Dropping the batch sender stops the instances that did load.
                 return Err(error);
             }
         }
     }
     let signature = signature.expect("instance_count is at least 1. This is a bug.");
+    let (sender, requests) = flume::unbounded::<Job>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let policy = PolicyConfig {
+        max_batch_size: spec.config.max_batch_size as usize,
+        max_queue_delay: Duration::from_micros(spec.config.max_queue_delay_us),
+    };
+    let batcher = Batcher { requests, batches: batch_sender, idle, queued: queued.clone(), labels, unique: AtomicU64::new(0) };
+    tokio::spawn(batcher.run(policy));
     let elapsed = started.elapsed();
     ::metrics::histogram!(metrics::MODEL_LOAD_DURATION_SECONDS, "model" => spec.key.0.clone()).record(elapsed.as_secs_f64());
     ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
     tracing::info!(model = %spec.key.0, version = spec.key.1, instances = instance_count, seconds = elapsed.as_secs_f64(), "Model loaded.");
-    Ok(Arc::new(LoadedModel { key: spec.key, signature, config: spec.config, sender }))
+    Ok(Arc::new(LoadedModel { key: spec.key, signature, config: spec.config, sender, queued, capacity: config.queue_capacity }))
+}
+
+/// The batching task of one loaded version.
+struct Batcher {
+    requests: flume::Receiver<Job>,
+    batches: flume::Sender<Vec<Job>>,
+    idle: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
+    labels: Labels,
+    unique: AtomicU64,
+}
+
+impl Batcher {
+    fn push(&self, policy: &mut BatchPolicy<Job>, job: Job) {
+        let (key, rows) = yunmo_scheduler::batch_key(&job.inputs, &job.outputs)
+            .unwrap_or_else(|| (BatchKey::unique(self.unique.fetch_add(1, Ordering::Relaxed)), 1));
+        let enqueued = tokio::time::Instant::from_std(job.enqueued);
+        policy.push(job, rows, key, enqueued);
+    }
+
+    /// Moves every request already sent into the policy; returns false once all senders are gone.
+    fn drain(&self, policy: &mut BatchPolicy<Job>) -> bool {
+        loop {
+            match self.requests.try_recv() {
+                Ok(job) => self.push(policy, job),
+                Err(flume::TryRecvError::Empty) => return true,
+                Err(flume::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn forget_abandoned(&self, policy: &mut BatchPolicy<Job>) {
+        let dropped = policy.retain(|job| !job.reply.is_closed());
+        if dropped > 0 {
+            self.queued.fetch_sub(dropped, Ordering::AcqRel);
+            ::metrics::counter!(metrics::DROPPED_TOTAL, &self.labels.pairs()).increment(dropped as u64);
+        }
+    }
+
+    async fn run(self, config: PolicyConfig) {
+        let mut policy = BatchPolicy::new(config);
+        let mut open = true;
+        loop {
+            if policy.is_empty() {
+                if !open {
+                    break;
+                }
+                match self.requests.recv_async().await {
+                    Ok(job) => self.push(&mut policy, job),
+                    Err(_) => break,
+                }
+            }
+            // Wait for a free instance; requests keep arriving in the channel meanwhile.
+            let Ok(permit) = self.idle.clone().acquire_owned().await else { break };
+            open &= self.drain(&mut policy);
+            self.forget_abandoned(&mut policy);
+            loop {
+                match policy.decide(tokio::time::Instant::now()) {
+                    Decision::Dispatch | Decision::Idle => break,
+                    Decision::WaitUntil(deadline) if open => {
+                        tokio::select! {
+                            job = self.requests.recv_async() => match job {
+                                Ok(job) => self.push(&mut policy, job),
+                                Err(_) => open = false,
+                            },
+                            _ = tokio::time::sleep_until(deadline) => {}
+                        }
+                    }
+                    Decision::WaitUntil(_) => break,
+                }
+            }
+            if policy.is_empty() {
+                continue;
+            }
+            let (batch, rows) = policy.take_batch();
+            self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+            ::metrics::gauge!(metrics::QUEUE_DEPTH, &self.labels.pairs()).set(self.queued.load(Ordering::Relaxed) as f64);
+            ::metrics::histogram!(metrics::BATCH_SIZE, &self.labels.pairs()).record(rows as f64);
+            ::metrics::histogram!(metrics::BATCH_REQUESTS, &self.labels.pairs()).record(batch.len() as f64);
+            // The worker gives the permit back when it has finished the batch.
+            permit.forget();
+            if self.batches.send(batch).is_err() {
+                break;
+            }
+        }
+    }
 }
 
 struct Worker {
-    receiver: flume::Receiver<Job>,
+    batches: flume::Receiver<Vec<Job>>,
+    idle: Arc<Semaphore>,
     factory: Arc<dyn BackendFactory>,
     path: PathBuf,
     options: LoadOptions,
-    model: String,
-    version: String,
+    labels: Labels,
 }
 
 impl Worker {
@@ -216,17 +337,40 @@ impl Worker {
                 return;
             }
         };
-        while let Ok(job) = self.receiver.recv() {
-            if job.reply.is_closed() {
-                ::metrics::counter!(metrics::DROPPED_TOTAL, "model" => self.model.clone(), "version" => self.version.clone())
-                    .increment(1);
-                continue;
+        while let Ok(batch) = self.batches.recv() {
+            self.run_batch(backend.as_mut(), batch);
+            self.idle.add_permits(1);
+        }
+    }
+
+    fn run_batch(&self, backend: &mut dyn BatchBackend, batch: Vec<Job>) {
+        let (live, gone): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| !job.reply.is_closed());
+        if !gone.is_empty() {
+            ::metrics::counter!(metrics::DROPPED_TOTAL, &self.labels.pairs()).increment(gone.len() as u64);
+        }
+        if live.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let queue_times: Vec<Duration> = live.iter().map(|job| started.duration_since(job.enqueued)).collect();
+        let outputs = live[0].outputs.clone();
+        let rows: Vec<usize> = live.iter().map(|job| job.inputs.first().and_then(|t| t.shape().first()).map_or(1, |d| *d as usize)).collect();
+        let (replies, inputs): (Vec<_>, Vec<_>) = live.into_iter().map(|job| (job.reply, job.inputs)).unzip();
+        let results: Vec<Result<Vec<Tensor>, BackendError>> = if replies.len() == 1 {
+            vec![run_guarded(backend, inputs.into_iter().next().expect("one job"), &outputs)]
+        } else {
+            let merged = yunmo_scheduler::merge(inputs, rows.iter().sum());
+            match run_guarded(backend, merged, &outputs) {
+                Ok(tensors) => match yunmo_scheduler::split(tensors, &rows) {
+                    Ok(parts) => parts.into_iter().map(Ok).collect(),
+                    Err(error) => vec![Err(BackendError::Inference(error.0)); replies.len()],
+                },
+                Err(error) => vec![Err(error); replies.len()],
             }
-            let queue_time = job.enqueued.elapsed();
-            let started = Instant::now();
-            let result = run_guarded(backend.as_mut(), job.inputs, &job.outputs);
-            let compute_time = started.elapsed();
-            let _ = job.reply.send(JobResult { result, queue_time, compute_time });
+        };
+        let compute_time = started.elapsed();
+        for ((reply, result), queue_time) in replies.into_iter().zip(results).zip(queue_times) {
+            let _ = reply.send(JobResult { result, queue_time, compute_time });
         }
     }
 }

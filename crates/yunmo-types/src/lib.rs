@@ -129,7 +129,11 @@ pub enum VersionPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct VersionConfig {
     /// Largest first dimension one call may carry (0: the model is not batched along its first dimension).
+    /// Above 0, requests are also merged along the first dimension (dynamic batching) up to this size.
     pub max_batch_size: u32,
+    /// How long a request may wait for a batch to fill once a worker is free, in microseconds.
+    /// 0 (the default) sends whatever is waiting as soon as a worker is free.
+    pub max_queue_delay_us: u64,
     /// How many instances (each with its own runtime session and worker thread) run this version.
     pub instance_count: u32,
     /// Class labels for Triton's classification extension, by class index.
@@ -138,13 +142,15 @@ pub struct VersionConfig {
 
 impl Default for VersionConfig {
     fn default() -> Self {
-        VersionConfig { max_batch_size: 0, instance_count: 1, labels: Vec::new() }
+        VersionConfig { max_batch_size: 0, max_queue_delay_us: 0, instance_count: 1, labels: Vec::new() }
     }
 }
 
 impl VersionConfig {
     /// Upper bound on `instance_count`.
     pub const MAX_INSTANCES: u32 = 64;
+    /// Upper bound on `max_queue_delay_us` (10 s).
+    pub const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
 
     /// Checks the bounds; the message names the field, the bound and the value.
     pub fn validate(&self) -> Result<(), String> {
@@ -153,6 +159,13 @@ impl VersionConfig {
                 "instance_count must be between 1 and {}, got {}",
                 Self::MAX_INSTANCES,
                 self.instance_count
+            ));
+        }
+        if self.max_queue_delay_us > Self::MAX_QUEUE_DELAY_US {
+            return Err(format!(
+                "max_queue_delay_us must be at most {}, got {}",
+                Self::MAX_QUEUE_DELAY_US,
+                self.max_queue_delay_us
             ));
         }
         Ok(())

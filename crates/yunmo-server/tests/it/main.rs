@@ -12,3 +12,5 @@ mod crash;
 mod lifecycle;
 /// SIGTERM lets in-flight requests finish and exits cleanly.
 mod shutdown;
+/// Dynamic batching, the bounded queue (429), per-request timeouts (504), abandoned requests.
+mod batching;
