@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: Yunmo and peer model servers, one at a time, on the same machine, models and load.
+
+Usage: bench/run.sh [--duration S] [--warmup S] [--concurrency 1,8,64] [--peers ort-fastapi,mlserver,triton]
+                    [--models mlp,efficientnet,minilm]
+
+Each server runs pinned to CPU 0 with one ONNX Runtime intra-op thread and one model instance; the load
+generator (bench/loadgen, closed loop) runs pinned to CPU 1. For every model and concurrency it records
+requests/s, p50 and p99 latency, server CPU seconds per 1,000 requests (process tree, from /proc) and peak
+RSS (sum of VmHWM over the process tree), then prints a table with the ratio Yunmo/peer. The floor is the
+same model and input run in-process through ONNX Runtime with no server (one thread, back to back).
+"""
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+SHARED = os.environ.get("YUNMO_SHARED", os.path.abspath(os.path.join(ROOT, "..", "shared")))
+PEERS = os.environ.get("PEERS_DIR", "/tmp/peers")
+CACHE = os.environ.get("YUNMO_CACHE", os.path.expanduser("~/.cache/yunmo"))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+LOADGEN = os.path.join(TARGET, "release", "yunmo-loadgen")
+YUNMO = os.path.join(TARGET, "release", "yunmo")
+ORT_LIB = os.path.join(CACHE, "lib", "libonnxruntime.so.1.31.1")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# name -> (fixture file, V2 JSON request body builder)
+def mlp_body():
+    return {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+def efficientnet_body():
+    sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+    import images  # noqa: E402  (needs numpy + pillow from the venv)
+
+    x = images.preprocess(images.sample_image_path("china.jpg"))
+    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": [round(float(v), 6) for v in x.flatten()]}]}
+
+
+def minilm_body():
+    ids = [101, 1037, 2158, 2003, 5983, 1037, 3538, 1997, 7852, 1998, 2003, 2200, 3407, 2055, 2009, 102]  # 16 tokens
+    n = len(ids)
+    return {"inputs": [
+        {"name": "input_ids", "shape": [1, n], "datatype": "INT64", "data": ids},
+        {"name": "attention_mask", "shape": [1, n], "datatype": "INT64", "data": [1] * n},
+        {"name": "token_type_ids", "shape": [1, n], "datatype": "INT64", "data": [0] * n},
+    ]}
+
+
+MODELS = {
+    "mlp": ("iris_mlp.onnx", mlp_body),
+    "efficientnet": ("efficientnet_lite0.onnx", efficientnet_body),
+    "minilm": ("minilm.onnx", minilm_body),
+}
+# Yunmo's per-version configs: dynamic batching on (and, for EfficientNet, a second copy with it off).
+YUNMO_CONFIGS = {
+    "mlp": {"max_batch_size": 64},
+    "efficientnet": {"max_batch_size": 16},
+    "efficientnet_nobatch": {"max_batch_size": 0},
+    "minilm": {"max_batch_size": 32},
+}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        except OSError:
+            pass
+    return total / CLK_TCK
+
+
+def peak_rss_mb(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def wait_ready(url, seconds=180):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {seconds}s")
+
+
+def post(url, body, content_type="application/json"):
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.read()
+
+
+class Server:
+    name = "?"
+    grpc = None  # host:port when the server speaks V2 gRPC
+    process = None
+
+    def model_name(self, model):
+        return model
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def spawn(self, cmd, env=None, cwd=None, log_name="server.log"):
+        self.log = open(os.path.join(self.work, log_name), "wb")
+        self.process = subprocess.Popen(["taskset", "-c", "0"] + cmd, env={**os.environ, **(env or {})}, cwd=cwd,
+                                        stdout=self.log, stderr=self.log, start_new_session=True)
+
+
+class Yunmo(Server):
+    name = "yunmo"
+
+    def __init__(self, work, models, fixtures):
+        self.work, self.port = work, 18080
+        self.grpc = f"127.0.0.1:{self.port + 1}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__TELEMETRY__LOG_LEVEL": "warn",
+               "ORT_DYLIB_PATH": ORT_LIB}
+        self.spawn([YUNMO, "serve", "--http-port", str(self.port), "--grpc-port", str(self.port + 1),
+                    "--data-dir", os.path.join(work, "data")], env=env)
+        wait_ready(self.url + "/v2/health/ready")
+        for model in models:
+            variants = [model] + (["efficientnet_nobatch"] if model == "efficientnet" else [])
+            for variant in variants:
+                post(self.url + "/api/v1/models", json.dumps({"name": variant}).encode())
+                config = urllib.request.quote(json.dumps(YUNMO_CONFIGS[variant]))
+                with open(os.path.join(fixtures, MODELS[model][0]), "rb") as f:
+                    post(f"{self.url}/api/v1/models/{variant}/versions?config={config}", f.read(), "application/octet-stream")
+
+
+class OrtFastapi(Server):
+    name = "ort-fastapi"
+
+    def __init__(self, work, models, fixtures):
+        self.work, self.port = work, 18000
+        self.url = f"http://127.0.0.1:{self.port}"
+        model_dir = os.path.join(work, "models")
+        os.makedirs(model_dir)
+        for model in models:
+            shutil.copy(os.path.join(fixtures, MODELS[model][0]), os.path.join(model_dir, model + ".onnx"))
+        venv = os.path.join(PEERS, "ort-fastapi", "venv")
+        self.spawn([os.path.join(venv, "bin", "uvicorn"), "server:app", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--workers", "1", "--no-access-log", "--log-level", "warning"],
+                   env={"MODEL_DIR": model_dir, "ORT_THREADS": "1"}, cwd=os.path.join(SHARED, "peers", "ort-fastapi"))
+        wait_ready(self.url + "/v2/health/ready")
+
+
+class MLServer(Server):
+    name = "mlserver"
+
+    def __init__(self, work, models, fixtures):
+        self.work, self.port = work, 18180
+        self.url = f"http://127.0.0.1:{self.port}"
+        repo = os.path.join(work, "repo")
+        os.makedirs(repo)
+        shutil.copy(os.path.join(ROOT, "bench", "peers", "mlserver_runtime.py"), repo)
+        with open(os.path.join(repo, "settings.json"), "w") as f:
+            json.dump({"host": "127.0.0.1", "http_port": self.port, "grpc_port": self.port + 1, "metrics_port": self.port + 2,
+                       "debug": False, "parallel_workers": 1}, f)
+        for model in models:
+            os.makedirs(os.path.join(repo, model))
+            shutil.copy(os.path.join(fixtures, MODELS[model][0]), os.path.join(repo, model, "model.onnx"))
+            with open(os.path.join(repo, model, "model-settings.json"), "w") as f:
+                json.dump({"name": model, "implementation": "mlserver_runtime.OnnxModel", "parameters": {"uri": "./model.onnx"}}, f)
+        venv = os.path.join(PEERS, "mlserver", "venv")
+        self.spawn([os.path.join(venv, "bin", "mlserver"), "start", "."], cwd=repo,
+                   env={"PATH": os.path.join(venv, "bin") + ":" + os.environ["PATH"]})
+        for model in models:
+            wait_ready(f"{self.url}/v2/models/{model}/ready")
+
+
+TRITON_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "FP64": "TYPE_FP64", "INT32": "TYPE_INT32"}
+
+
+class Triton(Server):
+    name = "triton"
+
+    def __init__(self, work, models, fixtures):
+        import onnx  # from the Yunmo venv: reads the signatures for config.pbtxt
+
+        self.work, self.port = work, 18100
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc = f"127.0.0.1:{self.port + 1}"
+        repo = os.path.join(work, "repo")
+        for model in models:
+            os.makedirs(os.path.join(repo, model, "1"))
+            src = os.path.join(fixtures, MODELS[model][0])
+            shutil.copy(src, os.path.join(repo, model, "1", "model.onnx"))
+            shutil.copy(os.path.join(ROOT, "bench", "peers", "triton_model.py"), os.path.join(repo, model, "1", "model.py"))
+            graph = onnx.load(src).graph
+            init = {i.name for i in graph.initializer}
+
+            def spec(values):
+                out = []
+                for v in values:
+                    if v.name in init:
+                        continue
+                    t = v.type.tensor_type
+                    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+                    v2 = {1: "FP32", 7: "INT64", 11: "FP64", 6: "INT32"}[t.elem_type]
+                    out.append(f'{{ name: "{v.name}" data_type: {TRITON_TYPES[v2]} dims: [ {", ".join(map(str, dims))} ] }}')
+                return ",\n  ".join(out)
+
+            with open(os.path.join(repo, model, "config.pbtxt"), "w") as f:
+                f.write(f'name: "{model}"\nbackend: "python"\nmax_batch_size: 0\n'
+                        f"input [\n  {spec(graph.input)}\n]\noutput [\n  {spec(graph.output)}\n]\n"
+                        "instance_group [ { kind: KIND_CPU count: 1 } ]\n")
+        p = os.path.join(PEERS, "triton")
+        py = os.path.join(p, "venv", "bin", "python")
+        sp = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip()
+        libpy = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"], text=True).strip()
+        env = {"LD_LIBRARY_PATH": f"{sp}/nvidia_pytriton.libs:{libpy}:" + os.environ.get("LD_LIBRARY_PATH", ""),
+               "PATH": os.path.join(p, "venv", "bin") + ":" + os.environ["PATH"]}
+        self.spawn([os.path.join(p, "server", "bin", "tritonserver"), f"--model-repository={repo}",
+                    f"--backend-directory={p}/server/backends", f"--cache-directory={p}/server/caches",
+                    "--http-address=127.0.0.1", f"--http-port={self.port}", "--grpc-address=127.0.0.1",
+                    f"--grpc-port={self.port + 1}", "--metrics-address=127.0.0.1", f"--metrics-port={self.port + 2}",
+                    "--allow-gpu-metrics=false"], env=env)
+        wait_ready(self.url + "/v2/health/ready")
+        for model in models:
+            wait_ready(f"{self.url}/v2/models/{model}/ready")
+
+
+PEER_CLASSES = {"ort-fastapi": (OrtFastapi, "ort-fastapi/venv/bin/uvicorn"),
+                "mlserver": (MLServer, "mlserver/venv/bin/mlserver"),
+                "triton": (Triton, "triton/server/bin/tritonserver")}
+
+
+def loadgen(args, extra):
+    cmd = ["taskset", "-c", "1", LOADGEN] + extra + ["--duration", str(args.duration), "--warmup", str(args.warmup)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + args.warmup + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(server, args, label, extra):
+    before = cpu_seconds(server.process.pid)
+    result = loadgen(args, extra)
+    used = cpu_seconds(server.process.pid) - before
+    result["cpu_s_per_1k"] = used / max(result["requests"], 1) * 1000
+    result["label"] = label
+    log(f"  {label}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, errors {result['errors']}")
+    return result
+
+
+def run_server(cls, args, fixtures, bodies):
+    work = tempfile.mkdtemp(prefix=f"yunmo-bench-{cls.name}-")
+    log(f"== {cls.name}")
+    server = cls(work, args.models, fixtures)
+    rows = []
+    try:
+        for model in args.models:
+            variants = [model] + (["efficientnet_nobatch"] if model == "efficientnet" and cls is Yunmo else [])
+            for variant in variants:
+                for c in args.concurrency:
+                    url = f"{server.url}/v2/models/{variant}/infer"
+                    r = measure(server, args, f"{variant} c={c} rest", ["http", "--url", url, "--body", bodies[model], "--concurrency", str(c)])
+                    rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "rest", **r})
+                    if server.grpc and model == "mlp":
+                        r = measure(server, args, f"{variant} c={c} grpc", ["grpc", "--address", server.grpc, "--model", variant,
+                                                                             "--body", bodies[model], "--concurrency", str(c)])
+                        rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "grpc", **r})
+        peak = peak_rss_mb(server.process.pid)
+        for row in rows:
+            row["peak_rss_mb"] = peak
+    finally:
+        server.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def floor(args, fixtures, bodies):
+    rows = []
+    log("== floor (in-process ONNX Runtime, 1 thread)")
+    for model in args.models:
+        batches = [1, 4, 8, 16] if model == "efficientnet" else [1]
+        for b in batches:
+            r = loadgen(args, ["floor", "--model", os.path.join(fixtures, MODELS[model][0]), "--body", bodies[model],
+                               "--batch", str(b), "--threads", "1", "--library", ORT_LIB])
+            log(f"  {model} batch {b}: {r['rps']:.1f} calls/s, {r['rows_per_second']:.1f} rows/s, p50 {r['p50_ms']:.3f} ms")
+            rows.append({"server": "floor", "model": model, "batch": b, **r})
+    return rows
+
+
+def table(rows, floors, args):
+    lines = []
+    peers = [p for p in ["floor"] + list(args.peers)]
+    lines.append("| model | protocol | conc | server | req/s | p50 ms | p99 ms | CPU s/1k req | peak RSS MB | Yunmo/peer req/s | Yunmo/peer p99 |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    index = {(r["server"], r["model"], r["protocol"], r["concurrency"]): r for r in rows}
+    for model in [m for m in args.models] + (["efficientnet_nobatch"] if "efficientnet" in args.models else []):
+        for protocol in ["rest", "grpc"]:
+            for c in args.concurrency:
+                y = index.get(("yunmo", model, protocol, c))
+                if not y:
+                    continue
+                base_model = "efficientnet" if model == "efficientnet_nobatch" else model
+                for server in ["yunmo"] + list(args.peers):
+                    r = y if server == "yunmo" else index.get((server, base_model, protocol, c))
+                    if not r:
+                        continue
+                    ratio = "" if server == "yunmo" else f"{y['rps'] / max(r['rps'], 1e-9):.2f}x"
+                    p99 = "" if server == "yunmo" else f"{y['p99_ms'] / max(r['p99_ms'], 1e-9):.2f}"
+                    lines.append(f"| {model} | {protocol} | {c} | {server} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                                 f"{r['cpu_s_per_1k']:.3f} | {r['peak_rss_mb']:.0f} | {ratio} | {p99} |")
+    lines.append("")
+    lines.append("| floor: model | batch | calls/s | rows/s | p50 ms |")
+    lines.append("|---|---|---|---|---|")
+    for f in floors:
+        lines.append(f"| {f['model']} | {f['batch']} | {f['rps']:.1f} | {f['rows_per_second']:.1f} | {f['p50_ms']:.3f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--peers", default="ort-fastapi,mlserver,triton")
+    parser.add_argument("--models", default="mlp,efficientnet,minilm")
+    parser.add_argument("--fixtures", required=True)
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.models = [m for m in args.models.split(",") if m]
+    wanted = [p for p in args.peers.split(",") if p]
+    args.peers = []
+    for peer in wanted:
+        if os.path.exists(os.path.join(PEERS, PEER_CLASSES[peer][1])):
+            args.peers.append(peer)
+        else:
+            log(f"peer {peer} is not installed (run bench/run.sh --install); skipped")
+    bodies = {}
+    body_dir = tempfile.mkdtemp(prefix="yunmo-bench-bodies-")
+    for model in args.models:
+        path = os.path.join(body_dir, model + ".json")
+        with open(path, "w") as f:
+            json.dump(MODELS[model][1](), f)
+        bodies[model] = path
+    floors = floor(args, args.fixtures, bodies)
+    rows = run_server(Yunmo, args, args.fixtures, bodies)
+    for peer in args.peers:
+        try:
+            rows += run_server(PEER_CLASSES[peer][0], args, args.fixtures, bodies)
+        except Exception as error:  # a peer that fails to start is reported, not fatal
+            log(f"peer {peer} failed: {error}")
+    text = table(rows, floors, args)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M")
+    with open(os.path.join(args.out, f"{stamp}.json"), "w") as f:
+        json.dump({"args": vars(args), "rows": rows, "floor": floors}, f, indent=1)
+    with open(os.path.join(args.out, f"{stamp}.md"), "w") as f:
+        f.write(text + "\n")
+    log(f"results in {args.out}/{stamp}.{{json,md}}")
+
+
+if __name__ == "__main__":
+    main()
