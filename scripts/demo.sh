@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs Yunmo on its embedded defaults (SQLite + ./yunmo-data, HTTP on 127.0.0.1:8080) with two demo models:
+# Runs Yunmo on its embedded defaults (SQLite + ./yunmo-data, HTTP on 127.0.0.1:8080, gRPC on 127.0.0.1:8081)
+# with two demo models:
 #   iris                a scikit-learn MLP on the iris flowers (4 numbers in, species out)
 #   efficientnet_lite0  EfficientNet-Lite0, ImageNet, with class labels (an image in, top classes out)
 # On first run it builds the release binary, installs the Python packages that make the models into .venv,
@@ -8,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export YUNMO_CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
 PORT="${YUNMO__SERVER__HTTP_PORT:-8080}"
+export YUNMO__SERVER__GRPC_PORT="${YUNMO__SERVER__GRPC_PORT:-$((PORT + 1))}"
 URL="http://127.0.0.1:$PORT"
 
 echo "==> Building yunmo (release)" >&2
@@ -39,7 +41,7 @@ fi
 
 cat <<MSG
 
-Yunmo is serving on $URL (data in ./yunmo-data). Try:
+Yunmo is serving KServe V2 on $URL and gRPC on 127.0.0.1:$((PORT + 1)) (data in ./yunmo-data). Try:
 
   curl -s $URL/v2/models/iris
   curl -s -X POST $URL/v2/models/iris/infer -H 'Content-Type: application/json' -d '{

@@ -329,7 +329,7 @@ pub async fn update_model(
         metadata: body.metadata,
         version_policy: body.version_policy.map(Into::into),
     };
-    let record = state.service.registry().update_model(&name, patch).await.map_err(|e| admin(e.into()))?;
+    let record = state.service.update_model(&name, patch).await.map_err(admin)?;
     Ok(Json(model_dto(&state, record).await?))
 }
 

@@ -78,6 +78,9 @@ pub struct InferenceService {
 
 struct Inner {
     registry: Registry,
+    /// Which version each (name, explicit version) resolved to. Every registry write goes through this
+    /// service and drops the model's entries, so a hit is never stale within this process.
+    resolved: std::sync::RwLock<std::collections::HashMap<(String, Option<u64>), VersionRecord>>,
     models: ModelManager,
     factories: Vec<Arc<dyn BackendFactory>>,
     request_timeout: std::time::Duration,
@@ -89,7 +92,8 @@ impl InferenceService {
         metrics::describe();
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
-        InferenceService { inner: Arc::new(Inner { registry, models, factories, request_timeout }) }
+        let resolved = std::sync::RwLock::default();
+        InferenceService { inner: Arc::new(Inner { registry, resolved, models, factories, request_timeout }) }
     }
 
     /// The registry (for listing and describing models).
@@ -112,8 +116,25 @@ impl InferenceService {
     }
 
     async fn resolve(&self, model_ref: &ModelRef) -> Result<VersionRecord, ServiceError> {
+        let key = (model_ref.name.clone(), model_ref.version);
+        if let Some(hit) = self.inner.resolved.read().expect("resolve cache lock").get(&key) {
+            return Ok(hit.clone());
+        }
         let (_, version) = self.inner.registry.resolve(model_ref).await?;
+        self.inner.resolved.write().expect("resolve cache lock").insert(key, version.clone());
         Ok(version)
+    }
+
+    /// Forgets cached resolutions of `name` (after any change to the model or its versions).
+    fn invalidate(&self, name: &str) {
+        self.inner.resolved.write().expect("resolve cache lock").retain(|(cached, _), _| cached != name);
+    }
+
+    /// Changes a model's description, task, labels, metadata or version policy.
+    pub async fn update_model(&self, name: &str, patch: yunmo_registry::ModelPatch) -> Result<yunmo_registry::ModelRecord, ServiceError> {
+        let result = self.inner.registry.update_model(name, patch).await;
+        self.invalidate(name);
+        Ok(result?)
     }
 
     /// Returns the loaded version, loading it unless it was explicitly unloaded.
@@ -304,7 +325,9 @@ impl InferenceService {
             config: options.config,
             artifact,
         };
-        let record = self.inner.registry.add_version(name, new_version).await?;
+        let result = self.inner.registry.add_version(name, new_version).await;
+        self.invalidate(name);
+        let record = result?;
         tracing::info!(model = %name, version = record.version, sha256 = %record.sha256, "Model version added.");
         Ok(record)
     }
@@ -323,21 +346,27 @@ impl InferenceService {
 
     /// Replaces a version's serving options; a loaded version is reloaded with them on its next request.
     pub async fn set_version_config(&self, name: &str, version: u64, config: VersionConfig) -> Result<VersionRecord, ServiceError> {
-        let record = self.inner.registry.set_version_config(name, version, config).await?;
+        let result = self.inner.registry.set_version_config(name, version, config).await;
+        self.invalidate(name);
+        let record = result?;
         self.inner.models.forget(&(name.to_string(), version));
         Ok(record)
     }
 
     /// Deletes a version and unloads it.
     pub async fn delete_version(&self, name: &str, version: u64) -> Result<VersionRecord, ServiceError> {
-        let record = self.inner.registry.delete_version(name, version).await?;
+        let result = self.inner.registry.delete_version(name, version).await;
+        self.invalidate(name);
+        let record = result?;
         self.inner.models.forget(&(name.to_string(), version));
         Ok(record)
     }
 
     /// Deletes a model with all its versions and unloads them.
     pub async fn delete_model(&self, name: &str) -> Result<(), ServiceError> {
-        let versions = self.inner.registry.delete_model(name).await?;
+        let result = self.inner.registry.delete_model(name).await;
+        self.invalidate(name);
+        let versions = result?;
         for record in versions {
             self.inner.models.forget(&(record.model, record.version));
         }
