@@ -165,8 +165,9 @@ class Yunmo(Server):
         self.work, self.port = work, 18080
         self.grpc = f"127.0.0.1:{self.port + 1}"
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__TELEMETRY__LOG_LEVEL": "warn",
-               "ORT_DYLIB_PATH": ORT_LIB}
+        # One core, like the peers: one ONNX Runtime thread and one async runtime thread.
+        env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__SERVER__WORKER_THREADS": "1",
+               "YUNMO__TELEMETRY__LOG_LEVEL": "warn", "ORT_DYLIB_PATH": ORT_LIB}
         self.spawn([YUNMO, "serve", "--http-port", str(self.port), "--grpc-port", str(self.port + 1),
                     "--data-dir", os.path.join(work, "data")], env=env)
         wait_ready(self.url + "/v2/health/ready")
@@ -301,6 +302,10 @@ def run_server(cls, args, fixtures, bodies):
     server = cls(work, args.models, fixtures)
     rows = []
     try:
+        # Transport baseline: a bare GET round trip (client, loopback, HTTP stack) at concurrency 1.
+        r = measure(server, args, "GET /v2/health/live c=1", ["http", "--url", server.url + "/v2/health/live", "--method", "GET",
+                                                               "--body", bodies[args.models[0]], "--concurrency", "1"])
+        rows.append({"server": cls.name, "model": "(health GET)", "concurrency": 1, "protocol": "rest", **r})
         for model in args.models:
             variants = [model] + (["efficientnet_nobatch"] if model == "efficientnet" and cls is Yunmo else [])
             for variant in variants:
@@ -340,7 +345,7 @@ def table(rows, floors, args):
     lines.append("| model | protocol | conc | server | req/s | p50 ms | p99 ms | CPU s/1k req | peak RSS MB | Yunmo/peer req/s | Yunmo/peer p99 |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     index = {(r["server"], r["model"], r["protocol"], r["concurrency"]): r for r in rows}
-    for model in [m for m in args.models] + (["efficientnet_nobatch"] if "efficientnet" in args.models else []):
+    for model in ["(health GET)"] + [m for m in args.models] + (["efficientnet_nobatch"] if "efficientnet" in args.models else []):
         for protocol in ["rest", "grpc"]:
             for c in args.concurrency:
                 y = index.get(("yunmo", model, protocol, c))

@@ -47,6 +47,9 @@ enum Command {
         /// Extra header `Name: value` (repeatable).
         #[arg(long)]
         header: Vec<String>,
+        /// HTTP method (GET ignores the body: for a transport-only baseline such as /v2/health/live).
+        #[arg(long, default_value = "POST")]
+        method: String,
         #[command(flatten)]
         load: Load,
     },
@@ -160,7 +163,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Http { url, body, header, load } => {
+            Command::Http { url, body, header, method, load } => {
+                let method = reqwest::Method::from_bytes(method.as_bytes())?;
                 let client = reqwest::Client::builder().pool_max_idle_per_host(load.concurrency).build()?;
                 let body = Bytes::from(std::fs::read(&body)?);
                 let mut headers = reqwest::header::HeaderMap::new();
@@ -170,7 +174,11 @@ fn main() -> anyhow::Result<()> {
                     headers.insert(reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())?, value.trim().parse()?);
                 }
                 let report = drive(&load, move || {
-                    let request = client.post(&url).headers(headers.clone()).body(body.clone());
+                    let request = if method == reqwest::Method::GET {
+                        client.get(&url)
+                    } else {
+                        client.request(method.clone(), &url).headers(headers.clone()).body(body.clone())
+                    };
                     async move {
                         match request.send().await {
                             Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),

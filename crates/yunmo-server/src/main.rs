@@ -71,10 +71,13 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Serve(args) = cli.command {
+        return serve(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(_) => unreachable!("handled above"),
             Command::Models { server, command } => yunmo_cli::models(&server, command).await,
             Command::Infer { server, args } => yunmo_cli::infer(&server, args).await,
             Command::Openapi => {
@@ -85,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let flags = FlagOverrides { host: args.host, http_port: args.http_port, grpc_port: args.grpc_port, data_dir: args.data_dir, log_level: args.log_level };
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), &flags).map_err(anyhow::Error::msg)?;
     if args.print_config {
@@ -93,9 +96,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     yunmo_server::init_tracing(&settings.telemetry);
-    let listeners = Listeners::bind(&settings).await?;
-    let options = RunOptions { ready_file: args.ready_file };
-    yunmo_server::run(listeners, settings, options, yunmo_server::shutdown_signal()).await
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if settings.server.worker_threads > 0 {
+        builder.worker_threads(settings.server.worker_threads);
+    }
+    builder.enable_all().build()?.block_on(async move {
+        let listeners = Listeners::bind(&settings).await?;
+        let options = RunOptions { ready_file: args.ready_file };
+        yunmo_server::run(listeners, settings, options, yunmo_server::shutdown_signal()).await
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct ServerSettings {
     pub max_upload_bytes: u64,
     /// Most elements per tensor.
     pub max_tensor_elements: usize,
+    /// Async runtime threads (0 = one per core).
+    pub worker_threads: usize,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace_seconds: u64,
 }
