@@ -313,7 +313,13 @@ def run_server(cls, args, fixtures, bodies):
                     url = f"{server.url}/v2/models/{variant}/infer"
                     r = measure(server, args, f"{variant} c={c} rest", ["http", "--url", url, "--body", bodies[model], "--concurrency", str(c)])
                     rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "rest", **r})
-                    if server.grpc and model == "mlp":
+                    if model == "efficientnet" and cls in (Yunmo, Triton):
+                        r = measure(server, args, f"{variant} c={c} binary", ["http", "--url", url, "--body", bodies["efficientnet.bin"],
+                                                                               "--header", f"Inference-Header-Content-Length: {bodies['efficientnet.hdr']}",
+                                                                               "--header", "Content-Type: application/octet-stream",
+                                                                               "--concurrency", str(c)])
+                        rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "binary", **r})
+                    if server.grpc and model in ("mlp", "efficientnet"):
                         r = measure(server, args, f"{variant} c={c} grpc", ["grpc", "--address", server.grpc, "--model", variant,
                                                                              "--body", bodies[model], "--concurrency", str(c)])
                         rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "grpc", **r})
@@ -346,7 +352,7 @@ def table(rows, floors, args):
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     index = {(r["server"], r["model"], r["protocol"], r["concurrency"]): r for r in rows}
     for model in ["(health GET)"] + [m for m in args.models] + (["efficientnet_nobatch"] if "efficientnet" in args.models else []):
-        for protocol in ["rest", "grpc"]:
+        for protocol in ["rest", "binary", "grpc"]:
             for c in args.concurrency:
                 y = index.get(("yunmo", model, protocol, c))
                 if not y:
@@ -394,6 +400,16 @@ def main():
         with open(path, "w") as f:
             json.dump(MODELS[model][1](), f)
         bodies[model] = path
+    decode = []
+    for model in args.models:
+        out = subprocess.run([LOADGEN, "decode", "--body", bodies[model]], capture_output=True, text=True, check=True)
+        decode.append({"model": model, **json.loads(out.stdout)})
+        log(f"decode {model}: {decode[-1]}")
+    if "efficientnet" in args.models:
+        bodies["efficientnet.bin"] = os.path.join(body_dir, "efficientnet.bin")
+        out = subprocess.run([LOADGEN, "binary", "--body", bodies["efficientnet"], "--out", bodies["efficientnet.bin"]],
+                             capture_output=True, text=True, check=True)
+        bodies["efficientnet.hdr"] = out.stdout.strip()
     floors = floor(args, args.fixtures, bodies)
     rows = run_server(Yunmo, args, args.fixtures, bodies)
     for peer in args.peers:
@@ -402,11 +418,13 @@ def main():
         except Exception as error:  # a peer that fails to start is reported, not fatal
             log(f"peer {peer} failed: {error}")
     text = table(rows, floors, args)
+    text += "\n\n| decode: model | elements | JSON bytes | JSON ms | JSON MB/s | binary ms |\n|---|---|---|---|---|---|\n"
+    text += "\n".join(f"| {d['model']} | {d['elements']} | {d['json_bytes']} | {d['json_ms']:.3f} | {d['json_mb_per_s']:.0f} | {d['binary_ms']:.4f} |" for d in decode)
     print(text)
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M")
     with open(os.path.join(args.out, f"{stamp}.json"), "w") as f:
-        json.dump({"args": vars(args), "rows": rows, "floor": floors}, f, indent=1)
+        json.dump({"args": vars(args), "rows": rows, "floor": floors, "decode": decode}, f, indent=1)
     with open(os.path.join(args.out, f"{stamp}.md"), "w") as f:
         f.write(text + "\n")
     log(f"results in {args.out}/{stamp}.{{json,md}}")

@@ -67,6 +67,24 @@ enum Command {
         #[command(flatten)]
         load: Load,
     },
+    /// Write the binary (Triton extension) form of a V2 JSON body; prints the header length.
+    Binary {
+        /// V2 JSON request body file.
+        #[arg(long)]
+        body: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time Yunmo's V2 request decoding alone (JSON, and the same tensors in Triton's binary form).
+    Decode {
+        /// V2 JSON request body file.
+        #[arg(long)]
+        body: PathBuf,
+        /// Iterations.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+    },
     /// The same model and input through ONNX Runtime in-process, no server.
     Floor {
         /// ONNX file.
@@ -158,6 +176,24 @@ fn v2_input(body: &PathBuf) -> anyhow::Result<yunmo_types::InferInput> {
     Ok(input)
 }
 
+/// The same request in Triton's binary form: JSON header with binary_data_size, then raw tensors.
+fn binary_body(input: &yunmo_types::InferInput) -> (Bytes, usize) {
+    let specs: Vec<serde_json::Value> = input
+        .inputs
+        .iter()
+        .map(|t| serde_json::json!({"name": t.name(), "shape": t.shape(), "datatype": t.datatype().as_str(),
+                                   "parameters": {"binary_data_size": t.binary_size()}}))
+        .collect();
+    let header = serde_json::to_vec(&serde_json::json!({ "inputs": specs })).expect("JSON");
+    let mut body = header.clone();
+    for tensor in &input.inputs {
+        if let yunmo_types::TensorData::Fixed(bytes) = tensor.data() {
+            body.extend_from_slice(bytes);
+        }
+    }
+    (Bytes::from(body), header.len())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
@@ -219,6 +255,32 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await;
                 report.print(1);
+            }
+            Command::Binary { body, out } => {
+                let (binary, header_length) = binary_body(&v2_input(&body)?);
+                std::fs::write(&out, &binary)?;
+                println!("{header_length}");
+            }
+            Command::Decode { body, iterations } => {
+                let json = Bytes::from(std::fs::read(&body)?);
+                let input = v2_input(&body)?;
+                let (binary, header_length) = binary_body(&input);
+                let limits = yunmo_api::kserve::decode::DecodeLimits { max_tensor_elements: usize::MAX };
+                let elements: usize = input.inputs.iter().map(|t| t.element_count()).sum();
+                let time = |body: &Bytes, header: Option<usize>| {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        yunmo_api::kserve::decode::decode_request(body.clone(), header, limits).expect("decodes");
+                    }
+                    start.elapsed().as_secs_f64() / iterations as f64
+                };
+                let json_s = time(&json, None);
+                let binary_s = time(&binary, Some(header_length));
+                println!("{}", serde_json::json!({
+                    "elements": elements, "json_bytes": json.len(), "binary_bytes": binary.len(),
+                    "json_ms": json_s * 1e3, "binary_ms": binary_s * 1e3,
+                    "json_mb_per_s": json.len() as f64 / json_s / 1e6, "json_elements_per_us": elements as f64 / json_s / 1e6,
+                }));
             }
             Command::Floor { model, body, batch, library, threads, load } => {
                 use yunmo_backend::BackendFactory;

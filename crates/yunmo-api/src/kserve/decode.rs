@@ -197,6 +197,9 @@ pub(crate) fn binary_data(owner: &str, datatype: DataType, chunk: Bytes) -> Resu
 }
 
 fn json_data(owner: &str, datatype: DataType, raw: &RawValue, count: usize) -> Result<TensorData, ServiceError> {
+    if let Some(bytes) = super::fast_json::float_array(raw.get(), datatype, count) {
+        return Ok(TensorData::Fixed(Bytes::from(bytes)));
+    }
     let mut sink = Sink::new(datatype, count);
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
     Flatten { sink: &mut sink }.deserialize(&mut deserializer).map_err(|error| {

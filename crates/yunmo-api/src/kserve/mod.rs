@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod encode;
+mod fast_json;
 mod repository;
 
 use axum::body::Body;
