@@ -132,14 +132,18 @@ pub async fn run(
         let _ = stop_sender.send(true);
     });
     let mut stop = stop_receiver.clone();
-    let http_server = axum::serve(listeners.http, app).with_graceful_shutdown(async move {
+    // Small replies must not wait for the peer's delayed ACK (Nagle): TCP_NODELAY on every connection.
+    let http_listener = axum::serve::ListenerExt::tap_io(listeners.http, |stream: &mut tokio::net::TcpStream| {
+        let _ = stream.set_nodelay(true);
+    });
+    let http_server = axum::serve(http_listener, app).with_graceful_shutdown(async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     });
     let mut stop = stop_receiver.clone();
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(grpc_service)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listeners.grpc), async move {
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)), async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
             health_reporter.set_not_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
         });
