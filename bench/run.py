@@ -221,6 +221,24 @@ class MLServer(Server):
             wait_ready(f"{self.url}/v2/models/{model}/ready")
 
 
+class KServe(Server):
+    name = "kserve"
+
+    def __init__(self, work, models, fixtures):
+        self.work, self.port = work, 18090
+        self.url = f"http://127.0.0.1:{self.port}"
+        model_dir = os.path.join(work, "models")
+        os.makedirs(model_dir)
+        for model in models:
+            shutil.copy(os.path.join(fixtures, MODELS[model][0]), os.path.join(model_dir, model + ".onnx"))
+        venv = os.path.join(PEERS, "kserve", "venv")
+        self.spawn([os.path.join(venv, "bin", "python"), os.path.join(ROOT, "bench", "peers", "kserve_server.py"),
+                    "--model_dir", model_dir, "--http_port", str(self.port), "--enable_grpc", "false",
+                    "--enable_latency_logging", "false"])
+        for model in models:
+            wait_ready(f"{self.url}/v2/models/{model}/ready")
+
+
 TRITON_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "FP64": "TYPE_FP64", "INT32": "TYPE_INT32"}
 
 
@@ -275,7 +293,8 @@ class Triton(Server):
 
 PEER_CLASSES = {"ort-fastapi": (OrtFastapi, "ort-fastapi/venv/bin/uvicorn"),
                 "mlserver": (MLServer, "mlserver/venv/bin/mlserver"),
-                "triton": (Triton, "triton/server/bin/tritonserver")}
+                "triton": (Triton, "triton/server/bin/tritonserver"),
+                "kserve": (KServe, "kserve/venv/bin/python")}
 
 
 def loadgen(args, extra):
@@ -379,7 +398,7 @@ def main():
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", default="1,8,64")
-    parser.add_argument("--peers", default="ort-fastapi,mlserver,triton")
+    parser.add_argument("--peers", default="ort-fastapi,mlserver,triton,kserve")
     parser.add_argument("--models", default="mlp,efficientnet,minilm")
     parser.add_argument("--fixtures", required=True)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))

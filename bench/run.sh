@@ -8,8 +8,10 @@ export YUNMO_CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
 SHARED="${YUNMO_SHARED:-$(cd .. && pwd)/shared}"
 if [ "${1:-}" = "--install" ]; then
   shift
-  for peer in ort-fastapi mlserver; do bash "$SHARED/peers/$peer/install.sh" >&2 || echo "install of $peer failed" >&2; done
+  for peer in ort-fastapi mlserver kserve; do bash "$SHARED/peers/$peer/install.sh" >&2 || echo "install of $peer failed" >&2; done
   bash "$SHARED/peers/triton/install_server.sh" >&2 || echo "install of triton failed" >&2
+  # Yunmo's KServe adapter (bench/peers/kserve_server.py) runs ONNX models with onnxruntime.
+  "${PEERS_DIR:-/tmp/peers}/kserve/venv/bin/pip" install -q onnxruntime >&2 || echo "onnxruntime for kserve failed" >&2
 fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 cargo build --release --locked -p yunmo-server -p yunmo-loadgen >&2
