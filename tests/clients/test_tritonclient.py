@@ -123,6 +123,11 @@ def test_repository_extension_loads_and_unloads(client, server):
     client.load_model(model)
     assert client.is_model_ready(model)
     assert client.infer(model, inputs_for("iris_logreg"), True).as_numpy("label") is not None
+    # Model files come through the management API, not the repository extension.
+    with pytest.raises(InferenceServerException) as error:
+        client.load_model(model, config="{}", files={"file:1/model.onnx": b"\x08\x01"})
+    assert error.value.status() == client.status["invalid"]
+    assert "upload model files through POST /api/v1/models" in error.value.message()
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

@@ -156,12 +156,8 @@ impl GrpcInferenceService for GrpcService {
 
     async fn repository_model_load(&self, request: Request<pb::RepositoryModelLoadRequest>) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
         let request = request.into_inner();
-        if let Some(key) = request.parameters.keys().find(|key| key.starts_with("file:") || *key == "config") {
-            return Err(Status::invalid_argument(format!(
-                "parameter '{key}' is not supported: upload model files through POST /api/v1/models/{}/versions",
-                request.model_name
-            )));
-        }
+        yunmo_service::InferenceService::check_repository_load(&request.model_name, request.parameters.keys().map(String::as_str))
+            .map_err(status)?;
         let version = repository_version(&request.parameters)?;
         self.state.service.load(&request.model_name, version).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))

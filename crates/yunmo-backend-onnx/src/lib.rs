@@ -9,8 +9,8 @@
 
 mod convert;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::OnceLock;
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -34,19 +34,13 @@ fn environment(library: &Path) -> Result<Environment, BackendError> {
 #[derive(Clone)]
 pub struct OnnxFactory {
     environment: Environment,
-    library: Arc<PathBuf>,
 }
 
 impl OnnxFactory {
     /// Loads `libonnxruntime` from `library` (once per process; later calls must name the same file).
     pub fn new(library: &Path) -> Result<OnnxFactory, BackendError> {
         let environment = environment(library)?;
-        Ok(OnnxFactory { environment, library: Arc::new(library.to_path_buf()) })
-    }
-
-    /// The library this factory loaded.
-    pub fn library(&self) -> &Path {
-        &self.library
+        Ok(OnnxFactory { environment })
     }
 
     fn session(&self, path: &Path, options: &LoadOptions) -> Result<Session, BackendError> {

@@ -322,7 +322,7 @@ impl Db {
         self.get_version(row.model_id, &name, version as u64).await
     }
 
-    pub async fn list_versions(&self, model_id: i64, _name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+    pub async fn list_versions(&self, model_id: i64) -> Result<Vec<VersionRecord>, RegistryError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = ? ORDER BY v.version"
         )))

@@ -151,7 +151,7 @@ impl Registry {
     /// Versions of a model, lowest first.
     pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
         let model = self.db.get_model(name).await?;
-        self.db.list_versions(model.id, name).await
+        self.db.list_versions(model.id).await
     }
 
     /// One version.

@@ -239,6 +239,17 @@ impl InferenceService {
         }
     }
 
+    /// Checks the parameters of a repository-extension load: model files and configs are uploaded through
+    /// the management API, so `file:*` and `config` are refused with a pointer to it.
+    pub fn check_repository_load<'a>(name: &str, mut keys: impl Iterator<Item = &'a str>) -> Result<(), ServiceError> {
+        match keys.find(|key| key.starts_with("file:") || *key == "config") {
+            Some(key) => Err(ServiceError::invalid(format!(
+                "parameter '{key}' is not supported: upload model files through POST /api/v1/models/{name}/versions"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Loads a version (the policy's choice when `version` is `None`).
     pub async fn load(&self, name: &str, version: Option<u64>) -> Result<VersionRecord, ServiceError> {
         let version = self.resolve(&ModelRef::new(name, version)).await?;

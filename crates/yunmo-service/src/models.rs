@@ -125,12 +125,6 @@ impl ModelManager {
         self.unloaded.lock().expect("unloaded set lock").contains(key)
     }
 
-    /// Keys of the loaded versions.
-    pub fn loaded(&self) -> Vec<VersionKey> {
-        let slots = self.slots.lock().expect("model table lock");
-        slots.iter().filter(|(_, slot)| slot.cell.initialized()).map(|(key, _)| key.clone()).collect()
-    }
-
     /// Returns the loaded version, loading it first if needed. Concurrent callers share one load; a failed
     /// load is not remembered, so the next call tries again.
     pub async fn get_or_load(&self, spec: LoadSpec) -> Result<Arc<LoadedModel>, ServiceError> {

@@ -124,11 +124,6 @@ impl Tensor {
     pub fn element_count(&self) -> usize {
         element_count(&self.shape).expect("shape was checked at construction. This is a bug.")
     }
-    /// Renames the tensor.
-    pub fn with_name(mut self, name: impl Into<String>) -> Tensor {
-        self.name = name.into();
-        self
-    }
     /// Splits the tensor into its parts.
     pub fn into_parts(self) -> (String, DataType, Vec<i64>, TensorData) {
         (self.name, self.datatype, self.shape, self.data)

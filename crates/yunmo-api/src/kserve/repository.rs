@@ -63,11 +63,8 @@ fn version_parameter(parameters: &Map<String, Value>) -> Result<Option<u64>, Api
 
 async fn load(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let request: LoadRequest = optional_json(&body)?;
-    if let Some(key) = request.parameters.keys().find(|key| key.starts_with("file:") || *key == "config") {
-        return Err(ApiError::kserve(ServiceError::invalid(format!(
-            "parameter '{key}' is not supported: upload model files through POST /api/v1/models/{name}/versions"
-        ))));
-    }
+    yunmo_service::InferenceService::check_repository_load(&name, request.parameters.keys().map(String::as_str))
+        .map_err(ApiError::kserve)?;
     let version = version_parameter(&request.parameters)?;
     state.service.load(&name, version).await.map_err(ApiError::kserve)?;
     Ok(Json(json!({})))
