@@ -128,10 +128,11 @@ pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Resu
                     println!(
                         "{:<32} {:<10} {:<16} {:<8} {:>12}",
                         model["name"].as_str().unwrap_or(""),
-                        version["version"],
+                        // serde_json::Value's Display ignores width: format the numbers as strings.
+                        version["version"].to_string(),
                         model["task"].as_str().unwrap_or(""),
                         if version["loaded"].as_bool() == Some(true) { "yes" } else { "no" },
-                        version["size_bytes"],
+                        version["size_bytes"].to_string(),
                     );
                 }
             }

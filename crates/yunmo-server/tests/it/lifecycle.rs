@@ -111,7 +111,12 @@ async fn the_cli_pushes_lists_infers_and_removes() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["config"]["labels"][2], "virginica");
     let (ok, stdout, _) = yunmo(&["models", "ls"]);
     assert!(ok);
-    assert!(stdout.lines().any(|line| line.starts_with("iris ") && line.contains("classification")), "{stdout}");
+    let row: Vec<&str> = stdout.lines().find(|line| line.starts_with("iris ")).expect("a row for iris").split_whitespace().collect();
+    assert_eq!(row, ["iris", "1", "classification", "no", &std::fs::metadata(&model).unwrap().len().to_string()], "{stdout}");
+    let header = stdout.lines().next().unwrap();
+    let data = stdout.lines().find(|line| line.starts_with("iris ")).unwrap();
+    assert_eq!(header.find("TASK"), data.find("classification"), "columns line up:\n{stdout}");
+    assert_eq!(header.find("LOADED"), data.find(" no ").map(|i| i + 1), "columns line up:\n{stdout}");
     let request = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}],"outputs":[{"name":"probabilities","parameters":{"classification":1}}]}"#;
     let (ok, stdout, stderr) = yunmo(&["infer", "iris", "--input", request]);
     assert!(ok, "{stderr}");
