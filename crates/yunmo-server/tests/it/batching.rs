@@ -21,17 +21,6 @@ fn digit_rows(seed: usize) -> Vec<f32> {
     (0..64).map(|i| ((i * 7 + seed * 13) % 17) as f32 / 16.0).collect()
 }
 
-/// Binary V2 request for `images` EfficientNet inputs (all zeros).
-fn efficientnet_request(images: usize) -> (Vec<u8>, String) {
-    let size = images * 3 * 224 * 224 * 4;
-    let header = format!(
-        r#"{{"inputs":[{{"name":"input","shape":[{images},3,224,224],"datatype":"FP32","parameters":{{"binary_data_size":{size}}}}}]}}"#
-    );
-    let mut body = header.clone().into_bytes();
-    body.resize(header.len() + size, 0);
-    (body, header.len().to_string())
-}
-
 #[tokio::test]
 async fn concurrent_requests_are_merged_and_split_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,30 +61,43 @@ async fn concurrent_requests_are_merged_and_split_back_exactly() {
     server.stop();
 }
 
+/// A request for the `slow` fixture with `rows` rows: about 1.6 ms of one core per row, a few bytes each.
+fn slow_request(rows: usize) -> Value {
+    json!({"inputs": [{"name": "x", "shape": [rows, 1], "datatype": "FP32", "data": vec![1.0f32; rows]}]})
+}
+
+/// Starts a server whose `slow` model runs on one ONNX Runtime thread, so a 1,024-row request keeps the
+/// only instance busy for well over a second while other requests arrive.
+async fn slow_server(dir: &std::path::Path, env: &[(&str, &str)]) -> TestServer {
+    let mut all = vec![("YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS", "1")];
+    all.extend_from_slice(env);
+    let server = TestServer::start(dir, &all).await;
+    server.push("slow", "slow.onnx", "").await;
+    let (status, _) = server.get("/v2/models/slow/ready").await;
+    assert_eq!(status, 200);
+    server
+}
+
 #[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), &[("YUNMO__SCHEDULER__QUEUE_CAPACITY", "2")]).await;
-    server.push("effnet", "efficientnet_lite0.onnx", "").await;
-    let (status, _) = server.get("/v2/models/effnet/ready").await;
-    assert_eq!(status, 200);
-    let (body, length) = efficientnet_request(2);
-    let mut tasks = Vec::new();
-    for _ in 0..12 {
-        let request = server
-            .client
-            .post(format!("{}/v2/models/effnet/infer", server.url))
-            .header("Inference-Header-Content-Length", length.clone())
-            .body(body.clone());
-        tasks.push(tokio::spawn(async move {
+    let server = slow_server(dir.path(), &[("YUNMO__SCHEDULER__QUEUE_CAPACITY", "2")]).await;
+    let send = |body: Value| {
+        let request = server.client.post(format!("{}/v2/models/slow/infer", server.url)).json(&body);
+        async move {
             let response = request.send().await.unwrap();
             let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
             (response.status().as_u16(), retry_after)
-        }));
-    }
+        }
+    };
+    // The long request holds the only instance; meanwhile ten small ones arrive: two fit in the queue,
+    // eight are refused.
+    let long = tokio::spawn(send(slow_request(1024)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let small: Vec<_> = (0..10).map(|_| tokio::spawn(send(slow_request(1)))).collect();
     let mut ok = 0;
     let mut refused = 0;
-    for task in tasks {
+    for task in small {
         match task.await.unwrap() {
             (200, _) => ok += 1,
             (429, Some(retry)) => {
@@ -105,37 +107,27 @@ async fn a_full_queue_answers_429_with_retry_after() {
             other => panic!("unexpected answer {other:?}"),
         }
     }
-    assert!(ok >= 1 && refused >= 1, "{ok} served, {refused} refused");
-    assert!(ok <= 2 + 2, "at most one call in flight per instance plus queue_capacity waiting, got {ok} served");
+    assert_eq!(long.await.unwrap().0, 200);
+    assert_eq!((ok, refused), (2, 8), "queue_capacity 2 behind one busy instance");
     server.stop();
 }
 
 #[tokio::test]
 async fn slow_requests_time_out_with_504_and_abandoned_ones_are_not_computed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), &[("YUNMO__SCHEDULER__REQUEST_TIMEOUT_MS", "100")]).await;
-    server.push("effnet", "efficientnet_lite0.onnx", "").await;
-    let (status, _) = server.get("/v2/models/effnet/ready").await;
-    assert_eq!(status, 200);
-    let infer = |(body, length): (Vec<u8>, String)| {
-        server
-            .client
-            .post(format!("{}/v2/models/effnet/infer", server.url))
-            .header("Inference-Header-Content-Length", length)
-            .body(body)
-            .send()
-    };
-    // The first (32 images, about a second of compute on 2 cores) occupies the only instance; the second
-    // (one image, sent well inside that second) waits behind it, times out, and is never computed.
-    let first = tokio::spawn(infer(efficientnet_request(32)));
+    let server = slow_server(dir.path(), &[("YUNMO__SCHEDULER__REQUEST_TIMEOUT_MS", "100")]).await;
+    let infer = |body: Value| server.client.post(format!("{}/v2/models/slow/infer", server.url)).json(&body).send();
+    // The first occupies the only instance for over a second; the second waits behind it, times out,
+    // and is never computed.
+    let first = tokio::spawn(infer(slow_request(1024)));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = infer(efficientnet_request(1)).await.unwrap();
+    let second = infer(slow_request(1)).await.unwrap();
     assert_eq!(second.status().as_u16(), 504);
     let message: Value = second.json().await.unwrap();
     assert!(message["error"].as_str().unwrap().contains("request_timeout = 100 ms"), "{message}");
     let first = first.await.unwrap().unwrap();
-    assert_eq!(first.status().as_u16(), 504, "32 images take longer than 100 ms");
-    // Let the instance finish the first call, then check the second was dropped unseen.
+    assert_eq!(first.status().as_u16(), 504, "1,024 rows take longer than 100 ms");
+    // Once the instance finishes the first call, the second is dropped unseen.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let text = metrics(&server).await;
