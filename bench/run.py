@@ -140,8 +140,11 @@ class Server:
     grpc = None  # host:port when the server speaks V2 gRPC
     process = None
 
-    def model_name(self, model):
-        return model
+    def infer_url(self, model):
+        return f"{self.url}/v2/models/{model}/infer"
+
+    def health_url(self):
+        return self.url + "/v2/health/live"
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -239,6 +242,54 @@ class KServe(Server):
             wait_ready(f"{self.url}/v2/models/{model}/ready")
 
 
+class TorchServe(Server):
+    name = "torchserve"
+
+    def __init__(self, work, models, fixtures):
+        self.work, self.port = work, 18085
+        self.url = f"http://127.0.0.1:{self.port}"
+        venv_bin = os.path.join(PEERS, "torchserve", "venv", "bin")
+        store = os.path.join(work, "store")
+        os.makedirs(store)
+        for model in models:
+            src = os.path.join(work, model + ".onnx")
+            shutil.copy(os.path.join(fixtures, MODELS[model][0]), src)
+            subprocess.run([os.path.join(venv_bin, "torch-model-archiver"), "--model-name", model, "--version", "1.0",
+                            "--handler", os.path.join(ROOT, "bench", "peers", "torchserve_handler.py"),
+                            "--extra-files", src, "--export-path", store, "--force"], check=True)
+        config = os.path.join(work, "config.properties")
+        with open(config, "w") as f:
+            f.write(f"inference_address=http://127.0.0.1:{self.port}\nmanagement_address=http://127.0.0.1:{self.port + 1}\n"
+                    f"metrics_address=http://127.0.0.1:{self.port + 2}\ngrpc_inference_address=127.0.0.1\n"
+                    "grpc_management_address=127.0.0.1\ngrpc_inference_port=17070\ngrpc_management_port=17071\n"
+                    "disable_token_authorization=true\nenable_model_api=true\ndefault_workers_per_model=1\n"
+                    f"model_store={store}\nload_models={','.join(m + '.mar' for m in models)}\n"
+                    "install_py_dep_per_model=false\ndisable_system_metrics=true\n")
+        logs = os.path.join(work, "logs")
+        os.makedirs(logs)
+        self.spawn([os.path.join(venv_bin, "torchserve"), "--start", "--foreground", "--ncs", "--ts-config", config,
+                    "--model-store", store], cwd=work,
+                   env={"PATH": venv_bin + ":" + os.environ["PATH"], "LOG_LOCATION": logs, "METRICS_LOCATION": logs})
+        for model in models:
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port + 1}/models/{model}", timeout=2) as r:
+                        if b'"READY"' in r.read():
+                            break
+                except Exception:
+                    pass
+                time.sleep(1)
+            else:
+                raise RuntimeError(f"torchserve did not load {model}")
+
+    def infer_url(self, model):
+        return f"{self.url}/predictions/{model}"
+
+    def health_url(self):
+        return self.url + "/ping"
+
+
 TRITON_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "FP64": "TYPE_FP64", "INT32": "TYPE_INT32"}
 
 
@@ -294,7 +345,8 @@ class Triton(Server):
 PEER_CLASSES = {"ort-fastapi": (OrtFastapi, "ort-fastapi/venv/bin/uvicorn"),
                 "mlserver": (MLServer, "mlserver/venv/bin/mlserver"),
                 "triton": (Triton, "triton/server/bin/tritonserver"),
-                "kserve": (KServe, "kserve/venv/bin/python")}
+                "kserve": (KServe, "kserve/venv/bin/python"),
+                "torchserve": (TorchServe, "torchserve/venv/bin/torchserve")}
 
 
 def loadgen(args, extra):
@@ -322,14 +374,14 @@ def run_server(cls, args, fixtures, bodies):
     rows = []
     try:
         # Transport baseline: a bare GET round trip (client, loopback, HTTP stack) at concurrency 1.
-        r = measure(server, args, "GET /v2/health/live c=1", ["http", "--url", server.url + "/v2/health/live", "--method", "GET",
+        r = measure(server, args, "GET health c=1", ["http", "--url", server.health_url(), "--method", "GET",
                                                                "--body", bodies[args.models[0]], "--concurrency", "1"])
         rows.append({"server": cls.name, "model": "(health GET)", "concurrency": 1, "protocol": "rest", **r})
         for model in args.models:
             variants = [model] + (["efficientnet_nobatch"] if model == "efficientnet" and cls is Yunmo else [])
             for variant in variants:
                 for c in args.concurrency:
-                    url = f"{server.url}/v2/models/{variant}/infer"
+                    url = server.infer_url(variant)
                     r = measure(server, args, f"{variant} c={c} rest", ["http", "--url", url, "--body", bodies[model], "--concurrency", str(c)])
                     rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "rest", **r})
                     if model == "efficientnet" and cls in (Yunmo, Triton):
@@ -398,7 +450,7 @@ def main():
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", default="1,8,64")
-    parser.add_argument("--peers", default="ort-fastapi,mlserver,triton,kserve")
+    parser.add_argument("--peers", default="ort-fastapi,mlserver,triton,kserve,torchserve")
     parser.add_argument("--models", default="mlp,efficientnet,minilm")
     parser.add_argument("--fixtures", required=True)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))

@@ -12,6 +12,9 @@ if [ "${1:-}" = "--install" ]; then
   bash "$SHARED/peers/triton/install_server.sh" >&2 || echo "install of triton failed" >&2
   # Yunmo's KServe adapter (bench/peers/kserve_server.py) runs ONNX models with onnxruntime.
   "${PEERS_DIR:-/tmp/peers}/kserve/venv/bin/pip" install -q onnxruntime >&2 || echo "onnxruntime for kserve failed" >&2
+  # TorchServe: torch + Java frontend (several GB of wheels); Yunmo's handler runs the ONNX file with onnxruntime.
+  bash "$SHARED/peers/torchserve/install.sh" >&2 && "${PEERS_DIR:-/tmp/peers}/torchserve/venv/bin/pip" install -q onnxruntime >&2 \
+    || echo "install of torchserve failed" >&2
 fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 cargo build --release --locked -p yunmo-server -p yunmo-loadgen >&2
