@@ -117,16 +117,27 @@ def peak_rss_mb(pid):
     return total / 1024
 
 
-def wait_ready(url, seconds=180):
+def wait_ready(url, seconds=180, expect=None):
+    """Waits until `url` answers 200 (and, if `expect` is given, its body contains it)."""
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
+                if r.status == 200 and (expect is None or expect in r.read()):
                     return
         except Exception:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     raise RuntimeError(f"{url} not ready after {seconds}s")
+
+
+def copy_models(work, models, fixtures):
+    """Copies each model's ONNX file to WORK/models/<name>.onnx and returns that folder."""
+    model_dir = os.path.join(work, "models")
+    os.makedirs(model_dir)
+    for model in models:
+        shutil.copy(os.path.join(fixtures, MODELS[model][0]), os.path.join(model_dir, model + ".onnx"))
+    return model_dir
 
 
 def post(url, body, content_type="application/json"):
@@ -189,10 +200,7 @@ class OrtFastapi(Server):
     def __init__(self, work, models, fixtures):
         self.work, self.port = work, 18000
         self.url = f"http://127.0.0.1:{self.port}"
-        model_dir = os.path.join(work, "models")
-        os.makedirs(model_dir)
-        for model in models:
-            shutil.copy(os.path.join(fixtures, MODELS[model][0]), os.path.join(model_dir, model + ".onnx"))
+        model_dir = copy_models(work, models, fixtures)
         venv = os.path.join(PEERS, "ort-fastapi", "venv")
         self.spawn([os.path.join(venv, "bin", "uvicorn"), "server:app", "--host", "127.0.0.1", "--port", str(self.port),
                     "--workers", "1", "--no-access-log", "--log-level", "warning"],
@@ -230,10 +238,7 @@ class KServe(Server):
     def __init__(self, work, models, fixtures):
         self.work, self.port = work, 18090
         self.url = f"http://127.0.0.1:{self.port}"
-        model_dir = os.path.join(work, "models")
-        os.makedirs(model_dir)
-        for model in models:
-            shutil.copy(os.path.join(fixtures, MODELS[model][0]), os.path.join(model_dir, model + ".onnx"))
+        model_dir = copy_models(work, models, fixtures)
         venv = os.path.join(PEERS, "kserve", "venv")
         self.spawn([os.path.join(venv, "bin", "python"), os.path.join(ROOT, "bench", "peers", "kserve_server.py"),
                     "--model_dir", model_dir, "--http_port", str(self.port), "--enable_grpc", "false",
@@ -251,9 +256,9 @@ class TorchServe(Server):
         venv_bin = os.path.join(PEERS, "torchserve", "venv", "bin")
         store = os.path.join(work, "store")
         os.makedirs(store)
+        model_dir = copy_models(work, models, fixtures)
         for model in models:
-            src = os.path.join(work, model + ".onnx")
-            shutil.copy(os.path.join(fixtures, MODELS[model][0]), src)
+            src = os.path.join(model_dir, model + ".onnx")
             subprocess.run([os.path.join(venv_bin, "torch-model-archiver"), "--model-name", model, "--version", "1.0",
                             "--handler", os.path.join(ROOT, "bench", "peers", "torchserve_handler.py"),
                             "--extra-files", src, "--export-path", store, "--force"], check=True)
@@ -271,17 +276,7 @@ class TorchServe(Server):
                     "--model-store", store], cwd=work,
                    env={"PATH": venv_bin + ":" + os.environ["PATH"], "LOG_LOCATION": logs, "METRICS_LOCATION": logs})
         for model in models:
-            deadline = time.time() + 180
-            while time.time() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{self.port + 1}/models/{model}", timeout=2) as r:
-                        if b'"READY"' in r.read():
-                            break
-                except Exception:
-                    pass
-                time.sleep(1)
-            else:
-                raise RuntimeError(f"torchserve did not load {model}")
+            wait_ready(f"http://127.0.0.1:{self.port + 1}/models/{model}", expect=b'"READY"')
 
     def infer_url(self, model):
         return f"{self.url}/predictions/{model}"
