@@ -6,10 +6,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = format!("{proto_dir}/grpc_service.proto");
     println!("cargo:rerun-if-changed={proto}");
     let descriptors = protox::compile([&proto], [proto_dir])?;
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .bytes(".")
-        .compile_fds(descriptors)?;
+    tonic_prost_build::configure().build_client(true).build_server(true).bytes(".").compile_fds(descriptors)?;
     Ok(())
 }

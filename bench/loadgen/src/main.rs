@@ -117,7 +117,9 @@ impl Report {
     fn print(mut self, rows_per_request: usize) {
         self.latencies_us.sort_unstable();
         let n = self.latencies_us.len();
-        let pct = |p: f64| if n == 0 { 0.0 } else { self.latencies_us[((n as f64 * p) as usize).min(n - 1)] as f64 / 1000.0 };
+        let pct = |p: f64| {
+            if n == 0 { 0.0 } else { self.latencies_us[((n as f64 * p) as usize).min(n - 1)] as f64 / 1000.0 }
+        };
         let line = serde_json::json!({
             "requests": n, "errors": self.errors, "seconds": self.seconds,
             "rps": n as f64 / self.seconds, "rows_per_second": (n * rows_per_request) as f64 / self.seconds,
@@ -181,8 +183,10 @@ fn binary_body(input: &yunmo_types::InferInput) -> (Bytes, usize) {
     let specs: Vec<serde_json::Value> = input
         .inputs
         .iter()
-        .map(|t| serde_json::json!({"name": t.name(), "shape": t.shape(), "datatype": t.datatype().as_str(),
-                                   "parameters": {"binary_data_size": t.binary_size()}}))
+        .map(|t| {
+            serde_json::json!({"name": t.name(), "shape": t.shape(), "datatype": t.datatype().as_str(),
+                                   "parameters": {"binary_data_size": t.binary_size()}})
+        })
         .collect();
     let header = serde_json::to_vec(&serde_json::json!({ "inputs": specs })).expect("JSON");
     let mut body = header.clone();
@@ -244,7 +248,10 @@ fn main() -> anyhow::Result<()> {
                 let mut clients = Vec::new();
                 for _ in 0..load.concurrency.clamp(1, 64) {
                     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?.connect().await?;
-                    clients.push(yunmo_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel).max_decoding_message_size(1 << 30));
+                    clients.push(
+                        yunmo_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel)
+                            .max_decoding_message_size(1 << 30),
+                    );
                 }
                 let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 let report = drive(&load, move || {
@@ -276,11 +283,14 @@ fn main() -> anyhow::Result<()> {
                 };
                 let json_s = time(&json, None);
                 let binary_s = time(&binary, Some(header_length));
-                println!("{}", serde_json::json!({
-                    "elements": elements, "json_bytes": json.len(), "binary_bytes": binary.len(),
-                    "json_ms": json_s * 1e3, "binary_ms": binary_s * 1e3,
-                    "json_mb_per_s": json.len() as f64 / json_s / 1e6, "json_elements_per_us": elements as f64 / json_s / 1e6,
-                }));
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "elements": elements, "json_bytes": json.len(), "binary_bytes": binary.len(),
+                        "json_ms": json_s * 1e3, "binary_ms": binary_s * 1e3,
+                        "json_mb_per_s": json.len() as f64 / json_s / 1e6, "json_elements_per_us": elements as f64 / json_s / 1e6,
+                    })
+                );
             }
             Command::Floor { model, body, batch, library, threads, load } => {
                 use yunmo_backend::BackendFactory;

@@ -11,8 +11,8 @@ use yunmo_proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use yunmo_service::{Code, ServiceError};
 use yunmo_types::{DataType, InferInput, ModelRef, RequestedOutput, Tensor, TensorData, TensorSpec};
 
-use crate::kserve::decode::{binary_data, checked_count, DecodeLimits};
 use crate::AppState;
+use crate::kserve::decode::{DecodeLimits, binary_data, checked_count};
 
 pub use yunmo_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 
@@ -138,7 +138,10 @@ impl GrpcInferenceService for GrpcService {
         Ok(Response::new(response))
     }
 
-    async fn repository_index(&self, request: Request<pb::RepositoryIndexRequest>) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+    async fn repository_index(
+        &self,
+        request: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
         let ready_only = request.into_inner().ready;
         let entries = self.state.service.repository_index().await.map_err(status)?;
         let models = entries
@@ -154,7 +157,10 @@ impl GrpcInferenceService for GrpcService {
         Ok(Response::new(pb::RepositoryIndexResponse { models }))
     }
 
-    async fn repository_model_load(&self, request: Request<pb::RepositoryModelLoadRequest>) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
         let request = request.into_inner();
         yunmo_service::InferenceService::check_repository_load(&request.model_name, request.parameters.keys().map(String::as_str))
             .map_err(status)?;
@@ -163,7 +169,10 @@ impl GrpcInferenceService for GrpcService {
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
     }
 
-    async fn repository_model_unload(&self, request: Request<pb::RepositoryModelUnloadRequest>) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
         let request = request.into_inner();
         let version = repository_version(&request.parameters)?;
         self.state.service.unload(&request.model_name, version).await.map_err(status)?;
@@ -256,18 +265,16 @@ where
 {
     let mut bytes = Vec::with_capacity(values.len() * N);
     for (index, value) in values.into_iter().enumerate() {
-        let narrowed = U::try_from(value).map_err(|_| {
-            ServiceError::invalid(format!("{owner}: element {index}: value {value} is out of range for {datatype}"))
-        })?;
+        let narrowed = U::try_from(value)
+            .map_err(|_| ServiceError::invalid(format!("{owner}: element {index}: value {value} is out of range for {datatype}")))?;
         bytes.extend_from_slice(&to_bytes(narrowed));
     }
     Ok(TensorData::Fixed(Bytes::from(bytes)))
 }
 
 fn typed_contents(owner: &str, datatype: DataType, contents: pb::InferTensorContents) -> Result<TensorData, ServiceError> {
-    let wrong_field = || {
-        ServiceError::invalid(format!("{owner}: datatype {datatype} has no typed contents field; send it in raw_input_contents"))
-    };
+    let wrong_field =
+        || ServiceError::invalid(format!("{owner}: datatype {datatype} has no typed contents field; send it in raw_input_contents"));
     Ok(match datatype {
         DataType::Bool => TensorData::Fixed(contents.bool_contents.into_iter().map(u8::from).collect::<Vec<u8>>().into()),
         DataType::Int8 => narrow::<i32, i8, 1>(owner, datatype, contents.int_contents, i8::to_le_bytes)?,
@@ -292,7 +299,13 @@ mod tests {
     const LIMITS: DecodeLimits = DecodeLimits { max_tensor_elements: 100 };
 
     fn input(datatype: &str, shape: Vec<i64>, contents: pb::InferTensorContents) -> pb::model_infer_request::InferInputTensor {
-        pb::model_infer_request::InferInputTensor { name: "x".into(), datatype: datatype.into(), shape, parameters: HashMap::new(), contents: Some(contents) }
+        pb::model_infer_request::InferInputTensor {
+            name: "x".into(),
+            datatype: datatype.into(),
+            shape,
+            parameters: HashMap::new(),
+            contents: Some(contents),
+        }
     }
 
     #[test]
@@ -314,7 +327,10 @@ mod tests {
     #[test]
     fn errors_name_the_input_and_the_bound() {
         let cases = [
-            (input("INT8", vec![1], pb::InferTensorContents { int_contents: vec![300], ..Default::default() }), "input 'x': element 0: value 300 is out of range for INT8"),
+            (
+                input("INT8", vec![1], pb::InferTensorContents { int_contents: vec![300], ..Default::default() }),
+                "input 'x': element 0: value 300 is out of range for INT8",
+            ),
             (input("FP16", vec![1], pb::InferTensorContents::default()), "datatype FP16 has no typed contents field"),
             (input("FP32", vec![2], pb::InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }), "needs 8 bytes, got 4"),
             (input("FP32", vec![101], pb::InferTensorContents::default()), "more than max_tensor_elements = 100"),

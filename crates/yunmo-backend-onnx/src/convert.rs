@@ -52,8 +52,8 @@ pub(crate) fn spec(name: &str, value_type: &ValueType) -> Result<TensorSpec, Bac
              classifiers, convert with zipmap=False)"
         )));
     };
-    let datatype = datatype(*ty)
-        .ok_or_else(|| BackendError::Unsupported(format!("'{name}' has element type {ty:?}, which V2 has no name for")))?;
+    let datatype =
+        datatype(*ty).ok_or_else(|| BackendError::Unsupported(format!("'{name}' has element type {ty:?}, which V2 has no name for")))?;
     Ok(TensorSpec { name: name.to_string(), datatype, shape: shape.to_vec() })
 }
 

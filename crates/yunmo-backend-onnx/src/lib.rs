@@ -23,8 +23,7 @@ static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
 fn environment(library: &Path) -> Result<Environment, BackendError> {
     let result = ENVIRONMENT.get_or_init(|| {
-        let builder = ort::init_from(library)
-            .map_err(|error| format!("cannot load ONNX Runtime from '{}': {error}", library.display()))?;
+        let builder = ort::init_from(library).map_err(|error| format!("cannot load ONNX Runtime from '{}': {error}", library.display()))?;
         builder.with_name("yunmo").build().map_err(|error| format!("cannot start ONNX Runtime: {error}"))
     });
     result.clone().map_err(BackendError::Runtime)
@@ -48,9 +47,7 @@ impl OnnxFactory {
             .and_then(|builder| builder.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))
             .map_err(|error| BackendError::Runtime(error.to_string()))?;
         if options.intra_op_threads > 0 {
-            builder = builder
-                .with_intra_threads(options.intra_op_threads)
-                .map_err(|error| BackendError::Runtime(error.to_string()))?;
+            builder = builder.with_intra_threads(options.intra_op_threads).map_err(|error| BackendError::Runtime(error.to_string()))?;
         }
         builder.commit_from_file(path).map_err(|error| {
             // ONNX Runtime names the file in its message; the client knows it by another name.
@@ -111,10 +108,7 @@ impl BatchBackend for OnnxBackend {
             values.push((tensor.name().to_string(), convert::to_value(allocator, tensor)?));
         }
         drop(inputs);
-        let mut results = self
-            .session
-            .run(values)
-            .map_err(|error| BackendError::Inference(error.to_string()))?;
+        let mut results = self.session.run(values).map_err(|error| BackendError::Inference(error.to_string()))?;
         outputs
             .iter()
             .map(|name| {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -122,7 +122,14 @@ pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Resu
             for model in body["models"].as_array().into_iter().flatten() {
                 let versions = model["versions"].as_array().cloned().unwrap_or_default();
                 if versions.is_empty() {
-                    println!("{:<32} {:<10} {:<16} {:<8} {:>12}", model["name"].as_str().unwrap_or(""), "-", model["task"].as_str().unwrap_or(""), "-", "-");
+                    println!(
+                        "{:<32} {:<10} {:<16} {:<8} {:>12}",
+                        model["name"].as_str().unwrap_or(""),
+                        "-",
+                        model["task"].as_str().unwrap_or(""),
+                        "-",
+                        "-"
+                    );
                 }
                 for version in versions {
                     println!(
@@ -219,12 +226,7 @@ pub async fn infer(server: &ServerArgs, args: InferArgs) -> anyhow::Result<()> {
         Some(version) => format!("{url}/v2/models/{}/versions/{version}/infer", args.name),
         None => format!("{url}/v2/models/{}/infer", args.name),
     };
-    let response = Client::new()
-        .post(target)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await?;
+    let response = Client::new().post(target).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await?;
     let response = check(response).await?;
     let body: Value = response.json().await?;
     println!("{}", serde_json::to_string_pretty(&body)?);

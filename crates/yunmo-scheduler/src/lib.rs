@@ -10,5 +10,5 @@
 mod merge;
 mod policy;
 
-pub use merge::{batch_key, merge, split, BatchKey, MergeError};
+pub use merge::{BatchKey, MergeError, batch_key, merge, split};
 pub use policy::{BatchPolicy, Decision, PolicyConfig};

@@ -145,8 +145,14 @@ mod tests {
 
     #[test]
     fn merge_then_split_gives_back_each_request() {
-        let a = vec![fp32("x", vec![1, 2], &[1.0, 2.0]), Tensor::new("s", DataType::Bytes, vec![1], TensorData::Bytes(vec![Bytes::from("a")])).unwrap()];
-        let b = vec![Tensor::new("s", DataType::Bytes, vec![2], TensorData::Bytes(vec![Bytes::from("b"), Bytes::from("c")])).unwrap(), fp32("x", vec![2, 2], &[3.0, 4.0, 5.0, 6.0])];
+        let a = vec![
+            fp32("x", vec![1, 2], &[1.0, 2.0]),
+            Tensor::new("s", DataType::Bytes, vec![1], TensorData::Bytes(vec![Bytes::from("a")])).unwrap(),
+        ];
+        let b = vec![
+            Tensor::new("s", DataType::Bytes, vec![2], TensorData::Bytes(vec![Bytes::from("b"), Bytes::from("c")])).unwrap(),
+            fp32("x", vec![2, 2], &[3.0, 4.0, 5.0, 6.0]),
+        ];
         let (key_a, rows_a) = batch_key(&a, &[]).unwrap();
         let (key_b, rows_b) = batch_key(&b, &[]).unwrap();
         assert_eq!(key_a, key_b, "input order does not matter");

@@ -67,7 +67,9 @@ impl<T> BatchPolicy<T> {
 
     /// Rows of the batch [`BatchPolicy::take_batch`] would form now.
     fn next_batch_rows(&self) -> usize {
-        let Some(first) = self.waiting.front() else { return 0 };
+        let Some(first) = self.waiting.front() else {
+            return 0;
+        };
         if self.config.max_batch_size == 0 {
             return first.rows;
         }
@@ -83,7 +85,9 @@ impl<T> BatchPolicy<T> {
 
     /// What to do at `now`.
     pub fn decide(&self, now: Instant) -> Decision {
-        let Some(first) = self.waiting.front() else { return Decision::Idle };
+        let Some(first) = self.waiting.front() else {
+            return Decision::Idle;
+        };
         if self.config.max_batch_size == 0 || self.next_batch_rows() >= self.config.max_batch_size {
             return Decision::Dispatch;
         }
@@ -93,7 +97,9 @@ impl<T> BatchPolicy<T> {
 
     /// Removes and returns the next batch (oldest request first), with its total rows.
     pub fn take_batch(&mut self) -> (Vec<T>, usize) {
-        let Some(first) = self.waiting.pop_front() else { return (Vec::new(), 0) };
+        let Some(first) = self.waiting.pop_front() else {
+            return (Vec::new(), 0);
+        };
         let mut rows = first.rows;
         let key = first.key;
         let mut batch = vec![first.item];

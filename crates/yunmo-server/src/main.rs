@@ -89,7 +89,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let flags = FlagOverrides { host: args.host, http_port: args.http_port, grpc_port: args.grpc_port, data_dir: args.data_dir, log_level: args.log_level };
+    let flags = FlagOverrides {
+        host: args.host,
+        http_port: args.http_port,
+        grpc_port: args.grpc_port,
+        data_dir: args.data_dir,
+        log_level: args.log_level,
+    };
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), &flags).map_err(anyhow::Error::msg)?;
     if args.print_config {
         println!("{}", serde_json::to_string_pretty(&settings)?);

@@ -23,10 +23,7 @@ fn scores(tensor: &Tensor) -> Result<Vec<f64>, ServiceError> {
         DataType::Uint8 => read!(u8, 1),
         DataType::Fp16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
         other => {
-            return Err(ServiceError::invalid(format!(
-                "output '{}': classification is not supported for datatype {other}",
-                tensor.name()
-            )))
+            return Err(ServiceError::invalid(format!("output '{}': classification is not supported for datatype {other}", tensor.name())));
         }
     })
 }
@@ -56,7 +53,8 @@ pub(crate) fn classify(tensor: &Tensor, class_count: usize, labels: &[String]) -
         }
     }
     let out_shape = if shape.len() <= 1 { vec![k as i64] } else { vec![rows as i64, k as i64] };
-    Tensor::new(tensor.name(), DataType::Bytes, out_shape, TensorData::Bytes(items)).map_err(|error| ServiceError::internal(error.to_string()))
+    Tensor::new(tensor.name(), DataType::Bytes, out_shape, TensorData::Bytes(items))
+        .map_err(|error| ServiceError::internal(error.to_string()))
 }
 
 #[cfg(test)]

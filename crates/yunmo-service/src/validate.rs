@@ -26,11 +26,7 @@ pub(crate) fn check_request(
             )));
         };
         if tensor.datatype() != spec.datatype {
-            return Err(ServiceError::invalid(format!(
-                "input '{name}': expected datatype {}, got {}",
-                spec.datatype,
-                tensor.datatype()
-            )));
+            return Err(ServiceError::invalid(format!("input '{name}': expected datatype {}, got {}", spec.datatype, tensor.datatype())));
         }
         if !spec.accepts_shape(tensor.shape()) {
             return Err(ServiceError::invalid(format!(

@@ -75,12 +75,7 @@ pub fn element_count(shape: &[i64]) -> Option<usize> {
 
 impl Tensor {
     /// Builds a tensor, checking that `data` holds exactly the elements `shape` calls for.
-    pub fn new(
-        name: impl Into<String>,
-        datatype: DataType,
-        shape: Vec<i64>,
-        data: TensorData,
-    ) -> Result<Tensor, TensorError> {
+    pub fn new(name: impl Into<String>, datatype: DataType, shape: Vec<i64>, data: TensorData) -> Result<Tensor, TensorError> {
         let name = name.into();
         if shape.iter().any(|&dim| dim < 0) {
             return Err(TensorError::NegativeDimension { name, shape });

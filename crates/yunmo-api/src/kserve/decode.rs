@@ -7,8 +7,8 @@
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use yunmo_service::ServiceError;
@@ -100,10 +100,7 @@ pub fn decode_request(
 ) -> Result<(InferInput, OutputEncoding), ServiceError> {
     let header_length = header_length.unwrap_or(body.len());
     if header_length > body.len() {
-        return Err(invalid(format!(
-            "Inference-Header-Content-Length is {header_length} but the body has only {} bytes",
-            body.len()
-        )));
+        return Err(invalid(format!("Inference-Header-Content-Length is {header_length} but the body has only {} bytes", body.len())));
     }
     let header = &body[..header_length];
     let dto: RequestDto<'_> =
@@ -113,13 +110,20 @@ pub fn decode_request(
     for input in dto.inputs {
         let owner = format!("input '{}'", input.name);
         let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
-            invalid(format!("{owner}: unknown datatype '{}' (expected one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BF16, BYTES)", input.datatype))
+            invalid(format!(
+                "{owner}: unknown datatype '{}' (expected one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BF16, BYTES)",
+                input.datatype
+            ))
         })?;
         let count = checked_count(&input.name, &input.shape, limits)?;
         let binary_size = uint_param(&input.parameters, "binary_data_size", &owner)?;
         let data = match (binary_size, input.data) {
-            (Some(_), Some(_)) => return Err(invalid(format!("{owner}: has both 'data' and 'binary_data_size'"))),
-            (None, None) => return Err(invalid(format!("{owner}: has neither 'data' nor 'binary_data_size'"))),
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!("{owner}: has both 'data' and 'binary_data_size'")));
+            }
+            (None, None) => {
+                return Err(invalid(format!("{owner}: has neither 'data' nor 'binary_data_size'")));
+            }
             (Some(size), None) => {
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
                 let end = offset.checked_add(size).filter(|end| *end <= body.len()).ok_or_else(|| {
@@ -138,10 +142,7 @@ pub fn decode_request(
         inputs.push(tensor);
     }
     if offset != body.len() {
-        return Err(invalid(format!(
-            "the body has {} bytes after the header and binary inputs that no input claims",
-            body.len() - offset
-        )));
+        return Err(invalid(format!("the body has {} bytes after the header and binary inputs that no input claims", body.len() - offset)));
     }
     let binary_default = bool_param(&dto.parameters, "binary_data_output", "request")?.unwrap_or(false);
     let mut encoding = OutputEncoding { binary_default, binary: Vec::new() };
@@ -207,10 +208,7 @@ fn json_data(owner: &str, datatype: DataType, raw: &RawValue, count: usize) -> R
         invalid(format!("{owner}: {detail}"))
     })?;
     if sink.count != count {
-        return Err(invalid(format!(
-            "{owner}: shape calls for {count} elements, 'data' has {}",
-            sink.count
-        )));
+        return Err(invalid(format!("{owner}: shape calls for {count} elements, 'data' has {}", sink.count)));
     }
     Ok(sink.finish())
 }
@@ -278,7 +276,7 @@ impl Sink {
                 return self.push_float(value as f64);
             }
             DataType::Bool | DataType::Bytes => {
-                return Err(self.fail(format!("expected {}, got the number {value}", kind(self.datatype))))
+                return Err(self.fail(format!("expected {}, got the number {value}", kind(self.datatype))));
             }
         }
         Ok(())
@@ -291,7 +289,9 @@ impl Sink {
             DataType::Fp64 => self.bytes.extend_from_slice(&value.to_le_bytes()),
             DataType::Fp16 => self.bytes.extend_from_slice(&half::f16::from_f64(value).to_le_bytes()),
             DataType::Bf16 => self.bytes.extend_from_slice(&half::bf16::from_f64(value).to_le_bytes()),
-            other => return Err(self.fail(format!("expected {}, got the number {value}", kind(other)))),
+            other => {
+                return Err(self.fail(format!("expected {}, got the number {value}", kind(other))));
+            }
         }
         Ok(())
     }
@@ -319,7 +319,9 @@ fn kind(datatype: DataType) -> String {
     match datatype {
         DataType::Bool => "a boolean (BOOL)".into(),
         DataType::Bytes => "a string (BYTES)".into(),
-        DataType::Fp16 | DataType::Fp32 | DataType::Fp64 | DataType::Bf16 => format!("a number ({datatype})"),
+        DataType::Fp16 | DataType::Fp32 | DataType::Fp64 | DataType::Bf16 => {
+            format!("a number ({datatype})")
+        }
         other => format!("an integer ({other})"),
     }
 }
@@ -424,12 +426,27 @@ mod tests {
     #[test]
     fn errors_name_the_tensor_the_field_and_the_values() {
         let cases = [
-            (r#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#, "input 'x': shape calls for 3 elements, 'data' has 2"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,2]}]}"#, "input 'x': 'data' has more elements than the shape's 1"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#, "input 'x': element 0: value 300 is out of range for UINT8"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}]}"#, "input 'x': element 0: expected an integer (INT32), got 1.5"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[1,2]}]}"#,
+                "input 'x': shape calls for 3 elements, 'data' has 2",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1,2]}]}"#,
+                "input 'x': 'data' has more elements than the shape's 1",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT8","data":[300]}]}"#,
+                "input 'x': element 0: value 300 is out of range for UINT8",
+            ),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[1.5]}]}"#,
+                "input 'x': element 0: expected an integer (INT32), got 1.5",
+            ),
             (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#, "input 'x': unknown datatype 'FLOAT'"),
-            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BOOL","data":["yes"]}]}"#, "input 'x': element 0: expected a boolean (BOOL), got the string \"yes\""),
+            (
+                r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BOOL","data":["yes"]}]}"#,
+                "input 'x': element 0: expected a boolean (BOOL), got the string \"yes\"",
+            ),
             (r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[]}]}"#, "input 'x': shape [-1] has a negative dimension -1"),
             (r#"{"inputs":[{"name":"x","shape":[1001],"datatype":"FP32","data":[]}]}"#, "more than max_tensor_elements = 1000"),
             (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, "input 'x': has neither 'data' nor 'binary_data_size'"),

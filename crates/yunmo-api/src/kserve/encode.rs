@@ -1,6 +1,6 @@
 //! KServe V2 response encoding: JSON `data`, or Triton's binary extension when asked for.
 
-use axum::http::{header, HeaderValue};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::ser::{Serialize, SerializeSeq, Serializer};

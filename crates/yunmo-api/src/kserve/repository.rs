@@ -5,11 +5,11 @@ use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use yunmo_service::ServiceError;
 
-use crate::error::ApiError;
 use crate::AppState;
+use crate::error::ApiError;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -53,11 +53,11 @@ fn version_parameter(parameters: &Map<String, Value>) -> Result<Option<u64>, Api
     match parameters.get("version") {
         None => Ok(None),
         Some(Value::String(text)) => super::parse_version(text).map(Some).map_err(ApiError::kserve),
-        Some(value) => value
-            .as_u64()
-            .filter(|v| *v > 0)
-            .map(Some)
-            .ok_or_else(|| ApiError::kserve(ServiceError::invalid(format!("parameter 'version' must be a positive integer, got {value}")))),
+        Some(value) => {
+            value.as_u64().filter(|v| *v > 0).map(Some).ok_or_else(|| {
+                ApiError::kserve(ServiceError::invalid(format!("parameter 'version' must be a positive integer, got {value}")))
+            })
+        }
     }
 }
 

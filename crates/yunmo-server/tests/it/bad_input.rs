@@ -75,11 +75,8 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
 
     // An upload cut off mid-way: the client promises 100000 bytes, sends 1000 and hangs up.
     let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
-    write!(
-        stream,
-        "POST {uploads} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
-    )
-    .unwrap();
+    write!(stream, "POST {uploads} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
     stream.write_all(&[0x08; 1000]).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     let mut answer = String::new();

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::harness::TestServer;
 
@@ -42,7 +42,8 @@ async fn concurrent_requests_are_merged_and_split_back_exactly() {
     for seed in 0..8 {
         let client = server.client.clone();
         let url = format!("{}/v2/models/cnn/infer", server.url);
-        let body = json!({"id": seed.to_string(), "inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": digit_rows(seed)}]});
+        let body =
+            json!({"id": seed.to_string(), "inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": digit_rows(seed)}]});
         tasks.push(tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }));
     }
     for (seed, task) in tasks.into_iter().enumerate() {

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::harness::{fixture, TestServer};
+use crate::harness::{TestServer, fixture};
 
 #[tokio::test]
 async fn sigkill_mid_upload_leaves_a_consistent_registry() {

@@ -54,13 +54,7 @@ impl TestServer {
         }
         let ready: Value = serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
         let address = ready["http"].as_str().unwrap().to_string();
-        TestServer {
-            child,
-            url: format!("http://{address}"),
-            address,
-            data_dir: data_dir.to_path_buf(),
-            client: reqwest::Client::new(),
-        }
+        TestServer { child, url: format!("http://{address}"), address, data_dir: data_dir.to_path_buf(), client: reqwest::Client::new() }
     }
 
     /// Sends SIGTERM and waits for a clean exit.
@@ -123,7 +117,8 @@ impl TestServer {
     /// Names of the files in the staging area and the store.
     pub fn files(&self, folder: &str) -> Vec<String> {
         let dir = self.data_dir.join("data/artifacts").join(folder);
-        let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
     }

@@ -34,18 +34,38 @@ async fn models_and_versions_through_the_management_api() {
     assert_eq!(version["loaded"], true, "loaded by the first request");
 
     // Pin version 5.
-    let (status, body) = server.client.patch(format!("{}/api/v1/models/iris", server.url))
-        .json(&json!({"version_policy": {"kind": "pinned", "version": 5}})).send().await.map(|r| r.status().as_u16()).map(|s| (s, ())).unwrap();
+    let (status, body) = server
+        .client
+        .patch(format!("{}/api/v1/models/iris", server.url))
+        .json(&json!({"version_policy": {"kind": "pinned", "version": 5}}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map(|s| (s, ()))
+        .unwrap();
     assert_eq!(status, 200, "{body:?}");
     let (_, body) = server.infer_iris("/v2/models/iris/infer").await;
     assert_eq!(body["model_version"], "5");
     let (_, metadata) = server.get("/v2/models/iris").await;
     assert_eq!(metadata["versions"], json!(["5", "6"]));
-    let (status, body) = server.client.delete(format!("{}/api/v1/models/iris/versions/5", server.url)).send().await
-        .map(|r| r.status().as_u16()).map(|s| (s, ())).unwrap();
+    let (status, body) = server
+        .client
+        .delete(format!("{}/api/v1/models/iris/versions/5", server.url))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map(|s| (s, ()))
+        .unwrap();
     assert_eq!(status, 400, "a pinned version cannot be deleted {body:?}");
-    let status = server.client.patch(format!("{}/api/v1/models/iris", server.url))
-        .json(&json!({"version_policy": {"kind": "pinned", "version": 7}})).send().await.unwrap().status().as_u16();
+    let status = server
+        .client
+        .patch(format!("{}/api/v1/models/iris", server.url))
+        .json(&json!({"version_policy": {"kind": "pinned", "version": 7}}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
     assert_eq!(status, 400, "cannot pin a missing version");
 
     // Explicit unload and load.
@@ -62,8 +82,13 @@ async fn models_and_versions_through_the_management_api() {
     assert_eq!(status, 200);
 
     // Config change: the next request reloads with it.
-    let response = server.client.put(format!("{}/api/v1/models/iris/versions/5/config", server.url))
-        .json(&json!({"max_batch_size": 1})).send().await.unwrap();
+    let response = server
+        .client
+        .put(format!("{}/api/v1/models/iris/versions/5/config", server.url))
+        .json(&json!({"max_batch_size": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let two_rows = json!({"inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8]}]});
     let (status, body) = server.post_json("/v2/models/iris/infer", &two_rows).await;
@@ -101,11 +126,24 @@ async fn the_cli_pushes_lists_infers_and_removes() {
     let server = TestServer::start(dir.path(), &[]).await;
     let yunmo = |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_yunmo")).args(args).args(["--url", &server.url]).output().unwrap();
-        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     };
     let model = crate::harness::fixture("iris_mlp.onnx");
-    let (ok, stdout, stderr) = yunmo(&["models", "push", model.to_str().unwrap(), "--name", "iris", "--task", "classification",
-        "--config", r#"{"labels": ["setosa", "versicolor", "virginica"]}"#]);
+    let (ok, stdout, stderr) = yunmo(&[
+        "models",
+        "push",
+        model.to_str().unwrap(),
+        "--name",
+        "iris",
+        "--task",
+        "classification",
+        "--config",
+        r#"{"labels": ["setosa", "versicolor", "virginica"]}"#,
+    ]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("Pushed") && stderr.contains("version 1"), "{stderr}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["config"]["labels"][2], "virginica");

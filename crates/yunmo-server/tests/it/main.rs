@@ -6,11 +6,11 @@ mod harness;
 
 /// Every kind of bad input gets its 4xx and leaves the server serving and the registry unchanged.
 mod bad_input;
+/// Dynamic batching, the bounded queue (429), per-request timeouts (504), abandoned requests.
+mod batching;
 /// SIGKILL in the middle of an upload, then a restart: the registry is consistent.
 mod crash;
 /// Models and versions through the management API: create, upload, policy, load/unload, delete, restart.
 mod lifecycle;
 /// SIGTERM lets in-flight requests finish and exits cleanly.
 mod shutdown;
-/// Dynamic batching, the bounded queue (429), per-request timeouts (504), abandoned requests.
-mod batching;
