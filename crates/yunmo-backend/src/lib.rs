@@ -4,11 +4,15 @@
 //! ([`BackendFactory::inspect`], which must reject anything it could not later load) and loads it into
 //! [`BatchBackend`] instances. An instance runs on one worker thread and is called with whole requests.
 //! Backends do no network IO and never see keys, tenants or wire formats.
+//!
+//! Formats that generate text (`"gguf"`) load instead into one [`GenerateBackend`] per version, which owns
+//! its continuous batching: it accepts tokenised requests and answers each with a stream of
+//! [`GenerateEvent`]s. Dropping the stream's receiver cancels the request at the next decode step.
 #![warn(missing_docs)]
 
 use std::path::Path;
 
-use yunmo_types::{Signature, Tensor};
+use yunmo_types::{FinishReason, GenerateParams, Signature, Tensor, TextChunk, Usage};
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +32,18 @@ pub enum BackendError {
     /// Inference failed inside the runtime.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The runtime's own queue is full; the caller may retry later.
+    #[error("{0}")]
+    Overloaded(String),
+}
+
+/// What kind of runtime a format loads into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Stateless tensor in, tensor out ([`BatchBackend`]).
+    Tensor,
+    /// Token streams with backend-owned continuous batching ([`GenerateBackend`]).
+    Generate,
 }
 
 /// How to load one instance of a model.
@@ -62,6 +78,97 @@ pub trait BackendFactory: Send + Sync + 'static {
     /// not load. Blocking: call it off the async runtime.
     fn inspect(&self, path: &Path) -> Result<Signature, BackendError>;
 
-    /// Loads one instance. Blocking: call it off the async runtime.
-    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn BatchBackend>, BackendError>;
+    /// Which trait the format loads into.
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Tensor
+    }
+
+    /// Loads one instance of a tensor model. Blocking: call it off the async runtime.
+    fn load(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn BatchBackend>, BackendError> {
+        let _ = (path, options);
+        Err(BackendError::Unsupported(format!("format '{}' does not load tensor models", self.format())))
+    }
+
+    /// Loads a text-generation model and starts its engine. Blocking: call it off the async runtime.
+    fn load_generate(&self, path: &Path) -> Result<std::sync::Arc<dyn GenerateBackend>, BackendError> {
+        let _ = path;
+        Err(BackendError::Unsupported(format!("format '{}' does not generate text", self.format())))
+    }
+}
+
+/// One tokenised generation request.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// The prompt's token ids, special tokens included.
+    pub prompt: Vec<u32>,
+    /// Sampling and stopping.
+    pub params: GenerateParams,
+}
+
+/// What a generation stream carries. A stream ends with exactly one `Finished` or `Failed`.
+#[derive(Debug, Clone)]
+pub enum GenerateEvent {
+    /// New text.
+    Chunk(TextChunk),
+    /// The generation ended.
+    Finished {
+        /// Why.
+        reason: FinishReason,
+        /// Tokens read and generated.
+        usage: Usage,
+    },
+    /// The generation failed.
+    Failed(BackendError),
+}
+
+/// Static facts about a loaded text-generation model.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateInfo {
+    /// Architecture from the file (`llama`, `qwen2`, `gemma3`).
+    pub architecture: String,
+    /// Tokens one sequence may hold (prompt plus completion).
+    pub context_per_sequence: u32,
+    /// Sequences decoded together.
+    pub max_sequences: u32,
+    /// The Jinja chat template stored in the file, if any.
+    pub chat_template: Option<String>,
+    /// Beginning-of-sequence token text, for chat templates.
+    pub bos_token: String,
+    /// End-of-sequence token text, for chat templates.
+    pub eos_token: String,
+    /// Whether the tokenizer adds the BOS token by itself.
+    pub add_bos: bool,
+    /// Bytes of memory the model holds (weights and KV cache), for the memory budget.
+    pub memory_bytes: u64,
+}
+
+/// Live counters of a generation engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerateStats {
+    /// Sequences being prefilled or decoded.
+    pub running: usize,
+    /// Requests accepted but not started.
+    pub waiting: usize,
+    /// KV cache cells holding tokens.
+    pub kv_cells_used: u64,
+    /// KV cache cells in all.
+    pub kv_cells_total: u64,
+}
+
+/// Accepts tokenised requests and streams text; owns its continuous batching. Implemented by LLM runtimes.
+pub trait GenerateBackend: Send + Sync + 'static {
+    /// Facts about the model.
+    fn info(&self) -> &GenerateInfo;
+
+    /// Token ids of `text`. `special`: add BOS/EOS as the model wants and parse special tokens written in
+    /// the text (for rendered chat templates).
+    fn tokenize(&self, text: &str, special: bool) -> Result<Vec<u32>, BackendError>;
+
+    /// Queues a request. Fails with [`BackendError::Overloaded`] when the queue is full, and with
+    /// [`BackendError::InvalidInput`] when the prompt does not fit the context. Dropping the receiver
+    /// cancels the request and frees its KV cells at the next step.
+    fn submit(&self, request: GenerateRequest) -> Result<flume::Receiver<GenerateEvent>, BackendError>;
+
+    /// Running and waiting sequences and KV cache use.
+    fn stats(&self) -> GenerateStats;
 }

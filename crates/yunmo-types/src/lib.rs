@@ -8,9 +8,11 @@
 #![warn(missing_docs)]
 
 mod datatype;
+mod generate;
 mod tensor;
 
 pub use datatype::DataType;
+pub use generate::{EmbeddingConfig, FinishReason, GenerateParams, Pooling, TextChunk, TokenLogprob, Usage};
 pub use tensor::{Tensor, TensorData, TensorError, element_count as element_count_of};
 
 use serde::{Deserialize, Serialize};
@@ -54,8 +56,7 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// Whether `shape` fits this spec: same rank and equal on every fixed dimension.
     pub fn accepts_shape(&self, shape: &[i64]) -> bool {
-        self.shape.len() == shape.len()
-            && self.shape.iter().zip(shape).all(|(want, got)| *want < 0 || want == got)
+        self.shape.len() == shape.len() && self.shape.iter().zip(shape).all(|(want, got)| *want < 0 || want == got)
     }
 }
 
@@ -138,11 +139,24 @@ pub struct VersionConfig {
     pub instance_count: u32,
     /// Class labels for Triton's classification extension, by class index.
     pub labels: Vec<String>,
+    /// Serve `/v1/embeddings` from this encoder (needs a tokenizer uploaded with the version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingConfig>,
+    /// Jinja chat template for `/v1/chat/completions`, replacing the one inside the model file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
 }
 
 impl Default for VersionConfig {
     fn default() -> Self {
-        VersionConfig { max_batch_size: 0, max_queue_delay_us: 0, instance_count: 1, labels: Vec::new() }
+        VersionConfig {
+            max_batch_size: 0,
+            max_queue_delay_us: 0,
+            instance_count: 1,
+            labels: Vec::new(),
+            embedding: None,
+            chat_template: None,
+        }
     }
 }
 
@@ -155,18 +169,13 @@ impl VersionConfig {
     /// Checks the bounds; the message names the field, the bound and the value.
     pub fn validate(&self) -> Result<(), String> {
         if self.instance_count == 0 || self.instance_count > Self::MAX_INSTANCES {
-            return Err(format!(
-                "instance_count must be between 1 and {}, got {}",
-                Self::MAX_INSTANCES,
-                self.instance_count
-            ));
+            return Err(format!("instance_count must be between 1 and {}, got {}", Self::MAX_INSTANCES, self.instance_count));
         }
         if self.max_queue_delay_us > Self::MAX_QUEUE_DELAY_US {
-            return Err(format!(
-                "max_queue_delay_us must be at most {}, got {}",
-                Self::MAX_QUEUE_DELAY_US,
-                self.max_queue_delay_us
-            ));
+            return Err(format!("max_queue_delay_us must be at most {}, got {}", Self::MAX_QUEUE_DELAY_US, self.max_queue_delay_us));
+        }
+        if let Some(embedding) = &self.embedding {
+            embedding.validate()?;
         }
         Ok(())
     }

@@ -1,0 +1,395 @@
+//! The engine thread of one loaded GGUF model: admits requests into sequence slots, runs one llama.cpp
+//! decode per step for all of them, samples, streams text and frees slots of finished or cancelled
+//! sequences.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use yunmo_backend::{BackendError, GenerateBackend, GenerateEvent, GenerateInfo, GenerateRequest, GenerateStats};
+use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
+
+use crate::GgufConfig;
+use crate::plan::{Phase, plan_step};
+use crate::sampler::Sampler;
+use crate::text::TextAssembler;
+
+/// Front of a running engine; dropping it stops the engine thread once its queue is empty.
+pub struct Engine {
+    model: Arc<LlamaModel>,
+    info: GenerateInfo,
+    sender: flume::Sender<Pending>,
+    counters: Arc<Counters>,
+    queue_capacity: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    kv_used: AtomicU64,
+}
+
+struct Pending {
+    request: GenerateRequest,
+    events: flume::Sender<GenerateEvent>,
+}
+
+impl Engine {
+    /// Creates the context on a new thread and returns once it is ready.
+    pub fn start(model: Arc<LlamaModel>, config: GgufConfig) -> Result<Self, BackendError> {
+        let info = describe(&model, &config);
+        let counters = Arc::new(Counters::default());
+        let (sender, receiver) = flume::unbounded();
+        let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
+        let thread_model = model.clone();
+        let thread_counters = counters.clone();
+        let thread_config = config.clone();
+        std::thread::Builder::new()
+            .name("yunmo-llm-engine".into())
+            .spawn(move || engine_thread(thread_model, thread_config, receiver, thread_counters, ready_sender))
+            .map_err(|error| BackendError::Runtime(format!("cannot start the engine thread: {error}")))?;
+        ready_receiver.recv().map_err(|_| BackendError::Runtime("the engine thread died while starting".into()))??;
+        Ok(Engine { model, info, sender, counters, queue_capacity: config.queue_capacity })
+    }
+}
+
+fn describe(model: &LlamaModel, config: &GgufConfig) -> GenerateInfo {
+    let vocab = model.vocab();
+    let special_text = |token: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
+    let n_ctx = u64::from(config.max_sequences) * u64::from(config.context_per_sequence);
+    let head_dim = (model.n_embd().max(1) as u64) / u64::from(model.n_head().max(1));
+    // K and V in f16 for every layer, KV head and cell.
+    let kv_bytes = 2 * u64::from(model.n_layer()) * n_ctx * u64::from(model.n_head_kv()) * head_dim * 2;
+    GenerateInfo {
+        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+        context_per_sequence: config.context_per_sequence,
+        max_sequences: config.max_sequences,
+        chat_template: model.chat_template(None).ok().and_then(|template| template.to_string().ok()),
+        bos_token: special_text(vocab.bos()),
+        eos_token: special_text(vocab.eos()),
+        add_bos: vocab.should_add_bos(),
+        memory_bytes: model.size() + kv_bytes,
+    }
+}
+
+impl GenerateBackend for Engine {
+    fn info(&self) -> &GenerateInfo {
+        &self.info
+    }
+
+    fn tokenize(&self, text: &str, special: bool) -> Result<Vec<u32>, BackendError> {
+        let tokens = self.model.vocab().tokenize(text.as_bytes(), special, special);
+        Ok(tokens.into_iter().map(|token| token.0 as u32).collect())
+    }
+
+    fn submit(&self, request: GenerateRequest) -> Result<flume::Receiver<GenerateEvent>, BackendError> {
+        let context = self.info.context_per_sequence as usize;
+        if request.prompt.is_empty() {
+            return Err(BackendError::InvalidInput("the prompt is empty (0 tokens)".into()));
+        }
+        if request.prompt.len() >= context {
+            return Err(BackendError::InvalidInput(format!(
+                "the prompt has {} tokens; the context per sequence holds {context} (backends.gguf.context_per_sequence), prompt and at least one generated token included",
+                request.prompt.len()
+            )));
+        }
+        let n_vocab = self.model.n_vocab() as u32;
+        if let Some(bad) = request.prompt.iter().find(|token| **token >= n_vocab) {
+            return Err(BackendError::InvalidInput(format!("token id {bad} is out of the vocabulary (0..{n_vocab})")));
+        }
+        if self.counters.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_capacity {
+            self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(BackendError::Overloaded(format!(
+                "{} requests are waiting for a sequence slot, the queue_capacity; retry later",
+                self.queue_capacity
+            )));
+        }
+        let (events, receiver) = flume::unbounded();
+        self.sender.send(Pending { request, events }).map_err(|_| {
+            self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
+            BackendError::Runtime("the engine has stopped".into())
+        })?;
+        Ok(receiver)
+    }
+
+    fn stats(&self) -> GenerateStats {
+        GenerateStats {
+            running: self.counters.running.load(Ordering::Relaxed),
+            waiting: self.counters.waiting.load(Ordering::Relaxed),
+            kv_cells_used: self.counters.kv_used.load(Ordering::Relaxed),
+            kv_cells_total: u64::from(self.info.max_sequences) * u64::from(self.info.context_per_sequence),
+        }
+    }
+}
+
+/// One admitted request.
+struct Sequence {
+    slot: i32,
+    prompt: Vec<u32>,
+    /// Tokens already in the KV cache (the next position).
+    n_past: usize,
+    /// Prompt tokens fed so far.
+    n_prefilled: usize,
+    /// The sampled token that must be fed next, once the prompt is in.
+    next: Option<u32>,
+    n_generated: usize,
+    max_tokens: usize,
+    sampler: Sampler,
+    text: TextAssembler,
+    want_logprobs: bool,
+    events: flume::Sender<GenerateEvent>,
+}
+
+impl Sequence {
+    fn phase(&self) -> Phase {
+        match self.next {
+            Some(_) => Phase::Decode,
+            None => Phase::Prefill { remaining: self.prompt.len() - self.n_prefilled },
+        }
+    }
+}
+
+struct State<'m> {
+    model: &'m LlamaModel,
+    context: LlamaContext<'m>,
+    counters: Arc<Counters>,
+    config: GgufConfig,
+    waiting: VecDeque<Pending>,
+    running: Vec<Sequence>,
+    free_slots: Vec<i32>,
+}
+
+fn engine_thread(
+    model: Arc<LlamaModel>,
+    config: GgufConfig,
+    requests: flume::Receiver<Pending>,
+    counters: Arc<Counters>,
+    ready: std::sync::mpsc::Sender<Result<(), BackendError>>,
+) {
+    let threads = if config.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { config.threads };
+    let n_ctx = config.max_sequences * config.context_per_sequence;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(config.batch_tokens)
+        .with_n_ubatch(config.batch_tokens)
+        .with_n_seq_max(config.max_sequences)
+        .with_kv_unified(false)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32);
+    let backend = match crate::backend() {
+        Ok(backend) => backend,
+        Err(error) => {
+            let _ = ready.send(Err(error));
+            return;
+        }
+    };
+    let context = match model.new_context(backend, params) {
+        Ok(context) => context,
+        Err(error) => {
+            let _ = ready.send(Err(BackendError::Runtime(format!("llama.cpp could not create a context of {n_ctx} tokens: {error}"))));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let mut state = State {
+        model: &model,
+        context,
+        counters,
+        free_slots: (0..config.max_sequences as i32).rev().collect(),
+        config,
+        waiting: VecDeque::new(),
+        running: Vec::new(),
+    };
+    let mut batch = LlamaBatch::new(state.config.batch_tokens as usize, 1);
+    loop {
+        if state.running.is_empty() && state.waiting.is_empty() {
+            match requests.recv() {
+                Ok(pending) => state.waiting.push_back(pending),
+                Err(_) => break,
+            }
+        }
+        state.waiting.extend(requests.try_iter());
+        state.drop_cancelled();
+        state.admit();
+        if state.running.is_empty() {
+            continue;
+        }
+        state.step(&mut batch);
+    }
+}
+
+impl State<'_> {
+    fn drop_cancelled(&mut self) {
+        let before = self.waiting.len();
+        self.waiting.retain(|pending| !pending.events.is_disconnected());
+        self.counters.waiting.fetch_sub(before - self.waiting.len(), Ordering::AcqRel);
+        let mut index = 0;
+        while index < self.running.len() {
+            if self.running[index].events.is_disconnected() {
+                let sequence = self.running.swap_remove(index);
+                tracing::debug!(slot = sequence.slot, generated = sequence.n_generated, "Sequence cancelled by its client.");
+                self.release(sequence);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    fn admit(&mut self) {
+        while !self.waiting.is_empty() && !self.free_slots.is_empty() {
+            let pending = self.waiting.pop_front().expect("checked non-empty");
+            self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
+            let slot = self.free_slots.pop().expect("checked non-empty");
+            let room = self.config.context_per_sequence as usize - pending.request.prompt.len();
+            let params = &pending.request.params;
+            self.running.push(Sequence {
+                slot,
+                max_tokens: (params.max_tokens as usize).min(room),
+                sampler: Sampler::new(params),
+                text: TextAssembler::new(&params.stop),
+                want_logprobs: params.logprobs.is_some(),
+                prompt: pending.request.prompt,
+                n_past: 0,
+                n_prefilled: 0,
+                next: None,
+                n_generated: 0,
+                events: pending.events,
+            });
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.counters.running.store(self.running.len(), Ordering::Relaxed);
+        self.counters.kv_used.store(self.running.iter().map(|s| s.n_past as u64).sum(), Ordering::Relaxed);
+    }
+
+    /// Frees the sequence's KV cells and slot.
+    fn release(&mut self, sequence: Sequence) {
+        if let Err(error) = self.context.clear_kv_cache_seq(Some(sequence.slot as u32), None, None) {
+            tracing::warn!(slot = sequence.slot, %error, "Could not clear a sequence's KV cells.");
+        }
+        self.free_slots.push(sequence.slot);
+        self.publish();
+    }
+
+    fn step(&mut self, batch: &mut LlamaBatch) {
+        let phases: Vec<Phase> = self.running.iter().map(Sequence::phase).collect();
+        let plan = plan_step(&phases, self.config.batch_tokens as usize);
+        batch.clear();
+        // (sequence index, batch index of its logits)
+        let mut sample_at = Vec::new();
+        for chunk in &plan {
+            let sequence = &mut self.running[chunk.sequence];
+            let tokens: Vec<u32> = match sequence.next {
+                Some(token) => vec![token],
+                None => sequence.prompt[sequence.n_prefilled..sequence.n_prefilled + chunk.tokens].to_vec(),
+            };
+            for (offset, token) in tokens.iter().enumerate() {
+                let last = offset + 1 == tokens.len();
+                let logits = last && chunk.logits;
+                if logits {
+                    sample_at.push((chunk.sequence, batch.n_tokens()));
+                }
+                batch
+                    .add(LlamaToken(*token as i32), (sequence.n_past + offset) as i32, &[sequence.slot], logits)
+                    .expect("the plan fits the batch's token budget. This is a bug.");
+            }
+            sequence.n_past += tokens.len();
+            if sequence.next.is_none() {
+                sequence.n_prefilled += tokens.len();
+            }
+        }
+        if let Err(error) = self.context.decode(batch) {
+            let message = format!("llama.cpp decode failed: {error}");
+            tracing::warn!(error = %message, "Decode step failed.");
+            let failed: Vec<usize> = plan.iter().map(|chunk| chunk.sequence).collect();
+            self.finish_many(failed, |_| GenerateEvent::Failed(BackendError::Inference(message.clone())));
+            return;
+        }
+        let mut finished = Vec::new();
+        for (index, batch_index) in sample_at {
+            if let Some(reason) = self.sample(index, batch_index) {
+                finished.push((index, reason));
+            }
+        }
+        let reasons: std::collections::HashMap<usize, FinishReason> = finished.iter().copied().collect();
+        let indices: Vec<usize> = finished.iter().map(|(index, _)| *index).collect();
+        self.finish_many(indices, |sequence| GenerateEvent::Finished { reason: reasons[&sequence.0], usage: sequence.1 });
+        self.publish();
+    }
+
+    /// Samples the next token of one sequence and sends its text; returns why it ended, if it did.
+    fn sample(&mut self, index: usize, batch_index: i32) -> Option<FinishReason> {
+        let logits = self.context.get_logits_ith(batch_index);
+        let vocab = self.model.vocab();
+        let sequence = &mut self.running[index];
+        let sampled = sequence.sampler.sample(logits);
+        let token = LlamaToken(sampled.token as i32);
+        sequence.n_generated += 1;
+        if vocab.is_eog(token) {
+            let rest = sequence.text.finish();
+            if !rest.is_empty() {
+                let _ = sequence.events.send(GenerateEvent::Chunk(TextChunk { text: rest, logprobs: Vec::new() }));
+            }
+            return Some(FinishReason::Stop);
+        }
+        let bytes = vocab.token_to_piece(token, false, None);
+        let logprobs = if sequence.want_logprobs {
+            let piece = |id: u32| vocab.token_to_piece(LlamaToken(id as i32), false, None);
+            vec![TokenLogprob {
+                token: String::from_utf8_lossy(&bytes).into_owned(),
+                bytes: bytes.clone(),
+                logprob: sampled.logprob.unwrap_or(0.0),
+                top: sampled
+                    .top
+                    .iter()
+                    .map(|(id, logprob)| {
+                        let bytes = piece(*id);
+                        (String::from_utf8_lossy(&bytes).into_owned(), bytes, *logprob)
+                    })
+                    .collect(),
+            }]
+        } else {
+            Vec::new()
+        };
+        let pushed = sequence.text.push(&bytes);
+        let mut reason = None;
+        let mut text = pushed.text;
+        if pushed.stopped {
+            reason = Some(FinishReason::Stop);
+        } else if sequence.n_generated >= sequence.max_tokens {
+            text.push_str(&sequence.text.finish());
+            reason = Some(FinishReason::Length);
+        }
+        // One chunk per token (text may be empty while held back), so consumers can count tokens.
+        if sequence.events.send(GenerateEvent::Chunk(TextChunk { text, logprobs })).is_err() {
+            // The client went away; the next step releases the slot.
+            return None;
+        }
+        sequence.next = Some(sampled.token);
+        reason
+    }
+
+    /// Ends the sequences at `indices` with the event `make` builds from (index, usage).
+    fn finish_many(&mut self, mut indices: Vec<usize>, make: impl Fn((usize, Usage)) -> GenerateEvent) {
+        indices.sort_unstable();
+        indices.dedup();
+        for index in indices.into_iter().rev() {
+            let sequence = self.running.swap_remove(index);
+            let usage = Usage { prompt_tokens: sequence.prompt.len() as u64, completion_tokens: sequence.n_generated as u64 };
+            let event = make((index, usage));
+            let events = sequence.events.clone();
+            // Free the cells first, so that stats read after the last event already show them free.
+            self.release(sequence);
+            let _ = events.send(event);
+        }
+    }
+}

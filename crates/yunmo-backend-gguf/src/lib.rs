@@ -1,0 +1,125 @@
+//! GGUF large language models through llama.cpp (the `llama-cpp-2` crate), with continuous batching.
+//!
+//! [`GgufFactory`] checks uploads (a vocabulary-only load) and loads a model into a [`engine::Engine`]:
+//! one thread that owns the llama.cpp context and runs decode steps for every admitted sequence at once
+//! (one sequence id per request), planned by [`plan::plan_step`]. Sampling ([`sampler`]) and text assembly
+//! with stop strings ([`text`]) are pure Rust. Only this crate and `yunmo-backend-onnx` touch native code.
+
+mod engine;
+pub mod plan;
+pub mod sampler;
+pub mod text;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use yunmo_backend::{BackendError, BackendFactory, GenerateBackend, RuntimeKind};
+use yunmo_types::{DataType, Signature, TensorSpec};
+
+/// Options of the GGUF runtime (the `backends.gguf` settings section).
+#[derive(Debug, Clone)]
+pub struct GgufConfig {
+    /// CPU threads for decode and prefill (0: all available cores).
+    pub threads: usize,
+    /// Sequences decoded together (continuous batching width).
+    pub max_sequences: u32,
+    /// Tokens one sequence may hold (prompt plus completion).
+    pub context_per_sequence: u32,
+    /// Most tokens in one decode step; long prompts are prefilled in chunks of at most this.
+    pub batch_tokens: u32,
+    /// Requests that may wait for a free sequence; beyond that, `overloaded`.
+    pub queue_capacity: usize,
+    /// Layers offloaded to the GPU (only with the `cuda` feature; 0 on CPU builds).
+    pub gpu_layers: u32,
+}
+
+impl Default for GgufConfig {
+    fn default() -> Self {
+        GgufConfig { threads: 0, max_sequences: 8, context_per_sequence: 2048, batch_tokens: 512, queue_capacity: 64, gpu_layers: 0 }
+    }
+}
+
+/// The `"gguf"` format.
+pub struct GgufFactory {
+    config: GgufConfig,
+}
+
+impl GgufFactory {
+    /// A factory that loads models with `config`.
+    pub fn new(config: GgufConfig) -> Result<Self, BackendError> {
+        if config.max_sequences == 0 || config.batch_tokens < config.max_sequences {
+            return Err(BackendError::Runtime(format!(
+                "backends.gguf.batch_tokens ({}) must be at least backends.gguf.max_sequences ({}), which must be at least 1",
+                config.batch_tokens, config.max_sequences
+            )));
+        }
+        if config.context_per_sequence < 16 {
+            return Err(BackendError::Runtime(format!(
+                "backends.gguf.context_per_sequence must be at least 16, got {}",
+                config.context_per_sequence
+            )));
+        }
+        backend()?;
+        Ok(GgufFactory { config })
+    }
+}
+
+/// llama.cpp's process-wide initialisation, done once.
+pub(crate) fn backend() -> Result<&'static LlamaBackend, BackendError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|error| error.to_string())
+        })
+        .as_ref()
+        .map_err(|error| BackendError::Runtime(format!("llama.cpp failed to start: {error}")))
+}
+
+fn gpu_layers(config: &GgufConfig) -> u32 {
+    if cfg!(feature = "cuda") { config.gpu_layers } else { 0 }
+}
+
+/// The V2 signature of a text-generation model, as Triton's generate extension names it.
+fn generate_signature() -> Signature {
+    let text = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Bytes, shape: vec![1] };
+    Signature { inputs: vec![text("text_input")], outputs: vec![text("text_output")] }
+}
+
+impl BackendFactory for GgufFactory {
+    fn format(&self) -> &'static str {
+        "gguf"
+    }
+
+    fn platform(&self) -> &'static str {
+        "llama.cpp_gguf"
+    }
+
+    fn sniff(&self, head: &[u8]) -> bool {
+        head.starts_with(b"GGUF")
+    }
+
+    fn inspect(&self, path: &Path) -> Result<Signature, BackendError> {
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model = LlamaModel::load_from_file(backend()?, path, &params)
+            .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot read this GGUF file: {error}")))?;
+        if model.vocab().n_tokens() <= 0 {
+            return Err(BackendError::InvalidModel("the GGUF file has no vocabulary".into()));
+        }
+        Ok(generate_signature())
+    }
+
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Generate
+    }
+
+    fn load_generate(&self, path: &Path) -> Result<Arc<dyn GenerateBackend>, BackendError> {
+        let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers(&self.config));
+        let model = LlamaModel::load_from_file(backend()?, path, &params)
+            .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot load this GGUF file: {error}")))?;
+        Ok(Arc::new(engine::Engine::start(Arc::new(model), self.config.clone())?))
+    }
+}

@@ -1,0 +1,118 @@
+//! The engine on the real SmolLM2-135M-Instruct GGUF (fetched by `scripts/fetch-assets.sh smollm`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use yunmo_backend::{BackendFactory, GenerateBackend, GenerateEvent, GenerateRequest};
+use yunmo_backend_gguf::{GgufConfig, GgufFactory};
+use yunmo_types::{FinishReason, GenerateParams};
+
+fn model_path() -> PathBuf {
+    let cache = std::env::var_os("YUNMO_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/yunmo"));
+    let path = cache.join("models/smollm2-135m-instruct-q4_1.gguf");
+    assert!(path.exists(), "{} is missing: run scripts/fetch-assets.sh smollm (scripts/test.sh does)", path.display());
+    path
+}
+
+fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
+    let config = GgufConfig { threads: 2, max_sequences, context_per_sequence: 512, batch_tokens: 64, queue_capacity: 4, gpu_layers: 0 };
+    GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap()
+}
+
+fn greedy(max_tokens: u32) -> GenerateParams {
+    GenerateParams { max_tokens, temperature: 0.0, ..GenerateParams::default() }
+}
+
+fn chat_prompt(question: &str) -> String {
+    format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+/// Collects a whole stream: (text, finish reason, completion tokens).
+fn collect(receiver: flume::Receiver<GenerateEvent>) -> (String, FinishReason, u64) {
+    let mut text = String::new();
+    for event in receiver.iter() {
+        match event {
+            GenerateEvent::Chunk(chunk) => text.push_str(&chunk.text),
+            GenerateEvent::Finished { reason, usage } => {
+                return (text, reason, usage.completion_tokens);
+            }
+            GenerateEvent::Failed(error) => panic!("generation failed: {error}"),
+        }
+    }
+    panic!("the stream ended without Finished")
+}
+
+#[test]
+fn tokenizer_golden_ids_and_inspection() {
+    let engine = engine(2);
+    assert_eq!(engine.tokenize("The capital of France is", false).unwrap(), vec![504, 3575, 282, 4649, 314]);
+    assert!(engine.info().chat_template.as_deref().unwrap_or("").contains("<|im_start|>"));
+    assert_eq!(engine.info().architecture, "llama");
+    let factory = GgufFactory::new(GgufConfig::default()).unwrap();
+    assert!(factory.inspect(&model_path()).is_ok());
+    let not_gguf = tempfile_with(b"GGUF but truncated");
+    assert!(factory.inspect(not_gguf.path()).is_err(), "a truncated file is rejected at upload");
+}
+
+fn tempfile_with(bytes: &[u8]) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(bytes).unwrap();
+    file
+}
+
+#[test]
+fn batched_greedy_equals_one_at_a_time_and_cancel_frees_the_slot() {
+    let engine = engine(4);
+    let questions = ["What is the capital of France?", "Name three colours.", "What is 2 plus 2?", "Say hello."];
+    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| engine.tokenize(&chat_prompt(q), true).unwrap()).collect();
+    let alone: Vec<(String, FinishReason, u64)> = prompts
+        .iter()
+        .map(|prompt| collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(24) }).unwrap()))
+        .collect();
+    assert!(alone[0].0.contains("Paris"), "{:?}", alone[0]);
+    let receivers: Vec<_> =
+        prompts.iter().map(|prompt| engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(24) }).unwrap()).collect();
+    let together: Vec<_> = receivers.into_iter().map(collect).collect();
+    assert_eq!(together, alone, "continuous batching must not change greedy output");
+
+    // A long generation is cancelled after its first chunk; its slot must free up at once.
+    let engine = engine_single();
+    let long = engine.submit(GenerateRequest { prompt: prompts[1].clone(), params: greedy(400) }).unwrap();
+    let _first = long.recv().unwrap();
+    drop(long);
+    let started = Instant::now();
+    let (_, _, tokens) = collect(engine.submit(GenerateRequest { prompt: prompts[3].clone(), params: greedy(4) }).unwrap());
+    assert_eq!(tokens, 4);
+    assert!(started.elapsed() < Duration::from_secs(5), "the cancelled sequence still held the only slot");
+    assert_eq!(engine.stats().kv_cells_used, 0);
+}
+
+fn engine_single() -> Arc<dyn GenerateBackend> {
+    engine(1)
+}
+
+#[test]
+fn stop_strings_max_tokens_and_queue_bound() {
+    let engine = engine(1);
+    let prompt = engine.tokenize(&chat_prompt("What is the capital of France?"), true).unwrap();
+    let (text, reason, tokens) = collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(3) }).unwrap());
+    assert_eq!((reason, tokens), (FinishReason::Length, 3), "{text}");
+    let params = GenerateParams { stop: vec!["France".into()], ..greedy(40) };
+    let (text, reason, _) = collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params }).unwrap());
+    assert_eq!(reason, FinishReason::Stop);
+    assert!(!text.contains("France"), "{text}");
+    // One slot and a queue of 4: with one running and four waiting, the next is refused.
+    let running = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(200) }).unwrap();
+    let _first = running.recv().unwrap();
+    let waiting: Vec<_> = (0..4).map(|_| engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(200) })).collect();
+    assert!(waiting.iter().all(Result::is_ok));
+    assert_eq!((engine.stats().running, engine.stats().waiting), (1, 4));
+    let refused = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(1) });
+    assert!(matches!(refused, Err(yunmo_backend::BackendError::Overloaded(_))), "{refused:?}");
+    let too_long = engine.submit(GenerateRequest { prompt: vec![1; 600], params: greedy(1) });
+    assert!(matches!(too_long, Err(yunmo_backend::BackendError::InvalidInput(_))));
+}
