@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS versions (
     signature TEXT NOT NULL,
     config TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    tokenizer TEXT,
     PRIMARY KEY (model_id, version)
 );
 CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
@@ -109,6 +110,8 @@ pub struct VersionRecord {
     pub config: VersionConfig,
     /// Unix seconds.
     pub created_at: i64,
+    /// Whether a `tokenizer.json` is stored with the version.
+    pub has_tokenizer: bool,
 }
 
 pub(crate) struct VersionRow {
@@ -119,6 +122,7 @@ pub(crate) struct VersionRow {
     pub size: u64,
     pub signature: Signature,
     pub config: VersionConfig,
+    pub tokenizer: Option<String>,
 }
 
 #[derive(Clone)]
@@ -135,13 +139,12 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T, RegistryError> {
-    serde_json::from_str(text)
-        .map_err(|error| RegistryError::Database(sqlx::Error::Decode(format!("stored {what}: {error}").into())))
+    serde_json::from_str(text).map_err(|error| RegistryError::Database(sqlx::Error::Decode(format!("stored {what}: {error}").into())))
 }
 
 const MODEL_COLUMNS: &str = "id, name, description, task, labels, metadata, version_policy, created_at";
-const VERSION_COLUMNS: &str =
-    "m.name, v.version, v.format, v.sha256, v.size_bytes, v.signature, v.config, v.created_at";
+const VERSION_COLUMNS: &str = "m.name, v.version, v.format, v.sha256, v.size_bytes, v.signature, v.config, v.created_at, \
+     v.tokenizer IS NOT NULL AS has_tokenizer";
 
 impl Db {
     pub async fn open(path: &Path) -> Result<Db, RegistryError> {
@@ -153,6 +156,11 @@ impl Db {
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        // Databases created before tokenizers were stored lack the column.
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('versions')").fetch_all(&pool).await?;
+        if !columns.iter().any(|column| column == "tokenizer") {
+            sqlx::raw_sql("ALTER TABLE versions ADD COLUMN tokenizer TEXT").execute(&pool).await?;
+        }
         Ok(Db { pool })
     }
 
@@ -179,6 +187,7 @@ impl Db {
             signature: parse(row.get("signature"), "signature")?,
             config: parse(row.get("config"), "config")?,
             created_at: row.get("created_at"),
+            has_tokenizer: row.get("has_tokenizer"),
         })
     }
 
@@ -207,9 +216,7 @@ impl Db {
     }
 
     pub async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY name")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY name"))).fetch_all(&self.pool).await?;
         rows.iter().map(Self::model).collect()
     }
 
@@ -294,8 +301,8 @@ impl Db {
             None => next_version,
         };
         let inserted = sqlx::query(
-            "INSERT INTO versions (model_id, version, format, sha256, size_bytes, signature, config, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO versions (model_id, version, format, sha256, size_bytes, signature, config, created_at, tokenizer) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(row.model_id)
         .bind(version)
@@ -305,6 +312,7 @@ impl Db {
         .bind(json(&row.signature))
         .bind(json(&row.config))
         .bind(now())
+        .bind(&row.tokenizer)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -380,6 +388,28 @@ impl Db {
             return Err(RegistryError::version_not_found(name, version));
         }
         self.get_version(model_id, name, version).await
+    }
+
+    pub async fn set_tokenizer(&self, model_id: i64, name: &str, version: u64, tokenizer: &str) -> Result<VersionRecord, RegistryError> {
+        let updated = sqlx::query("UPDATE versions SET tokenizer = ? WHERE model_id = ? AND version = ?")
+            .bind(tokenizer)
+            .bind(model_id)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(RegistryError::version_not_found(name, version));
+        }
+        self.get_version(model_id, name, version).await
+    }
+
+    pub async fn tokenizer(&self, model_id: i64, name: &str, version: u64) -> Result<Option<String>, RegistryError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT tokenizer FROM versions WHERE model_id = ? AND version = ?")
+            .bind(model_id)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(tokenizer,)| tokenizer).ok_or_else(|| RegistryError::version_not_found(name, version))
     }
 
     pub async fn delete_version(&self, model_id: i64, name: &str, version: u64) -> Result<VersionRecord, RegistryError> {

@@ -67,6 +67,8 @@ pub struct NewVersion {
     pub config: VersionConfig,
     /// The checked file, not yet in the store.
     pub artifact: StagedArtifact,
+    /// A `tokenizer.json` stored with the version (for embedding encoders).
+    pub tokenizer: Option<String>,
 }
 
 /// Models, versions and their files.
@@ -135,11 +137,11 @@ impl Registry {
                 return Err(RegistryError::Invalid(format!("version must be at most {}, got {version}", i64::MAX)));
             }
         }
-        let NewVersion { version, format, signature, config, artifact } = new_version;
+        let NewVersion { version, format, signature, config, artifact, tokenizer } = new_version;
         let sha256 = artifact.sha256().to_string();
         let size = artifact.size();
         self.store.commit(artifact).await?;
-        let row = db::VersionRow { model_id: model.id, version, format, sha256: sha256.clone(), size, signature, config };
+        let row = db::VersionRow { model_id: model.id, version, format, sha256: sha256.clone(), size, signature, config, tokenizer };
         let result = self.db.insert_version(row).await;
         if result.is_err() {
             // The file may now be unreferenced; remove it unless another version uses it.
@@ -161,15 +163,22 @@ impl Registry {
     }
 
     /// Replaces a version's serving options.
-    pub async fn set_version_config(
-        &self,
-        name: &str,
-        version: u64,
-        config: VersionConfig,
-    ) -> Result<VersionRecord, RegistryError> {
+    pub async fn set_version_config(&self, name: &str, version: u64, config: VersionConfig) -> Result<VersionRecord, RegistryError> {
         config.validate().map_err(RegistryError::Invalid)?;
         let model = self.db.get_model(name).await?;
         self.db.set_version_config(model.id, name, version, &config).await
+    }
+
+    /// Stores (or replaces) the `tokenizer.json` of a version.
+    pub async fn set_tokenizer(&self, name: &str, version: u64, tokenizer: &str) -> Result<VersionRecord, RegistryError> {
+        let model = self.db.get_model(name).await?;
+        self.db.set_tokenizer(model.id, name, version, tokenizer).await
+    }
+
+    /// The `tokenizer.json` stored with a version, if any.
+    pub async fn tokenizer(&self, name: &str, version: u64) -> Result<Option<String>, RegistryError> {
+        let model = self.db.get_model(name).await?;
+        self.db.tokenizer(model.id, name, version).await
     }
 
     /// Deletes a version and its file if no other version uses it.
@@ -214,10 +223,8 @@ impl Registry {
     async fn remove_unreferenced_sha(&self, shas: &[String]) {
         for sha in shas {
             let still_used = self.db.artifact_in_use(sha).await.unwrap_or(true);
-            if !still_used {
-                if let Err(error) = self.store.remove(sha).await {
-                    tracing::warn!(%sha, %error, "Could not remove an unreferenced artifact; the next start sweeps it.");
-                }
+            if !still_used && let Err(error) = self.store.remove(sha).await {
+                tracing::warn!(%sha, %error, "Could not remove an unreferenced artifact; the next start sweeps it.");
             }
         }
     }

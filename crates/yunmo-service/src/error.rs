@@ -105,11 +105,10 @@ impl From<RegistryError> for ServiceError {
 impl From<BackendError> for ServiceError {
     fn from(error: BackendError) -> Self {
         let code = match &error {
-            BackendError::InvalidModel(_) | BackendError::Unsupported(_) | BackendError::InvalidInput(_) => {
-                Code::InvalidRequest
-            }
+            BackendError::InvalidModel(_) | BackendError::Unsupported(_) | BackendError::InvalidInput(_) => Code::InvalidRequest,
             BackendError::Runtime(_) => Code::ModelNotReady,
             BackendError::Inference(_) => Code::InferenceFailed,
+            BackendError::Overloaded(_) => Code::Overloaded,
         };
         ServiceError::new(code, error.to_string())
     }

@@ -7,7 +7,9 @@
 //! It knows no wire format and no HTTP status: errors carry a [`Code`] that transports map.
 
 mod classify;
+pub mod embed;
 mod error;
+pub mod generate;
 pub mod metrics;
 pub mod models;
 mod validate;
@@ -21,7 +23,9 @@ use yunmo_backend::BackendFactory;
 use yunmo_registry::{Registry, StagedArtifact, VersionRecord};
 use yunmo_types::{InferInput, InferOutput, ModelRef, Signature, VersionConfig};
 
+pub use embed::{EmbedInput, Embeddings};
 pub use error::{Code, ServiceError};
+pub use generate::{Generation, Prompt, PromptInput};
 pub use models::{LoadedModel, ModelManager, WorkerConfig};
 
 /// Service-wide options.
@@ -68,7 +72,12 @@ pub struct UploadOptions {
     pub version: Option<u64>,
     /// Serving options.
     pub config: VersionConfig,
+    /// A `tokenizer.json` to store with the version.
+    pub tokenizer: Option<String>,
 }
+
+/// Largest `tokenizer.json` accepted (bytes).
+pub const MAX_TOKENIZER_BYTES: usize = 64 << 20;
 
 /// The service layer. Cheap to clone.
 #[derive(Clone)]
@@ -93,7 +102,78 @@ impl InferenceService {
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
         let resolved = std::sync::RwLock::default();
-        InferenceService { inner: Arc::new(Inner { registry, resolved, models, factories, request_timeout }) }
+        let service = InferenceService { inner: Arc::new(Inner { registry, resolved, models, factories, request_timeout }) };
+        if let Some(interval) = service.inner.models.idle_check_interval() {
+            let weak = Arc::downgrade(&service.inner);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    inner.models.unload_idle();
+                }
+            });
+        }
+        service
+    }
+
+    /// Sets the gauges read from running engines (sequences, KV cache); call before rendering metrics.
+    pub fn refresh_gauges(&self) {
+        for loaded in self.inner.models.loaded() {
+            if let Some(generator) = loaded.generator() {
+                let stats = generator.stats();
+                let labels = [("model", loaded.key.0.clone())];
+                ::metrics::gauge!(metrics::LLM_SEQUENCES_RUNNING, &labels).set(stats.running as f64);
+                ::metrics::gauge!(metrics::LLM_SEQUENCES_WAITING, &labels).set(stats.waiting as f64);
+                let ratio = if stats.kv_cells_total == 0 { 0.0 } else { stats.kv_cells_used as f64 / stats.kv_cells_total as f64 };
+                ::metrics::gauge!(metrics::LLM_KV_CACHE_USAGE_RATIO, &labels).set(ratio);
+            }
+        }
+    }
+
+    /// Embeds texts or token lists with an encoder that has an embedding config.
+    pub async fn embed(&self, model_ref: &ModelRef, input: EmbedInput, dimensions: Option<usize>) -> Result<Embeddings, ServiceError> {
+        let version = self.resolve(model_ref).await?;
+        let loaded = self.loaded(&version).await?;
+        let embedder = loaded.embedder.as_ref().ok_or_else(|| {
+            let hint = if loaded.generator().is_some() {
+                "it generates text".to_string()
+            } else {
+                format!("set 'embedding' in its version config (PUT /api/v1/models/{}/versions/{}/config)", version.model, version.version)
+            };
+            ServiceError::invalid(format!("model '{}' does not serve embeddings: {hint}", version.model))
+        })?;
+        if let (Some(wanted), Some(native)) = (dimensions, embedder.dimensions())
+            && wanted != native
+        {
+            return Err(ServiceError::invalid(format!(
+                "dimensions must be {native} for model '{}' (its embeddings are not truncatable), got {wanted}",
+                version.model
+            )));
+        }
+        let (vectors, prompt_tokens) = embedder.embed(&version.model, input).await?;
+        tracing::info!(target: "yunmo::usage", model = %version.model, version = version.version, inputs = vectors.len(), prompt_tokens, "Embeddings computed.");
+        Ok(Embeddings { model: version.model.clone(), version: version.version, vectors, prompt_tokens })
+    }
+
+    /// Stores the `tokenizer.json` of a version (checked by parsing it); a loaded version reloads with it.
+    pub async fn set_tokenizer(&self, name: &str, version: u64, tokenizer: String) -> Result<VersionRecord, ServiceError> {
+        check_tokenizer(&tokenizer)?;
+        let result = self.inner.registry.set_tokenizer(name, version, &tokenizer).await;
+        self.invalidate(name);
+        let record = result?;
+        self.inner.models.forget(&(name.to_string(), version));
+        Ok(record)
+    }
+
+    /// Names of every model whose resolved version generates text or serves embeddings, with its format,
+    /// for `/v1/models`.
+    pub async fn list_served(&self) -> Result<Vec<(yunmo_registry::ModelRecord, Option<VersionRecord>)>, ServiceError> {
+        let mut served = Vec::new();
+        for model in self.inner.registry.list_models().await? {
+            let version = self.resolve(&ModelRef::new(model.name.clone(), None)).await.ok();
+            served.push((model, version));
+        }
+        Ok(served)
     }
 
     /// The registry (for listing and describing models).
@@ -153,15 +233,25 @@ impl InferenceService {
     }
 
     async fn load_version(&self, version: &VersionRecord) -> Result<Arc<LoadedModel>, ServiceError> {
+        let tokenizer = if version.has_tokenizer && version.config.embedding.is_some() {
+            self.inner.registry.tokenizer(&version.model, version.version).await?
+        } else {
+            None
+        };
         let spec = models::LoadSpec {
             key: (version.model.clone(), version.version),
             path: self.inner.registry.artifact_path(version),
             factory: self.factory(&version.format)?,
             config: version.config.clone(),
+            signature: version.signature.clone(),
+            tokenizer,
+            size_bytes: version.size_bytes,
         };
         self.inner.models.get_or_load(spec).await.map_err(|error| match error.code {
             // A stored file that no longer loads is the server's problem, not the request's.
-            Code::InvalidRequest => ServiceError::not_ready(format!("model '{}' version {} failed to load: {}", version.model, version.version, error.message)),
+            Code::InvalidRequest => {
+                ServiceError::not_ready(format!("model '{}' version {} failed to load: {}", version.model, version.version, error.message))
+            }
             _ => error,
         })
     }
@@ -172,8 +262,7 @@ impl InferenceService {
         let version = match self.resolve(model_ref).await {
             Ok(version) => version,
             Err(error) => {
-                ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str())
-                    .increment(1);
+                ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str()).increment(1);
                 return Err(error);
             }
         };
@@ -201,7 +290,9 @@ impl InferenceService {
         let timeout = self.inner.request_timeout;
         let done = tokio::time::timeout(timeout, receiver)
             .await
-            .map_err(|_| ServiceError::new(Code::Timeout, format!("the request took longer than request_timeout = {} ms", timeout.as_millis())))?
+            .map_err(|_| {
+                ServiceError::new(Code::Timeout, format!("the request took longer than request_timeout = {} ms", timeout.as_millis()))
+            })?
             .map_err(|_| ServiceError::internal("the model worker stopped"))?;
         let labels = [("model", version.model.clone()), ("version", version.version.to_string())];
         ::metrics::histogram!(metrics::QUEUE_DURATION_SECONDS, &labels).record(done.queue_time.as_secs_f64());
@@ -280,7 +371,7 @@ impl InferenceService {
             .into_iter()
             .map(|record| {
                 let key = (record.model.clone(), record.version);
-                let (state, reason) = if self.inner.models.get(&key).is_some() {
+                let (state, reason) = if self.inner.models.is_loaded(&key) {
                     ("READY", "")
                 } else if self.inner.models.is_unloaded(&key) {
                     ("UNAVAILABLE", "unloaded")
@@ -294,13 +385,11 @@ impl InferenceService {
 
     /// Checks an uploaded file and adds it as a new version. The file is inspected by the runtime for its
     /// format (read from its first bytes) before anything is stored; on any error nothing is stored.
-    pub async fn add_version(
-        &self,
-        name: &str,
-        artifact: StagedArtifact,
-        options: UploadOptions,
-    ) -> Result<VersionRecord, ServiceError> {
+    pub async fn add_version(&self, name: &str, artifact: StagedArtifact, options: UploadOptions) -> Result<VersionRecord, ServiceError> {
         options.config.validate().map_err(ServiceError::invalid)?;
+        if let Some(tokenizer) = &options.tokenizer {
+            check_tokenizer(tokenizer)?;
+        }
         // Fail early on an unknown model, before spending time on inspection.
         self.inner.registry.get_model(name).await?;
         if artifact.size() == 0 {
@@ -309,20 +398,14 @@ impl InferenceService {
         let mut head = [0u8; 16];
         let mut file = tokio::fs::File::open(artifact.path()).await.map_err(|e| ServiceError::internal(e.to_string()))?;
         let n = file.read(&mut head).await.map_err(|e| ServiceError::internal(e.to_string()))?;
-        let factory = self
-            .inner
-            .factories
-            .iter()
-            .find(|factory| factory.sniff(&head[..n]))
-            .cloned()
-            .ok_or_else(|| {
-                let formats: Vec<&str> = self.inner.factories.iter().map(|f| f.format()).collect();
-                ServiceError::invalid(format!(
-                    "the uploaded file is not a model in a supported format ({}): its first bytes are {:02x?}",
-                    formats.join(", "),
-                    &head[..n.min(8)]
-                ))
-            })?;
+        let factory = self.inner.factories.iter().find(|factory| factory.sniff(&head[..n])).cloned().ok_or_else(|| {
+            let formats: Vec<&str> = self.inner.factories.iter().map(|f| f.format()).collect();
+            ServiceError::invalid(format!(
+                "the uploaded file is not a model in a supported format ({}): its first bytes are {:02x?}",
+                formats.join(", "),
+                &head[..n.min(8)]
+            ))
+        })?;
         let path = artifact.path().to_path_buf();
         let inspect_factory = factory.clone();
         let signature = tokio::task::spawn_blocking(move || inspect_factory.inspect(&path))
@@ -335,6 +418,7 @@ impl InferenceService {
             signature,
             config: options.config,
             artifact,
+            tokenizer: options.tokenizer,
         };
         let result = self.inner.registry.add_version(name, new_version).await;
         self.invalidate(name);
@@ -347,10 +431,10 @@ impl InferenceService {
     /// before reading its body.
     pub async fn check_new_version(&self, name: &str, version: Option<u64>) -> Result<(), ServiceError> {
         self.inner.registry.get_model(name).await?;
-        if let Some(version) = version {
-            if self.inner.registry.get_version(name, version).await.is_ok() {
-                return Err(ServiceError::new(Code::Conflict, format!("model '{name}' already has version {version}")));
-            }
+        if let Some(version) = version
+            && self.inner.registry.get_version(name, version).await.is_ok()
+        {
+            return Err(ServiceError::new(Code::Conflict, format!("model '{name}' already has version {version}")));
         }
         Ok(())
     }
@@ -383,4 +467,13 @@ impl InferenceService {
         }
         Ok(())
     }
+}
+
+/// Refuses a `tokenizer.json` that is too large or that the tokenizers library cannot read.
+fn check_tokenizer(tokenizer: &str) -> Result<(), ServiceError> {
+    if tokenizer.len() > MAX_TOKENIZER_BYTES {
+        return Err(ServiceError::invalid(format!("tokenizer.json must be at most {MAX_TOKENIZER_BYTES} bytes, got {}", tokenizer.len())));
+    }
+    yunmo_text::embed::EmbedTokenizer::from_json(tokenizer.as_bytes()).map_err(|error| ServiceError::invalid(error.to_string()))?;
+    Ok(())
 }

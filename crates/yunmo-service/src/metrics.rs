@@ -26,10 +26,34 @@ pub const MODEL_LOAD_FAILURES_TOTAL: &str = "yunmo_model_load_failures_total";
 pub const HTTP_REQUESTS_TOTAL: &str = "yunmo_http_requests_total";
 /// HTTP request duration, by route template and method.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "yunmo_http_request_duration_seconds";
+/// Models unloaded to stay within the memory budget or after idling, by `reason` (`memory`, `idle`).
+pub const MODEL_EVICTIONS_TOTAL: &str = "yunmo_model_evictions_total";
+/// Generations, by `model` and `outcome` (`ok`, `cancelled`, or a [`crate::Code`] name).
+pub const LLM_REQUESTS_TOTAL: &str = "yunmo_llm_requests_total";
+/// Prompt tokens admitted, by `model`.
+pub const LLM_PROMPT_TOKENS_TOTAL: &str = "yunmo_llm_prompt_tokens_total";
+/// Tokens generated, by `model` (its rate is the model's tokens per second).
+pub const LLM_GENERATED_TOKENS_TOTAL: &str = "yunmo_llm_generated_tokens_total";
+/// Time from admission to the first generated token, by `model`.
+pub const LLM_TIME_TO_FIRST_TOKEN_SECONDS: &str = "yunmo_llm_time_to_first_token_seconds";
+/// Time between consecutive tokens of one generation, by `model`.
+pub const LLM_INTER_TOKEN_LATENCY_SECONDS: &str = "yunmo_llm_inter_token_latency_seconds";
+/// Decode speed of each generation after its first token, by `model`.
+pub const LLM_REQUEST_TOKENS_PER_SECOND: &str = "yunmo_llm_request_tokens_per_second";
+/// Sequences being prefilled or decoded, by `model` (set at scrape time).
+pub const LLM_SEQUENCES_RUNNING: &str = "yunmo_llm_sequences_running";
+/// Requests waiting for a sequence slot, by `model` (set at scrape time).
+pub const LLM_SEQUENCES_WAITING: &str = "yunmo_llm_sequences_waiting";
+/// Share of the KV cache holding tokens, 0 to 1, by `model` (set at scrape time).
+pub const LLM_KV_CACHE_USAGE_RATIO: &str = "yunmo_llm_kv_cache_usage_ratio";
+/// Tokens embedded, special tokens included, by `model`.
+pub const EMBEDDING_TOKENS_TOTAL: &str = "yunmo_embedding_tokens_total";
+/// Padded tokens (rows × longest) per encoder call, by `model`.
+pub const EMBEDDING_BATCH_TOKENS: &str = "yunmo_embedding_batch_tokens";
 
 /// Registers a help text for each metric.
 pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(REQUESTS_TOTAL, "Inference requests by model, version and outcome.");
     describe_histogram!(REQUEST_DURATION_SECONDS, Unit::Seconds, "Inference time in the service layer.");
     describe_histogram!(QUEUE_DURATION_SECONDS, Unit::Seconds, "Time waiting for a model worker.");
@@ -43,4 +67,16 @@ pub fn describe() {
     describe_counter!(MODEL_LOAD_FAILURES_TOTAL, "Model loads that failed.");
     describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests by route, method and status class.");
     describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request duration.");
+    describe_counter!(MODEL_EVICTIONS_TOTAL, "Models unloaded for the memory budget or after idling.");
+    describe_counter!(LLM_REQUESTS_TOTAL, "Generations by model and outcome.");
+    describe_counter!(LLM_PROMPT_TOKENS_TOTAL, "Prompt tokens admitted.");
+    describe_counter!(LLM_GENERATED_TOKENS_TOTAL, "Tokens generated.");
+    describe_histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS, Unit::Seconds, "Time to the first generated token.");
+    describe_histogram!(LLM_INTER_TOKEN_LATENCY_SECONDS, Unit::Seconds, "Time between tokens of one generation.");
+    describe_histogram!(LLM_REQUEST_TOKENS_PER_SECOND, Unit::Count, "Decode tokens per second of each generation.");
+    describe_gauge!(LLM_SEQUENCES_RUNNING, "Sequences being prefilled or decoded.");
+    describe_gauge!(LLM_SEQUENCES_WAITING, "Requests waiting for a sequence slot.");
+    describe_gauge!(LLM_KV_CACHE_USAGE_RATIO, "Share of the KV cache in use.");
+    describe_counter!(EMBEDDING_TOKENS_TOTAL, "Tokens embedded.");
+    describe_histogram!(EMBEDDING_BATCH_TOKENS, Unit::Count, "Padded tokens per encoder call.");
 }

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, OnceCell, Semaphore};
-use yunmo_backend::{BackendError, BackendFactory, BatchBackend, LoadOptions};
+use tokio::sync::{OnceCell, Semaphore, oneshot};
+use yunmo_backend::{BackendError, BackendFactory, BatchBackend, GenerateBackend, LoadOptions, RuntimeKind};
 use yunmo_scheduler::{BatchKey, BatchPolicy, Decision, PolicyConfig};
 use yunmo_types::{Signature, Tensor, VersionConfig};
 
-use crate::{metrics, ServiceError};
+use crate::{ServiceError, metrics};
 
 /// Key of a loaded version.
 pub type VersionKey = (String, u64);
@@ -34,6 +34,12 @@ pub struct LoadSpec {
     pub factory: Arc<dyn BackendFactory>,
     /// Serving options.
     pub config: VersionConfig,
+    /// The signature stored at upload (used as is by generate runtimes).
+    pub signature: Signature,
+    /// The version's `tokenizer.json`, when it serves embeddings.
+    pub tokenizer: Option<String>,
+    /// Size of the artifact, the first estimate of its memory.
+    pub size_bytes: u64,
 }
 
 /// Options shared by every loaded model.
@@ -43,6 +49,10 @@ pub struct WorkerConfig {
     pub queue_capacity: usize,
     /// Threads ONNX Runtime may use inside one call (0 = its default).
     pub intra_op_threads: usize,
+    /// Estimated bytes all loaded models may hold; past it the least recently used are unloaded (0: no limit).
+    pub memory_budget_bytes: u64,
+    /// Unload a model nobody used for this long (zero: never).
+    pub idle_unload: Duration,
 }
 
 pub(crate) struct Job {
@@ -66,12 +76,55 @@ pub struct LoadedModel {
     pub signature: Signature,
     /// Serving options it was loaded with.
     pub config: VersionConfig,
+    /// Estimated bytes it holds (artifact size per instance, or what the runtime reports).
+    pub memory_bytes: u64,
+    pub(crate) runtime: Runtime,
+    /// The encoder front for `/v1/embeddings`, when configured.
+    pub(crate) embedder: Option<crate::embed::Embedder>,
+    /// The parsed chat template of a text-generation model (or why there is none).
+    pub(crate) chat_template: Result<yunmo_text::chat::ChatTemplate, String>,
+    last_used_ms: AtomicU64,
+}
+
+pub(crate) enum Runtime {
+    Tensor(TensorQueue),
+    Generate(Arc<dyn GenerateBackend>),
+}
+
+/// The admission-counted queue in front of a tensor model's batching task.
+#[derive(Clone)]
+pub(crate) struct TensorQueue {
+    key: VersionKey,
     sender: flume::Sender<Job>,
     queued: Arc<AtomicUsize>,
     capacity: usize,
 }
 
 impl LoadedModel {
+    pub(crate) fn submit(&self, job: Job) -> Result<(), ServiceError> {
+        match &self.runtime {
+            Runtime::Tensor(queue) => queue.submit(job),
+            Runtime::Generate(_) => Err(ServiceError::invalid(format!(
+                "model '{}' generates text: use /v1/chat/completions, /v1/completions or the V2 generate endpoints",
+                self.key.0
+            ))),
+        }
+    }
+
+    /// The text-generation engine, for LLMs.
+    pub fn generator(&self) -> Option<&Arc<dyn GenerateBackend>> {
+        match &self.runtime {
+            Runtime::Generate(backend) => Some(backend),
+            Runtime::Tensor(_) => None,
+        }
+    }
+
+    fn touch(&self, now_ms: u64) {
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+impl TensorQueue {
     pub(crate) fn submit(&self, job: Job) -> Result<(), ServiceError> {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -106,18 +159,88 @@ pub struct ModelManager {
     config: WorkerConfig,
     slots: Mutex<HashMap<VersionKey, Arc<Slot>>>,
     unloaded: Mutex<HashSet<VersionKey>>,
+    epoch: Instant,
 }
 
 impl ModelManager {
     /// An empty table.
     pub fn new(config: WorkerConfig) -> Self {
-        ModelManager { config, slots: Mutex::default(), unloaded: Mutex::default() }
+        ModelManager { config, slots: Mutex::default(), unloaded: Mutex::default(), epoch: Instant::now() }
     }
 
-    /// The loaded version, if it is loaded now.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The loaded version, if it is loaded now (and marks it used).
     pub fn get(&self, key: &VersionKey) -> Option<Arc<LoadedModel>> {
         let slot = self.slots.lock().expect("model table lock").get(key).cloned()?;
-        slot.cell.get().cloned()
+        let loaded = slot.cell.get().cloned()?;
+        loaded.touch(self.now_ms());
+        Some(loaded)
+    }
+
+    /// Whether the version is loaded now (without marking it used).
+    pub fn is_loaded(&self, key: &VersionKey) -> bool {
+        let slot = self.slots.lock().expect("model table lock").get(key).cloned();
+        slot.is_some_and(|slot| slot.cell.initialized())
+    }
+
+    /// Every loaded version.
+    pub fn loaded(&self) -> Vec<Arc<LoadedModel>> {
+        let slots: Vec<Arc<Slot>> = self.slots.lock().expect("model table lock").values().cloned().collect();
+        slots.iter().filter_map(|slot| slot.cell.get().cloned()).collect()
+    }
+
+    /// Unloads least recently used versions (never `keep`) until `incoming` more bytes fit the memory budget.
+    /// Returns the versions unloaded.
+    fn make_room(&self, keep: &VersionKey, incoming: u64) -> Vec<VersionKey> {
+        let budget = self.config.memory_budget_bytes;
+        let mut evicted = Vec::new();
+        if budget == 0 {
+            return evicted;
+        }
+        let mut loaded: Vec<Arc<LoadedModel>> = self.loaded().into_iter().filter(|model| &model.key != keep).collect();
+        loaded.sort_by_key(|model| model.last_used_ms.load(Ordering::Relaxed));
+        let mut total: u64 = loaded.iter().map(|model| model.memory_bytes).sum::<u64>() + incoming;
+        for model in loaded {
+            if total <= budget {
+                break;
+            }
+            total -= model.memory_bytes;
+            tracing::info!(model = %model.key.0, version = model.key.1, bytes = model.memory_bytes, budget, "Unloading the least recently used model to stay within the memory budget.");
+            ::metrics::counter!(metrics::MODEL_EVICTIONS_TOTAL, "reason" => "memory").increment(1);
+            self.forget(&model.key);
+            evicted.push(model.key.clone());
+        }
+        evicted
+    }
+
+    /// Unloads versions unused for longer than `idle_unload` and not serving a request now.
+    pub fn unload_idle(&self) -> Vec<VersionKey> {
+        let idle = self.config.idle_unload;
+        if idle.is_zero() {
+            return Vec::new();
+        }
+        let now = self.now_ms();
+        let mut unloaded = Vec::new();
+        for model in self.loaded() {
+            let unused_for = now.saturating_sub(model.last_used_ms.load(Ordering::Relaxed));
+            // Two handles: the table's and ours; more means a request holds it.
+            if unused_for >= idle.as_millis() as u64 && Arc::strong_count(&model) <= 2 {
+                tracing::info!(model = %model.key.0, version = model.key.1, idle_seconds = unused_for / 1000, "Unloading an idle model.");
+                ::metrics::counter!(metrics::MODEL_EVICTIONS_TOTAL, "reason" => "idle").increment(1);
+                self.forget(&model.key);
+                unloaded.push(model.key.clone());
+            }
+        }
+        unloaded
+    }
+
+    /// How often [`ModelManager::unload_idle`] should run (`None`: never).
+    pub fn idle_check_interval(&self) -> Option<Duration> {
+        let idle = self.config.idle_unload;
+        (!idle.is_zero()).then(|| (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)))
     }
 
     /// Whether the version was explicitly unloaded (and so is not loaded lazily).
@@ -131,7 +254,19 @@ impl ModelManager {
         let key = spec.key.clone();
         self.unloaded.lock().expect("unloaded set lock").remove(&key);
         let slot = self.slots.lock().expect("model table lock").entry(key.clone()).or_default().clone();
-        let result = slot.cell.get_or_try_init(|| load(spec, self.config.clone())).await.cloned();
+        let result = slot
+            .cell
+            .get_or_try_init(|| async {
+                self.make_room(&key, spec.size_bytes);
+                let loaded = load(spec, self.config.clone(), self.now_ms()).await?;
+                self.make_room(&key, loaded.memory_bytes);
+                Ok(loaded)
+            })
+            .await
+            .cloned();
+        if let Ok(loaded) = &result {
+            loaded.touch(self.now_ms());
+        }
         if result.is_err() {
             let mut slots = self.slots.lock().expect("model table lock");
             if slots.get(&key).is_some_and(|current| Arc::ptr_eq(current, &slot)) {
@@ -168,7 +303,10 @@ impl Labels {
     }
 }
 
-async fn load(spec: LoadSpec, config: WorkerConfig) -> Result<Arc<LoadedModel>, ServiceError> {
+async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
+    if spec.factory.kind() == RuntimeKind::Generate {
+        return load_generate(spec, now_ms).await;
+    }
     let started = Instant::now();
     let labels = Labels { model: spec.key.0.clone(), version: spec.key.1.to_string() };
     let (batch_sender, batch_receiver) = flume::unbounded::<Vec<Job>>();
@@ -211,6 +349,11 @@ async fn load(spec: LoadSpec, config: WorkerConfig) -> Result<Arc<LoadedModel>, 
     let signature = signature.expect("instance_count is at least 1. This is a bug.");
     let (sender, requests) = flume::unbounded::<Job>();
     let queued = Arc::new(AtomicUsize::new(0));
+    let queue = TensorQueue { key: spec.key.clone(), sender, queued: queued.clone(), capacity: config.queue_capacity };
+    let embedder = match &spec.config.embedding {
+        Some(embedding) => Some(crate::embed::Embedder::start(&spec, embedding.clone(), &signature, queue.clone(), instance_count)?),
+        None => None,
+    };
     let policy = PolicyConfig {
         max_batch_size: spec.config.max_batch_size as usize,
         max_queue_delay: Duration::from_micros(spec.config.max_queue_delay_us),
@@ -221,7 +364,52 @@ async fn load(spec: LoadSpec, config: WorkerConfig) -> Result<Arc<LoadedModel>, 
     ::metrics::histogram!(metrics::MODEL_LOAD_DURATION_SECONDS, "model" => spec.key.0.clone()).record(elapsed.as_secs_f64());
     ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
     tracing::info!(model = %spec.key.0, version = spec.key.1, instances = instance_count, seconds = elapsed.as_secs_f64(), "Model loaded.");
-    Ok(Arc::new(LoadedModel { key: spec.key, signature, config: spec.config, sender, queued, capacity: config.queue_capacity }))
+    Ok(Arc::new(LoadedModel {
+        key: spec.key,
+        signature,
+        memory_bytes: spec.size_bytes * instance_count as u64,
+        config: spec.config,
+        runtime: Runtime::Tensor(queue),
+        embedder,
+        chat_template: Err("it is not a text-generation model".into()),
+        last_used_ms: AtomicU64::new(now_ms),
+    }))
+}
+
+async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
+    let started = Instant::now();
+    let factory = spec.factory.clone();
+    let path = spec.path.clone();
+    let backend = tokio::task::spawn_blocking(move || factory.load_generate(&path))
+        .await
+        .map_err(|error| ServiceError::internal(format!("model loading panicked: {error}")))?
+        .inspect_err(|error| {
+            ::metrics::counter!(metrics::MODEL_LOAD_FAILURES_TOTAL, "model" => spec.key.0.clone()).increment(1);
+            tracing::warn!(model = %spec.key.0, version = spec.key.1, %error, "Model load failed.");
+        })?;
+    let info = backend.info();
+    let chat_template = match spec.config.chat_template.as_deref().or(info.chat_template.as_deref()) {
+        Some(source) => yunmo_text::chat::ChatTemplate::new(source).map_err(|error| error.to_string()),
+        None => Err("its file has no tokenizer.chat_template and its version config sets no chat_template".into()),
+    };
+    let elapsed = started.elapsed();
+    ::metrics::histogram!(metrics::MODEL_LOAD_DURATION_SECONDS, "model" => spec.key.0.clone()).record(elapsed.as_secs_f64());
+    ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
+    tracing::info!(
+        model = %spec.key.0, version = spec.key.1, architecture = %info.architecture, sequences = info.max_sequences,
+        context_per_sequence = info.context_per_sequence, memory_bytes = info.memory_bytes, seconds = elapsed.as_secs_f64(),
+        "Model loaded."
+    );
+    Ok(Arc::new(LoadedModel {
+        memory_bytes: info.memory_bytes,
+        key: spec.key,
+        signature: spec.signature,
+        config: spec.config,
+        runtime: Runtime::Generate(backend),
+        embedder: None,
+        chat_template,
+        last_used_ms: AtomicU64::new(now_ms),
+    }))
 }
 
 /// The batching task of one loaded version.
@@ -275,7 +463,9 @@ impl Batcher {
                 }
             }
             // Wait for a free instance; requests keep arriving in the channel meanwhile.
-            let Ok(permit) = self.idle.clone().acquire_owned().await else { break };
+            let Ok(permit) = self.idle.clone().acquire_owned().await else {
+                break;
+            };
             open &= self.drain(&mut policy);
             self.forget_abandoned(&mut policy);
             loop {
@@ -348,7 +538,8 @@ impl Worker {
         let started = Instant::now();
         let queue_times: Vec<Duration> = live.iter().map(|job| started.duration_since(job.enqueued)).collect();
         let outputs = live[0].outputs.clone();
-        let rows: Vec<usize> = live.iter().map(|job| job.inputs.first().and_then(|t| t.shape().first()).map_or(1, |d| *d as usize)).collect();
+        let rows: Vec<usize> =
+            live.iter().map(|job| job.inputs.first().and_then(|t| t.shape().first()).map_or(1, |d| *d as usize)).collect();
         let (replies, inputs): (Vec<_>, Vec<_>) = live.into_iter().map(|job| (job.reply, job.inputs)).unzip();
         let results: Vec<Result<Vec<Tensor>, BackendError>> = if replies.len() == 1 {
             vec![run_guarded(backend, inputs.into_iter().next().expect("one job"), &outputs)]

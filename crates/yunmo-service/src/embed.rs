@@ -1,0 +1,286 @@
+//! Embeddings from ONNX encoders: tokenise with the version's `tokenizer.json`, form batches by token
+//! budget (padded length × rows), run them through the model's tensor queue, pool and normalise.
+//!
+//! One batching task per loaded encoder. It forms a batch only when one of the model's instances is free
+//! (a semaphore of `instance_count` permits), so inputs that arrive while the model computes are padded
+//! into the next call together.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{Semaphore, oneshot};
+use yunmo_text::embed::{EmbedTokenizer, Encoded, pad, pool};
+use yunmo_types::{DataType, EmbeddingConfig, Signature, Tensor, TensorData};
+
+use crate::models::{Job, LoadSpec, TensorQueue};
+use crate::{ServiceError, metrics};
+
+/// Inputs to embed.
+#[derive(Debug, Clone)]
+pub enum EmbedInput {
+    /// Texts, tokenised here.
+    Texts(Vec<String>),
+    /// Token ids, wrapped in the tokenizer's special tokens.
+    Tokens(Vec<Vec<i64>>),
+}
+
+/// Pooled vectors, one per input, in input order.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// Model name.
+    pub model: String,
+    /// Version that computed them.
+    pub version: u64,
+    /// The vectors.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens read, special tokens included.
+    pub prompt_tokens: u64,
+}
+
+struct Item {
+    encoded: Encoded,
+    reply: oneshot::Sender<Result<Vec<f32>, ServiceError>>,
+}
+
+/// The embedding front of one loaded encoder.
+pub(crate) struct Embedder {
+    tokenizer: Arc<EmbedTokenizer>,
+    config: EmbeddingConfig,
+    items: flume::Sender<Item>,
+    /// Length of the vectors it returns.
+    dimensions: Option<usize>,
+}
+
+struct BatchTask {
+    items: flume::Receiver<Item>,
+    max_rows: usize,
+    max_batch_tokens: usize,
+    free: Arc<Semaphore>,
+    plan: Arc<BatchPlan>,
+}
+
+/// How every batch of one encoder is run.
+struct BatchPlan {
+    queue: TensorQueue,
+    /// Which of `input_ids`, `attention_mask`, `token_type_ids` the model takes, in signature order.
+    inputs: Vec<String>,
+    output: String,
+    pooling: yunmo_types::Pooling,
+    normalize: bool,
+    pad_id: i64,
+    model: String,
+}
+
+impl Embedder {
+    pub(crate) fn start(
+        spec: &LoadSpec,
+        config: EmbeddingConfig,
+        signature: &Signature,
+        queue: TensorQueue,
+        instances: usize,
+    ) -> Result<Self, ServiceError> {
+        let name = &spec.key.0;
+        let json = spec.tokenizer.as_deref().ok_or_else(|| {
+            ServiceError::not_ready(format!(
+                "model '{name}' version {} has an embedding config but no tokenizer.json; upload one with PUT /api/v1/models/{name}/versions/{}/tokenizer",
+                spec.key.1, spec.key.1
+            ))
+        })?;
+        let tokenizer = EmbedTokenizer::from_json(json.as_bytes()).map_err(|error| ServiceError::not_ready(error.to_string()))?;
+        let known = ["input_ids", "attention_mask", "token_type_ids"];
+        if let Some(unknown) = signature.inputs.iter().find(|spec| !known.contains(&spec.name.as_str())) {
+            return Err(ServiceError::not_ready(format!(
+                "model '{name}' has an input '{}': an embedding encoder takes only {}",
+                unknown.name,
+                known.join(", ")
+            )));
+        }
+        let output = if config.output.is_empty() {
+            signature.outputs.first().map(|spec| spec.name.clone()).unwrap_or_default()
+        } else {
+            config.output.clone()
+        };
+        let output_spec = signature
+            .outputs
+            .iter()
+            .find(|spec| spec.name == output)
+            .ok_or_else(|| ServiceError::not_ready(format!("model '{name}' has no output '{output}' (embedding.output)")))?;
+        let dimensions = output_spec.shape.last().and_then(|d| usize::try_from(*d).ok());
+        let (items, receiver) = flume::unbounded();
+        let task = BatchTask {
+            items: receiver,
+            max_rows: if spec.config.max_batch_size > 0 { spec.config.max_batch_size as usize } else { usize::MAX },
+            max_batch_tokens: config.max_batch_tokens as usize,
+            free: Arc::new(Semaphore::new(instances.max(1))),
+            plan: Arc::new(BatchPlan {
+                queue,
+                inputs: signature.inputs.iter().map(|spec| spec.name.clone()).collect(),
+                output,
+                pooling: config.pooling,
+                normalize: config.normalize,
+                pad_id: tokenizer.pad_id(),
+                model: name.clone(),
+            }),
+        };
+        tokio::spawn(task.run());
+        Ok(Embedder { tokenizer: Arc::new(tokenizer), config, items, dimensions })
+    }
+
+    /// Tokenises and checks every input, then embeds them all.
+    pub(crate) async fn embed(&self, model: &str, input: EmbedInput) -> Result<(Vec<Vec<f32>>, u64), ServiceError> {
+        let tokenizer = self.tokenizer.clone();
+        let config = self.config.clone();
+        let model_name = model.to_string();
+        let encoded = tokio::task::spawn_blocking(move || encode_all(&tokenizer, &config, &model_name, input))
+            .await
+            .map_err(|error| ServiceError::internal(format!("tokenization panicked: {error}")))??;
+        let prompt_tokens: u64 = encoded.iter().map(|e| e.ids.len() as u64).sum();
+        ::metrics::counter!(metrics::EMBEDDING_TOKENS_TOTAL, "model" => model.to_string()).increment(prompt_tokens);
+        let mut replies = Vec::with_capacity(encoded.len());
+        for encoded in encoded {
+            let (reply, receiver) = oneshot::channel();
+            self.items.send(Item { encoded, reply }).map_err(|_| ServiceError::not_ready(format!("model '{model}' is unloading")))?;
+            replies.push(receiver);
+        }
+        let mut vectors = Vec::with_capacity(replies.len());
+        for receiver in replies {
+            vectors.push(receiver.await.map_err(|_| ServiceError::internal("the embedding batcher stopped"))??);
+        }
+        Ok((vectors, prompt_tokens))
+    }
+
+    /// Length of the vectors, when the model declares it.
+    pub(crate) fn dimensions(&self) -> Option<usize> {
+        self.dimensions
+    }
+}
+
+fn encode_all(tokenizer: &EmbedTokenizer, config: &EmbeddingConfig, model: &str, input: EmbedInput) -> Result<Vec<Encoded>, ServiceError> {
+    let mut encoded = match input {
+        EmbedInput::Texts(texts) => texts
+            .iter()
+            .map(|text| tokenizer.encode(text).map_err(|error| ServiceError::invalid(error.to_string())))
+            .collect::<Result<Vec<_>, _>>()?,
+        EmbedInput::Tokens(lists) => lists
+            .iter()
+            .map(|ids| tokenizer.wrap_ids(ids).map_err(|error| ServiceError::invalid(error.to_string())))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let limit = config.max_tokens as usize;
+    for (index, item) in encoded.iter_mut().enumerate() {
+        if item.ids.len() > limit {
+            if !config.truncate {
+                return Err(ServiceError::invalid(format!(
+                    "input[{index}] has {} tokens; model '{model}' takes at most {limit} (embedding.max_tokens)",
+                    item.ids.len()
+                )));
+            }
+            // Keep the closing special token.
+            let last = *item.ids.last().expect("longer than the limit");
+            item.ids.truncate(limit);
+            item.type_ids.truncate(limit);
+            item.ids[limit - 1] = last;
+        }
+    }
+    Ok(encoded)
+}
+
+impl BatchTask {
+    async fn run(self) {
+        let mut carried: Option<Item> = None;
+        loop {
+            let first = match carried.take() {
+                Some(item) => item,
+                None => match self.items.recv_async().await {
+                    Ok(item) => item,
+                    Err(_) => return,
+                },
+            };
+            let Ok(permit) = self.free.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            let mut longest = batch[0].encoded.ids.len();
+            while batch.len() < self.max_rows {
+                let Ok(item) = self.items.try_recv() else {
+                    break;
+                };
+                if item.reply.is_closed() {
+                    continue;
+                }
+                let length = longest.max(item.encoded.ids.len());
+                if length * (batch.len() + 1) > self.max_batch_tokens {
+                    carried = Some(item);
+                    break;
+                }
+                longest = length;
+                batch.push(item);
+            }
+            batch.retain(|item| !item.reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
+            let plan = self.plan.clone();
+            tokio::spawn(async move {
+                plan.run(batch).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+impl BatchPlan {
+    async fn run(&self, batch: Vec<Item>) {
+        let encoded: Vec<&Encoded> = batch.iter().map(|item| &item.encoded).collect();
+        let padded = pad(&encoded, self.pad_id);
+        let shape = vec![padded.rows as i64, padded.length as i64];
+        let mut tensors = Vec::with_capacity(self.inputs.len());
+        for name in &self.inputs {
+            let values = match name.as_str() {
+                "input_ids" => &padded.input_ids,
+                "attention_mask" => &padded.attention_mask,
+                _ => &padded.token_type_ids,
+            };
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            match Tensor::new(name.clone(), DataType::Int64, shape.clone(), TensorData::Fixed(bytes.into())) {
+                Ok(tensor) => tensors.push(tensor),
+                Err(error) => return fail(batch, ServiceError::internal(error.to_string())),
+            }
+        }
+        ::metrics::histogram!(metrics::EMBEDDING_BATCH_TOKENS, "model" => self.model.clone()).record((padded.rows * padded.length) as f64);
+        let (reply, receiver) = oneshot::channel();
+        let job = Job { inputs: tensors, outputs: vec![self.output.clone()], enqueued: Instant::now(), reply };
+        if let Err(error) = self.queue.submit(job) {
+            return fail(batch, error);
+        }
+        let result = match receiver.await {
+            Ok(done) => done.result.map_err(ServiceError::from),
+            Err(_) => Err(ServiceError::internal("the model worker stopped")),
+        };
+        let states = match result.and_then(|mut outputs| float_values(outputs.pop())) {
+            Ok(states) => states,
+            Err(error) => return fail(batch, error),
+        };
+        let vectors = pool(&states, padded.rows, padded.length, &padded.attention_mask, self.pooling, self.normalize);
+        for (item, vector) in batch.into_iter().zip(vectors) {
+            let _ = item.reply.send(Ok(vector));
+        }
+    }
+}
+
+/// The elements of an FP32 output.
+fn float_values(tensor: Option<Tensor>) -> Result<Vec<f32>, ServiceError> {
+    let tensor = tensor.ok_or_else(|| ServiceError::internal("the encoder returned no output"))?;
+    match (tensor.datatype(), tensor.data()) {
+        (DataType::Fp32, TensorData::Fixed(bytes)) => {
+            Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        }
+        (datatype, _) => Err(ServiceError::internal(format!("the encoder's output is {datatype:?}, not FP32"))),
+    }
+}
+
+fn fail(batch: Vec<Item>, error: ServiceError) {
+    for item in batch {
+        let _ = item.reply.send(Err(error.clone()));
+    }
+}

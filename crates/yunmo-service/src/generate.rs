@@ -1,0 +1,225 @@
+//! Text generation: prompts (text, token ids or a chat rendered with the model's template) are tokenised
+//! and checked against the context, then streamed from the model's engine. A [`Generation`] records
+//! time to first token, inter-token latency and token usage, once, when it ends or is dropped.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use yunmo_backend::{GenerateEvent, GenerateRequest};
+use yunmo_text::chat::{ChatMessage, SpecialTokens};
+use yunmo_types::{GenerateParams, ModelRef, Usage};
+
+use crate::models::LoadedModel;
+use crate::{InferenceService, ServiceError, metrics};
+
+/// What to generate from.
+#[derive(Debug, Clone)]
+pub enum PromptInput {
+    /// Raw text; special tokens written in it are parsed.
+    Text(String),
+    /// Token ids as they are.
+    Tokens(Vec<u32>),
+    /// A conversation, rendered with the chat template and opened for the assistant's reply.
+    Chat(Vec<ChatMessage>),
+}
+
+/// A tokenised prompt bound to the loaded model that will run it.
+pub struct Prompt {
+    loaded: Arc<LoadedModel>,
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: u64,
+    /// The text given to the tokenizer (the rendered template for chats; empty for token input).
+    pub text: String,
+    /// Token ids.
+    pub tokens: Vec<u32>,
+    /// Tokens one sequence may hold.
+    pub context: u32,
+}
+
+/// Bounds of sampling parameters (OpenAI's, where it has them).
+pub mod bounds {
+    /// Most alternatives per position for `top_logprobs`.
+    pub const MAX_TOP_LOGPROBS: u32 = 20;
+    /// Most stop strings.
+    pub const MAX_STOP: usize = 16;
+}
+
+/// Checks `params`; the message names the field, the bound and the value.
+pub fn validate_params(params: &GenerateParams) -> Result<(), ServiceError> {
+    let check = |ok: bool, message: String| {
+        if ok { Ok(()) } else { Err(ServiceError::invalid(message)) }
+    };
+    check((0.0..=2.0).contains(&params.temperature), format!("temperature must be between 0 and 2, got {}", params.temperature))?;
+    check(params.top_p > 0.0 && params.top_p <= 1.0, format!("top_p must be greater than 0 and at most 1, got {}", params.top_p))?;
+    check(
+        (-2.0..=2.0).contains(&params.presence_penalty),
+        format!("presence_penalty must be between -2 and 2, got {}", params.presence_penalty),
+    )?;
+    check(
+        (-2.0..=2.0).contains(&params.frequency_penalty),
+        format!("frequency_penalty must be between -2 and 2, got {}", params.frequency_penalty),
+    )?;
+    check(
+        params.logprobs.is_none_or(|n| n <= bounds::MAX_TOP_LOGPROBS),
+        format!("top_logprobs must be between 0 and {}, got {:?}", bounds::MAX_TOP_LOGPROBS, params.logprobs.unwrap_or(0)),
+    )?;
+    check(params.stop.len() <= bounds::MAX_STOP, format!("stop may hold at most {} strings, got {}", bounds::MAX_STOP, params.stop.len()))?;
+    check(params.max_tokens >= 1, format!("max_tokens must be at least 1, got {}", params.max_tokens))
+}
+
+impl InferenceService {
+    /// Resolves and loads a text-generation model and tokenises the prompt for it.
+    pub async fn prepare_prompt(&self, model_ref: &ModelRef, input: PromptInput) -> Result<Prompt, ServiceError> {
+        let version = self.resolve(model_ref).await?;
+        let loaded = self.loaded(&version).await?;
+        let generator = loaded.generator().ok_or_else(|| {
+            ServiceError::invalid(format!("model '{}' does not generate text (its format is {})", version.model, version.format))
+        })?;
+        let (text, tokens) = match input {
+            PromptInput::Tokens(tokens) => (String::new(), tokens),
+            PromptInput::Text(text) => {
+                let tokens = generator.tokenize(&text, true)?;
+                (text, tokens)
+            }
+            PromptInput::Chat(messages) => {
+                let template = loaded.chat_template.as_ref().map_err(|reason| {
+                    ServiceError::invalid(format!(
+                        "model '{}' has no chat template ({reason}); use /v1/completions or set chat_template in the version config",
+                        version.model
+                    ))
+                })?;
+                let info = generator.info();
+                let special = SpecialTokens { bos_token: info.bos_token.clone(), eos_token: info.eos_token.clone() };
+                let rendered = template.render(&messages, &special, true).map_err(|error| ServiceError::invalid(error.to_string()))?;
+                // The template writes BOS itself when the model wants one.
+                let mut tokens = generator.tokenize(&rendered, true)?;
+                if info.add_bos && rendered.starts_with(&info.bos_token) && tokens.len() >= 2 && tokens[0] == tokens[1] {
+                    tokens.remove(0);
+                }
+                (rendered, tokens)
+            }
+        };
+        let context = generator.info().context_per_sequence;
+        Ok(Prompt { model: version.model.clone(), version: version.version, text, tokens, context, loaded })
+    }
+
+    /// Starts generating. `max_tokens: None` allows the rest of the context.
+    pub fn generate(&self, prompt: &Prompt, max_tokens: Option<u32>, mut params: GenerateParams) -> Result<Generation, ServiceError> {
+        let room = prompt.context.saturating_sub(prompt.tokens.len() as u32);
+        params.max_tokens = match max_tokens {
+            Some(requested) if requested > room => {
+                return Err(ServiceError::invalid(format!(
+                    "this model's context per sequence is {} tokens; the prompt has {} and max_tokens asks for {requested} more (at most {room})",
+                    prompt.context,
+                    prompt.tokens.len()
+                )));
+            }
+            Some(requested) => requested,
+            None => room,
+        };
+        validate_params(&params)?;
+        let generator = prompt.loaded.generator().expect("prepare_prompt checked. This is a bug.");
+        let events = generator.submit(GenerateRequest { prompt: prompt.tokens.clone(), params })?;
+        let model = prompt.model.clone();
+        ::metrics::counter!(metrics::LLM_PROMPT_TOKENS_TOTAL, "model" => model.clone()).increment(prompt.tokens.len() as u64);
+        Ok(Generation {
+            events,
+            _loaded: prompt.loaded.clone(),
+            record: UsageRecord {
+                model,
+                version: prompt.version,
+                started: Instant::now(),
+                first_token: None,
+                last_token: None,
+                usage: Usage { prompt_tokens: prompt.tokens.len() as u64, completion_tokens: 0 },
+                outcome: None,
+            },
+        })
+    }
+}
+
+/// A running generation. Dropping it cancels the sequence.
+pub struct Generation {
+    events: flume::Receiver<GenerateEvent>,
+    /// Keeps the model loaded while the stream is read.
+    _loaded: Arc<LoadedModel>,
+    record: UsageRecord,
+}
+
+impl Generation {
+    /// The next event; `None` after the last.
+    pub async fn next(&mut self) -> Option<GenerateEvent> {
+        if self.record.outcome.is_some() {
+            return None;
+        }
+        let event = match self.events.recv_async().await {
+            Ok(event) => event,
+            Err(_) => GenerateEvent::Failed(yunmo_backend::BackendError::Inference("the engine stopped".into())),
+        };
+        let now = Instant::now();
+        match &event {
+            GenerateEvent::Chunk(_) => {
+                let labels = [("model", self.record.model.clone())];
+                match self.record.last_token {
+                    None => ::metrics::histogram!(metrics::LLM_TIME_TO_FIRST_TOKEN_SECONDS, &labels)
+                        .record((now - self.record.started).as_secs_f64()),
+                    Some(last) => {
+                        ::metrics::histogram!(metrics::LLM_INTER_TOKEN_LATENCY_SECONDS, &labels).record((now - last).as_secs_f64())
+                    }
+                }
+                self.record.first_token.get_or_insert(now);
+                self.record.last_token = Some(now);
+                self.record.usage.completion_tokens += 1;
+            }
+            GenerateEvent::Finished { usage, .. } => {
+                self.record.usage = *usage;
+                self.record.outcome = Some("ok");
+            }
+            GenerateEvent::Failed(error) => {
+                self.record.outcome = Some(ServiceError::from(error.clone()).code.as_str());
+            }
+        }
+        Some(event)
+    }
+
+    /// Tokens counted so far (final once the stream has ended).
+    pub fn usage(&self) -> Usage {
+        self.record.usage
+    }
+}
+
+/// Metrics and the usage line of one generation, written once on drop.
+struct UsageRecord {
+    model: String,
+    version: u64,
+    started: Instant,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+    usage: Usage,
+    outcome: Option<&'static str>,
+}
+
+impl Drop for UsageRecord {
+    fn drop(&mut self) {
+        let outcome = self.outcome.unwrap_or("cancelled");
+        let labels = [("model", self.model.clone())];
+        ::metrics::counter!(metrics::LLM_GENERATED_TOKENS_TOTAL, &labels).increment(self.usage.completion_tokens);
+        ::metrics::counter!(metrics::LLM_REQUESTS_TOTAL, "model" => self.model.clone(), "outcome" => outcome).increment(1);
+        if let (Some(first), Some(last)) = (self.first_token, self.last_token) {
+            let decode = (last - first).as_secs_f64();
+            if self.usage.completion_tokens > 1 && decode > 0.0 {
+                ::metrics::histogram!(metrics::LLM_REQUEST_TOKENS_PER_SECOND, &labels)
+                    .record((self.usage.completion_tokens - 1) as f64 / decode);
+            }
+        }
+        tracing::info!(
+            target: "yunmo::usage",
+            model = %self.model, version = self.version, outcome,
+            prompt_tokens = self.usage.prompt_tokens, completion_tokens = self.usage.completion_tokens,
+            seconds = self.started.elapsed().as_secs_f64(),
+            "Generation ended."
+        );
+    }
+}
