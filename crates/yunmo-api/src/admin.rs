@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,8 +15,8 @@ use yunmo_registry::{ModelPatch, ModelRecord, NewModel, StagedArtifact, VersionR
 use yunmo_service::{Code, ServiceError, UploadOptions};
 use yunmo_types::{VersionConfig, VersionPolicy};
 
-use crate::error::ApiError;
 use crate::AppState;
+use crate::error::ApiError;
 
 /// The management routes.
 pub fn routes() -> Router<AppState> {
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/models/{name}/versions", get(list_versions).post(upload_version))
         .route("/api/v1/models/{name}/versions/{version}", get(get_version).delete(delete_version))
         .route("/api/v1/models/{name}/versions/{version}/config", axum::routing::put(set_config))
+        .route("/api/v1/models/{name}/versions/{version}/tokenizer", axum::routing::put(set_tokenizer))
         .route("/api/v1/models/{name}/versions/{version}/load", post(load_version))
         .route("/api/v1/models/{name}/versions/{version}/unload", post(unload_version))
         .route("/api/v1/openapi.json", get(openapi_json))
@@ -151,6 +152,15 @@ pub struct VersionConfigDto {
     /// Class labels for the classification extension, by index.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Serve `/v1/embeddings` from this ONNX encoder: `{"pooling": "mean"|"cls"|"none", "normalize": true,
+    /// "max_tokens": 256, "truncate": false, "max_batch_tokens": 16384, "output": ""}` (all optional).
+    /// Needs a `tokenizer.json` stored with the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub embedding: Option<yunmo_types::EmbeddingConfig>,
+    /// Jinja chat template for `/v1/chat/completions`, replacing the one in the GGUF file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
 }
 
 fn one() -> u32 {
@@ -164,6 +174,8 @@ impl From<VersionConfigDto> for VersionConfig {
             max_queue_delay_us: dto.max_queue_delay_us,
             instance_count: dto.instance_count,
             labels: dto.labels,
+            embedding: dto.embedding,
+            chat_template: dto.chat_template,
         }
     }
 }
@@ -187,6 +199,8 @@ pub struct VersionDto {
     pub outputs: Vec<TensorSpecDto>,
     /// Serving options.
     pub config: VersionConfigDto,
+    /// Whether a `tokenizer.json` is stored with the version.
+    pub has_tokenizer: bool,
     /// Whether it is loaded now.
     pub loaded: bool,
     /// Unix seconds.
@@ -240,7 +254,7 @@ fn specs(specs: &[yunmo_types::TensorSpec]) -> Vec<TensorSpecDto> {
 }
 
 fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
-    let loaded = state.service.models().get(&(record.model.clone(), record.version)).is_some();
+    let loaded = state.service.models().is_loaded(&(record.model.clone(), record.version));
     VersionDto {
         inputs: specs(&record.signature.inputs),
         outputs: specs(&record.signature.outputs),
@@ -249,7 +263,10 @@ fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
             max_queue_delay_us: record.config.max_queue_delay_us,
             instance_count: record.config.instance_count,
             labels: record.config.labels,
+            embedding: record.config.embedding,
+            chat_template: record.config.chat_template,
         },
+        has_tokenizer: record.has_tokenizer,
         loaded,
         model: record.model,
         version: record.version,
@@ -394,8 +411,26 @@ pub async fn unload_version(State(state): State<AppState>, Path((name, version))
     Ok(Json(version_dto(&state, record)))
 }
 
+/// Stores the `tokenizer.json` (Hugging Face tokenizers format) of a version, for embedding encoders.
+/// The body is the file; it is parsed before it is stored. A loaded version reloads with it.
+#[utoipa::path(put, path = "/api/v1/models/{name}/versions/{version}/tokenizer",
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = VersionDto), (status = 400), (status = 404), (status = 413)))]
+pub async fn set_tokenizer(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    body: axum::body::Body,
+) -> AdminResult<Json<VersionDto>> {
+    let version = parse_version(&version)?;
+    let bytes = crate::read_body(body, yunmo_service::MAX_TOKENIZER_BYTES).await.map_err(admin)?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| admin(ServiceError::invalid("tokenizer.json is not UTF-8")))?;
+    let record = state.service.set_tokenizer(&name, version, text).await.map_err(admin)?;
+    Ok(Json(version_dto(&state, record)))
+}
+
 /// Uploads a model file as a new version: the raw file as the body (`application/octet-stream`), or
-/// `multipart/form-data` with a `file` part and an optional `config` part (JSON). The file is checked by
+/// `multipart/form-data` with a `file` part, an optional `config` part (JSON) and an optional
+/// `tokenizer` part (`tokenizer.json`, for embedding encoders). The file is checked by
 /// its runtime before anything is stored; a rejected or cut-off upload stores nothing.
 #[utoipa::path(post, path = "/api/v1/models/{name}/versions", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
@@ -412,16 +447,16 @@ pub async fn upload_version(
         Some(text) => Some(parse_config(text)?),
         None => None,
     };
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let is_multipart =
+        request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
     let limit = state.config.max_upload_bytes;
     let artifact = if is_multipart {
         let mut multipart = Multipart::from_request(request, &state).await.map_err(|e| admin(ServiceError::invalid(e.body_text())))?;
         let mut artifact = None;
-        while let Some(field) = multipart.next_field().await.map_err(|e| admin(ServiceError::invalid(format!("malformed multipart body: {e}"))))? {
+        let mut tokenizer = None;
+        while let Some(field) =
+            multipart.next_field().await.map_err(|e| admin(ServiceError::invalid(format!("malformed multipart body: {e}"))))?
+        {
             match field.name() {
                 Some("file") => {
                     let stream = field.map(|chunk| chunk.map_err(|e| e.to_string()));
@@ -431,19 +466,25 @@ pub async fn upload_version(
                     let text = field.text().await.map_err(|e| admin(ServiceError::invalid(format!("config part: {e}"))))?;
                     config = Some(parse_config(&text)?);
                 }
+                Some("tokenizer") => {
+                    let text = field.text().await.map_err(|e| admin(ServiceError::invalid(format!("tokenizer part: {e}"))))?;
+                    tokenizer = Some(text);
+                }
                 other => {
                     return Err(admin(ServiceError::invalid(format!(
-                        "unexpected multipart part {other:?}: expected 'file' and optionally 'config'"
-                    ))))
+                        "unexpected multipart part {other:?}: expected 'file' and optionally 'config' and 'tokenizer'"
+                    ))));
                 }
             }
         }
-        artifact.ok_or_else(|| admin(ServiceError::invalid("multipart upload has no 'file' part")))?
+        let artifact = artifact.ok_or_else(|| admin(ServiceError::invalid("multipart upload has no 'file' part")))?;
+        (artifact, tokenizer)
     } else {
         let stream = request.into_body().into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string()));
-        stage(&state, stream, limit).await?
+        (stage(&state, stream, limit).await?, None)
     };
-    let options = UploadOptions { version: query.version, config: config.map(Into::into).unwrap_or_default() };
+    let (artifact, tokenizer) = artifact;
+    let options = UploadOptions { version: query.version, config: config.map(Into::into).unwrap_or_default(), tokenizer };
     let record = state.service.add_version(&name, artifact, options).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(version_dto(&state, record))).into_response())
 }
@@ -462,10 +503,7 @@ where
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| admin(ServiceError::invalid(format!("the upload was cut off: {e}"))))?;
         if staging.size() + chunk.len() as u64 > limit {
-            return Err(admin(ServiceError::new(
-                Code::PayloadTooLarge,
-                format!("the upload is larger than max_upload_bytes = {limit}"),
-            )));
+            return Err(admin(ServiceError::new(Code::PayloadTooLarge, format!("the upload is larger than max_upload_bytes = {limit}"))));
         }
         staging.write(&chunk).await.map_err(io)?;
     }

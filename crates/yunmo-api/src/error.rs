@@ -25,6 +25,18 @@ pub enum Shape {
     KServe,
     /// Management API: `{"error": {"code": "...", "message": "..."}}`.
     Admin,
+    /// OpenAI API: `{"error": {"message": "...", "type": "...", "param": null, "code": "..."}}`.
+    OpenAi,
+}
+
+/// OpenAI error `type` of each code. Exhaustive on purpose.
+pub fn openai_type(code: Code) -> &'static str {
+    match code {
+        Code::InvalidRequest | Code::PayloadTooLarge | Code::ModelNotFound | Code::Conflict => "invalid_request_error",
+        Code::Overloaded => "rate_limit_error",
+        Code::Timeout => "timeout",
+        Code::ModelNotReady | Code::InferenceFailed | Code::Internal => "server_error",
+    }
 }
 
 /// An error on its way to the client.
@@ -47,6 +59,10 @@ impl ApiError {
     pub fn admin(error: ServiceError) -> Self {
         ApiError { code: error.code, message: error.message, shape: Shape::Admin }
     }
+    /// An OpenAI-shaped error.
+    pub fn openai(error: ServiceError) -> Self {
+        ApiError { code: error.code, message: error.message, shape: Shape::OpenAi }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -57,7 +73,10 @@ impl IntoResponse for ApiError {
         }
         let body = match self.shape {
             Shape::KServe => serde_json::json!({ "error": self.message }),
-            Shape::Admin => serde_json::json!({ "error": { "code": self.code.as_str(), "message": self.message } }),
+            Shape::Admin => {
+                serde_json::json!({ "error": { "code": self.code.as_str(), "message": self.message } })
+            }
+            Shape::OpenAi => openai_body(self.code, &self.message),
         };
         let mut response = (status, axum::Json(body)).into_response();
         if self.code == Code::Overloaded {
@@ -65,6 +84,11 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The OpenAI error body (also sent as the last event of a failed stream).
+pub fn openai_body(code: Code, message: &str) -> serde_json::Value {
+    serde_json::json!({ "error": { "message": message, "type": openai_type(code), "param": null, "code": code.as_str() } })
 }
 
 #[cfg(test)]

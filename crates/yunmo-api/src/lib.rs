@@ -1,5 +1,6 @@
 //! Wire formats and transports of Yunmo: the KServe V2 REST protocol (with Triton's binary tensor,
-//! classification and model repository extensions), the management API under `/api/v1`, `/metrics`.
+//! classification, model repository and generate extensions), the OpenAI API under `/v1`, the management
+//! API under `/api/v1`, `/metrics`.
 //!
 //! Handlers decode the wire format, call [`yunmo_service::InferenceService`], and encode the result or map
 //! the error through the one table in [`error`]. [`grpc`] serves the same service over gRPC. This is the only crate that knows HTTP or JSON shapes.
@@ -8,22 +9,23 @@ pub mod admin;
 pub mod error;
 pub mod grpc;
 pub mod kserve;
+pub mod openai;
 pub mod openapi;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use yunmo_service::{metrics, Code, InferenceService, ServiceError};
+use yunmo_service::{Code, InferenceService, ServiceError, metrics};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(kserve::routes())
         .merge(admin::routes())
+        .merge(openai::routes())
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -76,6 +79,7 @@ async fn not_found(request: Request) -> Response {
 async fn render_metrics(State(state): State<AppState>) -> Response {
     match &state.prometheus {
         Some(handle) => {
+            state.service.refresh_gauges();
             ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
         }
         None => (axum::http::StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
@@ -88,8 +92,7 @@ async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
     let class = format!("{}xx", response.status().as_u16() / 100);
-    ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => class)
-        .increment(1);
+    ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => class).increment(1);
     ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
@@ -102,10 +105,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ServiceError> 
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|error| ServiceError::invalid(format!("cannot read the request body: {error}")))?;
         if buffer.len() + chunk.len() > limit {
-            return Err(ServiceError::new(
-                Code::PayloadTooLarge,
-                format!("the request body is larger than max_body_bytes = {limit}"),
-            ));
+            return Err(ServiceError::new(Code::PayloadTooLarge, format!("the request body is larger than max_body_bytes = {limit}")));
         }
         if buffer.is_empty() {
             // The common case, one chunk: keep it without copying.

@@ -8,13 +8,29 @@ use crate::admin;
 #[openapi(
     info(title = "Yunmo management API", description = "Models, versions and uploads. Inference uses the KServe V2 protocol under /v2."),
     paths(
-        admin::list_models, admin::create_model, admin::get_model, admin::update_model, admin::delete_model,
-        admin::list_versions, admin::upload_version, admin::get_version, admin::delete_version,
-        admin::set_config, admin::load_version, admin::unload_version,
+        admin::list_models,
+        admin::create_model,
+        admin::get_model,
+        admin::update_model,
+        admin::delete_model,
+        admin::list_versions,
+        admin::upload_version,
+        admin::get_version,
+        admin::delete_version,
+        admin::set_config,
+        admin::set_tokenizer,
+        admin::load_version,
+        admin::unload_version,
     ),
     components(schemas(
-        admin::CreateModel, admin::UpdateModel, admin::ModelDto, admin::ModelList, admin::VersionDto,
-        admin::VersionConfigDto, admin::TensorSpecDto, admin::VersionPolicyDto,
+        admin::CreateModel,
+        admin::UpdateModel,
+        admin::ModelDto,
+        admin::ModelList,
+        admin::VersionDto,
+        admin::VersionConfigDto,
+        admin::TensorSpecDto,
+        admin::VersionPolicyDto,
     ))
 )]
 struct ApiDoc;

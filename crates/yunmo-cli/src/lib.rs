@@ -43,7 +43,7 @@ pub enum ModelsCommand {
 /// `yunmo models push`
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Model file (ONNX).
+    /// Model file: ONNX (`.onnx`) or a GGUF large language model (`.gguf`); the format is read from the file.
     pub file: PathBuf,
     /// Model name.
     #[arg(long)]
@@ -61,6 +61,10 @@ pub struct PushArgs {
     /// Task (classification, regression, embedding, …), used when the model is created.
     #[arg(long, default_value = "")]
     pub task: String,
+    /// A Hugging Face `tokenizer.json` stored with the version, for ONNX encoders that serve
+    /// `/v1/embeddings` (with `--config '{"embedding": {"pooling": "mean", "normalize": true}}'`).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// `yunmo infer`
@@ -198,6 +202,10 @@ async fn push(client: &Client, url: &str, args: PushArgs) -> anyhow::Result<()> 
     let mut form = reqwest::multipart::Form::new().part("file", part);
     if let Some(config) = config {
         form = form.text("config", config);
+    }
+    if let Some(path) = &args.tokenizer {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the tokenizer {}", path.display()))?;
+        form = form.text("tokenizer", text);
     }
     let mut request = client.post(format!("{url}/api/v1/models/{}/versions", args.name)).multipart(form);
     if let Some(version) = args.version {

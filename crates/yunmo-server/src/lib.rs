@@ -53,18 +53,29 @@ fn prometheus() -> Option<PrometheusHandle> {
 
 /// Starts the ONNX runtime factory. A missing library is logged, not fatal: the server still serves the
 /// registry and health, and ONNX requests answer 503 naming the missing file.
-fn backends(settings: &Settings) -> Vec<Arc<dyn BackendFactory>> {
+fn backends(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn BackendFactory>>> {
+    let mut factories: Vec<Arc<dyn BackendFactory>> = Vec::new();
     let library = settings.onnx_library();
     match yunmo_backend_onnx::OnnxFactory::new(&library) {
         Ok(factory) => {
             tracing::info!(library = %library.display(), "ONNX Runtime loaded.");
-            vec![Arc::new(factory)]
+            factories.push(Arc::new(factory));
         }
         Err(error) => {
             tracing::error!(%error, "ONNX Runtime is unavailable; run scripts/fetch-assets.sh ort or set backends.onnx.library_path.");
-            Vec::new()
         }
     }
+    let gguf = &settings.backends.gguf;
+    let config = yunmo_backend_gguf::GgufConfig {
+        threads: gguf.threads,
+        max_sequences: gguf.max_sequences,
+        context_per_sequence: gguf.context_per_sequence,
+        batch_tokens: gguf.batch_tokens,
+        queue_capacity: settings.scheduler.queue_capacity,
+        gpu_layers: gguf.gpu_layers,
+    };
+    factories.push(Arc::new(yunmo_backend_gguf::GgufFactory::new(config)?));
+    Ok(factories)
 }
 
 /// Writes the bound addresses as JSON, atomically (temp file, then rename).
@@ -96,11 +107,13 @@ pub async fn run(
         .with_context(|| format!("cannot open the registry in {}", settings.storage.data_dir.display()))?;
     let service = InferenceService::new(
         registry,
-        backends(&settings),
+        backends(&settings)?,
         ServiceConfig {
             workers: WorkerConfig {
                 queue_capacity: settings.scheduler.queue_capacity,
                 intra_op_threads: settings.backends.onnx.intra_op_threads,
+                memory_budget_bytes: settings.scheduler.memory_budget_bytes,
+                idle_unload: Duration::from_secs(settings.scheduler.idle_unload_seconds),
             },
             request_timeout: Duration::from_millis(settings.scheduler.request_timeout_ms),
         },
@@ -191,8 +204,7 @@ pub async fn shutdown_signal() {
 
 /// Sets up logging from the telemetry settings.
 pub fn init_tracing(settings: &settings::TelemetrySettings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if settings.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
 }

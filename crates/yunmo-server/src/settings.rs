@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// The reference configuration, compiled in as the defaults.
@@ -61,6 +61,24 @@ pub struct StorageSettings {
 pub struct BackendSettings {
     /// ONNX Runtime.
     pub onnx: OnnxSettings,
+    /// llama.cpp for GGUF LLMs.
+    pub gguf: GgufSettings,
+}
+
+/// `[backends.gguf]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GgufSettings {
+    /// CPU threads per model (0 = all cores).
+    pub threads: usize,
+    /// Sequences decoded together per model.
+    pub max_sequences: u32,
+    /// Tokens per sequence (prompt plus completion).
+    pub context_per_sequence: u32,
+    /// Most tokens per decode step.
+    pub batch_tokens: u32,
+    /// Layers offloaded to the GPU (cuda builds only).
+    pub gpu_layers: u32,
 }
 
 /// `[backends.onnx]`.
@@ -81,6 +99,10 @@ pub struct SchedulerSettings {
     pub queue_capacity: usize,
     /// Per-request timeout in milliseconds.
     pub request_timeout_ms: u64,
+    /// Estimated bytes all loaded models may hold (0 = no limit).
+    pub memory_budget_bytes: u64,
+    /// Unload models unused this long (0 = never).
+    pub idle_unload_seconds: u64,
 }
 
 /// `[telemetry]`.

@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod encode;
 mod fast_json;
+mod generate;
 mod repository;
 
 use axum::body::Body;
@@ -16,10 +17,10 @@ use yunmo_service::ServiceError;
 use yunmo_types::{ModelRef, TensorSpec};
 
 use crate::error::ApiError;
-use crate::{read_body, AppState};
+use crate::{AppState, read_body};
 
 /// Extensions advertised at `/v2`.
-pub const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "classification", "model_repository"];
+pub const EXTENSIONS: [&str; 4] = ["binary_tensor_data", "classification", "model_repository", "generate"];
 
 /// The V2 routes.
 pub fn routes() -> Router<AppState> {
@@ -33,6 +34,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+        .route("/v2/models/{name}/generate", post(generate::generate))
+        .route("/v2/models/{name}/versions/{version}/generate", post(generate::generate_version))
+        .route("/v2/models/{name}/generate_stream", post(generate::generate_stream))
+        .route("/v2/models/{name}/versions/{version}/generate_stream", post(generate::generate_stream_version))
         .merge(repository::routes())
 }
 

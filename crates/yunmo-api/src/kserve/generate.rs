@@ -1,0 +1,130 @@
+//! Triton's generate extension over the same engine as the OpenAI routes:
+//! `POST /v2/models/{m}[/versions/{v}]/generate` with `{"text_input", "parameters": {...}}` answers
+//! `{"model_name", "model_version", "text_output", "finish_reason", "usage"}`; `/generate_stream` sends
+//! one SSE event per piece of text. `parameters` take the OpenAI sampling names (`max_tokens`,
+//! `temperature`, `top_p`, `top_k`, `seed`, `stop`, penalties).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use yunmo_service::{PromptInput, ServiceError};
+use yunmo_types::{FinishReason, ModelRef, TextChunk, Usage};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::openai::run::{self, StreamFormat};
+use crate::openai::wire::{Sampling, UsageOut};
+
+#[derive(Debug, Deserialize)]
+struct GenerateBody {
+    #[serde(default)]
+    id: Option<String>,
+    text_input: String,
+    #[serde(default)]
+    parameters: Sampling,
+}
+
+pub(super) async fn generate(State(state): State<AppState>, Path(name): Path<String>, body: axum::body::Body) -> Response {
+    respond(state, ModelRef::new(name, None), body, false).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(super) async fn generate_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    body: axum::body::Body,
+) -> Response {
+    match super::model_ref(name, Some(version)) {
+        Ok(model_ref) => respond(state, model_ref, body, false).await.unwrap_or_else(IntoResponse::into_response),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub(super) async fn generate_stream(State(state): State<AppState>, Path(name): Path<String>, body: axum::body::Body) -> Response {
+    respond(state, ModelRef::new(name, None), body, true).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(super) async fn generate_stream_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    body: axum::body::Body,
+) -> Response {
+    match super::model_ref(name, Some(version)) {
+        Ok(model_ref) => respond(state, model_ref, body, true).await.unwrap_or_else(IntoResponse::into_response),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn respond(state: AppState, model_ref: ModelRef, body: axum::body::Body, stream: bool) -> Result<Response, ApiError> {
+    let kserve = ApiError::kserve;
+    let bytes = crate::read_body(body, state.config.max_body_bytes).await.map_err(kserve)?;
+    let request: GenerateBody =
+        serde_json::from_slice(&bytes).map_err(|error| kserve(ServiceError::invalid(format!("invalid generate body: {error}"))))?;
+    let mut sampling = request.parameters;
+    if sampling.n.is_some_and(|n| n != 1) {
+        return Err(kserve(ServiceError::invalid("parameters.n must be 1 for generate")));
+    }
+    sampling.stream = Some(stream);
+    let plan = run::plan(&sampling, None).map_err(kserve)?;
+    let prompt = state.service.prepare_prompt(&model_ref, PromptInput::Text(request.text_input)).await.map_err(kserve)?;
+    let format = GenerateFormat { model: prompt.model.clone(), version: prompt.version.to_string(), id: request.id };
+    let choices = run::start(&state.service, std::slice::from_ref(&prompt), &plan).map_err(kserve)?;
+    if stream {
+        return Ok(run::sse(choices, format, false, 1));
+    }
+    let mut collected = run::collect_all(choices).await.map_err(kserve)?;
+    let answer = collected.pop().expect("one choice");
+    let mut body = format.base();
+    body["text_output"] = json!(answer.text);
+    body["finish_reason"] = json!(answer.finish_reason.as_str());
+    body["usage"] = json!(UsageOut::from(answer.usage));
+    Ok(Json(body).into_response())
+}
+
+struct GenerateFormat {
+    model: String,
+    version: String,
+    id: Option<String>,
+}
+
+impl GenerateFormat {
+    fn base(&self) -> Value {
+        let mut value = json!({ "model_name": self.model, "model_version": self.version });
+        if let Some(id) = &self.id {
+            value["id"] = json!(id);
+        }
+        value
+    }
+}
+
+impl StreamFormat for GenerateFormat {
+    fn chunk(&self, _index: u32, chunk: &TextChunk, _first: bool) -> Option<Value> {
+        if chunk.text.is_empty() {
+            return None;
+        }
+        let mut value = self.base();
+        value["text_output"] = json!(chunk.text);
+        Some(value)
+    }
+
+    fn finish(&self, _index: u32, reason: FinishReason, usage: Usage) -> Option<Value> {
+        let mut value = self.base();
+        value["text_output"] = json!("");
+        value["finish_reason"] = json!(reason.as_str());
+        value["usage"] = json!(UsageOut::from(usage));
+        Some(value)
+    }
+
+    fn usage(&self, _usage: Usage) -> Option<Value> {
+        None
+    }
+
+    fn error(&self, error: &ServiceError) -> Value {
+        json!({ "error": error.message })
+    }
+
+    fn done_marker(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,119 @@
+//! `POST /v1/chat/completions`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use yunmo_service::{PromptInput, ServiceError};
+use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
+
+use super::run::{self, StreamFormat};
+use super::wire::{ChatCompletionRequest, UsageOut};
+use super::{OpenAiJson, OpenAiResult, chat_messages, model_ref, openai};
+use crate::AppState;
+
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
+) -> OpenAiResult<Response> {
+    if request.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
+        return Err(openai(run::unsupported("tools", "this server does not call tools")));
+    }
+    if let Some(format) = &request.response_format
+        && format.get("type").and_then(Value::as_str) != Some("text")
+    {
+        return Err(openai(run::unsupported("response_format", "only {\"type\": \"text\"} is")));
+    }
+    let logprobs = match (request.logprobs.unwrap_or(false), request.top_logprobs) {
+        (true, top) => Some(top.unwrap_or(0)),
+        (false, Some(_)) => {
+            return Err(openai(ServiceError::invalid("top_logprobs needs logprobs: true")));
+        }
+        (false, None) => None,
+    };
+    let plan = run::plan(&request.sampling, logprobs).map_err(openai)?;
+    let model_ref = model_ref(&request.model).map_err(openai)?;
+    let messages = chat_messages(request.messages).map_err(openai)?;
+    let prompt = state.service.prepare_prompt(&model_ref, PromptInput::Chat(messages)).await.map_err(openai)?;
+    let choices = run::start(&state.service, std::slice::from_ref(&prompt), &plan).map_err(openai)?;
+    let format =
+        ChatFormat { id: run::response_id("chatcmpl"), created: run::created(), model: request.model, logprobs: logprobs.is_some() };
+    if plan.stream {
+        return Ok(run::sse(choices, format, plan.include_usage, plan.n));
+    }
+    let collected = run::collect_all(choices).await.map_err(openai)?;
+    let usage = run::total_usage(&collected, plan.n);
+    let choices: Vec<Value> = collected
+        .iter()
+        .enumerate()
+        .map(|(index, answer)| {
+            json!({
+                "index": index,
+                "message": { "role": "assistant", "content": answer.text },
+                "logprobs": format.logprobs.then(|| json!({ "content": answer.logprobs.iter().map(logprob_json).collect::<Vec<_>>() })),
+                "finish_reason": answer.finish_reason.as_str(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": format.id,
+        "object": "chat.completion",
+        "created": format.created,
+        "model": format.model,
+        "choices": choices,
+        "usage": UsageOut::from(usage),
+    }))
+    .into_response())
+}
+
+/// OpenAI's chat log-probability entry.
+fn logprob_json(logprob: &TokenLogprob) -> Value {
+    json!({
+        "token": logprob.token,
+        "logprob": logprob.logprob,
+        "bytes": logprob.bytes,
+        "top_logprobs": logprob.top.iter().map(|(token, bytes, value)| json!({ "token": token, "logprob": value, "bytes": bytes })).collect::<Vec<_>>(),
+    })
+}
+
+struct ChatFormat {
+    id: String,
+    created: u64,
+    model: String,
+    logprobs: bool,
+}
+
+impl ChatFormat {
+    fn envelope(&self, choices: Value) -> Value {
+        json!({ "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": choices })
+    }
+}
+
+impl StreamFormat for ChatFormat {
+    fn chunk(&self, index: u32, chunk: &TextChunk, first: bool) -> Option<Value> {
+        if chunk.text.is_empty() && !first && chunk.logprobs.is_empty() {
+            return None;
+        }
+        let delta = if first { json!({ "role": "assistant", "content": chunk.text }) } else { json!({ "content": chunk.text }) };
+        let logprobs = self.logprobs.then(|| json!({ "content": chunk.logprobs.iter().map(logprob_json).collect::<Vec<_>>() }));
+        Some(self.envelope(json!([{ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null }])))
+    }
+
+    fn finish(&self, index: u32, reason: FinishReason, _usage: Usage) -> Option<Value> {
+        Some(self.envelope(json!([{ "index": index, "delta": {}, "logprobs": null, "finish_reason": reason.as_str() }])))
+    }
+
+    fn usage(&self, usage: Usage) -> Option<Value> {
+        let mut value = self.envelope(json!([]));
+        value["usage"] = json!(UsageOut::from(usage));
+        Some(value)
+    }
+
+    fn error(&self, error: &ServiceError) -> Value {
+        run::stream_error(error)
+    }
+
+    fn done_marker(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,250 @@
+//! Running generations for the OpenAI and V2 generate routes: sampling parameters from the wire, `n`
+//! choices per prompt, collecting whole answers, and Server-Sent Event streams that cancel every
+//! generation when the client goes away (the response stream, and with it each generation, is dropped).
+
+use std::convert::Infallible;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, BoxStream, StreamExt};
+use serde_json::Value;
+use yunmo_backend::GenerateEvent;
+use yunmo_service::{Code, Generation, InferenceService, Prompt, ServiceError};
+use yunmo_types::{FinishReason, GenerateParams, TextChunk, TokenLogprob, Usage};
+
+use super::wire::Sampling;
+
+/// Most choices per prompt.
+pub const MAX_N: u32 = 16;
+
+/// Parameters read from the wire.
+pub struct Plan {
+    /// Sampling; the seed is the first choice's (choice `i` uses seed + `i`).
+    pub params: GenerateParams,
+    /// `max_tokens` as asked (`None`: the rest of the context).
+    pub max_tokens: Option<u32>,
+    /// Choices per prompt.
+    pub n: u32,
+    /// Stream SSE.
+    pub stream: bool,
+    /// Send a usage chunk at the end of a stream.
+    pub include_usage: bool,
+}
+
+/// Reads sampling fields; `logprobs`: `Some(alternatives)` to return log-probabilities.
+pub fn plan(sampling: &Sampling, logprobs: Option<u32>) -> Result<Plan, ServiceError> {
+    let n = sampling.n.unwrap_or(1);
+    if n == 0 || n > MAX_N {
+        return Err(ServiceError::invalid(format!("n must be between 1 and {MAX_N}, got {n}")));
+    }
+    let top_k = match sampling.top_k {
+        None | Some(0) | Some(-1) => 0,
+        Some(k) if k > 0 => u32::try_from(k).unwrap_or(u32::MAX),
+        Some(k) => {
+            return Err(ServiceError::invalid(format!("top_k must be -1, 0 (off) or positive, got {k}")));
+        }
+    };
+    let seed = match sampling.seed {
+        Some(seed) => seed as u64,
+        None => random_seed(),
+    };
+    let params = GenerateParams {
+        max_tokens: 1,
+        temperature: sampling.temperature.unwrap_or(1.0),
+        top_p: sampling.top_p.unwrap_or(1.0),
+        top_k,
+        seed,
+        stop: sampling.stop.clone().map(|stop| stop.into_vec()).unwrap_or_default(),
+        presence_penalty: sampling.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: sampling.frequency_penalty.unwrap_or(0.0),
+        logprobs,
+    };
+    yunmo_service::generate::validate_params(&params)?;
+    let max_tokens = sampling.max_completion_tokens.or(sampling.max_tokens);
+    if max_tokens == Some(0) {
+        return Err(ServiceError::invalid("max_tokens must be at least 1, got 0"));
+    }
+    Ok(Plan {
+        params,
+        max_tokens,
+        n,
+        stream: sampling.stream.unwrap_or(false),
+        include_usage: sampling.stream_options.as_ref().is_some_and(|options| options.include_usage),
+    })
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.finish()
+}
+
+/// Starts `n` choices for each prompt; choice indices run prompt-major. Fails (cancelling those
+/// started) if any cannot start.
+pub fn start(service: &InferenceService, prompts: &[Prompt], plan: &Plan) -> Result<Vec<(u32, Generation)>, ServiceError> {
+    let mut choices = Vec::with_capacity(prompts.len() * plan.n as usize);
+    for prompt in prompts {
+        for choice in 0..plan.n {
+            let params = GenerateParams { seed: plan.params.seed.wrapping_add(u64::from(choice)), ..plan.params.clone() };
+            choices.push((choices.len() as u32, service.generate(prompt, plan.max_tokens, params)?));
+        }
+    }
+    Ok(choices)
+}
+
+/// A whole answer.
+pub struct Collected {
+    /// The text.
+    pub text: String,
+    /// Log-probabilities per token, when asked.
+    pub logprobs: Vec<TokenLogprob>,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Tokens.
+    pub usage: Usage,
+}
+
+/// Reads a generation to its end.
+pub async fn collect(mut generation: Generation) -> Result<Collected, ServiceError> {
+    let mut text = String::new();
+    let mut logprobs = Vec::new();
+    while let Some(event) = generation.next().await {
+        match event {
+            GenerateEvent::Chunk(chunk) => {
+                text.push_str(&chunk.text);
+                logprobs.extend(chunk.logprobs);
+            }
+            GenerateEvent::Finished { reason, usage } => {
+                return Ok(Collected { text, logprobs, finish_reason: reason, usage });
+            }
+            GenerateEvent::Failed(error) => return Err(error.into()),
+        }
+    }
+    Err(ServiceError::internal("the generation ended without a result"))
+}
+
+/// Reads every choice to its end, concurrently, in index order.
+pub async fn collect_all(choices: Vec<(u32, Generation)>) -> Result<Vec<Collected>, ServiceError> {
+    futures::future::join_all(choices.into_iter().map(|(_, generation)| collect(generation))).await.into_iter().collect()
+}
+
+/// Sums usage over choices, counting each prompt once.
+pub fn total_usage(collected: &[Collected], n: u32) -> Usage {
+    let mut usage = Usage::default();
+    for (index, answer) in collected.iter().enumerate() {
+        if (index as u32).is_multiple_of(n) {
+            usage.prompt_tokens += answer.usage.prompt_tokens;
+        }
+        usage.completion_tokens += answer.usage.completion_tokens;
+    }
+    usage
+}
+
+/// How one protocol writes stream events.
+pub trait StreamFormat: Send + 'static {
+    /// The event for new text of choice `index` (`first`: its first event); `None` sends nothing.
+    fn chunk(&self, index: u32, chunk: &TextChunk, first: bool) -> Option<Value>;
+    /// The event that ends choice `index`.
+    fn finish(&self, index: u32, reason: FinishReason, usage: Usage) -> Option<Value>;
+    /// The event with total usage, after every choice ended (when `include_usage`).
+    fn usage(&self, usage: Usage) -> Option<Value>;
+    /// The event for a failure.
+    fn error(&self, error: &ServiceError) -> Value;
+    /// Whether to end with `data: [DONE]`.
+    fn done_marker(&self) -> bool;
+}
+
+enum Item {
+    Event(u32, GenerateEvent),
+    AllEnded,
+}
+
+/// An SSE response over every choice, in the order events arrive.
+pub fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usage: bool, n: u32) -> Response {
+    let count = choices.len();
+    let per_choice: Vec<BoxStream<'static, Item>> = choices
+        .into_iter()
+        .map(|(index, generation)| {
+            stream::unfold(generation, move |mut generation| async move {
+                generation.next().await.map(|event| (Item::Event(index, event), generation))
+            })
+            .boxed()
+        })
+        .collect();
+    let merged = stream::select_all(per_choice).chain(stream::once(async { Item::AllEnded }));
+    let mut started = vec![false; count];
+    let mut usage = Usage::default();
+    let mut failed = false;
+    let events = merged
+        .filter_map(move |item| {
+            let event = match item {
+                Item::Event(_, _) if failed => None,
+                Item::Event(index, GenerateEvent::Chunk(chunk)) => {
+                    let first = !std::mem::replace(&mut started[index as usize], true);
+                    format.chunk(index, &chunk, first).map(data)
+                }
+                Item::Event(index, GenerateEvent::Finished { reason, usage: choice_usage }) => {
+                    if index % n == 0 {
+                        usage.prompt_tokens += choice_usage.prompt_tokens;
+                    }
+                    usage.completion_tokens += choice_usage.completion_tokens;
+                    format.finish(index, reason, choice_usage).map(data)
+                }
+                Item::Event(_, GenerateEvent::Failed(error)) => {
+                    failed = true;
+                    Some(data(format.error(&error.into())))
+                }
+                Item::AllEnded => {
+                    let mut tail = String::new();
+                    if include_usage
+                        && !failed
+                        && let Some(value) = format.usage(usage)
+                    {
+                        tail = value.to_string();
+                    }
+                    let done = format.done_marker();
+                    return futures::future::ready(Some(stream::iter(ends(tail, done))));
+                }
+            };
+            futures::future::ready(event.map(|event| stream::iter(vec![event])))
+        })
+        .flatten()
+        .map(Ok::<Event, Infallible>);
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+fn data(value: Value) -> Event {
+    Event::default().data(value.to_string())
+}
+
+fn ends(usage: String, done: bool) -> Vec<Event> {
+    let mut events = Vec::new();
+    if !usage.is_empty() {
+        events.push(Event::default().data(usage));
+    }
+    if done {
+        events.push(Event::default().data("[DONE]"));
+    }
+    events
+}
+
+/// The OpenAI error body of a failed stream.
+pub fn stream_error(error: &ServiceError) -> Value {
+    crate::error::openai_body(error.code, &error.message)
+}
+
+/// Unix seconds now.
+pub fn created() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A response id with `prefix`.
+pub fn response_id(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", random_seed())
+}
+
+/// The error for fields we cannot honour.
+pub fn unsupported(field: &str, why: &str) -> ServiceError {
+    ServiceError::new(Code::InvalidRequest, format!("{field} is not supported: {why}"))
+}
