@@ -153,15 +153,28 @@ def test_cancelled_stream_frees_its_slot(llm, client):
     # Fill every slot (8) with long generations, then cancel them all after their first chunk.
     streams = [client.chat.completions.create(model="smollm2", messages=SYSTEM + [{"role": "user", "content": "Tell me a very long story."}],
                                               max_tokens=1500, temperature=0.8, seed=i, stream=True) for i in range(8)]
-    for stream in streams:
-        next(iter(stream))
-    assert sequences_running() == 8
-    for stream in streams:
-        stream.close()
+    try:
+        for stream in streams:
+            next(iter(stream))
+        assert sequences_running() == 8
+        status, body = llm.request("GET", "/metrics")
+        text = body.decode()
+        # Recorded while the streams run (the token counters and per-request speed are written when each ends).
+        for name in ("yunmo_llm_time_to_first_token_seconds_bucket", "yunmo_llm_inter_token_latency_seconds_bucket", "yunmo_llm_sequences_waiting"):
+            assert name + '{' in text, (name, [line for line in text.splitlines() if "yunmo_llm" in line][:20])
+        kv = [float(line.split()[-1]) for line in text.splitlines() if line.startswith('yunmo_llm_kv_cache_usage_ratio{model="smollm2"}')]
+        assert kv and kv[0] > 0, "eight running sequences hold KV cells"
+        for stream in streams:
+            stream.close()
+    finally:
+        for stream in streams:
+            stream.close()
     deadline = time.time() + 10
     while sequences_running() > 0 and time.time() < deadline:
         time.sleep(0.05)
     assert sequences_running() == 0, "cancelled sequences kept their slots"
+    status, body = llm.request("GET", "/metrics")
+    assert 'yunmo_llm_requests_total{model="smollm2",outcome="cancelled"}' in body.decode()
     started = time.time()
     response = chat(client, max_tokens=4)
     assert response.choices[0].finish_reason == "length"

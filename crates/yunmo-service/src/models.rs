@@ -84,6 +84,8 @@ pub struct LoadedModel {
     /// The parsed chat template of a text-generation model (or why there is none).
     pub(crate) chat_template: Result<yunmo_text::chat::ChatTemplate, String>,
     last_used_ms: AtomicU64,
+    /// Order of last use (a logical clock: milliseconds are too coarse to order requests).
+    last_used_order: AtomicU64,
 }
 
 pub(crate) enum Runtime {
@@ -119,8 +121,9 @@ impl LoadedModel {
         }
     }
 
-    fn touch(&self, now_ms: u64) {
+    fn touch(&self, now_ms: u64, order: u64) {
         self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        self.last_used_order.store(order, Ordering::Relaxed);
     }
 }
 
@@ -160,23 +163,28 @@ pub struct ModelManager {
     slots: Mutex<HashMap<VersionKey, Arc<Slot>>>,
     unloaded: Mutex<HashSet<VersionKey>>,
     epoch: Instant,
+    uses: AtomicU64,
 }
 
 impl ModelManager {
     /// An empty table.
     pub fn new(config: WorkerConfig) -> Self {
-        ModelManager { config, slots: Mutex::default(), unloaded: Mutex::default(), epoch: Instant::now() }
+        ModelManager { config, slots: Mutex::default(), unloaded: Mutex::default(), epoch: Instant::now(), uses: AtomicU64::new(0) }
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    fn touch(&self, loaded: &LoadedModel) {
+        loaded.touch(self.now_ms(), self.uses.fetch_add(1, Ordering::Relaxed) + 1);
+    }
+
     /// The loaded version, if it is loaded now (and marks it used).
     pub fn get(&self, key: &VersionKey) -> Option<Arc<LoadedModel>> {
         let slot = self.slots.lock().expect("model table lock").get(key).cloned()?;
         let loaded = slot.cell.get().cloned()?;
-        loaded.touch(self.now_ms());
+        self.touch(&loaded);
         Some(loaded)
     }
 
@@ -201,7 +209,7 @@ impl ModelManager {
             return evicted;
         }
         let mut loaded: Vec<Arc<LoadedModel>> = self.loaded().into_iter().filter(|model| &model.key != keep).collect();
-        loaded.sort_by_key(|model| model.last_used_ms.load(Ordering::Relaxed));
+        loaded.sort_by_key(|model| model.last_used_order.load(Ordering::Relaxed));
         let mut total: u64 = loaded.iter().map(|model| model.memory_bytes).sum::<u64>() + incoming;
         for model in loaded {
             if total <= budget {
@@ -265,7 +273,7 @@ impl ModelManager {
             .await
             .cloned();
         if let Ok(loaded) = &result {
-            loaded.touch(self.now_ms());
+            self.touch(loaded);
         }
         if result.is_err() {
             let mut slots = self.slots.lock().expect("model table lock");
@@ -373,6 +381,7 @@ async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> Result<Arc<L
         embedder,
         chat_template: Err("it is not a text-generation model".into()),
         last_used_ms: AtomicU64::new(now_ms),
+        last_used_order: AtomicU64::new(0),
     }))
 }
 
@@ -409,6 +418,7 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
         embedder: None,
         chat_template,
         last_used_ms: AtomicU64::new(now_ms),
+        last_used_order: AtomicU64::new(0),
     }))
 }
 

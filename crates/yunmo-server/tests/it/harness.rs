@@ -76,6 +76,11 @@ impl TestServer {
         parse(response).await
     }
 
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self.client.get(format!("{}{path}", self.url)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self.client.post(format!("{}{path}", self.url)).json(body).send().await.unwrap();
         parse(response).await

@@ -12,5 +12,7 @@ mod batching;
 mod crash;
 /// Models and versions through the management API: create, upload, policy, load/unload, delete, restart.
 mod lifecycle;
+/// The memory budget (least recently used first) and idle unloading.
+mod residency;
 /// SIGTERM lets in-flight requests finish and exits cleanly.
 mod shutdown;
