@@ -33,9 +33,12 @@ LOADGEN = os.path.join(ROOT, "target", "release", "yunmo-loadgen")
 GGUF = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
 MINILM = os.path.join(CACHE, "models", "minilm-int8.onnx")
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
-PROMPTS = ["Write a long story about a robot.", "Explain how rain forms.", "Describe a busy city market.",
+# Sent to /v1/completions as ChatML text (SmolLM2's format, special tokens parsed by both servers), so both
+# see exactly the same tokens whatever their chat-template handling.
+QUESTIONS = ["Write a long story about a robot.", "Explain how rain forms.", "Describe a busy city market.",
            "Tell me about the history of bread.", "Write a letter to a friend about a trip.", "Describe the ocean at night.",
            "Explain why the sky is blue.", "Write a poem about autumn leaves."]
+PROMPTS = [f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n" for question in QUESTIONS]
 
 
 def log(*args):
@@ -112,6 +115,8 @@ def single_stream(host, port, model, runs):
     results = []
     for run in range(runs):
         ttft, decode, tokens = stream_completion(host, port, model, PROMPTS[0], 128, 1, 0.0)
+        if ttft is None or tokens < 16:
+            raise RuntimeError(f"the single-stream prompt produced {tokens} tokens; pick a longer one")
         results.append((ttft, (tokens - 1) / decode if decode > 0 else 0.0))
     return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
 
