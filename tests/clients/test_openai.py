@@ -111,14 +111,25 @@ def test_tokenizer_golden_ids_and_usage_counts(llm, client):
     assert completion.usage.completion_tokens == 6
 
 
-def test_completions_text_logprobs_and_n(client):
+def prompt_tokens_counted(server):
+    status, body = server.request("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith('yunmo_llm_prompt_tokens_total{model="smollm2"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_completions_text_logprobs_and_n(llm, client):
     response = client.completions.create(model="smollm2", prompt="The capital of France is", max_tokens=4, temperature=0, logprobs=2, echo=True)
     choice = response.choices[0]
     assert choice.text.startswith("The capital of France is Paris")
     assert len(choice.logprobs.tokens) == 4 and all(lp <= 0 for lp in choice.logprobs.token_logprobs)
     assert choice.logprobs.tokens[0] == " Paris" and list(choice.logprobs.top_logprobs[0])[0] == " Paris"
+    before = prompt_tokens_counted(llm)
     many = client.completions.create(model="smollm2", prompt=["Once upon a time", "The sky is"], max_tokens=4, temperature=0.9, n=2, seed=3)
     assert [c.index for c in many.choices] == [0, 1, 2, 3]
+    assert many.usage.prompt_tokens == len(tokenize(llm, prompt="Once upon a time")) + len(tokenize(llm, prompt="The sky is"))
+    assert prompt_tokens_counted(llm) - before == many.usage.prompt_tokens, "with n=2 each prompt is metered once"
     chat_lp = chat(client, max_tokens=3, logprobs=True, top_logprobs=3)
     content = chat_lp.choices[0].logprobs.content
     assert len(content) == 3 and len(content[0].top_logprobs) == 3

@@ -36,6 +36,9 @@ pub struct Prompt {
     pub tokens: Vec<u32>,
     /// Tokens one sequence may hold.
     pub context: u32,
+    /// Set once a generation from this prompt has counted its tokens: with `n` choices the prompt is
+    /// counted (metrics and usage records) once, as the response's `usage` counts it.
+    prompt_counted: std::sync::atomic::AtomicBool,
 }
 
 /// Bounds of sampling parameters (OpenAI's, where it has them).
@@ -102,7 +105,7 @@ impl InferenceService {
             }
         };
         let context = generator.info().context_per_sequence;
-        Ok(Prompt { model: version.model.clone(), version: version.version, text, tokens, context, loaded })
+        Ok(Prompt { model: version.model.clone(), version: version.version, text, tokens, context, loaded, prompt_counted: Default::default() })
     }
 
     /// Starts generating. `max_tokens: None` allows the rest of the context.
@@ -123,7 +126,9 @@ impl InferenceService {
         let generator = prompt.loaded.generator().expect("prepare_prompt checked. This is a bug.");
         let events = generator.submit(GenerateRequest { prompt: prompt.tokens.clone(), params })?;
         let model = prompt.model.clone();
-        ::metrics::counter!(metrics::LLM_PROMPT_TOKENS_TOTAL, "model" => model.clone()).increment(prompt.tokens.len() as u64);
+        let first = !prompt.prompt_counted.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let prompt_tokens = if first { prompt.tokens.len() as u64 } else { 0 };
+        ::metrics::counter!(metrics::LLM_PROMPT_TOKENS_TOTAL, "model" => model.clone()).increment(prompt_tokens);
         Ok(Generation {
             events,
             _loaded: prompt.loaded.clone(),
@@ -133,7 +138,7 @@ impl InferenceService {
                 started: Instant::now(),
                 first_token: None,
                 last_token: None,
-                usage: Usage { prompt_tokens: prompt.tokens.len() as u64, completion_tokens: 0 },
+                usage: Usage { prompt_tokens, completion_tokens: 0 },
                 outcome: None,
             },
         })
@@ -174,7 +179,8 @@ impl Generation {
                 self.record.usage.completion_tokens += 1;
             }
             GenerateEvent::Finished { usage, .. } => {
-                self.record.usage = *usage;
+                // The prompt is counted by the first choice only (see `Prompt`).
+                self.record.usage.completion_tokens = usage.completion_tokens;
                 self.record.outcome = Some("ok");
             }
             GenerateEvent::Failed(error) => {
@@ -184,7 +190,8 @@ impl Generation {
         Some(event)
     }
 
-    /// Tokens counted so far (final once the stream has ended).
+    /// Tokens counted for metering so far (final once the stream has ended); the prompt is counted by the
+    /// first generation of a [`Prompt`] only.
     pub fn usage(&self) -> Usage {
         self.record.usage
     }
