@@ -129,6 +129,12 @@ impl GenerateBackend for Engine {
     }
 }
 
+/// How a sequence ends.
+enum Ending {
+    Finished(FinishReason),
+    Failed(BackendError),
+}
+
 /// One admitted request.
 struct Sequence {
     slot: i32,
@@ -310,19 +316,17 @@ impl State<'_> {
         if let Err(error) = self.context.decode(batch) {
             let message = format!("llama.cpp decode failed: {error}");
             tracing::warn!(error = %message, "Decode step failed.");
-            let failed: Vec<usize> = plan.iter().map(|chunk| chunk.sequence).collect();
-            self.finish_many(failed, |_| GenerateEvent::Failed(BackendError::Inference(message.clone())));
+            let failed = plan.iter().map(|chunk| (chunk.sequence, Ending::Failed(BackendError::Inference(message.clone())))).collect();
+            self.finish_many(failed);
             return;
         }
         let mut finished = Vec::new();
         for (index, batch_index) in sample_at {
             if let Some(reason) = self.sample(index, batch_index) {
-                finished.push((index, reason));
+                finished.push((index, Ending::Finished(reason)));
             }
         }
-        let reasons: std::collections::HashMap<usize, FinishReason> = finished.iter().copied().collect();
-        let indices: Vec<usize> = finished.iter().map(|(index, _)| *index).collect();
-        self.finish_many(indices, |sequence| GenerateEvent::Finished { reason: reasons[&sequence.0], usage: sequence.1 });
+        self.finish_many(finished);
         self.publish();
     }
 
@@ -378,14 +382,18 @@ impl State<'_> {
         reason
     }
 
-    /// Ends the sequences at `indices` with the event `make` builds from (index, usage).
-    fn finish_many(&mut self, mut indices: Vec<usize>, make: impl Fn((usize, Usage)) -> GenerateEvent) {
-        indices.sort_unstable();
-        indices.dedup();
-        for index in indices.into_iter().rev() {
+    /// Ends the sequences at the given indices (each at most once) with their last event.
+    fn finish_many(&mut self, mut endings: Vec<(usize, Ending)>) {
+        // Highest index first, so that each swap_remove leaves the lower indices in place.
+        endings.sort_unstable_by_key(|(index, _)| std::cmp::Reverse(*index));
+        endings.dedup_by_key(|(index, _)| *index);
+        for (index, ending) in endings {
             let sequence = self.running.swap_remove(index);
             let usage = Usage { prompt_tokens: sequence.prompt.len() as u64, completion_tokens: sequence.n_generated as u64 };
-            let event = make((index, usage));
+            let event = match ending {
+                Ending::Finished(reason) => GenerateEvent::Finished { reason, usage },
+                Ending::Failed(error) => GenerateEvent::Failed(error),
+            };
             let events = sequence.events.clone();
             // Free the cells first, so that stats read after the last event already show them free.
             self.release(sequence);

@@ -125,6 +125,13 @@ pub(crate) struct VersionRow {
     pub tokenizer: Option<String>,
 }
 
+/// The text columns of a version that change after upload.
+#[derive(Clone, Copy)]
+enum VersionText {
+    Config,
+    Tokenizer,
+}
+
 #[derive(Clone)]
 pub(crate) struct Db {
     pool: SqlitePool,
@@ -378,25 +385,28 @@ impl Db {
         version: u64,
         config: &VersionConfig,
     ) -> Result<VersionRecord, RegistryError> {
-        let updated = sqlx::query("UPDATE versions SET config = ? WHERE model_id = ? AND version = ?")
-            .bind(json(config))
-            .bind(model_id)
-            .bind(i64::try_from(version).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(RegistryError::version_not_found(name, version));
-        }
-        self.get_version(model_id, name, version).await
+        self.set_version_text(VersionText::Config, model_id, name, version, &json(config)).await
     }
 
     pub async fn set_tokenizer(&self, model_id: i64, name: &str, version: u64, tokenizer: &str) -> Result<VersionRecord, RegistryError> {
-        let updated = sqlx::query("UPDATE versions SET tokenizer = ? WHERE model_id = ? AND version = ?")
-            .bind(tokenizer)
-            .bind(model_id)
-            .bind(i64::try_from(version).unwrap_or(i64::MAX))
-            .execute(&self.pool)
-            .await?;
+        self.set_version_text(VersionText::Tokenizer, model_id, name, version, tokenizer).await
+    }
+
+    /// Replaces one text column of a version and returns the updated version.
+    async fn set_version_text(
+        &self,
+        column: VersionText,
+        model_id: i64,
+        name: &str,
+        version: u64,
+        value: &str,
+    ) -> Result<VersionRecord, RegistryError> {
+        let sql = match column {
+            VersionText::Config => "UPDATE versions SET config = ? WHERE model_id = ? AND version = ?",
+            VersionText::Tokenizer => "UPDATE versions SET tokenizer = ? WHERE model_id = ? AND version = ?",
+        };
+        let updated =
+            sqlx::query(sql).bind(value).bind(model_id).bind(i64::try_from(version).unwrap_or(i64::MAX)).execute(&self.pool).await?;
         if updated.rows_affected() == 0 {
             return Err(RegistryError::version_not_found(name, version));
         }

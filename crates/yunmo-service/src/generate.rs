@@ -105,7 +105,15 @@ impl InferenceService {
             }
         };
         let context = generator.info().context_per_sequence;
-        Ok(Prompt { model: version.model.clone(), version: version.version, text, tokens, context, loaded, prompt_counted: Default::default() })
+        Ok(Prompt {
+            model: version.model.clone(),
+            version: version.version,
+            text,
+            tokens,
+            context,
+            loaded,
+            prompt_counted: Default::default(),
+        })
     }
 
     /// Starts generating. `max_tokens: None` allows the rest of the context.

@@ -52,7 +52,8 @@ impl EmbedTokenizer {
     pub fn wrap_ids(&self, ids: &[i64]) -> Result<Encoded, EmbedError> {
         let empty = self.tokenizer.encode("", true).map_err(|error| EmbedError::Tokenize(error.to_string()))?;
         let specials = empty.get_ids();
-        let (head, tail) = specials.split_at(specials.len().min(1).min(specials.len()));
+        // The first special token goes before the ids ([CLS]), the rest after them ([SEP]).
+        let (head, tail) = specials.split_at(specials.len().min(1));
         let mut wrapped: Vec<i64> = head.iter().map(|id| i64::from(*id)).collect();
         wrapped.extend_from_slice(ids);
         wrapped.extend(tail.iter().map(|id| i64::from(*id)));

@@ -27,7 +27,7 @@ struct GenerateBody {
 }
 
 pub(super) async fn generate(State(state): State<AppState>, Path(name): Path<String>, body: axum::body::Body) -> Response {
-    respond(state, ModelRef::new(name, None), body, false).await.unwrap_or_else(IntoResponse::into_response)
+    respond(state, Ok(ModelRef::new(name, None)), body, false).await
 }
 
 pub(super) async fn generate_version(
@@ -35,14 +35,11 @@ pub(super) async fn generate_version(
     Path((name, version)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> Response {
-    match super::model_ref(name, Some(version)) {
-        Ok(model_ref) => respond(state, model_ref, body, false).await.unwrap_or_else(IntoResponse::into_response),
-        Err(error) => error.into_response(),
-    }
+    respond(state, super::model_ref(name, Some(version)), body, false).await
 }
 
 pub(super) async fn generate_stream(State(state): State<AppState>, Path(name): Path<String>, body: axum::body::Body) -> Response {
-    respond(state, ModelRef::new(name, None), body, true).await.unwrap_or_else(IntoResponse::into_response)
+    respond(state, Ok(ModelRef::new(name, None)), body, true).await
 }
 
 pub(super) async fn generate_stream_version(
@@ -50,13 +47,17 @@ pub(super) async fn generate_stream_version(
     Path((name, version)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> Response {
-    match super::model_ref(name, Some(version)) {
-        Ok(model_ref) => respond(state, model_ref, body, true).await.unwrap_or_else(IntoResponse::into_response),
+    respond(state, super::model_ref(name, Some(version)), body, true).await
+}
+
+async fn respond(state: AppState, model_ref: Result<ModelRef, ApiError>, body: axum::body::Body, stream: bool) -> Response {
+    match model_ref {
+        Ok(model_ref) => generate_response(state, model_ref, body, stream).await.unwrap_or_else(IntoResponse::into_response),
         Err(error) => error.into_response(),
     }
 }
 
-async fn respond(state: AppState, model_ref: ModelRef, body: axum::body::Body, stream: bool) -> Result<Response, ApiError> {
+async fn generate_response(state: AppState, model_ref: ModelRef, body: axum::body::Body, stream: bool) -> Result<Response, ApiError> {
     let kserve = ApiError::kserve;
     let bytes = crate::read_body(body, state.config.max_body_bytes).await.map_err(kserve)?;
     let request: GenerateBody =

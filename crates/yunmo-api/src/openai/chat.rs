@@ -8,7 +8,7 @@ use yunmo_service::{PromptInput, ServiceError};
 use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
 
 use super::run::{self, StreamFormat};
-use super::wire::{ChatCompletionRequest, UsageOut};
+use super::wire::ChatCompletionRequest;
 use super::{OpenAiJson, OpenAiResult, chat_messages, model_ref, openai};
 use crate::AppState;
 
@@ -36,8 +36,7 @@ pub(crate) async fn chat_completions(
     let messages = chat_messages(request.messages).map_err(openai)?;
     let prompt = state.service.prepare_prompt(&model_ref, PromptInput::Chat(messages)).await.map_err(openai)?;
     let choices = run::start(&state.service, std::slice::from_ref(&prompt), &plan).map_err(openai)?;
-    let format =
-        ChatFormat { id: run::response_id("chatcmpl"), created: run::created(), model: request.model, logprobs: logprobs.is_some() };
+    let format = ChatFormat { envelope: run::Envelope::new("chatcmpl", request.model), logprobs: logprobs.is_some() };
     if plan.stream {
         return Ok(run::sse(choices, format, plan.include_usage, plan.n));
     }
@@ -55,15 +54,7 @@ pub(crate) async fn chat_completions(
             })
         })
         .collect();
-    Ok(Json(json!({
-        "id": format.id,
-        "object": "chat.completion",
-        "created": format.created,
-        "model": format.model,
-        "choices": choices,
-        "usage": UsageOut::from(usage),
-    }))
-    .into_response())
+    Ok(Json(format.envelope.with_usage("chat.completion", json!(choices), usage)).into_response())
 }
 
 /// OpenAI's chat log-probability entry.
@@ -77,17 +68,11 @@ fn logprob_json(logprob: &TokenLogprob) -> Value {
 }
 
 struct ChatFormat {
-    id: String,
-    created: u64,
-    model: String,
+    envelope: run::Envelope,
     logprobs: bool,
 }
 
-impl ChatFormat {
-    fn envelope(&self, choices: Value) -> Value {
-        json!({ "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": choices })
-    }
-}
+const CHUNK: &str = "chat.completion.chunk";
 
 impl StreamFormat for ChatFormat {
     fn chunk(&self, index: u32, chunk: &TextChunk, first: bool) -> Option<Value> {
@@ -96,24 +81,14 @@ impl StreamFormat for ChatFormat {
         }
         let delta = if first { json!({ "role": "assistant", "content": chunk.text }) } else { json!({ "content": chunk.text }) };
         let logprobs = self.logprobs.then(|| json!({ "content": chunk.logprobs.iter().map(logprob_json).collect::<Vec<_>>() }));
-        Some(self.envelope(json!([{ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null }])))
+        Some(self.envelope.body(CHUNK, json!([{ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null }])))
     }
 
     fn finish(&self, index: u32, reason: FinishReason, _usage: Usage) -> Option<Value> {
-        Some(self.envelope(json!([{ "index": index, "delta": {}, "logprobs": null, "finish_reason": reason.as_str() }])))
+        Some(self.envelope.body(CHUNK, json!([{ "index": index, "delta": {}, "logprobs": null, "finish_reason": reason.as_str() }])))
     }
 
     fn usage(&self, usage: Usage) -> Option<Value> {
-        let mut value = self.envelope(json!([]));
-        value["usage"] = json!(UsageOut::from(usage));
-        Some(value)
-    }
-
-    fn error(&self, error: &ServiceError) -> Value {
-        run::stream_error(error)
-    }
-
-    fn done_marker(&self) -> bool {
-        true
+        Some(self.envelope.with_usage(CHUNK, json!([]), usage))
     }
 }

@@ -8,7 +8,7 @@ use yunmo_service::{Prompt, PromptInput, ServiceError};
 use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
 
 use super::run::{self, StreamFormat};
-use super::wire::{CompletionRequest, PromptIn, UsageOut};
+use super::wire::{CompletionRequest, PromptIn};
 use super::{OpenAiJson, OpenAiResult, model_ref, openai};
 use crate::AppState;
 
@@ -33,12 +33,7 @@ pub(crate) async fn completions(
         return Err(openai(ServiceError::invalid("echo is not supported with stream")));
     }
     let choices = run::start(&state.service, &prompts, &plan).map_err(openai)?;
-    let format = CompletionFormat {
-        id: run::response_id("cmpl"),
-        created: run::created(),
-        model: request.model,
-        logprobs: request.logprobs.is_some(),
-    };
+    let format = CompletionFormat { envelope: run::Envelope::new("cmpl", request.model), logprobs: request.logprobs.is_some() };
     if plan.stream {
         return Ok(run::sse(choices, format, plan.include_usage, plan.n));
     }
@@ -60,15 +55,7 @@ pub(crate) async fn completions(
             })
         })
         .collect();
-    Ok(Json(json!({
-        "id": format.id,
-        "object": "text_completion",
-        "created": format.created,
-        "model": format.model,
-        "choices": choices,
-        "usage": UsageOut::from(usage),
-    }))
-    .into_response())
+    Ok(Json(format.envelope.with_usage(OBJECT, json!(choices), usage)).into_response())
 }
 
 fn prompt_inputs(prompt: PromptIn) -> Result<Vec<PromptInput>, ServiceError> {
@@ -103,17 +90,12 @@ fn legacy_logprobs(logprobs: &[TokenLogprob]) -> Value {
 }
 
 struct CompletionFormat {
-    id: String,
-    created: u64,
-    model: String,
+    envelope: run::Envelope,
     logprobs: bool,
 }
 
-impl CompletionFormat {
-    fn envelope(&self, choices: Value) -> Value {
-        json!({ "id": self.id, "object": "text_completion", "created": self.created, "model": self.model, "choices": choices })
-    }
-}
+/// The `object` of completion responses and their stream chunks alike.
+const OBJECT: &str = "text_completion";
 
 impl StreamFormat for CompletionFormat {
     fn chunk(&self, index: u32, chunk: &TextChunk, _first: bool) -> Option<Value> {
@@ -121,24 +103,14 @@ impl StreamFormat for CompletionFormat {
             return None;
         }
         let logprobs = self.logprobs.then(|| legacy_logprobs(&chunk.logprobs));
-        Some(self.envelope(json!([{ "index": index, "text": chunk.text, "logprobs": logprobs, "finish_reason": null }])))
+        Some(self.envelope.body(OBJECT, json!([{ "index": index, "text": chunk.text, "logprobs": logprobs, "finish_reason": null }])))
     }
 
     fn finish(&self, index: u32, reason: FinishReason, _usage: Usage) -> Option<Value> {
-        Some(self.envelope(json!([{ "index": index, "text": "", "logprobs": null, "finish_reason": reason.as_str() }])))
+        Some(self.envelope.body(OBJECT, json!([{ "index": index, "text": "", "logprobs": null, "finish_reason": reason.as_str() }])))
     }
 
     fn usage(&self, usage: Usage) -> Option<Value> {
-        let mut value = self.envelope(json!([]));
-        value["usage"] = json!(UsageOut::from(usage));
-        Some(value)
-    }
-
-    fn error(&self, error: &ServiceError) -> Value {
-        run::stream_error(error)
-    }
-
-    fn done_marker(&self) -> bool {
-        true
+        Some(self.envelope.with_usage(OBJECT, json!([]), usage))
     }
 }

@@ -141,7 +141,36 @@ pub fn total_usage(collected: &[Collected], n: u32) -> Usage {
     usage
 }
 
-/// How one protocol writes stream events.
+/// The fields every OpenAI response and stream chunk carries.
+pub struct Envelope {
+    /// `chatcmpl-…` or `cmpl-…`.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model as the request named it.
+    pub model: String,
+}
+
+impl Envelope {
+    /// A new response id with `prefix`, created now.
+    pub fn new(prefix: &str, model: String) -> Self {
+        Envelope { id: response_id(prefix), created: created(), model }
+    }
+
+    /// `{"id", "object", "created", "model", "choices"}`.
+    pub fn body(&self, object: &str, choices: Value) -> Value {
+        serde_json::json!({ "id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices })
+    }
+
+    /// The body with `usage` and these `choices` (the whole response, or a stream's usage chunk with none).
+    pub fn with_usage(&self, object: &str, choices: Value, usage: Usage) -> Value {
+        let mut value = self.body(object, choices);
+        value["usage"] = serde_json::json!(super::wire::UsageOut::from(usage));
+        value
+    }
+}
+
+/// How one protocol writes stream events (the defaults are OpenAI's).
 pub trait StreamFormat: Send + 'static {
     /// The event for new text of choice `index` (`first`: its first event); `None` sends nothing.
     fn chunk(&self, index: u32, chunk: &TextChunk, first: bool) -> Option<Value>;
@@ -150,9 +179,13 @@ pub trait StreamFormat: Send + 'static {
     /// The event with total usage, after every choice ended (when `include_usage`).
     fn usage(&self, usage: Usage) -> Option<Value>;
     /// The event for a failure.
-    fn error(&self, error: &ServiceError) -> Value;
+    fn error(&self, error: &ServiceError) -> Value {
+        crate::error::openai_body(error.code, &error.message)
+    }
     /// Whether to end with `data: [DONE]`.
-    fn done_marker(&self) -> bool;
+    fn done_marker(&self) -> bool {
+        true
+    }
 }
 
 enum Item {
@@ -229,18 +262,13 @@ fn ends(usage: String, done: bool) -> Vec<Event> {
     events
 }
 
-/// The OpenAI error body of a failed stream.
-pub fn stream_error(error: &ServiceError) -> Value {
-    crate::error::openai_body(error.code, &error.message)
-}
-
 /// Unix seconds now.
-pub fn created() -> u64 {
+fn created() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A response id with `prefix`.
-pub fn response_id(prefix: &str) -> String {
+fn response_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", random_seed())
 }
 

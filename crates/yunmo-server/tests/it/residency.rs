@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{fixture, TestServer};
+use crate::harness::{TestServer, fixture};
 
 /// State of every version in the repository index, by model name.
 async fn states(server: &TestServer) -> BTreeMap<String, String> {
