@@ -35,7 +35,7 @@ class Server:
         self.log = open(os.path.join(data_dir, "server.log"), "ab")
         self.process = subprocess.Popen(
             [BINARY, "serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", os.path.join(data_dir, "data"), "--ready-file", ready],
-            stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})},
+            stdout=self.log, stderr=self.log, env={**os.environ, "YUNMO__AUTH__ENABLED": "false", **(env or {})},
         )
         deadline = time.time() + 60
         while not os.path.exists(ready):

@@ -16,7 +16,10 @@ use yunmo_service::{Code, ServiceError, UploadOptions};
 use yunmo_types::{VersionConfig, VersionPolicy};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
+use yunmo_auth::Action;
+use yunmo_types::{Price, Scope, Sharing};
 
 /// The management routes.
 pub fn routes() -> Router<AppState> {
@@ -29,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/models/{name}/versions/{version}/tokenizer", axum::routing::put(set_tokenizer))
         .route("/api/v1/models/{name}/versions/{version}/load", post(load_version))
         .route("/api/v1/models/{name}/versions/{version}/unload", post(unload_version))
+        .route("/api/v1/models/{name}/sharing", axum::routing::put(set_sharing))
         .route("/api/v1/openapi.json", get(openapi_json))
 }
 
@@ -104,6 +108,36 @@ pub struct CreateModel {
     /// Version policy (default: latest).
     #[serde(default)]
     pub version_policy: Option<VersionPolicyDto>,
+    /// Owning tenant (admin keys only; default: the caller's tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Who else may see and call it (default: nobody).
+    #[serde(default)]
+    pub sharing: Option<SharingDto>,
+}
+
+/// Who besides the owning tenant may see and call a model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharingDto {
+    /// Every tenant.
+    #[serde(default)]
+    pub public: bool,
+    /// These tenants.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+impl From<SharingDto> for Sharing {
+    fn from(dto: SharingDto) -> Self {
+        Sharing { public: dto.public, tenants: dto.tenants }
+    }
+}
+
+impl From<Sharing> for SharingDto {
+    fn from(sharing: Sharing) -> Self {
+        SharingDto { public: sharing.public, tenants: sharing.tenants }
+    }
 }
 
 /// Changes to a model; absent fields stay as they are.
@@ -161,6 +195,11 @@ pub struct VersionConfigDto {
     /// Jinja chat template for `/v1/chat/completions`, replacing the one in the GGUF file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// Price of a request: `{"per_1k_input_tokens", "per_1k_output_tokens", "per_request",
+    /// "per_compute_second"}` (all optional, default 0). Usage reports cost requests by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub price: Option<Price>,
 }
 
 fn one() -> u32 {
@@ -176,6 +215,7 @@ impl From<VersionConfigDto> for VersionConfig {
             labels: dto.labels,
             embedding: dto.embedding,
             chat_template: dto.chat_template,
+            price: dto.price,
         }
     }
 }
@@ -223,6 +263,10 @@ pub struct ModelDto {
     pub metadata: serde_json::Value,
     /// Version policy.
     pub version_policy: VersionPolicyDto,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Who else may see and call it.
+    pub sharing: SharingDto,
     /// Versions, lowest first.
     pub versions: Vec<VersionDto>,
     /// Unix seconds.
@@ -265,6 +309,7 @@ fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
             labels: record.config.labels,
             embedding: record.config.embedding,
             chat_template: record.config.chat_template,
+            price: record.config.price,
         },
         has_tokenizer: record.has_tokenizer,
         loaded,
@@ -287,14 +332,17 @@ async fn model_dto(state: &AppState, record: ModelRecord) -> AdminResult<ModelDt
         labels: record.labels,
         metadata: record.metadata,
         version_policy: record.version_policy.into(),
+        tenant: record.tenant,
+        sharing: record.sharing.into(),
         created_at: record.created_at,
     })
 }
 
 /// Lists models with their versions.
 #[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
-pub async fn list_models(State(state): State<AppState>) -> AdminResult<Json<ModelList>> {
-    let records = state.service.registry().list_models().await.map_err(|e| admin(e.into()))?;
+pub async fn list_models(State(state): State<AppState>, caller: Caller) -> AdminResult<Json<ModelList>> {
+    caller.principal.has_any(&[Scope::ModelsRead, Scope::ModelsWrite]).then_some(()).ok_or_else(|| admin(caller.principal.lacks(Scope::ModelsRead)))?;
+    let records = state.gate.visible_models(&caller.principal).await.map_err(admin)?;
     let mut models = Vec::with_capacity(records.len());
     for record in records {
         models.push(model_dto(&state, record).await?);
@@ -305,8 +353,19 @@ pub async fn list_models(State(state): State<AppState>) -> AdminResult<Json<Mode
 /// Creates a model (without versions).
 #[utoipa::path(post, path = "/api/v1/models", request_body = CreateModel,
     responses((status = 201, body = ModelDto), (status = 400), (status = 409)))]
-pub async fn create_model(State(state): State<AppState>, AdminJson(body): AdminJson<CreateModel>) -> AdminResult<Response> {
+pub async fn create_model(State(state): State<AppState>, caller: Caller, AdminJson(body): AdminJson<CreateModel>) -> AdminResult<Response> {
+    caller.principal.require(Scope::ModelsWrite).map_err(admin)?;
+    let tenant = match body.tenant {
+        Some(tenant) if tenant != caller.principal.tenant => {
+            caller.principal.require(Scope::Admin).map_err(admin)?;
+            state.service.registry().get_tenant(&tenant).await.map_err(|e| admin(e.into()))?;
+            tenant
+        }
+        _ => caller.principal.tenant.clone(),
+    };
     let new_model = NewModel {
+        tenant,
+        sharing: body.sharing.map(Into::into).unwrap_or_default(),
         name: body.name,
         description: body.description,
         task: body.task,
@@ -326,8 +385,8 @@ pub async fn create_model(State(state): State<AppState>, AdminJson(body): AdminJ
 
 /// One model with its versions.
 #[utoipa::path(get, path = "/api/v1/models/{name}", responses((status = 200, body = ModelDto), (status = 404)))]
-pub async fn get_model(State(state): State<AppState>, Path(name): Path<String>) -> AdminResult<Json<ModelDto>> {
-    let record = state.service.registry().get_model(&name).await.map_err(|e| admin(e.into()))?;
+pub async fn get_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<ModelDto>> {
+    let record = caller.model(&state, &name, Action::Read).await.map_err(admin)?;
     Ok(Json(model_dto(&state, record).await?))
 }
 
@@ -336,10 +395,13 @@ pub async fn get_model(State(state): State<AppState>, Path(name): Path<String>) 
     responses((status = 200, body = ModelDto), (status = 400), (status = 404)))]
 pub async fn update_model(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     AdminJson(body): AdminJson<UpdateModel>,
 ) -> AdminResult<Json<ModelDto>> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     let patch = ModelPatch {
+        sharing: None,
         description: body.description,
         task: body.task,
         labels: body.labels,
@@ -352,7 +414,8 @@ pub async fn update_model(
 
 /// Deletes a model, all its versions and their files.
 #[utoipa::path(delete, path = "/api/v1/models/{name}", responses((status = 204), (status = 404)))]
-pub async fn delete_model(State(state): State<AppState>, Path(name): Path<String>) -> AdminResult<StatusCode> {
+pub async fn delete_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<StatusCode> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     state.service.delete_model(&name).await.map_err(admin)?;
     tracing::info!(model = %name, "Model deleted.");
     Ok(StatusCode::NO_CONTENT)
@@ -360,7 +423,8 @@ pub async fn delete_model(State(state): State<AppState>, Path(name): Path<String
 
 /// Versions of a model.
 #[utoipa::path(get, path = "/api/v1/models/{name}/versions", responses((status = 200, body = Vec<VersionDto>), (status = 404)))]
-pub async fn list_versions(State(state): State<AppState>, Path(name): Path<String>) -> AdminResult<Json<Vec<VersionDto>>> {
+pub async fn list_versions(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<Vec<VersionDto>>> {
+    caller.model(&state, &name, Action::Read).await.map_err(admin)?;
     let versions = state.service.registry().list_versions(&name).await.map_err(|e| admin(e.into()))?;
     Ok(Json(versions.into_iter().map(|v| version_dto(&state, v)).collect()))
 }
@@ -371,14 +435,24 @@ fn parse_version(text: &str) -> AdminResult<u64> {
 
 /// One version.
 #[utoipa::path(get, path = "/api/v1/models/{name}/versions/{version}", responses((status = 200, body = VersionDto), (status = 404)))]
-pub async fn get_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<Json<VersionDto>> {
+pub async fn get_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> AdminResult<Json<VersionDto>> {
+    caller.model(&state, &name, Action::Read).await.map_err(admin)?;
     let record = state.service.registry().get_version(&name, parse_version(&version)?).await.map_err(|e| admin(e.into()))?;
     Ok(Json(version_dto(&state, record)))
 }
 
 /// Deletes a version (and its file unless another version shares it).
 #[utoipa::path(delete, path = "/api/v1/models/{name}/versions/{version}", responses((status = 204), (status = 400), (status = 404)))]
-pub async fn delete_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<StatusCode> {
+pub async fn delete_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> AdminResult<StatusCode> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     state.service.delete_version(&name, parse_version(&version)?).await.map_err(admin)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -388,23 +462,35 @@ pub async fn delete_version(State(state): State<AppState>, Path((name, version))
     responses((status = 200, body = VersionDto), (status = 400), (status = 404)))]
 pub async fn set_config(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, version)): Path<(String, String)>,
     AdminJson(body): AdminJson<VersionConfigDto>,
 ) -> AdminResult<Json<VersionDto>> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     let record = state.service.set_version_config(&name, parse_version(&version)?, body.into()).await.map_err(admin)?;
     Ok(Json(version_dto(&state, record)))
 }
 
 /// Loads a version now.
 #[utoipa::path(post, path = "/api/v1/models/{name}/versions/{version}/load", responses((status = 200, body = VersionDto), (status = 404), (status = 503)))]
-pub async fn load_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<Json<VersionDto>> {
+pub async fn load_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> AdminResult<Json<VersionDto>> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     let record = state.service.load(&name, Some(parse_version(&version)?)).await.map_err(admin)?;
     Ok(Json(version_dto(&state, record)))
 }
 
 /// Unloads a version; it is not loaded lazily again until loaded explicitly.
 #[utoipa::path(post, path = "/api/v1/models/{name}/versions/{version}/unload", responses((status = 200, body = VersionDto), (status = 404)))]
-pub async fn unload_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> AdminResult<Json<VersionDto>> {
+pub async fn unload_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> AdminResult<Json<VersionDto>> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     let version = parse_version(&version)?;
     state.service.unload(&name, Some(version)).await.map_err(admin)?;
     let record = state.service.registry().get_version(&name, version).await.map_err(|e| admin(e.into()))?;
@@ -418,9 +504,11 @@ pub async fn unload_version(State(state): State<AppState>, Path((name, version))
     responses((status = 200, body = VersionDto), (status = 400), (status = 404), (status = 413)))]
 pub async fn set_tokenizer(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, version)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> AdminResult<Json<VersionDto>> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     let version = parse_version(&version)?;
     let bytes = crate::read_body(body, yunmo_service::MAX_TOKENIZER_BYTES).await.map_err(admin)?;
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| admin(ServiceError::invalid("tokenizer.json is not UTF-8")))?;
@@ -437,10 +525,12 @@ pub async fn set_tokenizer(
     responses((status = 201, body = VersionDto), (status = 400), (status = 404), (status = 409), (status = 413)))]
 pub async fn upload_version(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> AdminResult<Response> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     // Unknown models and taken versions fail before the body is read.
     state.service.check_new_version(&name, query.version).await.map_err(admin)?;
     let mut config = match &query.config {
@@ -508,6 +598,24 @@ where
         staging.write(&chunk).await.map_err(io)?;
     }
     staging.finish().await.map_err(io)
+}
+
+/// Sets who besides the owning tenant may see and call a model (owner with `models:write`, or admin).
+#[utoipa::path(put, path = "/api/v1/models/{name}/sharing", request_body = SharingDto,
+    responses((status = 200, body = ModelDto), (status = 400), (status = 403), (status = 404)))]
+pub async fn set_sharing(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    AdminJson(body): AdminJson<SharingDto>,
+) -> AdminResult<Json<ModelDto>> {
+    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    for tenant in &body.tenants {
+        state.service.registry().get_tenant(tenant).await.map_err(|e| admin(e.into()))?;
+    }
+    let patch = ModelPatch { sharing: Some(body.into()), ..ModelPatch::default() };
+    let record = state.service.update_model(&name, patch).await.map_err(admin)?;
+    Ok(Json(model_dto(&state, record).await?))
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

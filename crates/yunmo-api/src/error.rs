@@ -15,6 +15,9 @@ pub fn http_status(code: Code) -> StatusCode {
         Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
         Code::InferenceFailed | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::RateLimited | Code::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -33,7 +36,10 @@ pub enum Shape {
 pub fn openai_type(code: Code) -> &'static str {
     match code {
         Code::InvalidRequest | Code::PayloadTooLarge | Code::ModelNotFound | Code::Conflict => "invalid_request_error",
-        Code::Overloaded => "rate_limit_error",
+        Code::Overloaded | Code::RateLimited => "rate_limit_error",
+        Code::QuotaExceeded => "insufficient_quota",
+        Code::Unauthenticated => "authentication_error",
+        Code::PermissionDenied => "permission_error",
         Code::Timeout => "timeout",
         Code::ModelNotReady | Code::InferenceFailed | Code::Internal => "server_error",
     }
@@ -48,20 +54,26 @@ pub struct ApiError {
     pub message: String,
     /// Body shape.
     pub shape: Shape,
+    /// `Retry-After` seconds.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// A KServe-shaped error.
     pub fn kserve(error: ServiceError) -> Self {
-        ApiError { code: error.code, message: error.message, shape: Shape::KServe }
+        Self::new(error, Shape::KServe)
     }
     /// An admin-shaped error.
     pub fn admin(error: ServiceError) -> Self {
-        ApiError { code: error.code, message: error.message, shape: Shape::Admin }
+        Self::new(error, Shape::Admin)
     }
     /// An OpenAI-shaped error.
     pub fn openai(error: ServiceError) -> Self {
-        ApiError { code: error.code, message: error.message, shape: Shape::OpenAi }
+        Self::new(error, Shape::OpenAi)
+    }
+    /// An error in `shape`.
+    pub fn new(error: ServiceError, shape: Shape) -> Self {
+        ApiError { code: error.code, message: error.message, shape, retry_after: error.retry_after }
     }
 }
 
@@ -79,8 +91,13 @@ impl IntoResponse for ApiError {
             Shape::OpenAi => openai_body(self.code, &self.message),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if self.code == Code::Overloaded {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        response.extensions_mut().insert(crate::auth::ErrorCode(self.code));
+        let retry_after = self.retry_after.or((self.code == Code::Overloaded).then_some(1));
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        if self.code == Code::Unauthenticated {
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -13,6 +13,7 @@ use yunmo_types::{DataType, InferInput, ModelRef, RequestedOutput, Tensor, Tenso
 
 use crate::AppState;
 use crate::kserve::decode::{DecodeLimits, binary_data, checked_count};
+use yunmo_auth::{Action, Principal};
 
 pub use yunmo_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 
@@ -26,16 +27,20 @@ pub fn grpc_code(code: Code) -> tonic::Code {
         Code::ModelNotReady => tonic::Code::Unavailable,
         Code::Timeout => tonic::Code::DeadlineExceeded,
         Code::InferenceFailed | Code::Internal => tonic::Code::Internal,
+        Code::Unauthenticated => tonic::Code::Unauthenticated,
+        Code::PermissionDenied => tonic::Code::PermissionDenied,
+        Code::RateLimited | Code::QuotaExceeded => tonic::Code::ResourceExhausted,
     }
 }
 
-fn status(error: ServiceError) -> Status {
+pub(crate) fn status(error: ServiceError) -> Status {
     if matches!(error.code, Code::Internal | Code::InferenceFailed) {
         tracing::error!(code = error.code.as_str(), error = %error.message, "gRPC request failed.");
     }
+    let retry_after = error.retry_after.or((error.code == Code::Overloaded).then_some(1));
     let mut status = Status::new(grpc_code(error.code), error.message);
-    if error.code == Code::Overloaded {
-        status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(seconds) = retry_after {
+        status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from(seconds));
     }
     status
 }
@@ -45,12 +50,30 @@ pub struct GrpcService {
     state: AppState,
 }
 
+/// The served gRPC service: every call authenticated by the gate first.
+pub type AuthenticatedServer = crate::auth::GrpcAuth<GrpcInferenceServiceServer<GrpcService>>;
+
 impl GrpcService {
-    /// A tonic server for `state`, with message limits from its config.
-    pub fn server(state: AppState) -> GrpcInferenceServiceServer<GrpcService> {
+    /// A tonic server for `state`, with message limits from its config, behind the gate.
+    pub fn server(state: AppState) -> AuthenticatedServer {
         let limit = state.config.max_body_bytes;
-        GrpcInferenceServiceServer::new(GrpcService { state }).max_decoding_message_size(limit).max_encoding_message_size(usize::MAX)
+        let gate = state.gate.clone();
+        let server =
+            GrpcInferenceServiceServer::new(GrpcService { state }).max_decoding_message_size(limit).max_encoding_message_size(usize::MAX);
+        crate::auth::GrpcAuth::new(server, gate)
     }
+
+    /// Checks that the caller of `request` may do `action` on model `name`.
+    async fn allow<T>(&self, request: &Request<T>, name: &str, action: Action) -> Result<Principal, Status> {
+        let principal = caller(request)?;
+        self.state.gate.model(&principal, name, action).await.map_err(status)?;
+        Ok(principal)
+    }
+}
+
+/// The principal the auth layer put on the call.
+fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request.extensions().get::<Principal>().cloned().ok_or_else(|| Status::unauthenticated("no caller on this call"))
 }
 
 fn model_ref(name: String, version: &str) -> Result<ModelRef, Status> {
@@ -83,6 +106,13 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_ready(&self, request: Request<pb::ModelReadyRequest>) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        if let Err(error) = self.allow(&request, &request.get_ref().name, Action::Read).await {
+            // Ready answers false for models that do not exist; one the caller cannot see is the same.
+            if error.code() == tonic::Code::NotFound {
+                return Ok(Response::new(pb::ModelReadyResponse { ready: false }));
+            }
+            return Err(error);
+        }
         let request = request.into_inner();
         let model_ref = model_ref(request.name, &request.version)?;
         let ready = match self.state.service.model_ready(&model_ref).await {
@@ -102,6 +132,7 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_metadata(&self, request: Request<pb::ModelMetadataRequest>) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        self.allow(&request, &request.get_ref().name, Action::Read).await?;
         let request = request.into_inner();
         let model_ref = model_ref(request.name, &request.version)?;
         let metadata = self.state.service.model_metadata(&model_ref).await.map_err(status)?;
@@ -115,11 +146,94 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Result<Response<pb::ModelInferResponse>, Status> {
+        let principal = caller(&request)?;
+        let guard = self.state.gate.admit(&principal, "grpc").await.map_err(status)?;
+        let usage = guard.cell().clone();
+        let result = self.infer(principal, request, &usage).await;
+        match &result {
+            Ok(response) => {
+                usage.add_bytes(0, prost::Message::encoded_len(response.get_ref()) as u64);
+                usage.set_outcome("ok");
+            }
+            Err(error) => usage.set_outcome(error.1.as_str()),
+        }
+        result.map_err(|error| error.0)
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        let principal = caller(&request)?;
+        let ready_only = request.into_inner().ready;
+        let visible: std::collections::HashSet<String> =
+            self.state.gate.visible_models(&principal).await.map_err(status)?.into_iter().map(|model| model.name).collect();
+        let entries = self.state.service.repository_index().await.map_err(status)?;
+        let models = entries
+            .into_iter()
+            .filter(|entry| visible.contains(&entry.name))
+            .filter(|entry| !ready_only || entry.state == "READY")
+            .map(|entry| pb::repository_index_response::ModelIndex {
+                name: entry.name,
+                version: entry.version.to_string(),
+                state: entry.state.to_string(),
+                reason: entry.reason,
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
         let request = request.into_inner();
-        let model_ref = model_ref(request.model_name.clone(), &request.model_version)?;
+        yunmo_service::InferenceService::check_repository_load(&request.model_name, request.parameters.keys().map(String::as_str))
+            .map_err(status)?;
+        let version = repository_version(&request.parameters)?;
+        self.state.service.load(&request.model_name, version).await.map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
+        let request = request.into_inner();
+        let version = repository_version(&request.parameters)?;
+        self.state.service.unload(&request.model_name, version).await.map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+}
+
+impl GrpcService {
+    /// Runs one infer call, filling in its usage record; errors carry their service code for the record.
+    async fn infer(
+        &self,
+        principal: Principal,
+        request: Request<pb::ModelInferRequest>,
+        usage: &yunmo_service::UsageCell,
+    ) -> Result<Response<pb::ModelInferResponse>, (Status, Code)> {
+        let fail = |error: ServiceError| {
+            let code = error.code;
+            (status(error), code)
+        };
+        let request = request.into_inner();
+        usage.add_bytes(prost::Message::encoded_len(&request) as u64, 0);
+        if let Err(error) = self.state.gate.model(&principal, &request.model_name, Action::Infer).await {
+            self.state.service.count_refused(&error);
+            return Err(fail(error));
+        }
+        let model_ref = model_ref(request.model_name.clone(), &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
         let limits = DecodeLimits { max_tensor_elements: self.state.config.max_tensor_elements };
-        let input = decode_request(request, limits).map_err(status)?;
-        let output = self.state.service.infer(&model_ref, input).await.map_err(status)?;
+        let input = decode_request(request, limits).map_err(fail)?;
+        let input_elements = crate::kserve::elements(input.inputs.iter());
+        let output = self.state.service.infer(&model_ref, input).await.map_err(fail)?;
+        usage.set_model(&model_ref.name, output.model_version);
+        usage.add_time_us(output.queue_us, output.compute_us);
+        usage.add_elements(input_elements, crate::kserve::elements(output.outputs.iter()));
         let mut response = pb::ModelInferResponse {
             model_name: model_ref.name,
             model_version: output.model_version.to_string(),
@@ -136,47 +250,6 @@ impl GrpcInferenceService for GrpcService {
             response.raw_output_contents.push(raw_bytes(tensor));
         }
         Ok(Response::new(response))
-    }
-
-    async fn repository_index(
-        &self,
-        request: Request<pb::RepositoryIndexRequest>,
-    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
-        let ready_only = request.into_inner().ready;
-        let entries = self.state.service.repository_index().await.map_err(status)?;
-        let models = entries
-            .into_iter()
-            .filter(|entry| !ready_only || entry.state == "READY")
-            .map(|entry| pb::repository_index_response::ModelIndex {
-                name: entry.name,
-                version: entry.version.to_string(),
-                state: entry.state.to_string(),
-                reason: entry.reason,
-            })
-            .collect();
-        Ok(Response::new(pb::RepositoryIndexResponse { models }))
-    }
-
-    async fn repository_model_load(
-        &self,
-        request: Request<pb::RepositoryModelLoadRequest>,
-    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
-        let request = request.into_inner();
-        yunmo_service::InferenceService::check_repository_load(&request.model_name, request.parameters.keys().map(String::as_str))
-            .map_err(status)?;
-        let version = repository_version(&request.parameters)?;
-        self.state.service.load(&request.model_name, version).await.map_err(status)?;
-        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
-    }
-
-    async fn repository_model_unload(
-        &self,
-        request: Request<pb::RepositoryModelUnloadRequest>,
-    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
-        let request = request.into_inner();
-        let version = repository_version(&request.parameters)?;
-        self.state.service.unload(&request.model_name, version).await.map_err(status)?;
-        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 }
 

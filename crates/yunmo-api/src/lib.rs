@@ -6,11 +6,13 @@
 //! the error through the one table in [`error`]. [`grpc`] serves the same service over gRPC. This is the only crate that knows HTTP or JSON shapes.
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod grpc;
 pub mod kserve;
 pub mod openai;
 pub mod openapi;
+pub mod tenancy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +45,8 @@ pub struct ApiConfig {
 pub struct AppState {
     /// The service layer.
     pub service: InferenceService,
+    /// Authentication, access, limits, metering and audit.
+    pub gate: yunmo_auth::Gate,
     /// HTTP limits.
     pub config: Arc<ApiConfig>,
     /// Renders `/metrics`.
@@ -59,21 +63,24 @@ impl AppState {
 }
 
 /// The whole HTTP application.
+/// Every route is authenticated except the open paths of the gate's config (see [`auth::authenticate`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(kserve::routes())
+        .merge(kserve::routes(&state))
         .merge(admin::routes())
-        .merge(openai::routes())
+        .merge(tenancy::routes())
+        .merge(openai::routes(&state))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(track_http))
         .with_state(state)
 }
 
 async fn not_found(request: Request) -> Response {
     let message = format!("no route for {} {}", request.method(), request.uri().path());
-    error::ApiError { code: Code::ModelNotFound, message, shape: error::Shape::KServe }.into_response()
+    error::ApiError::kserve(ServiceError::not_found(message)).into_response()
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {

@@ -2,11 +2,11 @@
 
 use utoipa::OpenApi;
 
-use crate::admin;
+use crate::{admin, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Yunmo management API", description = "Models, versions and uploads. Inference uses the KServe V2 protocol under /v2."),
+    info(title = "Yunmo management API", description = "Models, versions, uploads, sharing, tenants, API keys, usage and audit. Every route needs an API key (Authorization: Bearer ym_...) when auth is on. Inference uses the KServe V2 protocol under /v2 and the OpenAI API under /v1."),
     paths(
         admin::list_models,
         admin::create_model,
@@ -21,6 +21,17 @@ use crate::admin;
         admin::set_tokenizer,
         admin::load_version,
         admin::unload_version,
+        admin::set_sharing,
+        tenancy::create_tenant,
+        tenancy::list_tenants,
+        tenancy::get_tenant,
+        tenancy::set_tenant_limits,
+        tenancy::create_key,
+        tenancy::list_keys,
+        tenancy::revoke_key,
+        tenancy::usage,
+        tenancy::audit,
+        tenancy::whoami,
     ),
     components(schemas(
         admin::CreateModel,
@@ -31,6 +42,9 @@ use crate::admin;
         admin::VersionConfigDto,
         admin::TensorSpecDto,
         admin::VersionPolicyDto,
+        admin::SharingDto,
+        tenancy::CreateTenant,
+        tenancy::CreateKey,
     ))
 )]
 struct ApiDoc;

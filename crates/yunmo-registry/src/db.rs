@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row};
-use yunmo_types::{Signature, VersionConfig, VersionPolicy};
+use yunmo_types::{Sharing, Signature, VersionConfig, VersionPolicy};
 
 use crate::RegistryError;
 
@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS models (
     metadata TEXT NOT NULL,
     version_policy TEXT NOT NULL,
     next_version INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    tenant TEXT NOT NULL DEFAULT 'default',
+    sharing TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS versions (
     model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
@@ -39,7 +41,7 @@ CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
 "#;
 
 /// A model to create.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewModel {
     /// Unique name.
     pub name: String,
@@ -53,7 +55,29 @@ pub struct NewModel {
     pub metadata: serde_json::Value,
     /// Which version serves requests without one.
     pub version_policy: VersionPolicy,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Who else may see and call it.
+    pub sharing: Sharing,
 }
+
+impl Default for NewModel {
+    fn default() -> Self {
+        NewModel {
+            name: String::new(),
+            description: String::new(),
+            task: String::new(),
+            labels: BTreeMap::new(),
+            metadata: serde_json::Value::Null,
+            version_policy: VersionPolicy::default(),
+            tenant: DEFAULT_TENANT.to_string(),
+            sharing: Sharing::default(),
+        }
+    }
+}
+
+/// The tenant that owns models when auth is off, and the bootstrap admin key's tenant.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// Changes to a model; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +92,8 @@ pub struct ModelPatch {
     pub metadata: Option<serde_json::Value>,
     /// New version policy.
     pub version_policy: Option<VersionPolicy>,
+    /// New sharing.
+    pub sharing: Option<Sharing>,
 }
 
 /// A stored model.
@@ -87,8 +113,31 @@ pub struct ModelRecord {
     pub metadata: serde_json::Value,
     /// Which version serves requests without one.
     pub version_policy: VersionPolicy,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Who else may see and call it.
+    pub sharing: Sharing,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+impl ModelRecord {
+    /// A record that was never stored (for access-rule tests).
+    #[doc(hidden)]
+    pub fn for_tests(model: NewModel) -> ModelRecord {
+        ModelRecord {
+            id: 0,
+            name: model.name,
+            description: model.description,
+            task: model.task,
+            labels: model.labels,
+            metadata: model.metadata,
+            version_policy: model.version_policy,
+            tenant: model.tenant,
+            sharing: model.sharing,
+            created_at: 0,
+        }
+    }
 }
 
 /// A stored model version.
@@ -134,22 +183,22 @@ enum VersionText {
 
 #[derive(Clone)]
 pub(crate) struct Db {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-fn json<T: Serialize>(value: &T) -> String {
+pub(crate) fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("registry types serialize. This is a bug.")
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T, RegistryError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> Result<T, RegistryError> {
     serde_json::from_str(text).map_err(|error| RegistryError::Database(sqlx::Error::Decode(format!("stored {what}: {error}").into())))
 }
 
-const MODEL_COLUMNS: &str = "id, name, description, task, labels, metadata, version_policy, created_at";
+const MODEL_COLUMNS: &str = "id, name, description, task, labels, metadata, version_policy, tenant, sharing, created_at";
 const VERSION_COLUMNS: &str = "m.name, v.version, v.format, v.sha256, v.size_bytes, v.signature, v.config, v.created_at, \
      v.tokenizer IS NOT NULL AS has_tokenizer";
 
@@ -168,6 +217,17 @@ impl Db {
         if !columns.iter().any(|column| column == "tokenizer") {
             sqlx::raw_sql("ALTER TABLE versions ADD COLUMN tokenizer TEXT").execute(&pool).await?;
         }
+        // Databases created before tenants own models: their models belong to 'default'.
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('models')").fetch_all(&pool).await?;
+        if !columns.iter().any(|column| column == "tenant") {
+            sqlx::raw_sql(
+                "ALTER TABLE models ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'; \
+                 ALTER TABLE models ADD COLUMN sharing TEXT NOT NULL DEFAULT '{}'",
+            )
+            .execute(&pool)
+            .await?;
+        }
+        sqlx::raw_sql(crate::tenancy::SCHEMA).execute(&pool).await?;
         Ok(Db { pool })
     }
 
@@ -180,6 +240,8 @@ impl Db {
             labels: parse(row.get("labels"), "labels")?,
             metadata: parse(row.get("metadata"), "metadata")?,
             version_policy: parse(row.get("version_policy"), "version policy")?,
+            tenant: row.get("tenant"),
+            sharing: parse(row.get("sharing"), "sharing")?,
             created_at: row.get("created_at"),
         })
     }
@@ -201,8 +263,8 @@ impl Db {
     pub async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError> {
         validate_name(&model.name)?;
         let result = sqlx::query(
-            "INSERT INTO models (name, description, task, labels, metadata, version_policy, next_version, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+            "INSERT INTO models (name, description, task, labels, metadata, version_policy, next_version, created_at, tenant, sharing) \
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
         )
         .bind(&model.name)
         .bind(&model.description)
@@ -211,6 +273,8 @@ impl Db {
         .bind(json(&model.metadata))
         .bind(json(&model.version_policy))
         .bind(now())
+        .bind(&model.tenant)
+        .bind(json(&model.sharing))
         .execute(&self.pool)
         .await;
         match result {
@@ -269,12 +333,16 @@ impl Db {
         if let Some(policy) = patch.version_policy {
             model.version_policy = policy;
         }
-        sqlx::query("UPDATE models SET description = ?, task = ?, labels = ?, metadata = ?, version_policy = ? WHERE id = ?")
+        if let Some(sharing) = patch.sharing {
+            model.sharing = sharing;
+        }
+        sqlx::query("UPDATE models SET description = ?, task = ?, labels = ?, metadata = ?, version_policy = ?, sharing = ? WHERE id = ?")
             .bind(&model.description)
             .bind(&model.task)
             .bind(json(&model.labels))
             .bind(json(&model.metadata))
             .bind(json(&model.version_policy))
+            .bind(json(&model.sharing))
             .bind(model.id)
             .execute(&mut *tx)
             .await?;
@@ -453,7 +521,7 @@ impl Db {
 }
 
 /// Model names go into URLs: 1–128 characters from `[A-Za-z0-9._-]`, not starting with `.` or `-`.
-fn validate_name(name: &str) -> Result<(), RegistryError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), RegistryError> {
     let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     if name.is_empty() || name.len() > 128 || !valid_chars || !valid_start {

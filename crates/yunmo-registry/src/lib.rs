@@ -8,8 +8,10 @@
 
 mod db;
 mod store;
+mod tenancy;
 
-pub use db::{ModelPatch, ModelRecord, NewModel, VersionRecord};
+pub use db::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord};
+pub use tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals};
 pub use store::{ArtifactStore, StagedArtifact, StagingFile};
 
 use std::path::PathBuf;
@@ -208,6 +210,76 @@ impl Registry {
     /// Every version of every model (for the repository index).
     pub async fn all_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
         self.db.all_versions().await
+    }
+
+    /// Creates a tenant.
+    pub async fn create_tenant(&self, name: &str, limits: &yunmo_types::Limits) -> Result<TenantRecord, RegistryError> {
+        self.db.create_tenant(name, limits).await
+    }
+
+    /// One tenant.
+    pub async fn get_tenant(&self, name: &str) -> Result<TenantRecord, RegistryError> {
+        self.db.get_tenant(name).await
+    }
+
+    /// All tenants, by name.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError> {
+        self.db.list_tenants().await
+    }
+
+    /// Replaces a tenant's limits.
+    pub async fn set_tenant_limits(&self, name: &str, limits: &yunmo_types::Limits) -> Result<TenantRecord, RegistryError> {
+        self.db.set_tenant_limits(name, limits).await
+    }
+
+    /// Stores a key (its hash).
+    pub async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, RegistryError> {
+        self.db.insert_key(key).await
+    }
+
+    /// A key by its visible id, with its tenant's limits.
+    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, RegistryError> {
+        self.db.get_key(id).await
+    }
+
+    /// Keys, of one tenant or all.
+    pub async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, RegistryError> {
+        self.db.list_keys(tenant).await
+    }
+
+    /// How many keys exist (revoked ones included).
+    pub async fn count_keys(&self) -> Result<u64, RegistryError> {
+        self.db.count_keys().await
+    }
+
+    /// Revokes a key (idempotent).
+    pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord, RegistryError> {
+        self.db.revoke_key(id).await
+    }
+
+    /// Appends usage events in one transaction.
+    pub async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), RegistryError> {
+        self.db.insert_usage(events).await
+    }
+
+    /// Usage in `[from_ms, to_ms)`, grouped, of one tenant or all.
+    pub async fn usage_report(&self, from_ms: i64, to_ms: i64, tenant: Option<&str>, group: UsageGroup) -> Result<Vec<UsageRow>, RegistryError> {
+        self.db.usage_report(from_ms, to_ms, tenant, group).await
+    }
+
+    /// Totals of one key or tenant since `from_ms`.
+    pub async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError> {
+        self.db.usage_totals(subject, from_ms).await
+    }
+
+    /// Appends an audit entry.
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
+        self.db.append_audit(entry).await
+    }
+
+    /// The newest audit entries first, of one tenant or all.
+    pub async fn list_audit(&self, tenant: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, RegistryError> {
+        self.db.list_audit(tenant, limit).await
     }
 
     /// Path of a version's file.

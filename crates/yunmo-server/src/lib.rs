@@ -3,6 +3,7 @@
 //! server on port 0 in-process or through the `yunmo` binary.
 
 pub mod settings;
+pub mod tls;
 
 use std::future::Future;
 use std::path::Path;
@@ -118,9 +119,11 @@ pub async fn run(
             request_timeout: Duration::from_millis(settings.scheduler.request_timeout_ms),
         },
     );
+    let gate = gate(&settings, service.registry().clone()).await?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = AppState {
         service,
+        gate: gate.clone(),
         config: Arc::new(ApiConfig {
             max_body_bytes: settings.server.max_body_bytes,
             max_upload_bytes: settings.server.max_upload_bytes,
@@ -130,7 +133,11 @@ pub async fn run(
         shutting_down: shutting_down.clone(),
     };
     let grpc_service = yunmo_api::grpc::GrpcService::server(state.clone());
-    let app = yunmo_api::router(state);
+    let app = yunmo_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let tls = match (&settings.server.tls.cert_file, &settings.server.tls.key_file) {
+        (cert, key) if !cert.is_empty() => Some(tls::TlsFiles::read(Path::new(cert), Path::new(key))?),
+        _ => None,
+    };
     let http_address = listeners.http.local_addr()?;
     let grpc_address = listeners.grpc.local_addr()?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -145,15 +152,29 @@ pub async fn run(
         let _ = stop_sender.send(true);
     });
     let mut stop = stop_receiver.clone();
-    // Small replies must not wait for the peer's delayed ACK (Nagle): TCP_NODELAY on every connection.
-    let http_listener = axum::serve::ListenerExt::tap_io(listeners.http, |stream: &mut tokio::net::TcpStream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let http_server = axum::serve(http_listener, app).with_graceful_shutdown(async move {
+    let http_stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
-    });
+    };
+    let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
+        Some(files) => {
+            // A no-op tap: axum gives connect info (the peer address) to tapped listeners of any kind.
+            let listener = axum::serve::ListenerExt::tap_io(files.http_listener(listeners.http)?, |_: &mut tls::TlsIo| {});
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(http_stopped).into_future())
+        }
+        None => {
+            // Small replies must not wait for the peer's delayed ACK (Nagle): TCP_NODELAY on every connection.
+            let listener = axum::serve::ListenerExt::tap_io(listeners.http, |stream: &mut tokio::net::TcpStream| {
+                let _ = stream.set_nodelay(true);
+            });
+            Box::pin(axum::serve(listener, app).with_graceful_shutdown(http_stopped).into_future())
+        }
+    };
     let mut stop = stop_receiver.clone();
-    let grpc_server = tonic::transport::Server::builder()
+    let mut grpc_builder = tonic::transport::Server::builder();
+    if let Some(files) = &tls {
+        grpc_builder = grpc_builder.tls_config(files.grpc()).context("invalid TLS settings for gRPC")?;
+    }
+    let grpc_server = grpc_builder
         .add_service(health_service)
         .add_service(grpc_service)
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)), async move {
@@ -163,7 +184,7 @@ pub async fn run(
     if let Some(path) = &options.ready_file {
         write_ready_file(path, http_address, grpc_address)?;
     }
-    tracing::info!(http = %http_address, grpc = %grpc_address, "Yunmo is ready.");
+    tracing::info!(http = %http_address, grpc = %grpc_address, tls = tls.is_some(), "Yunmo is ready.");
     let servers = async {
         let (http, grpc) = tokio::join!(http_server, grpc_server);
         http.context("the HTTP server failed")?;
@@ -178,8 +199,40 @@ pub async fn run(
             tokio::time::sleep(grace).await;
         } => tracing::warn!(seconds = grace.as_secs(), "Grace period over; closing remaining connections."),
     }
+    gate.flush().await;
+    tracing::info!("Usage events written.");
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// The gate, with the bootstrap admin key installed on a database without keys.
+async fn gate(settings: &Settings, registry: Registry) -> anyhow::Result<yunmo_auth::Gate> {
+    let auth = &settings.auth;
+    let config = yunmo_auth::AuthConfig {
+        enabled: auth.enabled,
+        open_paths: auth.open_paths.clone(),
+        flush_interval: Duration::from_millis(auth.usage_flush_ms),
+    };
+    let gate = yunmo_auth::Gate::new(registry, config);
+    if !auth.enabled {
+        tracing::warn!("auth.enabled = false: every caller is an admin of tenant 'default'. Use this only on a trusted machine.");
+        return Ok(gate);
+    }
+    let key_file = match auth.bootstrap_key_file.as_str() {
+        "" => settings.storage.data_dir.join("bootstrap-admin.key"),
+        path => std::path::PathBuf::from(path),
+    };
+    let configured = (!auth.bootstrap_key.is_empty()).then_some(auth.bootstrap_key.as_str());
+    match gate.bootstrap(configured, &key_file).await.map_err(|error| anyhow::anyhow!("bootstrap key: {}", error.message))? {
+        Some((path, key)) => {
+            // Printed once, on the terminal only (never in the log).
+            eprintln!("\nBootstrap admin key (shown once; also saved to {}):\n\n    {key}\n", path.display());
+            tracing::info!(file = %path.display(), "Created the bootstrap admin key of tenant 'default'.");
+        }
+        None if configured.is_some() => tracing::info!("Keys exist; auth.bootstrap_key is not installed again."),
+        None => {}
+    }
+    Ok(gate)
 }
 
 /// Completes on SIGINT or SIGTERM.

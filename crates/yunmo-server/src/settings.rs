@@ -23,6 +23,34 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     /// Logs and metrics.
     pub telemetry: TelemetrySettings,
+    /// API keys and metering.
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Require keys.
+    pub enabled: bool,
+    /// Paths served without a key.
+    pub open_paths: Vec<String>,
+    /// Bootstrap admin key to install on an empty database.
+    pub bootstrap_key: String,
+    /// Where a generated bootstrap key is written.
+    pub bootstrap_key_file: String,
+    /// How often usage events are written, in milliseconds.
+    pub usage_flush_ms: u64,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
 }
 
 /// `[server]`.
@@ -45,6 +73,8 @@ pub struct ServerSettings {
     pub worker_threads: usize,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// TLS.
+    pub tls: TlsSettings,
 }
 
 /// `[storage]`.
@@ -53,6 +83,8 @@ pub struct ServerSettings {
 pub struct StorageSettings {
     /// Data directory.
     pub data_dir: PathBuf,
+    /// File holding the AES-256 key for model files at rest ("" = no encryption).
+    pub encryption_key_file: String,
 }
 
 /// `[backends]`.
@@ -188,6 +220,12 @@ impl Settings {
         }
         if self.scheduler.request_timeout_ms == 0 {
             return Err("scheduler.request_timeout_ms must be at least 1, got 0".into());
+        }
+        if self.auth.usage_flush_ms == 0 {
+            return Err("auth.usage_flush_ms must be at least 1, got 0".into());
+        }
+        if self.server.tls.cert_file.is_empty() != self.server.tls.key_file.is_empty() {
+            return Err("server.tls.cert_file and server.tls.key_file must be set together".into());
         }
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return Err(format!("telemetry.log_format must be \"text\" or \"json\", got {:?}", self.telemetry.log_format));

@@ -25,11 +25,19 @@ pub enum Code {
     InferenceFailed,
     /// Anything else; a bug or the environment.
     Internal,
+    /// No key, or a key that is unknown, revoked or expired.
+    Unauthenticated,
+    /// The key is valid but may not do this.
+    PermissionDenied,
+    /// A requests-per-second or tokens-per-minute limit is reached.
+    RateLimited,
+    /// A monthly quota is used up.
+    QuotaExceeded,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 9] = [
+    pub const ALL: [Code; 13] = [
         Code::InvalidRequest,
         Code::PayloadTooLarge,
         Code::ModelNotFound,
@@ -39,6 +47,10 @@ impl Code {
         Code::Timeout,
         Code::InferenceFailed,
         Code::Internal,
+        Code::Unauthenticated,
+        Code::PermissionDenied,
+        Code::RateLimited,
+        Code::QuotaExceeded,
     ];
 
     /// Stable snake_case name.
@@ -53,6 +65,10 @@ impl Code {
             Code::Timeout => "timeout",
             Code::InferenceFailed => "inference_failed",
             Code::Internal => "internal",
+            Code::Unauthenticated => "unauthenticated",
+            Code::PermissionDenied => "permission_denied",
+            Code::RateLimited => "rate_limited",
+            Code::QuotaExceeded => "insufficient_quota",
         }
     }
 }
@@ -65,12 +81,19 @@ pub struct ServiceError {
     pub code: Code,
     /// What happened, naming the field, bound and value where there is one.
     pub message: String,
+    /// Seconds after which a retry may succeed (rate limits, quotas, a full queue).
+    pub retry_after: Option<u64>,
 }
 
 impl ServiceError {
     /// A new error.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ServiceError { code, message: message.into() }
+        ServiceError { code, message: message.into(), retry_after: None }
+    }
+    /// The same error, telling the client when to retry.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
     /// Bad input.
     pub fn invalid(message: impl Into<String>) -> Self {

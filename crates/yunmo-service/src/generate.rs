@@ -39,6 +39,8 @@ pub struct Prompt {
     /// Set once a generation from this prompt has counted its tokens: with `n` choices the prompt is
     /// counted (metrics and usage records) once, as the response's `usage` counts it.
     prompt_counted: std::sync::atomic::AtomicBool,
+    /// Where generations from this prompt add their tokens and time (the request's usage record).
+    pub usage: Option<crate::UsageCell>,
 }
 
 /// Bounds of sampling parameters (OpenAI's, where it has them).
@@ -113,6 +115,7 @@ impl InferenceService {
             context,
             loaded,
             prompt_counted: Default::default(),
+            usage: None,
         })
     }
 
@@ -148,6 +151,7 @@ impl InferenceService {
                 last_token: None,
                 usage: Usage { prompt_tokens, completion_tokens: 0 },
                 outcome: None,
+                cell: prompt.usage.clone(),
             },
         })
     }
@@ -214,11 +218,17 @@ struct UsageRecord {
     last_token: Option<Instant>,
     usage: Usage,
     outcome: Option<&'static str>,
+    cell: Option<crate::UsageCell>,
 }
 
 impl Drop for UsageRecord {
     fn drop(&mut self) {
         let outcome = self.outcome.unwrap_or("cancelled");
+        if let Some(cell) = &self.cell {
+            cell.set_model(&self.model, self.version);
+            cell.add_tokens(self.usage.prompt_tokens, self.usage.completion_tokens);
+            cell.add_time_us(0, self.started.elapsed().as_micros() as u64);
+        }
         let labels = [("model", self.model.clone())];
         ::metrics::counter!(metrics::LLM_GENERATED_TOKENS_TOTAL, &labels).increment(self.usage.completion_tokens);
         ::metrics::counter!(metrics::LLM_REQUESTS_TOTAL, "model" => self.model.clone(), "outcome" => outcome).increment(1);

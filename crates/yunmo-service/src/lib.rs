@@ -13,6 +13,7 @@ pub mod generate;
 pub mod metrics;
 pub mod models;
 mod validate;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +28,7 @@ pub use embed::{EmbedInput, Embeddings};
 pub use error::{Code, ServiceError};
 pub use generate::{Generation, Prompt, PromptInput};
 pub use models::{LoadedModel, ModelManager, WorkerConfig};
+pub use usage::UsageCell;
 
 /// Service-wide options.
 #[derive(Debug, Clone)]
@@ -256,6 +258,12 @@ impl InferenceService {
         })
     }
 
+    /// Counts an inference request refused before it reached a model (unknown or not permitted), as
+    /// [`InferenceService::infer`] counts one for a model that does not exist.
+    pub fn count_refused(&self, error: &ServiceError) {
+        ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str()).increment(1);
+    }
+
     /// Runs one inference request.
     pub async fn infer(&self, model_ref: &ModelRef, input: InferInput) -> Result<InferOutput, ServiceError> {
         let started = Instant::now();
@@ -303,7 +311,13 @@ impl InferenceService {
                 *tensor = classify::classify(tensor, class_count, &loaded.config.labels)?;
             }
         }
-        Ok(InferOutput { model_version: version.version, id, outputs: tensors })
+        Ok(InferOutput {
+            model_version: version.version,
+            id,
+            outputs: tensors,
+            queue_us: done.queue_time.as_micros() as u64,
+            compute_us: done.compute_time.as_micros() as u64,
+        })
     }
 
     /// Metadata of the version `model_ref` resolves to.

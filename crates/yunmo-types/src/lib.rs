@@ -9,10 +9,12 @@
 
 mod datatype;
 mod generate;
+mod tenancy;
 mod tensor;
 
 pub use datatype::DataType;
 pub use generate::{EmbeddingConfig, FinishReason, GenerateParams, Pooling, TextChunk, TokenLogprob, Usage};
+pub use tenancy::{Limits, Price, Scope, Sharing};
 pub use tensor::{Tensor, TensorData, TensorError, element_count as element_count_of};
 
 use serde::{Deserialize, Serialize};
@@ -109,6 +111,10 @@ pub struct InferOutput {
     pub id: Option<String>,
     /// Output tensors, in the order requested (or the model's order).
     pub outputs: Vec<Tensor>,
+    /// Microseconds the request waited in the queue.
+    pub queue_us: u64,
+    /// Microseconds of the batch that computed it.
+    pub compute_us: u64,
 }
 
 /// Which version a request without an explicit version gets.
@@ -126,7 +132,7 @@ pub enum VersionPolicy {
 }
 
 /// Serving options of one model version, persisted with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VersionConfig {
     /// Largest first dimension one call may carry (0: the model is not batched along its first dimension).
@@ -145,6 +151,9 @@ pub struct VersionConfig {
     /// Jinja chat template for `/v1/chat/completions`, replacing the one inside the model file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// What a request to this version costs (usage reports price requests by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
 }
 
 impl Default for VersionConfig {
@@ -156,6 +165,7 @@ impl Default for VersionConfig {
             labels: Vec::new(),
             embedding: None,
             chat_template: None,
+            price: None,
         }
     }
 }
@@ -176,6 +186,9 @@ impl VersionConfig {
         }
         if let Some(embedding) = &self.embedding {
             embedding.validate()?;
+        }
+        if let Some(price) = &self.price {
+            price.validate()?;
         }
         Ok(())
     }

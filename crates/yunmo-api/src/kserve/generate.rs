@@ -13,6 +13,7 @@ use yunmo_service::{PromptInput, ServiceError};
 use yunmo_types::{FinishReason, ModelRef, TextChunk, Usage};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::openai::run::{self, StreamFormat};
 use crate::openai::wire::{Sampling, UsageOut};
@@ -26,38 +27,46 @@ struct GenerateBody {
     parameters: Sampling,
 }
 
-pub(super) async fn generate(State(state): State<AppState>, Path(name): Path<String>, body: axum::body::Body) -> Response {
-    respond(state, Ok(ModelRef::new(name, None)), body, false).await
+pub(super) async fn generate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: axum::body::Body) -> Response {
+    respond(state, caller, Ok(ModelRef::new(name, None)), body, false).await
 }
 
 pub(super) async fn generate_version(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, version)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> Response {
-    respond(state, super::model_ref(name, Some(version)), body, false).await
+    respond(state, caller, super::model_ref(name, Some(version)), body, false).await
 }
 
-pub(super) async fn generate_stream(State(state): State<AppState>, Path(name): Path<String>, body: axum::body::Body) -> Response {
-    respond(state, Ok(ModelRef::new(name, None)), body, true).await
+pub(super) async fn generate_stream(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: axum::body::Body) -> Response {
+    respond(state, caller, Ok(ModelRef::new(name, None)), body, true).await
 }
 
 pub(super) async fn generate_stream_version(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, version)): Path<(String, String)>,
     body: axum::body::Body,
 ) -> Response {
-    respond(state, super::model_ref(name, Some(version)), body, true).await
+    respond(state, caller, super::model_ref(name, Some(version)), body, true).await
 }
 
-async fn respond(state: AppState, model_ref: Result<ModelRef, ApiError>, body: axum::body::Body, stream: bool) -> Response {
+async fn respond(state: AppState, caller: Caller, model_ref: Result<ModelRef, ApiError>, body: axum::body::Body, stream: bool) -> Response {
     match model_ref {
-        Ok(model_ref) => generate_response(state, model_ref, body, stream).await.unwrap_or_else(IntoResponse::into_response),
+        Ok(model_ref) => generate_response(state, caller, model_ref, body, stream).await.unwrap_or_else(IntoResponse::into_response),
         Err(error) => error.into_response(),
     }
 }
 
-async fn generate_response(state: AppState, model_ref: ModelRef, body: axum::body::Body, stream: bool) -> Result<Response, ApiError> {
+async fn generate_response(
+    state: AppState,
+    caller: Caller,
+    model_ref: ModelRef,
+    body: axum::body::Body,
+    stream: bool,
+) -> Result<Response, ApiError> {
     let kserve = ApiError::kserve;
     let bytes = crate::read_body(body, state.config.max_body_bytes).await.map_err(kserve)?;
     let request: GenerateBody =
@@ -68,7 +77,7 @@ async fn generate_response(state: AppState, model_ref: ModelRef, body: axum::bod
     }
     sampling.stream = Some(stream);
     let plan = run::plan(&sampling, None).map_err(kserve)?;
-    let prompt = state.service.prepare_prompt(&model_ref, PromptInput::Text(request.text_input)).await.map_err(kserve)?;
+    let prompt = caller.prompt(&state, &model_ref, PromptInput::Text(request.text_input)).await.map_err(kserve)?;
     let format = GenerateFormat { model: prompt.model.clone(), version: prompt.version.to_string(), id: request.id };
     let choices = run::start(&state.service, std::slice::from_ref(&prompt), &plan).map_err(kserve)?;
     if stream {

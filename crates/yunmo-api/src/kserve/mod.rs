@@ -16,14 +16,24 @@ use serde_json::json;
 use yunmo_service::ServiceError;
 use yunmo_types::{ModelRef, TensorSpec};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::{AppState, read_body};
+use yunmo_auth::Action;
 
 /// Extensions advertised at `/v2`.
 pub const EXTENSIONS: [&str; 4] = ["binary_tensor_data", "classification", "model_repository", "generate"];
 
-/// The V2 routes.
-pub fn routes() -> Router<AppState> {
+/// The V2 routes; inference routes are admitted and metered.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let inference = Router::new()
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
+        .route("/v2/models/{name}/generate", post(generate::generate))
+        .route("/v2/models/{name}/versions/{version}/generate", post(generate::generate_version))
+        .route("/v2/models/{name}/generate_stream", post(generate::generate_stream))
+        .route("/v2/models/{name}/versions/{version}/generate_stream", post(generate::generate_stream_version))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::meter));
     Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
@@ -32,12 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v2/models/{name}/versions/{version}", get(model_metadata_version))
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
-        .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer_version))
-        .route("/v2/models/{name}/generate", post(generate::generate))
-        .route("/v2/models/{name}/versions/{version}/generate", post(generate::generate_version))
-        .route("/v2/models/{name}/generate_stream", post(generate::generate_stream))
-        .route("/v2/models/{name}/versions/{version}/generate_stream", post(generate::generate_stream_version))
+        .merge(inference)
         .merge(repository::routes())
 }
 
@@ -73,7 +78,8 @@ fn specs(specs: &[TensorSpec]) -> serde_json::Value {
     specs.iter().map(|spec| json!({ "name": spec.name, "datatype": spec.datatype.as_str(), "shape": spec.shape })).collect()
 }
 
-async fn metadata(state: AppState, model_ref: ModelRef) -> Result<Json<serde_json::Value>, ApiError> {
+async fn metadata(state: AppState, caller: Caller, model_ref: ModelRef) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.model(&state, &model_ref.name, Action::Read).await.map_err(ApiError::kserve)?;
     let metadata = state.service.model_metadata(&model_ref).await.map_err(ApiError::kserve)?;
     Ok(Json(json!({
         "name": metadata.name,
@@ -84,18 +90,22 @@ async fn metadata(state: AppState, model_ref: ModelRef) -> Result<Json<serde_jso
     })))
 }
 
-async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    metadata(state, model_ref(name, None)?).await
+async fn model_metadata(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    metadata(state, caller, model_ref(name, None)?).await
 }
 
 async fn model_metadata_version(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    metadata(state, model_ref(name, Some(version))?).await
+    metadata(state, caller, model_ref(name, Some(version))?).await
 }
 
-async fn readiness(state: AppState, model_ref: ModelRef) -> Response {
+async fn readiness(state: AppState, caller: Caller, model_ref: ModelRef) -> Response {
+    if let Err(error) = caller.model(&state, &model_ref.name, Action::Read).await {
+        return ApiError::kserve(error).into_response();
+    }
     match state.service.model_ready(&model_ref).await {
         Ok(true) => Json(json!({ "name": model_ref.name, "ready": true })).into_response(),
         Ok(false) => {
@@ -107,21 +117,22 @@ async fn readiness(state: AppState, model_ref: ModelRef) -> Response {
     }
 }
 
-async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+async fn model_ready(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Response {
     match model_ref(name, None) {
-        Ok(model_ref) => readiness(state, model_ref).await,
+        Ok(model_ref) => readiness(state, caller, model_ref).await,
         Err(error) => error.into_response(),
     }
 }
 
-async fn model_ready_version(State(state): State<AppState>, Path((name, version)): Path<(String, String)>) -> Response {
+async fn model_ready_version(State(state): State<AppState>, caller: Caller, Path((name, version)): Path<(String, String)>) -> Response {
     match model_ref(name, Some(version)) {
-        Ok(model_ref) => readiness(state, model_ref).await,
+        Ok(model_ref) => readiness(state, caller, model_ref).await,
         Err(error) => error.into_response(),
     }
 }
 
-async fn run_infer(state: AppState, model_ref: ModelRef, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    caller.model(&state, &model_ref.name, Action::Infer).await.map_err(ApiError::kserve)?;
     let header_length = match headers.get(encode::HEADER_LENGTH) {
         None => None,
         Some(value) => Some(value.to_str().ok().and_then(|text| text.trim().parse::<usize>().ok()).ok_or_else(|| {
@@ -133,19 +144,36 @@ async fn run_infer(state: AppState, model_ref: ModelRef, headers: HeaderMap, bod
     let body = read_body(body, state.config.max_body_bytes).await.map_err(ApiError::kserve)?;
     let limits = decode::DecodeLimits { max_tensor_elements: state.config.max_tensor_elements };
     let (input, encoding) = decode::decode_request(body, header_length, limits).map_err(ApiError::kserve)?;
+    let input_elements = elements(input.inputs.iter());
     let output = state.service.infer(&model_ref, input).await.map_err(ApiError::kserve)?;
+    caller.served(&model_ref.name, output.model_version, output.queue_us, output.compute_us);
+    if let Some(usage) = &caller.usage {
+        usage.add_elements(input_elements, elements(output.outputs.iter()));
+    }
     Ok(encode::encode_response(&model_ref.name, &output, &encoding))
 }
 
-async fn infer(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    run_infer(state, model_ref(name, None)?, headers, body).await
+/// Elements in `tensors`.
+pub(crate) fn elements<'a>(tensors: impl Iterator<Item = &'a yunmo_types::Tensor>) -> u64 {
+    tensors.map(|tensor| tensor.shape().iter().map(|d| *d as u64).product::<u64>()).sum()
+}
+
+async fn infer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run_infer(state, caller, model_ref(name, None)?, headers, body).await
 }
 
 async fn infer_version(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    run_infer(state, model_ref(name, Some(version))?, headers, body).await
+    run_infer(state, caller, model_ref(name, Some(version))?, headers, body).await
 }

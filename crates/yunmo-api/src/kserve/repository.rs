@@ -9,7 +9,9 @@ use serde_json::{Map, Value, json};
 use yunmo_service::ServiceError;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
+use yunmo_auth::Action;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -38,11 +40,13 @@ fn optional_json<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result
     serde_json::from_slice(body).map_err(|error| ApiError::kserve(ServiceError::invalid(format!("malformed request JSON: {error}"))))
 }
 
-async fn index(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn index(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
     let request: IndexRequest = optional_json(&body)?;
+    let visible = caller.visible_names(&state).await.map_err(ApiError::kserve)?;
     let entries = state.service.repository_index().await.map_err(ApiError::kserve)?;
     let entries: Vec<Value> = entries
         .into_iter()
+        .filter(|entry| visible.contains(&entry.name))
         .filter(|entry| !request.ready || entry.state == "READY")
         .map(|entry| json!({ "name": entry.name, "version": entry.version.to_string(), "state": entry.state, "reason": entry.reason }))
         .collect();
@@ -61,7 +65,8 @@ fn version_parameter(parameters: &Map<String, Value>) -> Result<Option<u64>, Api
     }
 }
 
-async fn load(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn load(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?;
     let request: LoadRequest = optional_json(&body)?;
     yunmo_service::InferenceService::check_repository_load(&name, request.parameters.keys().map(String::as_str))
         .map_err(ApiError::kserve)?;
@@ -70,7 +75,8 @@ async fn load(State(state): State<AppState>, Path(name): Path<String>, body: Byt
     Ok(Json(json!({})))
 }
 
-async fn unload(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn unload(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?;
     let request: LoadRequest = optional_json(&body)?;
     let version = version_parameter(&request.parameters)?;
     state.service.unload(&name, version).await.map_err(ApiError::kserve)?;

@@ -14,6 +14,7 @@ use crate::AppState;
 
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
 ) -> OpenAiResult<Response> {
     if request.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
@@ -34,7 +35,7 @@ pub(crate) async fn chat_completions(
     let plan = run::plan(&request.sampling, logprobs).map_err(openai)?;
     let model_ref = model_ref(&request.model).map_err(openai)?;
     let messages = chat_messages(request.messages).map_err(openai)?;
-    let prompt = state.service.prepare_prompt(&model_ref, PromptInput::Chat(messages)).await.map_err(openai)?;
+    let prompt = caller.prompt(&state, &model_ref, PromptInput::Chat(messages)).await.map_err(openai)?;
     let choices = run::start(&state.service, std::slice::from_ref(&prompt), &plan).map_err(openai)?;
     let format = ChatFormat { envelope: run::Envelope::new("chatcmpl", request.model), logprobs: logprobs.is_some() };
     if plan.stream {

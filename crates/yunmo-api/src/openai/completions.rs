@@ -17,6 +17,7 @@ const MAX_PROMPTS: usize = 64;
 
 pub(crate) async fn completions(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     OpenAiJson(request): OpenAiJson<CompletionRequest>,
 ) -> OpenAiResult<Response> {
     if request.suffix.as_ref().is_some_and(|suffix| !suffix.is_empty()) {
@@ -27,7 +28,7 @@ pub(crate) async fn completions(
     let inputs = prompt_inputs(request.prompt).map_err(openai)?;
     let mut prompts: Vec<Prompt> = Vec::with_capacity(inputs.len());
     for input in inputs {
-        prompts.push(state.service.prepare_prompt(&model_ref, input).await.map_err(openai)?);
+        prompts.push(caller.prompt(&state, &model_ref, input).await.map_err(openai)?);
     }
     if request.echo && plan.stream {
         return Err(openai(ServiceError::invalid("echo is not supported with stream")));

@@ -20,14 +20,14 @@ use yunmo_types::ModelRef;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// The OpenAI routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/models", get(list_models))
+/// The OpenAI routes; inference routes are admitted and metered.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let inference = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
-        .route("/v1/tokenize", post(tokenize))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::meter));
+    Router::new().route("/v1/models", get(list_models)).route("/v1/tokenize", post(tokenize)).merge(inference)
 }
 
 pub(crate) type OpenAiResult<T> = Result<T, ApiError>;
@@ -95,17 +95,19 @@ pub(crate) fn chat_messages(messages: Vec<wire::ChatMessageIn>) -> Result<Vec<Ch
         .collect()
 }
 
-async fn list_models(State(state): State<AppState>) -> OpenAiResult<Json<Value>> {
+async fn list_models(State(state): State<AppState>, caller: crate::auth::Caller) -> OpenAiResult<Json<Value>> {
+    let visible = caller.visible_names(&state).await.map_err(openai)?;
     let served = state.service.list_served().await.map_err(openai)?;
     let data: Vec<Value> = served
         .into_iter()
+        .filter(|(model, _)| visible.contains(&model.name))
         .filter_map(|(model, version)| {
             let version = version?;
             Some(json!({
                 "id": model.name,
                 "object": "model",
                 "created": model.created_at,
-                "owned_by": "yunmo",
+                "owned_by": model.tenant,
                 "version": version.version,
                 "format": version.format,
             }))
@@ -114,7 +116,10 @@ async fn list_models(State(state): State<AppState>) -> OpenAiResult<Json<Value>>
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
-async fn tokenize(State(state): State<AppState>, OpenAiJson(request): OpenAiJson<wire::TokenizeRequest>) -> OpenAiResult<Json<Value>> {
+async fn tokenize(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    OpenAiJson(request): OpenAiJson<wire::TokenizeRequest>) -> OpenAiResult<Json<Value>> {
     let input = match (request.prompt, request.messages) {
         (Some(prompt), None) => PromptInput::Text(prompt),
         (None, Some(messages)) => PromptInput::Chat(chat_messages(messages).map_err(openai)?),
@@ -123,6 +128,7 @@ async fn tokenize(State(state): State<AppState>, OpenAiJson(request): OpenAiJson
         }
     };
     let model_ref = model_ref(&request.model).map_err(openai)?;
+    caller.model(&state, &model_ref.name, yunmo_auth::Action::Read).await.map_err(openai)?;
     let prompt = state.service.prepare_prompt(&model_ref, input).await.map_err(openai)?;
     Ok(Json(json!({ "tokens": prompt.tokens, "count": prompt.tokens.len(), "max_model_len": prompt.context })))
 }

@@ -40,6 +40,8 @@ impl TestServer {
             .arg(&ready_file)
             .stdout(Stdio::null())
             .stderr(log);
+        // These tests are about serving; tenancy tests turn auth on by passing YUNMO__AUTH__ENABLED=true.
+        command.env("YUNMO__AUTH__ENABLED", "false");
         for (key, value) in env {
             command.env(key, value);
         }

@@ -1,0 +1,255 @@
+//! The HTTP side of [`yunmo_auth::Gate`]: a middleware that authenticates every request but the open
+//! paths, a route layer that admits and meters inference requests, the audit of management actions, and
+//! the [`Caller`] extractor handlers use to check model access.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use yunmo_auth::{Action, Credentials, Principal, UsageGuard};
+use yunmo_registry::{AuditEntry, ModelRecord};
+use yunmo_service::{Code, Prompt, PromptInput, ServiceError, UsageCell};
+use yunmo_types::ModelRef;
+
+use crate::AppState;
+use crate::error::{ApiError, Shape};
+
+/// The error body a path's route group uses.
+pub fn shape_of(path: &str) -> Shape {
+    if path.starts_with("/v1/") {
+        Shape::OpenAi
+    } else if path.starts_with("/api/") {
+        Shape::Admin
+    } else {
+        Shape::KServe
+    }
+}
+
+/// Credentials in HTTP headers: `Authorization: Bearer <key>` or `api-key: <key>`.
+pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
+    Credentials {
+        authorization: headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
+        api_key: headers.get("api-key").and_then(|v| v.to_str().ok()),
+    }
+}
+
+/// Authenticates every request except the open paths and puts the [`Principal`] in its extensions.
+/// Management actions (anything but GET under `/api/`, repository load/unload) are audited.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if state.gate.is_open(&path) {
+        return next.run(request).await;
+    }
+    let principal = match state.gate.authenticate(credentials(request.headers())).await {
+        Ok(principal) => principal,
+        Err(error) => return ApiError::new(error, shape_of(&path)).into_response(),
+    };
+    let audited = is_management(request.method(), &path);
+    let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "-".to_string(), |info| info.0.to_string());
+    let action = format!("{} {}", request.method(), path);
+    request.extensions_mut().insert(principal.clone());
+    let response = next.run(request).await;
+    if audited {
+        let entry = AuditEntry {
+            at_ms: yunmo_auth::calendar::now_ms(),
+            key_id: principal.key_id,
+            tenant: principal.tenant,
+            action,
+            target: path,
+            remote,
+            outcome: response.status().as_u16().to_string(),
+        };
+        state.gate.audit(entry).await;
+    }
+    response
+}
+
+fn is_management(method: &Method, path: &str) -> bool {
+    (path.starts_with("/api/") && method != Method::GET) || path.starts_with("/v2/repository/models/")
+}
+
+/// The error code of an error response, for the usage record's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub Code);
+
+/// Route layer of inference routes: admits the request past rate limits and quotas, then meters it, body
+/// bytes included, until its response body has been sent (or dropped: `cancelled`).
+pub async fn meter(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let principal = request.extensions().get::<Principal>().cloned().unwrap_or_else(Principal::local);
+    let protocol = if path.starts_with("/v1/") { "openai" } else { "rest" };
+    let guard = match state.gate.admit(&principal, protocol).await {
+        Ok(guard) => guard,
+        Err(error) => return ApiError::new(error, shape_of(&path)).into_response(),
+    };
+    let cell = guard.cell().clone();
+    request.extensions_mut().insert(cell.clone());
+    let counter = cell.clone();
+    let (parts, body) = request.into_parts();
+    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            counter.add_bytes(bytes.len() as u64, 0);
+        }
+        chunk
+    }));
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let outcome = match response.extensions().get::<ErrorCode>() {
+        Some(ErrorCode(code)) => code.as_str(),
+        None if response.status().is_success() => "ok",
+        None => "invalid_request",
+    };
+    cell.set_outcome(outcome);
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Body::from_stream(Metered { inner: body.into_data_stream(), guard, finished: false }))
+}
+
+/// A response body that counts its bytes and holds the usage guard until it ends.
+struct Metered {
+    inner: axum::body::BodyDataStream,
+    guard: UsageGuard,
+    finished: bool,
+}
+
+impl Stream for Metered {
+    type Item = Result<Bytes, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(bytes))) => self.guard.cell().add_bytes(0, bytes.len() as u64),
+            Poll::Ready(None) => self.finished = true,
+            _ => {}
+        }
+        polled
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.guard.cell().set_outcome("cancelled");
+        }
+    }
+}
+
+/// The authenticated caller of a handler and, on inference routes, its usage record.
+pub struct Caller {
+    /// Who is calling.
+    pub principal: Principal,
+    /// The request's usage record (inference routes only).
+    pub usage: Option<UsageCell>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let principal = parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            ApiError::new(ServiceError::new(Code::Unauthenticated, "no caller on this request"), shape_of(parts.uri.path()))
+        })?;
+        Ok(Caller { principal, usage: parts.extensions.get::<UsageCell>().cloned() })
+    }
+}
+
+impl Caller {
+    /// The model `name` if this caller may do `action` on it.
+    pub async fn model(&self, state: &AppState, name: &str, action: Action) -> Result<ModelRecord, ServiceError> {
+        let result = state.gate.model(&self.principal, name, action).await;
+        if let (Err(error), Action::Infer) = (&result, action) {
+            state.service.count_refused(error);
+        }
+        result
+    }
+
+    /// Checks that this caller may run `model_ref`, then tokenises the prompt and ties its generations
+    /// to this request's usage record.
+    pub async fn prompt(&self, state: &AppState, model_ref: &ModelRef, input: PromptInput) -> Result<Prompt, ServiceError> {
+        self.model(state, &model_ref.name, Action::Infer).await?;
+        let mut prompt = state.service.prepare_prompt(model_ref, input).await?;
+        prompt.usage = self.usage.clone();
+        Ok(prompt)
+    }
+
+    /// Names of the models this caller can see.
+    pub async fn visible_names(&self, state: &AppState) -> Result<std::collections::HashSet<String>, ServiceError> {
+        Ok(state.gate.visible_models(&self.principal).await?.into_iter().map(|model| model.name).collect())
+    }
+
+    /// Records what served the request and how long it took.
+    pub fn served(&self, model: &str, version: u64, queue_us: u64, compute_us: u64) {
+        if let Some(usage) = &self.usage {
+            usage.set_model(model, version);
+            usage.add_time_us(queue_us, compute_us);
+        }
+    }
+}
+
+/// The gRPC side of the gate: wraps the KServe gRPC service so every call is authenticated from its
+/// metadata (`authorization: Bearer <key>` or `api-key`) by the same [`yunmo_auth::Gate::authenticate`]
+/// before any method runs. `ServerLive` and `ServerReady` are open when `/v2/health/*` is.
+#[derive(Clone)]
+pub struct GrpcAuth<S> {
+    inner: S,
+    gate: yunmo_auth::Gate,
+}
+
+impl<S> GrpcAuth<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, gate: yunmo_auth::Gate) -> Self {
+        GrpcAuth { inner, gate }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for GrpcAuth<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// The REST path whose openness a gRPC method shares.
+fn grpc_open_equivalent(path: &str) -> Option<&'static str> {
+    match path.rsplit('/').next()? {
+        "ServerLive" => Some("/v2/health/live"),
+        "ServerReady" => Some("/v2/health/ready"),
+        _ => None,
+    }
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for GrpcAuth<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let open = grpc_open_equivalent(request.uri().path()).is_some_and(|path| gate.is_open(path));
+            if !open {
+                match gate.authenticate(credentials(request.headers())).await {
+                    Ok(principal) => {
+                        request.extensions_mut().insert(principal);
+                    }
+                    Err(error) => return Ok(crate::grpc::status(error).into_http()),
+                }
+            }
+            inner.call(request).await
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! Management of tenants, keys, usage reports and the audit log (`/api/v1/tenants`, `/api/v1/keys`,
+//! `/api/v1/usage`, `/api/v1/audit`). Tenants and keys are admin-only; usage and audit show admins every
+//! tenant and other keys their own tenant.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use yunmo_auth::{KeyRequest, calendar};
+use yunmo_registry::{AuditEntry, KeyRecord, TenantRecord, UsageGroup, UsageRow};
+use yunmo_service::ServiceError;
+use yunmo_types::{Limits, Scope};
+
+use crate::AppState;
+use crate::admin::AdminJson;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// The tenancy routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/api/v1/tenants/{name}", get(get_tenant))
+        .route("/api/v1/tenants/{name}/limits", put(set_tenant_limits))
+        .route("/api/v1/keys", get(list_keys).post(create_key))
+        .route("/api/v1/keys/{id}", delete(revoke_key))
+        .route("/api/v1/usage", get(usage))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/whoami", post(whoami).get(whoami))
+}
+
+type AdminResult<T> = Result<T, ApiError>;
+
+fn admin(error: impl Into<ServiceError>) -> ApiError {
+    ApiError::admin(error.into())
+}
+
+/// A tenant to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Unique name: 1–128 characters from `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Limits shared by all the tenant's keys: `requests_per_second`, `requests_burst`,
+    /// `tokens_per_minute`, `monthly_requests`, `monthly_tokens`, `monthly_compute_seconds`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub limits: Limits,
+}
+
+/// Creates a tenant (admin).
+#[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant, responses((status = 201), (status = 403), (status = 409)))]
+pub async fn create_tenant(State(state): State<AppState>, caller: Caller, AdminJson(body): AdminJson<CreateTenant>) -> AdminResult<Response> {
+    caller.principal.require(Scope::Admin).map_err(admin)?;
+    let record = state.service.registry().create_tenant(&body.name, &body.limits).await.map_err(admin)?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// Lists tenants (admin).
+#[utoipa::path(get, path = "/api/v1/tenants", responses((status = 200), (status = 403)))]
+pub async fn list_tenants(State(state): State<AppState>, caller: Caller) -> AdminResult<Json<Vec<TenantRecord>>> {
+    caller.principal.require(Scope::Admin).map_err(admin)?;
+    Ok(Json(state.service.registry().list_tenants().await.map_err(admin)?))
+}
+
+/// One tenant (admin, or a key of that tenant).
+#[utoipa::path(get, path = "/api/v1/tenants/{name}", responses((status = 200), (status = 403), (status = 404)))]
+pub async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<TenantRecord>> {
+    caller.principal.tenant_filter(Some(&name)).map_err(admin)?;
+    Ok(Json(state.service.registry().get_tenant(&name).await.map_err(admin)?))
+}
+
+/// Replaces a tenant's limits (admin).
+#[utoipa::path(put, path = "/api/v1/tenants/{name}/limits", responses((status = 200), (status = 400), (status = 403), (status = 404)))]
+pub async fn set_tenant_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    AdminJson(limits): AdminJson<Limits>,
+) -> AdminResult<Json<TenantRecord>> {
+    caller.principal.require(Scope::Admin).map_err(admin)?;
+    Ok(Json(state.service.registry().set_tenant_limits(&name, &limits).await.map_err(admin)?))
+}
+
+/// A key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Owning tenant (default: the caller's).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Label.
+    #[serde(default)]
+    pub name: String,
+    /// Scopes: `admin`, `models:write`, `models:read`, `infer`.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+    /// Models the key may use (default: all its tenant can see).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// The key's own limits (as a tenant's).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub limits: Limits,
+    /// Unix seconds after which the key is refused.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// A new key: the only time `key` is shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    /// The key to send as `Authorization: Bearer <key>`. Not stored; cannot be shown again.
+    pub key: String,
+    /// The stored record.
+    #[serde(flatten)]
+    pub record: KeyRecord,
+}
+
+/// Creates a key (admin). The response holds the key itself, once.
+#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey, responses((status = 201), (status = 400), (status = 403), (status = 404)))]
+pub async fn create_key(State(state): State<AppState>, caller: Caller, AdminJson(body): AdminJson<CreateKey>) -> AdminResult<Response> {
+    caller.principal.require(Scope::Admin).map_err(admin)?;
+    let request = KeyRequest {
+        tenant: body.tenant.unwrap_or_else(|| caller.principal.tenant.clone()),
+        name: body.name,
+        scopes: body.scopes,
+        models: body.models,
+        limits: body.limits,
+        expires_at: body.expires_at,
+    };
+    let (record, key) = state.gate.create_key(request).await.map_err(admin)?;
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, record })).into_response())
+}
+
+/// Which tenant to read.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuery {
+    /// One tenant (admins; others always see their own).
+    pub tenant: Option<String>,
+    /// Most entries (audit; default 100, at most 10,000).
+    pub limit: Option<u32>,
+}
+
+/// Lists keys (never their secrets): admins all or `?tenant=`, others their tenant's.
+#[utoipa::path(get, path = "/api/v1/keys", params(TenantQuery), responses((status = 200), (status = 403)))]
+pub async fn list_keys(State(state): State<AppState>, caller: Caller, Query(query): Query<TenantQuery>) -> AdminResult<Json<Vec<KeyRecord>>> {
+    let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
+    Ok(Json(state.service.registry().list_keys(tenant.as_deref()).await.map_err(admin)?))
+}
+
+/// Revokes a key (admin); it is refused from the next request on.
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", responses((status = 200), (status = 403), (status = 404)))]
+pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> AdminResult<Json<KeyRecord>> {
+    caller.principal.require(Scope::Admin).map_err(admin)?;
+    Ok(Json(state.service.registry().revoke_key(&id).await.map_err(admin)?))
+}
+
+/// Usage report parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Start, inclusive: `YYYY-MM-DD` (UTC) or Unix seconds (default: the start of this month).
+    pub from: Option<String>,
+    /// End, exclusive: `YYYY-MM-DD` (UTC) or Unix seconds (default: now).
+    pub to: Option<String>,
+    /// `model` (default), `key` or `day`.
+    pub group_by: Option<String>,
+    /// One tenant (admins; others always see their own).
+    pub tenant: Option<String>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+fn parse_time(field: &str, text: Option<&str>, default: i64) -> AdminResult<i64> {
+    match text {
+        None => Ok(default),
+        Some(text) => calendar::parse_date_ms(text)
+            .ok_or_else(|| admin(ServiceError::invalid(format!("{field} must be YYYY-MM-DD or Unix seconds, got '{text}'")))),
+    }
+}
+
+/// Usage and cost per tenant, grouped by model, key or day, as JSON or CSV.
+#[utoipa::path(get, path = "/api/v1/usage", params(UsageQuery), responses((status = 200), (status = 400), (status = 403)))]
+pub async fn usage(State(state): State<AppState>, caller: Caller, Query(query): Query<UsageQuery>) -> AdminResult<Response> {
+    let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
+    let now = calendar::now_ms();
+    let from = parse_time("from", query.from.as_deref(), calendar::month_start_ms(now))?;
+    let to = parse_time("to", query.to.as_deref(), now + 1)?;
+    let group = match query.group_by.as_deref() {
+        None | Some("model") => UsageGroup::Model,
+        Some("key") => UsageGroup::Key,
+        Some("day") => UsageGroup::Day,
+        Some(other) => return Err(admin(ServiceError::invalid(format!("group_by must be model, key or day, got '{other}'")))),
+    };
+    // Events still waiting for the writer are included.
+    state.gate.flush().await;
+    let rows = state.service.registry().usage_report(from, to, tenant.as_deref(), group).await.map_err(admin)?;
+    match query.format.as_deref() {
+        None | Some("json") => Ok(Json(serde_json::json!({
+            "from": calendar::format_utc(from), "to": calendar::format_utc(to), "group_by": query.group_by.as_deref().unwrap_or("model"), "rows": rows,
+        }))
+        .into_response()),
+        Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv(&rows)).into_response()),
+        Some(other) => Err(admin(ServiceError::invalid(format!("format must be json or csv, got '{other}'")))),
+    }
+}
+
+/// The report as CSV, with a header row.
+pub fn csv(rows: &[UsageRow]) -> String {
+    let mut out = String::from(
+        "tenant,group,requests,failed,input_tokens,output_tokens,input_elements,output_elements,compute_ms,bytes_in,bytes_out,cost\n",
+    );
+    for row in rows {
+        let quote = |text: &str| if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() };
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            quote(&row.tenant),
+            quote(&row.group),
+            row.requests,
+            row.failed,
+            row.input_tokens,
+            row.output_tokens,
+            row.input_elements,
+            row.output_elements,
+            row.compute_ms,
+            row.bytes_in,
+            row.bytes_out,
+            row.cost
+        ));
+    }
+    out
+}
+
+/// The newest audit entries first: admins all or `?tenant=`, others their tenant's.
+#[utoipa::path(get, path = "/api/v1/audit", params(TenantQuery), responses((status = 200), (status = 403)))]
+pub async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<TenantQuery>) -> AdminResult<Json<Vec<AuditEntry>>> {
+    let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
+    let limit = query.limit.unwrap_or(100).min(10_000);
+    Ok(Json(state.service.registry().list_audit(tenant.as_deref(), limit).await.map_err(admin)?))
+}
+
+/// The caller: key id, tenant and scopes.
+#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200)))]
+pub async fn whoami(caller: Caller) -> Json<serde_json::Value> {
+    let principal = caller.principal;
+    Json(serde_json::json!({
+        "key_id": principal.key_id, "tenant": principal.tenant, "scopes": principal.scopes, "models": principal.models,
+    }))
+}

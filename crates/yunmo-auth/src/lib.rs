@@ -1,0 +1,343 @@
+//! Who is calling and what they may use: API keys, scopes, model access, rate limits, quotas, metering and
+//! the audit log, behind one transport-agnostic [`Gate`]. The REST middleware and the gRPC interceptor both
+//! call [`Gate::authenticate`] with the credentials they found; handlers call [`Gate::model`] before
+//! touching a model and [`Gate::admit`] before running one.
+
+mod access;
+pub mod calendar;
+pub mod key;
+mod limits;
+mod meter;
+mod principal;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use access::{Action, can_see, check};
+pub use limits::{Admission, Limiter, Subject};
+pub use meter::{Meter, UsageGuard};
+pub use principal::Principal;
+use yunmo_registry::{AuditEntry, DEFAULT_TENANT, KeyRecord, ModelRecord, NewKey, Registry, UsageEvent};
+use yunmo_service::{Code, ServiceError, UsageCell};
+use yunmo_types::{Limits, Scope};
+
+/// How callers are authenticated.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Require a key on every route but the open ones.
+    pub enabled: bool,
+    /// Paths served without a key (exact, or a prefix when ending in `*`).
+    pub open_paths: Vec<String>,
+    /// How often usage events are written.
+    pub flush_interval: Duration,
+}
+
+/// Credentials found on a request, whatever the transport.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The `authorization` header or metadata value (`Bearer <key>`).
+    pub authorization: Option<&'a str>,
+    /// The `api-key` header or metadata value.
+    pub api_key: Option<&'a str>,
+}
+
+impl<'a> Credentials<'a> {
+    fn key(&self) -> Option<&'a str> {
+        let bearer = self.authorization.and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+        });
+        bearer.or(self.api_key.map(str::trim))
+    }
+}
+
+/// A key to create.
+#[derive(Debug, Clone)]
+pub struct KeyRequest {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Label.
+    pub name: String,
+    /// Scopes (at least one).
+    pub scopes: Vec<Scope>,
+    /// Model allow-list.
+    pub models: Option<Vec<String>>,
+    /// The key's limits.
+    pub limits: Limits,
+    /// Unix seconds after which it is refused.
+    pub expires_at: Option<i64>,
+}
+
+struct Inner {
+    registry: Registry,
+    config: AuthConfig,
+    limiter: Arc<Limiter>,
+    meter: Meter,
+}
+
+/// The one place requests are authenticated, authorized, limited and metered.
+#[derive(Clone)]
+pub struct Gate(Arc<Inner>);
+
+fn unauthenticated(message: impl Into<String>) -> ServiceError {
+    ServiceError::new(Code::Unauthenticated, message)
+}
+
+impl Gate {
+    /// A gate on `registry`; starts the usage writer on the current runtime.
+    pub fn new(registry: Registry, config: AuthConfig) -> Gate {
+        let meter = Meter::start(registry.clone(), config.flush_interval);
+        let limiter = Arc::new(Limiter::new(registry.clone()));
+        Gate(Arc::new(Inner { registry, config, limiter, meter }))
+    }
+
+    /// Whether keys are required.
+    pub fn enabled(&self) -> bool {
+        self.0.config.enabled
+    }
+
+    /// Whether `path` is served without a key.
+    pub fn is_open(&self, path: &str) -> bool {
+        self.0.config.open_paths.iter().any(|open| match open.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == open,
+        })
+    }
+
+    /// The caller behind `credentials`. With auth off, every caller is [`Principal::local`].
+    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal, ServiceError> {
+        if !self.enabled() {
+            return Ok(Principal::local());
+        }
+        let Some(presented) = credentials.key() else {
+            return Err(unauthenticated("no API key: send 'Authorization: Bearer ym_...' or an 'api-key' header"));
+        };
+        let invalid = || unauthenticated("invalid API key");
+        let id = key::key_id(presented).ok_or_else(invalid)?;
+        let record = self.0.registry.get_key(id).await?.ok_or_else(invalid)?;
+        if !key::verify(presented, &record.hash) {
+            return Err(invalid());
+        }
+        if record.revoked_at.is_some() {
+            return Err(unauthenticated(format!("API key '{id}' has been revoked")));
+        }
+        if let Some(expires_at) = record.expires_at
+            && expires_at * 1000 <= calendar::now_ms()
+        {
+            return Err(unauthenticated(format!("API key '{id}' expired at {}", calendar::format_utc(expires_at * 1000))));
+        }
+        Ok(Principal::from_key(record))
+    }
+
+    /// The model `name` if `principal` may do `action` on it; a model it cannot see is "not found".
+    pub async fn model(&self, principal: &Principal, name: &str, action: Action) -> Result<ModelRecord, ServiceError> {
+        let model = self.0.registry.get_model(name).await?;
+        check(principal, &model, action)?;
+        Ok(model)
+    }
+
+    /// The models `principal` can see (own, public, shared with its tenant; within its key's allow-list).
+    pub async fn visible_models(&self, principal: &Principal) -> Result<Vec<ModelRecord>, ServiceError> {
+        let models = self.0.registry.list_models().await?;
+        Ok(models
+            .into_iter()
+            .filter(|model| can_see(principal, model))
+            .filter(|model| principal.is_admin() || principal.models.as_ref().is_none_or(|allowed| allowed.contains(&model.name)))
+            .collect())
+    }
+
+    /// Admits one inference request past the rate limits and quotas, and starts its usage record.
+    pub async fn admit(&self, principal: &Principal, protocol: &str) -> Result<UsageGuard, ServiceError> {
+        let admission = self.0.limiter.admit(principal).await?;
+        let cell = UsageCell::new(UsageEvent {
+            at_ms: calendar::now_ms(),
+            tenant: principal.tenant.clone(),
+            key_id: principal.key_id.clone(),
+            protocol: protocol.to_string(),
+            outcome: "cancelled".into(),
+            ..UsageEvent::default()
+        });
+        Ok(UsageGuard::new(cell, self.0.meter.clone(), self.0.limiter.clone(), admission))
+    }
+
+    /// Writes every usage event so far (graceful shutdown).
+    pub async fn flush(&self) {
+        self.0.meter.flush().await;
+    }
+
+    /// Appends a management action to the audit log. A failure to write it is logged, not hidden.
+    pub async fn audit(&self, entry: AuditEntry) {
+        tracing::info!(target: "yunmo::audit", key = %entry.key_id, tenant = %entry.tenant, action = %entry.action,
+            target_path = %entry.target, remote = %entry.remote, outcome = %entry.outcome, "Management action.");
+        if let Err(error) = self.0.registry.append_audit(&entry).await {
+            tracing::error!(%error, "Cannot write the audit log.");
+        }
+    }
+
+    /// Creates a key; returns its record and the key itself, which is not stored and cannot be shown again.
+    pub async fn create_key(&self, request: KeyRequest) -> Result<(KeyRecord, String), ServiceError> {
+        if request.scopes.is_empty() {
+            return Err(ServiceError::invalid("scopes must name at least one of admin, models:write, models:read, infer"));
+        }
+        let generated = key::generate();
+        let new = NewKey {
+            id: generated.id,
+            tenant: request.tenant,
+            name: request.name,
+            hash: generated.hash,
+            scopes: request.scopes,
+            models: request.models,
+            limits: request.limits,
+            expires_at: request.expires_at,
+        };
+        let record = self.0.registry.insert_key(&new).await?;
+        Ok((record, generated.key))
+    }
+
+    /// On a database without keys, creates the bootstrap admin key of the default tenant: `configured` (from
+    /// `auth.bootstrap_key`) if given, else a new one written to `key_file` (mode 0600, never overwritten)
+    /// and returned so the caller can print it once. Does nothing when keys exist or auth is off.
+    pub async fn bootstrap(&self, configured: Option<&str>, key_file: &Path) -> Result<Option<(PathBuf, String)>, ServiceError> {
+        if !self.enabled() || self.0.registry.count_keys().await? > 0 {
+            return Ok(None);
+        }
+        let (id, key, hash, generated) = match configured {
+            Some(key) => {
+                let id = key::key_id(key).ok_or_else(|| {
+                    ServiceError::invalid(format!(
+                        "auth.bootstrap_key must look like ym_<4-32 lowercase letters or digits>_<{} or more of [A-Za-z0-9_-]>",
+                        key::MIN_SECRET_CHARS
+                    ))
+                })?;
+                (id.to_string(), key.to_string(), key::hash(key), false)
+            }
+            None => {
+                let generated = key::generate();
+                (generated.id, generated.key, generated.hash, true)
+            }
+        };
+        let new = NewKey {
+            id,
+            tenant: DEFAULT_TENANT.into(),
+            name: "bootstrap admin".into(),
+            hash,
+            scopes: vec![Scope::Admin],
+            models: None,
+            limits: Limits::default(),
+            expires_at: None,
+        };
+        if generated {
+            write_secret_file(key_file, &key)
+                .map_err(|error| ServiceError::internal(format!("cannot write the bootstrap key to {}: {error}", key_file.display())))?;
+        }
+        self.0.registry.insert_key(&new).await?;
+        Ok(generated.then(|| (key_file.to_path_buf(), key)))
+    }
+}
+
+/// Writes `secret` to a new file readable only by its owner.
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn gate(enabled: bool) -> (Gate, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&yunmo_registry::RegistryConfig { data_dir: dir.path().into() }).await.unwrap();
+        let config = AuthConfig { enabled, open_paths: vec!["/v2/health/*".into(), "/metrics".into()], flush_interval: Duration::from_millis(50) };
+        (Gate::new(registry, config), dir)
+    }
+
+    fn bearer(key: &str) -> String {
+        format!("Bearer {key}")
+    }
+
+    #[tokio::test]
+    async fn bootstrap_key_is_written_once_with_mode_0600_and_authenticates() {
+        let (gate, dir) = gate(true).await;
+        let file = dir.path().join("admin.key");
+        let (path, key) = gate.bootstrap(None, &file).await.unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(gate.bootstrap(None, &file).await.unwrap().is_none(), "a second start makes no new key");
+        let header = bearer(&key);
+        let principal = gate.authenticate(Credentials { authorization: Some(&header), api_key: None }).await.unwrap();
+        assert!(principal.is_admin());
+        let principal = gate.authenticate(Credentials { authorization: None, api_key: Some(&key) }).await.unwrap();
+        assert_eq!(principal.tenant, DEFAULT_TENANT);
+    }
+
+    #[tokio::test]
+    async fn bad_missing_revoked_and_expired_keys_are_refused() {
+        let (gate, _dir) = gate(true).await;
+        let request = KeyRequest {
+            tenant: DEFAULT_TENANT.into(),
+            name: "t".into(),
+            scopes: vec![Scope::Infer],
+            models: None,
+            limits: Limits::default(),
+            expires_at: None,
+        };
+        let (record, key) = gate.create_key(request.clone()).await.unwrap();
+        let header = bearer(&key);
+        let ok = Credentials { authorization: Some(&header), api_key: None };
+        assert!(gate.authenticate(ok).await.is_ok());
+        let mut forged = key.clone();
+        forged.pop();
+        forged.push(if key.ends_with('A') { 'B' } else { 'A' });
+        for credentials in [Credentials::default(), Credentials { authorization: None, api_key: Some(&forged) }] {
+            assert_eq!(gate.authenticate(credentials).await.unwrap_err().code, Code::Unauthenticated);
+        }
+        gate.0.registry.revoke_key(&record.id).await.unwrap();
+        let error = gate.authenticate(ok).await.unwrap_err();
+        assert!(error.message.contains("revoked"), "{}", error.message);
+        let (_, expired) = gate.create_key(KeyRequest { expires_at: Some(1), ..request }).await.unwrap();
+        let error = gate.authenticate(Credentials { authorization: None, api_key: Some(&expired) }).await.unwrap_err();
+        assert!(error.message.contains("expired"), "{}", error.message);
+    }
+
+    #[tokio::test]
+    async fn every_guard_becomes_one_stored_event_after_flush() {
+        let (gate, _dir) = gate(false).await;
+        let principal = Principal::local();
+        for outcome in ["ok", "invalid_request", "cancelled"] {
+            let guard = gate.admit(&principal, "rest").await.unwrap();
+            guard.cell().add_elements(4, 3);
+            if outcome != "cancelled" {
+                guard.cell().set_outcome(outcome);
+            }
+        }
+        gate.flush().await;
+        let rows = gate.0.registry.usage_report(0, i64::MAX, None, yunmo_registry::UsageGroup::Key).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].requests, rows[0].failed, rows[0].input_elements, rows[0].output_elements), (3, 2, 12, 9));
+    }
+
+    #[test]
+    fn open_paths_match_exactly_or_by_prefix() {
+        let config = AuthConfig { enabled: true, open_paths: vec!["/v2/health/*".into(), "/metrics".into()], flush_interval: Duration::from_secs(1) };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let registry = Registry::open(&yunmo_registry::RegistryConfig { data_dir: dir.path().into() }).await.unwrap();
+            let gate = Gate::new(registry, config);
+            assert!(gate.is_open("/v2/health/live") && gate.is_open("/metrics"));
+            assert!(!gate.is_open("/metrics/x") && !gate.is_open("/v2/models/x") && !gate.is_open("/v2"));
+        });
+    }
+}

@@ -1,0 +1,142 @@
+//! Metering: one usage event per admitted request, written to the database in batches.
+//!
+//! [`UsageGuard`] is created when a request is admitted and emits its event when dropped, so requests that
+//! fail, time out or lose their client are counted like the others. A writer task prices the events by
+//! their version's price, then writes them in one transaction every flush interval (or sooner when many
+//! are waiting). [`Meter::flush`] writes what is pending (graceful shutdown calls it); a crash loses at most
+//! the events of the last interval.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use yunmo_registry::{Registry, UsageEvent};
+use yunmo_service::UsageCell;
+use yunmo_types::Price;
+
+use crate::limits::{Admission, Limiter};
+
+/// Events waiting past this many are written at once.
+const BATCH: usize = 2048;
+
+enum Message {
+    Event(UsageEvent),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the usage writer.
+#[derive(Clone)]
+pub struct Meter {
+    sender: mpsc::UnboundedSender<Message>,
+}
+
+impl Meter {
+    /// Starts the writer task on the current runtime.
+    pub fn start(registry: Registry, interval: Duration) -> Meter {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(writer(registry, receiver, interval));
+        Meter { sender }
+    }
+
+    fn send(&self, event: UsageEvent) {
+        if self.sender.send(Message::Event(event)).is_err() {
+            tracing::error!("The usage writer has stopped; a usage event is lost.");
+        }
+    }
+
+    /// Writes every event sent so far and waits until they are stored.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn writer(registry: Registry, mut receiver: mpsc::UnboundedReceiver<Message>, interval: Duration) {
+    let mut pending: Vec<UsageEvent> = Vec::new();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                Some(Message::Event(event)) => {
+                    pending.push(event);
+                    if pending.len() >= BATCH {
+                        write(&registry, &mut pending).await;
+                    }
+                }
+                Some(Message::Flush(done)) => {
+                    // Take everything already queued before answering.
+                    while let Ok(Message::Event(event)) = receiver.try_recv() {
+                        pending.push(event);
+                    }
+                    write(&registry, &mut pending).await;
+                    let _ = done.send(());
+                }
+                None => {
+                    write(&registry, &mut pending).await;
+                    return;
+                }
+            },
+            _ = ticker.tick() => write(&registry, &mut pending).await,
+        }
+    }
+}
+
+/// Prices and stores `pending`; on a database error keeps them for the next try.
+async fn write(registry: &Registry, pending: &mut Vec<UsageEvent>) {
+    if pending.is_empty() {
+        return;
+    }
+    let mut prices: HashMap<(String, u64), Option<Price>> = HashMap::new();
+    for event in pending.iter_mut() {
+        let key = (event.model.clone(), event.version);
+        if !prices.contains_key(&key) {
+            let price = match event.version {
+                0 => None,
+                version => registry.get_version(&event.model, version).await.ok().and_then(|record| record.config.price),
+            };
+            prices.insert(key.clone(), price);
+        }
+        event.cost = prices[&key].map_or(0.0, |price| price.cost(event.input_tokens, event.output_tokens, event.compute_ms));
+    }
+    match registry.insert_usage(pending).await {
+        Ok(()) => pending.clear(),
+        Err(error) => tracing::error!(%error, events = pending.len(), "Cannot write usage events; retrying at the next flush."),
+    }
+}
+
+/// Held for the life of an admitted request; emits its usage event when dropped.
+pub struct UsageGuard {
+    cell: UsageCell,
+    meter: Meter,
+    limiter: Arc<Limiter>,
+    admission: Admission,
+    started: Instant,
+}
+
+impl UsageGuard {
+    pub(crate) fn new(cell: UsageCell, meter: Meter, limiter: Arc<Limiter>, admission: Admission) -> UsageGuard {
+        UsageGuard { cell, meter, limiter, admission, started: Instant::now() }
+    }
+
+    /// The request's usage record, for the layers that fill it in.
+    pub fn cell(&self) -> &UsageCell {
+        &self.cell
+    }
+
+    /// Milliseconds since admission.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+impl Drop for UsageGuard {
+    fn drop(&mut self) {
+        let event = self.cell.snapshot();
+        self.limiter.charge(&self.admission, event.input_tokens + event.output_tokens, event.compute_ms);
+        self.meter.send(event);
+    }
+}
