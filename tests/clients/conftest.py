@@ -27,8 +27,10 @@ def fixture_path(name):
 
 
 class Server:
-    def __init__(self, data_dir, env=None):
+    def __init__(self, data_dir, env=None, scheme="http"):
         self.data_dir = data_dir
+        self.key = None
+        self.ssl_context = None
         ready = os.path.join(data_dir, "ready.json")
         if os.path.exists(ready):
             os.remove(ready)
@@ -48,13 +50,19 @@ class Server:
             addresses = json.load(f)
         self.address = addresses["http"]
         self.grpc_address = addresses["grpc"]
-        self.url = f"http://{self.address}"
+        self.url = f"{scheme}://{self.address}"
 
-    def request(self, method, path, body=None, headers=None):
+    def request(self, method, path, body=None, headers=None, key=None):
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        headers = dict(headers or {})
+        if not isinstance(body, (bytes, type(None))):
+            headers.setdefault("Content-Type", "application/json")
+        key = key or self.key
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req) as response:
+            with urllib.request.urlopen(req, context=self.ssl_context) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()

@@ -91,15 +91,27 @@ pub async fn meter(State(state): State<AppState>, mut request: Request, next: Ne
     };
     let cell = guard.cell().clone();
     request.extensions_mut().insert(cell.clone());
-    let counter = cell.clone();
-    let (parts, body) = request.into_parts();
-    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            counter.add_bytes(bytes.len() as u64, 0);
+    // Bytes in: the declared length (a request refused before its body is read still sent it), else the
+    // bytes as they are read.
+    let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let request = match declared {
+        Some(length) => {
+            cell.add_bytes(length, 0);
+            request
         }
-        chunk
-    }));
-    let response = next.run(Request::from_parts(parts, body)).await;
+        None => {
+            let counter = cell.clone();
+            let (parts, body) = request.into_parts();
+            let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    counter.add_bytes(bytes.len() as u64, 0);
+                }
+                chunk
+            }));
+            Request::from_parts(parts, body)
+        }
+    };
+    let response = next.run(request).await;
     let outcome = match response.extensions().get::<ErrorCode>() {
         Some(ErrorCode(code)) => code.as_str(),
         None if response.status().is_success() => "ok",
@@ -162,8 +174,11 @@ impl Caller {
     /// The model `name` if this caller may do `action` on it.
     pub async fn model(&self, state: &AppState, name: &str, action: Action) -> Result<ModelRecord, ServiceError> {
         let result = state.gate.model(&self.principal, name, action).await;
-        if let (Err(error), Action::Infer) = (&result, action) {
-            state.service.count_refused(error);
+        match (&result, action, &self.usage) {
+            (Err(error), Action::Infer, _) => state.service.count_refused(error),
+            // The version is known once the request is served; a failed request keeps version 0.
+            (Ok(_), Action::Infer, Some(usage)) => usage.set_model(name, 0),
+            _ => {}
         }
         result
     }

@@ -10,12 +10,33 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 
+mod tenancy;
+pub use tenancy::{KeysCommand, TenantsCommand, UsageArgs, keys, tenants, usage};
+
 /// Where the server is.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// Base URL of the Yunmo server.
     #[arg(long, env = "YUNMO_URL", default_value = "http://127.0.0.1:8080", global = true)]
     pub url: String,
+    /// API key (ym_...), sent as `Authorization: Bearer`. The server prints the bootstrap admin key on
+    /// its first start and saves it to <data_dir>/bootstrap-admin.key.
+    #[arg(long, env = "YUNMO_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+}
+
+impl ServerArgs {
+    /// An HTTP client that sends the API key on every request.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &self.api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+                .context("the API key has characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(Client::builder().default_headers(headers).build()?)
+    }
 }
 
 /// `yunmo models ...`
@@ -81,12 +102,12 @@ pub struct InferArgs {
     pub input: String,
 }
 
-fn base(url: &str) -> &str {
+pub(crate) fn base(url: &str) -> &str {
     url.trim_end_matches('/')
 }
 
 /// Turns a non-2xx answer into an error carrying the server's message.
-async fn check(response: Response) -> anyhow::Result<Response> {
+pub(crate) async fn check(response: Response) -> anyhow::Result<Response> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
@@ -115,7 +136,7 @@ fn read_json_arg(text: &str, what: &str) -> anyhow::Result<String> {
 
 /// Runs a `models` subcommand.
 pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Result<()> {
-    let client = Client::new();
+    let client = server.client()?;
     let url = base(&server.url);
     match command {
         ModelsCommand::Push(args) => push(&client, url, args).await,
@@ -234,7 +255,7 @@ pub async fn infer(server: &ServerArgs, args: InferArgs) -> anyhow::Result<()> {
         Some(version) => format!("{url}/v2/models/{}/versions/{version}/infer", args.name),
         None => format!("{url}/v2/models/{}/infer", args.name),
     };
-    let response = Client::new().post(target).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await?;
+    let response = server.client()?.post(target).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await?;
     let response = check(response).await?;
     let body: Value = response.json().await?;
     println!("{}", serde_json::to_string_pretty(&body)?);

@@ -35,6 +35,27 @@ enum Command {
         #[command(flatten)]
         args: yunmo_cli::InferArgs,
     },
+    /// Manage tenants (admin key).
+    Tenants {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(subcommand)]
+        command: yunmo_cli::TenantsCommand,
+    },
+    /// Create, list and revoke API keys (admin key).
+    Keys {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(subcommand)]
+        command: yunmo_cli::KeysCommand,
+    },
+    /// Report usage and cost per tenant, grouped by model, key or day (table or CSV).
+    Usage {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(flatten)]
+        args: yunmo_cli::UsageArgs,
+    },
     /// Print the management API's OpenAPI description.
     Openapi,
 }
@@ -80,6 +101,9 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(_) => unreachable!("handled above"),
             Command::Models { server, command } => yunmo_cli::models(&server, command).await,
             Command::Infer { server, args } => yunmo_cli::infer(&server, args).await,
+            Command::Tenants { server, command } => yunmo_cli::tenants(&server, command).await,
+            Command::Keys { server, command } => yunmo_cli::keys(&server, command).await,
+            Command::Usage { server, args } => yunmo_cli::usage(&server, args).await,
             Command::Openapi => {
                 print!("{}", yunmo_api::openapi::document_json());
                 Ok(())

@@ -1,0 +1,101 @@
+//! With auth on, no route serves without a valid key. The routes are enumerated from the router's source
+//! (every `.route("…", …)` in this crate, checked against the number of `.route(` calls so none is
+//! missed), then each is called with every method, without a key and with a bad one: all must answer 401,
+//! except the configured open paths, which must not.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use tower::ServiceExt;
+use yunmo_api::{ApiConfig, AppState};
+
+/// `(path, source file)` of every route declared in `src/`.
+fn declared_routes() -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    let mut calls = 0;
+    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            calls += text.matches(".route(").count();
+            for piece in text.split(".route(\"").skip(1) {
+                let route = piece.split('"').next().unwrap();
+                routes.push((route.to_string(), path.display().to_string()));
+            }
+        }
+    }
+    assert_eq!(routes.len(), calls, "every .route( call must name its path as a string literal: {routes:?}");
+    assert!(routes.len() >= 40, "expected the whole API, found {} routes", routes.len());
+    routes
+}
+
+async fn state(dir: &Path) -> AppState {
+    let registry = yunmo_registry::Registry::open(&yunmo_registry::RegistryConfig { data_dir: dir.into() }).await.unwrap();
+    let config = yunmo_auth::AuthConfig {
+        enabled: true,
+        open_paths: vec!["/v2/health/*".into(), "/metrics".into()],
+        flush_interval: Duration::from_millis(100),
+    };
+    let gate = yunmo_auth::Gate::new(registry.clone(), config);
+    let service = yunmo_service::InferenceService::new(
+        registry,
+        Vec::new(),
+        yunmo_service::ServiceConfig {
+            workers: yunmo_service::WorkerConfig {
+                queue_capacity: 4,
+                intra_op_threads: 1,
+                memory_budget_bytes: 0,
+                idle_unload: Duration::ZERO,
+            },
+            request_timeout: Duration::from_secs(5),
+        },
+    );
+    AppState {
+        service,
+        gate,
+        config: Arc::new(ApiConfig { max_body_bytes: 1 << 20, max_upload_bytes: 1 << 20, max_tensor_elements: 1 << 16 }),
+        prometheus: None,
+        shutting_down: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+#[tokio::test]
+async fn no_route_serves_without_a_valid_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = yunmo_api::router(state(dir.path()).await);
+    let open = ["/v2/health/live", "/v2/health/ready", "/metrics"];
+    let mut checked = 0;
+    for (route, file) in declared_routes() {
+        let path = route.replace("{name}", "m").replace("{version}", "1").replace("{id}", "k");
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            for header in [None, Some(("authorization", "Bearer ym_0000_0000000000000000000000000000000000")), Some(("api-key", "nonsense"))] {
+                let mut request = Request::builder().method(method.clone()).uri(&path);
+                if let Some((name, value)) = header {
+                    request = request.header(name, value);
+                }
+                let response = app.clone().oneshot(request.body(Body::from("{}")).unwrap()).await.unwrap();
+                let status = response.status();
+                if open.contains(&path.as_str()) {
+                    assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path} is open");
+                } else {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} ({file}) answered {status} without a valid key");
+                    assert!(response.headers().contains_key("www-authenticate"));
+                }
+                checked += 1;
+            }
+        }
+    }
+    // Paths no route declares are refused the same way.
+    let response = app.oneshot(Request::get("/no/such/route").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(checked > 500, "{checked}");
+}
