@@ -31,21 +31,29 @@ server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server' INT TERM
 for _ in $(seq 600); do [ -f "$ready" ] && break; kill -0 $server 2>/dev/null || exit 1; sleep 0.1; done
 
-if ! curl -sf "$URL/api/v1/models/iris" >/dev/null; then
+# Auth is on: the first start created an admin key and saved it (mode 0600) in the data directory.
+export YUNMO_API_KEY="${YUNMO_API_KEY:-$(cat ./yunmo-data/bootstrap-admin.key 2>/dev/null || true)}"
+if [ -z "$YUNMO_API_KEY" ]; then
+  echo "No API key: set YUNMO_API_KEY to an admin key of the server in ./yunmo-data." >&2
+  kill -TERM $server; exit 1
+fi
+AUTH="Authorization: Bearer $YUNMO_API_KEY"
+
+if ! curl -sf -H "$AUTH" "$URL/api/v1/models/iris" >/dev/null; then
   "$YUNMO" models push "$DEMO/iris_mlp.onnx" --name iris --task classification --url "$URL" \
     --description "Iris species from sepal and petal sizes (scikit-learn MLP)" \
     --config '{"labels": ["setosa", "versicolor", "virginica"]}' >/dev/null
 fi
-if ! curl -sf "$URL/api/v1/models/efficientnet_lite0" >/dev/null; then
+if ! curl -sf -H "$AUTH" "$URL/api/v1/models/efficientnet_lite0" >/dev/null; then
   labels=$(cat "$YUNMO_CACHE/models/imagenet_labels.json")
   "$YUNMO" models push "$DEMO/efficientnet_lite0.onnx" --name efficientnet_lite0 --task classification --url "$URL" \
     --description "EfficientNet-Lite0, ImageNet-1k" --config "{\"labels\": $labels}" >/dev/null
 fi
-if ! curl -sf "$URL/api/v1/models/smollm2" >/dev/null; then
+if ! curl -sf -H "$AUTH" "$URL/api/v1/models/smollm2" >/dev/null; then
   "$YUNMO" models push "$YUNMO_CACHE/models/smollm2-135m-instruct-q4_1.gguf" --name smollm2 --task chat --url "$URL" \
     --description "SmolLM2-135M-Instruct, Q4_1 GGUF" >/dev/null
 fi
-if ! curl -sf "$URL/api/v1/models/minilm" >/dev/null; then
+if ! curl -sf -H "$AUTH" "$URL/api/v1/models/minilm" >/dev/null; then
   "$YUNMO" models push "$YUNMO_CACHE/models/minilm-int8.onnx" --name minilm --task embedding --url "$URL" \
     --description "all-MiniLM-L6-v2 sentence embeddings (int8)" --tokenizer "$YUNMO_CACHE/models/minilm-tokenizer.json" \
     --config '{"embedding": {"pooling": "mean", "normalize": true}, "max_batch_size": 64}' >/dev/null
@@ -53,10 +61,13 @@ fi
 
 cat <<MSG
 
-Yunmo is serving KServe V2 on $URL and gRPC on 127.0.0.1:$((PORT + 1)) (data in ./yunmo-data). Try:
+Yunmo is serving KServe V2 on $URL and gRPC on 127.0.0.1:$((PORT + 1)) (data in ./yunmo-data).
+Every call needs an API key; the admin key of this server is in ./yunmo-data/bootstrap-admin.key. Try:
 
-  curl -s $URL/v2/models/iris
-  curl -s -X POST $URL/v2/models/iris/infer -H 'Content-Type: application/json' -d '{
+  export YUNMO_API_KEY=\$(cat yunmo-data/bootstrap-admin.key)
+
+  curl -s $URL/v2/models/iris -H "Authorization: Bearer \$YUNMO_API_KEY"
+  curl -s -X POST $URL/v2/models/iris/infer -H "Authorization: Bearer \$YUNMO_API_KEY" -H 'Content-Type: application/json' -d '{
     "inputs":  [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}],
     "outputs": [{"name": "probabilities", "parameters": {"classification": 1}}]}'
   $YUNMO models ls
@@ -64,24 +75,30 @@ Yunmo is serving KServe V2 on $URL and gRPC on 127.0.0.1:$((PORT + 1)) (data in 
 
   # any KServe V2 client works, e.g. tritonclient (installed in .venv):
   .venv/bin/python -c "
-import numpy as np, tritonclient.http as t, sys; sys.path.insert(0, 'tests/fixtures'); import images
+import numpy as np, tritonclient.http as t, sys, os; sys.path.insert(0, 'tests/fixtures'); import images
 c = t.InferenceServerClient('127.0.0.1:$PORT')
 x = t.InferInput('input', [1, 3, 224, 224], 'FP32'); x.set_data_from_numpy(images.preprocess(images.sample_image_path('china.jpg')))
-print(c.infer('efficientnet_lite0', [x], outputs=[t.InferRequestedOutput('logits', class_count=3)]).as_numpy('logits'))"
+print(c.infer('efficientnet_lite0', [x], outputs=[t.InferRequestedOutput('logits', class_count=3)],
+              headers={'authorization': 'Bearer ' + os.environ['YUNMO_API_KEY']}).as_numpy('logits'))"
 
   # OpenAI API: chat (streaming too), completions, embeddings
-  curl -s $URL/v1/chat/completions -H 'Content-Type: application/json' -d '{"model": "smollm2",
+  curl -s $URL/v1/chat/completions -H "Authorization: Bearer \$YUNMO_API_KEY" -H 'Content-Type: application/json' -d '{"model": "smollm2",
     "messages": [{"role": "system", "content": "You are a helpful assistant."},
                  {"role": "user", "content": "What is the capital of France?"}], "temperature": 0}'
-  curl -sN $URL/v1/completions -H 'Content-Type: application/json' \
+  curl -sN $URL/v1/completions -H "Authorization: Bearer \$YUNMO_API_KEY" -H 'Content-Type: application/json' \
     -d '{"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 32, "stream": true}'
-  curl -s $URL/v1/embeddings -H 'Content-Type: application/json' -d '{"model": "minilm", "input": ["A man is eating food."]}'
+  curl -s $URL/v1/embeddings -H "Authorization: Bearer \$YUNMO_API_KEY" -H 'Content-Type: application/json' -d '{"model": "minilm", "input": ["A man is eating food."]}'
   .venv/bin/python -c "
-from openai import OpenAI
-c = OpenAI(base_url='$URL/v1', api_key='none')
+import os; from openai import OpenAI
+c = OpenAI(base_url='$URL/v1', api_key=os.environ['YUNMO_API_KEY'])
 for chunk in c.chat.completions.create(model='smollm2', stream=True, messages=[{'role': 'user', 'content': 'Write a haiku about the sea.'}]):
     print(chunk.choices[0].delta.content or '', end='', flush=True) if chunk.choices else None
 print()"
+
+  # tenants, keys and usage
+  $YUNMO tenants create acme --limits '{"requests_per_second": 20, "monthly_tokens": 100000}'
+  $YUNMO keys create --tenant acme --scope infer --scope models:read
+  $YUNMO usage --group-by model
 
 Metrics: curl -s $URL/metrics    Stop: Ctrl-C
 MSG
