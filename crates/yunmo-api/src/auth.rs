@@ -151,6 +151,28 @@ impl Drop for Metered {
     }
 }
 
+/// The model `name` if `principal` may do `action` on it (a model it cannot see is "not found"), for every
+/// transport. For inference, a refusal is counted like a request for a missing model, and an allowed
+/// request's usage record gets the model name (its version once served; a failed request keeps 0).
+pub async fn allow(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    action: Action,
+    usage: Option<&UsageCell>,
+) -> Result<ModelRecord, ServiceError> {
+    let result = match state.service.model_record(name).await {
+        Ok(model) => yunmo_auth::check(principal, &model, action).map(|()| model),
+        Err(error) => Err(error),
+    };
+    match (&result, action, usage) {
+        (Err(error), Action::Infer, _) => state.service.count_refused(error),
+        (Ok(_), Action::Infer, Some(usage)) => usage.set_model(name, 0),
+        _ => {}
+    }
+    result
+}
+
 /// The authenticated caller of a handler and, on inference routes, its usage record.
 pub struct Caller {
     /// Who is calling.
@@ -173,14 +195,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 impl Caller {
     /// The model `name` if this caller may do `action` on it.
     pub async fn model(&self, state: &AppState, name: &str, action: Action) -> Result<ModelRecord, ServiceError> {
-        let result = state.gate.model(&self.principal, name, action).await;
-        match (&result, action, &self.usage) {
-            (Err(error), Action::Infer, _) => state.service.count_refused(error),
-            // The version is known once the request is served; a failed request keeps version 0.
-            (Ok(_), Action::Infer, Some(usage)) => usage.set_model(name, 0),
-            _ => {}
-        }
-        result
+        allow(state, &self.principal, name, action, self.usage.as_ref()).await
     }
 
     /// Checks that this caller may run `model_ref`, then tokenises the prompt and ties its generations

@@ -92,8 +92,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         response.extensions_mut().insert(crate::auth::ErrorCode(self.code));
-        let retry_after = self.retry_after.or((self.code == Code::Overloaded).then_some(1));
-        if let Some(seconds) = retry_after {
+        if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
         }
         if self.code == Code::Unauthenticated {

@@ -37,9 +37,8 @@ pub(crate) fn status(error: ServiceError) -> Status {
     if matches!(error.code, Code::Internal | Code::InferenceFailed) {
         tracing::error!(code = error.code.as_str(), error = %error.message, "gRPC request failed.");
     }
-    let retry_after = error.retry_after.or((error.code == Code::Overloaded).then_some(1));
     let mut status = Status::new(grpc_code(error.code), error.message);
-    if let Some(seconds) = retry_after {
+    if let Some(seconds) = error.retry_after {
         status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from(seconds));
     }
     status
@@ -66,7 +65,7 @@ impl GrpcService {
     /// Checks that the caller of `request` may do `action` on model `name`.
     async fn allow<T>(&self, request: &Request<T>, name: &str, action: Action) -> Result<Principal, Status> {
         let principal = caller(request)?;
-        self.state.gate.model(&principal, name, action).await.map_err(status)?;
+        crate::auth::allow(&self.state, &principal, name, action, None).await.map_err(status)?;
         Ok(principal)
     }
 }
@@ -222,10 +221,7 @@ impl GrpcService {
         };
         let request = request.into_inner();
         usage.add_bytes(prost::Message::encoded_len(&request) as u64, 0);
-        if let Err(error) = self.state.gate.model(&principal, &request.model_name, Action::Infer).await {
-            self.state.service.count_refused(&error);
-            return Err(fail(error));
-        }
+        crate::auth::allow(&self.state, &principal, &request.model_name, Action::Infer, Some(usage)).await.map_err(fail)?;
         let model_ref = model_ref(request.model_name.clone(), &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
         let limits = DecodeLimits { max_tensor_elements: self.state.config.max_tensor_elements };
         let input = decode_request(request, limits).map_err(fail)?;

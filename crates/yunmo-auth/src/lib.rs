@@ -1,7 +1,7 @@
 //! Who is calling and what they may use: API keys, scopes, model access, rate limits, quotas, metering and
 //! the audit log, behind one transport-agnostic [`Gate`]. The REST middleware and the gRPC interceptor both
-//! call [`Gate::authenticate`] with the credentials they found; handlers call [`Gate::model`] before
-//! touching a model and [`Gate::admit`] before running one.
+//! call [`Gate::authenticate`] with the credentials they found; handlers call [`check`] on the model's
+//! record before touching a model and [`Gate::admit`] before running one.
 
 mod access;
 pub mod calendar;
@@ -128,13 +128,6 @@ impl Gate {
             return Err(unauthenticated(format!("API key '{id}' expired at {}", calendar::format_utc(expires_at * 1000))));
         }
         Ok(Principal::from_key(record))
-    }
-
-    /// The model `name` if `principal` may do `action` on it; a model it cannot see is "not found".
-    pub async fn model(&self, principal: &Principal, name: &str, action: Action) -> Result<ModelRecord, ServiceError> {
-        let model = self.0.registry.get_model(name).await?;
-        check(principal, &model, action)?;
-        Ok(model)
     }
 
     /// The models `principal` can see (own, public, shared with its tenant; within its key's allow-list).

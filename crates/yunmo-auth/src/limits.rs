@@ -114,6 +114,10 @@ impl Limiter {
         if has_any(&principal.tenant_limits) {
             subjects.push((Subject::Tenant(principal.tenant.clone()), principal.tenant_limits));
         }
+        if subjects.is_empty() {
+            // Unlimited keys of unlimited tenants take no lock.
+            return Ok(Admission { subjects });
+        }
         let month = calendar::month_start_ms(calendar::now_ms());
         for (subject, limits) in &subjects {
             if has_quota(limits) {
@@ -141,6 +145,9 @@ impl Limiter {
 
     /// Charges the tokens and compute time of an admitted request that ended.
     pub fn charge(&self, admission: &Admission, tokens: u64, compute_ms: u64) {
+        if admission.subjects.is_empty() {
+            return;
+        }
         let mut states = self.states();
         for (subject, limits) in &admission.subjects {
             let Some(state) = states.get_mut(subject) else { continue };

@@ -81,14 +81,15 @@ pub struct ServiceError {
     pub code: Code,
     /// What happened, naming the field, bound and value where there is one.
     pub message: String,
-    /// Seconds after which a retry may succeed (rate limits, quotas, a full queue).
+    /// Seconds after which a retry may succeed (rate limits, quotas; a full queue says 1).
     pub retry_after: Option<u64>,
 }
 
 impl ServiceError {
     /// A new error.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ServiceError { code, message: message.into(), retry_after: None }
+        let retry_after = (code == Code::Overloaded).then_some(1);
+        ServiceError { code, message: message.into(), retry_after }
     }
     /// The same error, telling the client when to retry.
     pub fn with_retry_after(mut self, seconds: u64) -> Self {

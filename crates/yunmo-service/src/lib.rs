@@ -92,6 +92,8 @@ struct Inner {
     /// Which version each (name, explicit version) resolved to. Every registry write goes through this
     /// service and drops the model's entries, so a hit is never stale within this process.
     resolved: std::sync::RwLock<std::collections::HashMap<(String, Option<u64>), VersionRecord>>,
+    /// Model records by name (owner and sharing, for access checks), dropped with the resolutions.
+    records: std::sync::RwLock<std::collections::HashMap<String, yunmo_registry::ModelRecord>>,
     models: ModelManager,
     factories: Vec<Arc<dyn BackendFactory>>,
     request_timeout: std::time::Duration,
@@ -103,8 +105,8 @@ impl InferenceService {
         metrics::describe();
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
-        let resolved = std::sync::RwLock::default();
-        let service = InferenceService { inner: Arc::new(Inner { registry, resolved, models, factories, request_timeout }) };
+        let (resolved, records) = Default::default();
+        let service = InferenceService { inner: Arc::new(Inner { registry, resolved, records, models, factories, request_timeout }) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
             let weak = Arc::downgrade(&service.inner);
             tokio::spawn(async move {
@@ -207,9 +209,20 @@ impl InferenceService {
         Ok(version)
     }
 
-    /// Forgets cached resolutions of `name` (after any change to the model or its versions).
+    /// The stored record of model `name`, cached like resolutions (access checks read it on every request).
+    pub async fn model_record(&self, name: &str) -> Result<yunmo_registry::ModelRecord, ServiceError> {
+        if let Some(hit) = self.inner.records.read().expect("record cache lock").get(name) {
+            return Ok(hit.clone());
+        }
+        let record = self.inner.registry.get_model(name).await?;
+        self.inner.records.write().expect("record cache lock").insert(name.to_string(), record.clone());
+        Ok(record)
+    }
+
+    /// Forgets cached resolutions and the record of `name` (after any change to the model or its versions).
     fn invalidate(&self, name: &str) {
         self.inner.resolved.write().expect("resolve cache lock").retain(|(cached, _), _| cached != name);
+        self.inner.records.write().expect("record cache lock").remove(name);
     }
 
     /// Changes a model's description, task, labels, metadata or version policy.

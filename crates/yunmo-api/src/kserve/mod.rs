@@ -155,7 +155,7 @@ async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers
 
 /// Elements in `tensors`.
 pub(crate) fn elements<'a>(tensors: impl Iterator<Item = &'a yunmo_types::Tensor>) -> u64 {
-    tensors.map(|tensor| tensor.shape().iter().map(|d| *d as u64).product::<u64>()).sum()
+    tensors.map(|tensor| tensor.element_count() as u64).sum()
 }
 
 async fn infer(
