@@ -127,7 +127,9 @@ def test_openai_tenant_isolation(tenants):
     assert a.completions.create(model="b_llm", prompt="Hi", max_tokens=1).usage.completion_tokens == 1
     status, _ = srv.request("DELETE", "/api/v1/models/b_llm", key=keys["a"])
     assert status == 403
-    srv.request("PUT", "/api/v1/models/b_llm/sharing", {"tenants": []}, key=keys["b"])
+    status, body = srv.request("PUT", "/api/v1/models/b_llm/sharing", {"tenants": []}, key=keys["b"])
+    assert status == 200, body
+    assert json.loads(body)["sharing"] == {"public": False, "tenants": []}
     with pytest.raises(openai.NotFoundError):
         a.completions.create(model="b_llm", prompt="Hi", max_tokens=1)
 

@@ -231,6 +231,13 @@ impl Db {
         Ok(Db { pool })
     }
 
+    /// A transaction that holds the write lock from its start. A deferred one that reads and then writes
+    /// fails at once with SQLITE_BUSY when another connection (the usage writer, say) committed since its
+    /// read; `busy_timeout` does not help there. Taking the lock first makes the wait apply instead.
+    pub(crate) async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     fn model(row: &SqliteRow) -> Result<ModelRecord, RegistryError> {
         Ok(ModelRecord {
             id: row.get("id"),
@@ -300,7 +307,7 @@ impl Db {
     }
 
     pub async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<ModelRecord, RegistryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let row = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = ?")))
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -351,7 +358,7 @@ impl Db {
     }
 
     pub async fn delete_model(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE m.name = ?"
         )))
@@ -368,7 +375,7 @@ impl Db {
     }
 
     pub async fn insert_version(&self, row: VersionRow) -> Result<VersionRecord, RegistryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let (name, next_version): (String, i64) =
             sqlx::query_as("SELECT name, next_version FROM models WHERE id = ?").bind(row.model_id).fetch_one(&mut *tx).await?;
         let version = match row.version {
@@ -491,7 +498,7 @@ impl Db {
     }
 
     pub async fn delete_version(&self, model_id: i64, name: &str, version: u64) -> Result<VersionRecord, RegistryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let policy: String =
             sqlx::query_scalar("SELECT version_policy FROM models WHERE id = ?").bind(model_id).fetch_one(&mut *tx).await?;
         if parse::<VersionPolicy>(&policy, "version policy")? == (VersionPolicy::Pinned { version }) {

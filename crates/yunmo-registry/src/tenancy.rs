@@ -365,7 +365,7 @@ impl Db {
 
     /// Writes events in one transaction: all or none.
     pub async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), RegistryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         for event in events {
             sqlx::query(
                 "INSERT INTO usage_events (at_ms, tenant, key_id, model, version, protocol, outcome, input_tokens, output_tokens, \
