@@ -94,6 +94,9 @@ struct Inner {
     resolved: std::sync::RwLock<std::collections::HashMap<(String, Option<u64>), VersionRecord>>,
     /// Model records by name (owner and sharing, for access checks), dropped with the resolutions.
     records: std::sync::RwLock<std::collections::HashMap<String, yunmo_registry::ModelRecord>>,
+    /// Bumped by every invalidation: a lookup that read the database before a concurrent change does not
+    /// cache what it read.
+    generation: std::sync::atomic::AtomicU64,
     models: ModelManager,
     factories: Vec<Arc<dyn BackendFactory>>,
     request_timeout: std::time::Duration,
@@ -105,8 +108,9 @@ impl InferenceService {
         metrics::describe();
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
-        let (resolved, records) = Default::default();
-        let service = InferenceService { inner: Arc::new(Inner { registry, resolved, records, models, factories, request_timeout }) };
+        let (resolved, records, generation) = Default::default();
+        let inner = Inner { registry, resolved, records, generation, models, factories, request_timeout };
+        let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
             let weak = Arc::downgrade(&service.inner);
             tokio::spawn(async move {
@@ -204,8 +208,12 @@ impl InferenceService {
         if let Some(hit) = self.inner.resolved.read().expect("resolve cache lock").get(&key) {
             return Ok(hit.clone());
         }
+        let generation = self.generation();
         let (_, version) = self.inner.registry.resolve(model_ref).await?;
-        self.inner.resolved.write().expect("resolve cache lock").insert(key, version.clone());
+        let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
+        if self.generation() == generation {
+            resolved.insert(key, version.clone());
+        }
         Ok(version)
     }
 
@@ -214,15 +222,26 @@ impl InferenceService {
         if let Some(hit) = self.inner.records.read().expect("record cache lock").get(name) {
             return Ok(hit.clone());
         }
+        let generation = self.generation();
         let record = self.inner.registry.get_model(name).await?;
-        self.inner.records.write().expect("record cache lock").insert(name.to_string(), record.clone());
+        let mut records = self.inner.records.write().expect("record cache lock");
+        if self.generation() == generation {
+            records.insert(name.to_string(), record.clone());
+        }
         Ok(record)
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Forgets cached resolutions and the record of `name` (after any change to the model or its versions).
     fn invalidate(&self, name: &str) {
-        self.inner.resolved.write().expect("resolve cache lock").retain(|(cached, _), _| cached != name);
-        self.inner.records.write().expect("record cache lock").remove(name);
+        let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
+        let mut records = self.inner.records.write().expect("record cache lock");
+        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        resolved.retain(|(cached, _), _| cached != name);
+        records.remove(name);
     }
 
     /// Changes a model's description, task, labels, metadata or version policy.
