@@ -341,7 +341,11 @@ async fn model_dto(state: &AppState, record: ModelRecord) -> AdminResult<ModelDt
 /// Lists models with their versions.
 #[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
 pub async fn list_models(State(state): State<AppState>, caller: Caller) -> AdminResult<Json<ModelList>> {
-    caller.principal.has_any(&[Scope::ModelsRead, Scope::ModelsWrite]).then_some(()).ok_or_else(|| admin(caller.principal.lacks(Scope::ModelsRead)))?;
+    caller
+        .principal
+        .has_any(&[Scope::ModelsRead, Scope::ModelsWrite])
+        .then_some(())
+        .ok_or_else(|| admin(caller.principal.lacks(Scope::ModelsRead)))?;
     let records = state.gate.visible_models(&caller.principal).await.map_err(admin)?;
     let mut models = Vec::with_capacity(records.len());
     for record in records {

@@ -6,7 +6,10 @@ use crate::{admin, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Yunmo management API", description = "Models, versions, uploads, sharing, tenants, API keys, usage and audit. Every route needs an API key (Authorization: Bearer ym_...) when auth is on. Inference uses the KServe V2 protocol under /v2 and the OpenAI API under /v1."),
+    info(
+        title = "Yunmo management API",
+        description = "Models, versions, uploads, sharing, tenants, API keys, usage and audit. Every route needs an API key (Authorization: Bearer ym_...) when auth is on. Inference uses the KServe V2 protocol under /v2 and the OpenAI API under /v1."
+    ),
     paths(
         admin::list_models,
         admin::create_model,

@@ -53,7 +53,11 @@ pub struct CreateTenant {
 
 /// Creates a tenant (admin).
 #[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant, responses((status = 201), (status = 403), (status = 409)))]
-pub async fn create_tenant(State(state): State<AppState>, caller: Caller, AdminJson(body): AdminJson<CreateTenant>) -> AdminResult<Response> {
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    AdminJson(body): AdminJson<CreateTenant>,
+) -> AdminResult<Response> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
     let record = state.service.registry().create_tenant(&body.name, &body.limits).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
@@ -148,7 +152,11 @@ pub struct TenantQuery {
 
 /// Lists keys (never their secrets): admins all or `?tenant=`, others their tenant's.
 #[utoipa::path(get, path = "/api/v1/keys", params(TenantQuery), responses((status = 200), (status = 403)))]
-pub async fn list_keys(State(state): State<AppState>, caller: Caller, Query(query): Query<TenantQuery>) -> AdminResult<Json<Vec<KeyRecord>>> {
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<TenantQuery>,
+) -> AdminResult<Json<Vec<KeyRecord>>> {
     let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
     Ok(Json(state.service.registry().list_keys(tenant.as_deref()).await.map_err(admin)?))
 }
@@ -216,7 +224,8 @@ pub fn csv(rows: &[UsageRow]) -> String {
         "tenant,group,requests,failed,input_tokens,output_tokens,input_elements,output_elements,compute_ms,bytes_in,bytes_out,cost\n",
     );
     for row in rows {
-        let quote = |text: &str| if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() };
+        let quote =
+            |text: &str| if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() };
         out.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{}\n",
             quote(&row.tenant),

@@ -10,7 +10,8 @@ use yunmo_api::kserve::decode::{DecodeLimits, decode_request};
 use yunmo_proto::inference as pb;
 
 const LIMITS: DecodeLimits = DecodeLimits { max_tensor_elements: 1 << 16 };
-const DATATYPES: [&str; 15] = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64", "BYTES", "FLOAT"];
+const DATATYPES: [&str; 15] =
+    ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "BF16", "FP32", "FP64", "BYTES", "FLOAT"];
 
 fn valid_json() -> Vec<u8> {
     br#"{"id":"1","inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]},{"name":"S","shape":[2],"datatype":"BYTES","data":["a","b"],"parameters":{"binary_data_size":0}}],"outputs":[{"name":"y","parameters":{"classification":2,"binary_data":true}}]}"#.to_vec()

@@ -39,7 +39,7 @@ fn declared_routes() -> Vec<(String, String)> {
 }
 
 async fn state(dir: &Path) -> AppState {
-    let registry = yunmo_registry::Registry::open(&yunmo_registry::RegistryConfig { data_dir: dir.into() }).await.unwrap();
+    let registry = yunmo_registry::Registry::open(&yunmo_registry::RegistryConfig::new(dir)).await.unwrap();
     let config = yunmo_auth::AuthConfig {
         enabled: true,
         open_paths: vec!["/v2/health/*".into(), "/metrics".into()],
@@ -77,7 +77,9 @@ async fn no_route_serves_without_a_valid_key() {
     for (route, file) in declared_routes() {
         let path = route.replace("{name}", "m").replace("{version}", "1").replace("{id}", "k");
         for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
-            for header in [None, Some(("authorization", "Bearer ym_0000_0000000000000000000000000000000000")), Some(("api-key", "nonsense"))] {
+            for header in
+                [None, Some(("authorization", "Bearer ym_0000_0000000000000000000000000000000000")), Some(("api-key", "nonsense"))]
+            {
                 let mut request = Request::builder().method(method.clone()).uri(&path);
                 if let Some((name, value)) = header {
                     request = request.header(name, value);

@@ -22,7 +22,7 @@ pub fn can_see(principal: &Principal, model: &ModelRecord) -> bool {
     principal.is_admin()
         || model.tenant == principal.tenant
         || model.sharing.public
-        || model.sharing.tenants.iter().any(|tenant| *tenant == principal.tenant)
+        || model.sharing.tenants.contains(&principal.tenant)
 }
 
 /// Checks that `principal` may do `action` on `model`. A model the caller cannot see answers exactly as a
@@ -35,7 +35,7 @@ pub fn check(principal: &Principal, model: &ModelRecord, action: Action) -> Resu
         return Ok(());
     }
     if let Some(allowed) = &principal.models
-        && !allowed.iter().any(|name| *name == model.name)
+        && !allowed.contains(&model.name)
     {
         return Err(ServiceError::new(
             Code::PermissionDenied,

@@ -77,7 +77,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_have_no_id() {
-        for key in ["", "ym_", "ym_abcd", "ym_abcd_short", "xx_abcd_0123456789012345678901234567890123", "ym_AB!D_0123456789012345678901234567890123"] {
+        for key in [
+            "",
+            "ym_",
+            "ym_abcd",
+            "ym_abcd_short",
+            "xx_abcd_0123456789012345678901234567890123",
+            "ym_AB!D_0123456789012345678901234567890123",
+        ] {
             assert_eq!(key_id(key), None, "{key}");
         }
         assert_eq!(key_id("ym_boot_0123456789abcdef0123456789abcdef"), Some("boot"));

@@ -247,8 +247,9 @@ mod tests {
 
     async fn gate(enabled: bool) -> (Gate, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(&yunmo_registry::RegistryConfig { data_dir: dir.path().into() }).await.unwrap();
-        let config = AuthConfig { enabled, open_paths: vec!["/v2/health/*".into(), "/metrics".into()], flush_interval: Duration::from_millis(50) };
+        let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
+        let config =
+            AuthConfig { enabled, open_paths: vec!["/v2/health/*".into(), "/metrics".into()], flush_interval: Duration::from_millis(50) };
         (Gate::new(registry, config), dir)
     }
 
@@ -323,11 +324,15 @@ mod tests {
 
     #[test]
     fn open_paths_match_exactly_or_by_prefix() {
-        let config = AuthConfig { enabled: true, open_paths: vec!["/v2/health/*".into(), "/metrics".into()], flush_interval: Duration::from_secs(1) };
+        let config = AuthConfig {
+            enabled: true,
+            open_paths: vec!["/v2/health/*".into(), "/metrics".into()],
+            flush_interval: Duration::from_secs(1),
+        };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let registry = Registry::open(&yunmo_registry::RegistryConfig { data_dir: dir.path().into() }).await.unwrap();
+            let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
             let gate = Gate::new(registry, config);
             assert!(gate.is_open("/v2/health/live") && gate.is_open("/metrics"));
             assert!(!gate.is_open("/metrics/x") && !gate.is_open("/v2/models/x") && !gate.is_open("/v2"));

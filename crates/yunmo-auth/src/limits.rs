@@ -241,7 +241,7 @@ mod tests {
 
     async fn limiter() -> (Limiter, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(&yunmo_registry::RegistryConfig { data_dir: dir.path().into() }).await.unwrap();
+        let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
         (Limiter::new(registry), dir)
     }
 

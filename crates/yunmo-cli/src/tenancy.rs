@@ -124,7 +124,11 @@ pub async fn keys(server: &ServerArgs, command: KeysCommand) -> anyhow::Result<(
                 "expires_at": expires_in_days.map(|days| now + days * 86_400),
             });
             let created: Value = check(client.post(format!("{url}/api/v1/keys")).json(&body).send().await?).await?.json().await?;
-            eprintln!("Key '{}' of tenant '{}' (shown once; store it now):", created["id"].as_str().unwrap_or(""), created["tenant"].as_str().unwrap_or(""));
+            eprintln!(
+                "Key '{}' of tenant '{}' (shown once; store it now):",
+                created["id"].as_str().unwrap_or(""),
+                created["tenant"].as_str().unwrap_or("")
+            );
             println!("{}", created["key"].as_str().unwrap_or_default());
         }
         KeysCommand::Ls { tenant } => {
@@ -173,7 +177,17 @@ pub async fn usage(server: &ServerArgs, args: UsageArgs) -> anyhow::Result<()> {
     }
     let report: Value = check(client.get(format!("{url}/api/v1/usage")).query(&query).send().await?).await?.json().await?;
     println!("Usage from {} to {}", report["from"].as_str().unwrap_or(""), report["to"].as_str().unwrap_or(""));
-    println!("{:<16} {:<24} {:>10} {:>8} {:>12} {:>12} {:>12} {:>12}", "TENANT", args.group_by.to_uppercase(), "REQUESTS", "FAILED", "IN_TOKENS", "OUT_TOKENS", "COMPUTE_S", "COST");
+    println!(
+        "{:<16} {:<24} {:>10} {:>8} {:>12} {:>12} {:>12} {:>12}",
+        "TENANT",
+        args.group_by.to_uppercase(),
+        "REQUESTS",
+        "FAILED",
+        "IN_TOKENS",
+        "OUT_TOKENS",
+        "COMPUTE_S",
+        "COST"
+    );
     for row in report["rows"].as_array().into_iter().flatten() {
         let n = |key: &str| row[key].as_u64().unwrap_or(0);
         println!(

@@ -246,9 +246,8 @@ pub struct AuditEntry {
 
 /// Tenant names follow model names' rules.
 fn validate_tenant(name: &str) -> Result<(), RegistryError> {
-    crate::db::validate_name(name).map_err(|_| {
-        RegistryError::Invalid(format!("tenant name must be 1 to 128 characters from [A-Za-z0-9._-], got '{name}'"))
-    })
+    crate::db::validate_name(name)
+        .map_err(|_| RegistryError::Invalid(format!("tenant name must be 1 to 128 characters from [A-Za-z0-9._-], got '{name}'")))
 }
 
 const KEY_COLUMNS: &str = "k.id, k.tenant, k.name, k.hash, k.scopes, k.models, k.limits, t.limits AS tenant_limits, k.expires_at, \
@@ -359,7 +358,11 @@ impl Db {
     }
 
     pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord, RegistryError> {
-        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").bind(now()).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         self.get_key(id).await?.ok_or_else(|| RegistryError::NotFound(format!("key '{id}' not found")))
     }
 
@@ -396,7 +399,13 @@ impl Db {
     }
 
     /// Usage in `[from_ms, to_ms)`, grouped; `tenant` limits it to one tenant.
-    pub async fn usage_report(&self, from_ms: i64, to_ms: i64, tenant: Option<&str>, group: UsageGroup) -> Result<Vec<UsageRow>, RegistryError> {
+    pub async fn usage_report(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        tenant: Option<&str>,
+        group: UsageGroup,
+    ) -> Result<Vec<UsageRow>, RegistryError> {
         let group_sql = match group {
             UsageGroup::Model => "model",
             UsageGroup::Key => "key_id",

@@ -40,7 +40,12 @@ pub(super) async fn generate_version(
     respond(state, caller, super::model_ref(name, Some(version)), body, false).await
 }
 
-pub(super) async fn generate_stream(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: axum::body::Body) -> Response {
+pub(super) async fn generate_stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: axum::body::Body,
+) -> Response {
     respond(state, caller, Ok(ModelRef::new(name, None)), body, true).await
 }
 

@@ -90,7 +90,11 @@ async fn metadata(state: AppState, caller: Caller, model_ref: ModelRef) -> Resul
     })))
 }
 
-async fn model_metadata(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn model_metadata(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     metadata(state, caller, model_ref(name, None)?).await
 }
 

@@ -119,7 +119,8 @@ async fn list_models(State(state): State<AppState>, caller: crate::auth::Caller)
 async fn tokenize(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
-    OpenAiJson(request): OpenAiJson<wire::TokenizeRequest>) -> OpenAiResult<Json<Value>> {
+    OpenAiJson(request): OpenAiJson<wire::TokenizeRequest>,
+) -> OpenAiResult<Json<Value>> {
     let input = match (request.prompt, request.messages) {
         (Some(prompt), None) => PromptInput::Text(prompt),
         (None, Some(messages)) => PromptInput::Chat(chat_messages(messages).map_err(openai)?),
