@@ -7,14 +7,17 @@
 //! It knows nothing of runtimes: callers check a file (through a backend) between staging and committing it.
 
 mod db;
+mod seal;
 mod store;
 mod tenancy;
 
 pub use db::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord};
+pub use seal::EncryptionKey;
+pub use store::{ArtifactStore, ReadableArtifact, StagedArtifact, StagingFile};
 pub use tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals};
-pub use store::{ArtifactStore, StagedArtifact, StagingFile};
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use yunmo_types::{ModelRef, Signature, VersionConfig};
 
@@ -23,6 +26,15 @@ use yunmo_types::{ModelRef, Signature, VersionConfig};
 pub struct RegistryConfig {
     /// Data directory: `yunmo.db` and `artifacts/` live here.
     pub data_dir: PathBuf,
+    /// Seals model files at rest with this key.
+    pub encryption_key: Option<Arc<EncryptionKey>>,
+}
+
+impl RegistryConfig {
+    /// A registry in `data_dir` without encryption.
+    pub fn new(data_dir: impl Into<PathBuf>) -> RegistryConfig {
+        RegistryConfig { data_dir: data_dir.into(), encryption_key: None }
+    }
 }
 
 /// Why a registry call failed.
@@ -86,7 +98,7 @@ impl Registry {
     pub async fn open(config: &RegistryConfig) -> Result<Registry, RegistryError> {
         tokio::fs::create_dir_all(&config.data_dir).await?;
         let db = db::Db::open(&config.data_dir.join("yunmo.db")).await?;
-        let store = ArtifactStore::open(config.data_dir.join("artifacts")).await?;
+        let store = ArtifactStore::open(config.data_dir.join("artifacts"), config.encryption_key.clone()).await?;
         let registry = Registry { db, store };
         let referenced = registry.db.referenced_artifacts().await?;
         let removed = registry.store.sweep(&referenced).await?;
@@ -263,7 +275,13 @@ impl Registry {
     }
 
     /// Usage in `[from_ms, to_ms)`, grouped, of one tenant or all.
-    pub async fn usage_report(&self, from_ms: i64, to_ms: i64, tenant: Option<&str>, group: UsageGroup) -> Result<Vec<UsageRow>, RegistryError> {
+    pub async fn usage_report(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        tenant: Option<&str>,
+        group: UsageGroup,
+    ) -> Result<Vec<UsageRow>, RegistryError> {
         self.db.usage_report(from_ms, to_ms, tenant, group).await
     }
 
@@ -282,9 +300,9 @@ impl Registry {
         self.db.list_audit(tenant, limit).await
     }
 
-    /// Path of a version's file.
-    pub fn artifact_path(&self, version: &VersionRecord) -> PathBuf {
-        self.store.path(&version.sha256)
+    /// A version's file in plaintext, for loading (decrypted into memory when the store is encrypted).
+    pub async fn readable_artifact(&self, version: &VersionRecord) -> Result<ReadableArtifact, RegistryError> {
+        Ok(self.store.readable(&version.sha256).await?)
     }
 
     async fn remove_unreferenced(&self, versions: &[VersionRecord]) {

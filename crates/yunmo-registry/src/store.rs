@@ -1,24 +1,36 @@
 //! Content-addressed artifact store on the local file system.
 //!
-//! Files live at `artifacts/sha256/<hex>`. A new file is written to `artifacts/staging/` while its sha256 is
-//! computed, fsynced, then renamed into place and the directory fsynced: a reader never sees a partial file.
+//! Files live at `artifacts/sha256/<hex>`, named by the sha256 of their plaintext. A new file is written to
+//! `artifacts/staging/` while its sha256 is computed, fsynced, then renamed into place and the directory
+//! fsynced: a reader never sees a partial file.
+//!
+//! With an [`EncryptionKey`], stored files are sealed ([`crate::seal`]) and plaintext never reaches the disk:
+//! uploads are staged in anonymous memory (a memfd), sealed into `staging/` on commit, and a file is
+//! decrypted into anonymous memory for loading ([`ArtifactStore::readable`]). Runtimes open it by its
+//! `/proc/self/fd/N` path like any other file.
 
 use std::collections::HashSet;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+
+use crate::seal::{self, EncryptionKey};
 
 /// Files named by the sha256 of their content.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     root: PathBuf,
+    key: Option<Arc<EncryptionKey>>,
 }
 
 /// A file being written to the staging area. Dropped without [`StagingFile::finish`], it is deleted.
 pub struct StagingFile {
     file: Option<tokio::fs::File>,
     path: PathBuf,
+    memory: bool,
     hasher: Sha256,
     size: u64,
 }
@@ -27,42 +39,145 @@ pub struct StagingFile {
 #[derive(Debug)]
 pub struct StagedArtifact {
     path: PathBuf,
+    /// The anonymous memory file holding the upload when the store is encrypted.
+    memory: Option<std::fs::File>,
     sha256: String,
     size: u64,
     committed: bool,
 }
 
+/// A stored file in plaintext, ready to be opened by path: the stored file itself, or its decrypted copy
+/// in anonymous memory, which lives as long as this value (and any memory map of it).
+#[derive(Debug)]
+pub struct ReadableArtifact {
+    path: PathBuf,
+    _memory: Option<std::fs::File>,
+}
+
+impl ReadableArtifact {
+    /// The path a runtime opens.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 impl ArtifactStore {
-    /// Opens the store at `root`, creating its folders.
-    pub async fn open(root: PathBuf) -> std::io::Result<ArtifactStore> {
+    /// Opens the store at `root`, creating its folders. With a key, stored files still in plaintext (from
+    /// before encryption was turned on) are sealed in place.
+    pub async fn open(root: PathBuf, key: Option<Arc<EncryptionKey>>) -> io::Result<ArtifactStore> {
         tokio::fs::create_dir_all(root.join("sha256")).await?;
         tokio::fs::create_dir_all(root.join("staging")).await?;
-        Ok(ArtifactStore { root })
+        let store = ArtifactStore { root, key };
+        if store.key.is_some() {
+            store.seal_plaintext_files().await?;
+        }
+        Ok(store)
     }
 
-    /// Where the file with this digest lives.
+    /// Whether stored files are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Where the file with this digest lives (sealed when the store is encrypted).
     pub fn path(&self, sha256: &str) -> PathBuf {
         self.root.join("sha256").join(sha256)
     }
 
-    /// Starts a new staging file.
-    pub async fn stage(&self) -> std::io::Result<StagingFile> {
-        let name = format!("upload-{}-{}", std::process::id(), unique_suffix());
-        let path = self.root.join("staging").join(name);
+    /// Starts a new staging file: on disk, or in anonymous memory when the store is encrypted.
+    pub async fn stage(&self) -> io::Result<StagingFile> {
+        if self.key.is_some() {
+            let (file, path) = memory_file()?;
+            return Ok(StagingFile { file: Some(tokio::fs::File::from_std(file)), path, memory: true, hasher: Sha256::new(), size: 0 });
+        }
+        let path = self.staging_path("upload");
         let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await?;
-        Ok(StagingFile { file: Some(file), path, hasher: Sha256::new(), size: 0 })
+        Ok(StagingFile { file: Some(file), path, memory: false, hasher: Sha256::new(), size: 0 })
     }
 
-    /// Moves a staged file into the store under its digest (a no-op if the same content is already there).
-    pub async fn commit(&self, mut artifact: StagedArtifact) -> std::io::Result<()> {
+    /// Moves a staged file into the store under its digest (a no-op if the same content is already there);
+    /// with a key, seals it into the store instead.
+    pub async fn commit(&self, mut artifact: StagedArtifact) -> io::Result<()> {
         let target = self.path(&artifact.sha256);
-        tokio::fs::rename(&artifact.path, &target).await?;
+        match &self.key {
+            Some(key) => {
+                let (key, source, sha256, size) = (key.clone(), artifact.path.clone(), artifact.sha256.clone(), artifact.size);
+                let sealed = self.staging_path("sealed");
+                tokio::task::spawn_blocking(move || seal_file(&key, &source, size, &sha256, &sealed, &target))
+                    .await
+                    .map_err(|error| io::Error::other(format!("sealing panicked: {error}")))??;
+            }
+            None => tokio::fs::rename(&artifact.path, &target).await?,
+        }
         artifact.committed = true;
         sync_dir(&self.root.join("sha256")).await
     }
 
+    /// The stored file with this digest in plaintext, decrypting it into memory when the store is encrypted
+    /// (and checking its digest). A sealed file with no key configured is an error that says so.
+    pub async fn readable(&self, sha256: &str) -> io::Result<ReadableArtifact> {
+        let path = self.path(sha256);
+        let key = self.key.clone();
+        let sha256 = sha256.to_string();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut file = std::fs::File::open(&path)?;
+            let mut head = [0u8; 8];
+            let n = read_head(&mut file, &mut head)?;
+            if !seal::is_sealed(&head[..n]) {
+                return Ok(ReadableArtifact { path, _memory: None });
+            }
+            let Some(key) = key else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the stored model file {sha256} is encrypted; set storage.encryption_key_file to the key it was written with"),
+                ));
+            };
+            let len = file.metadata()?.len();
+            let (memory, memory_path) = memory_file()?;
+            let mut file = std::fs::File::open(&path)?;
+            let mut writer = io::BufWriter::with_capacity(1 << 20, &memory);
+            seal::open(&key, &mut io::BufReader::with_capacity(1 << 20, &mut file), len, &sha256, &mut writer)?;
+            writer.flush()?;
+            drop(writer);
+            Ok(ReadableArtifact { path: memory_path, _memory: Some(memory) })
+        })
+        .await
+        .map_err(|error| io::Error::other(format!("decryption panicked: {error}")))?
+    }
+
+    fn staging_path(&self, purpose: &str) -> PathBuf {
+        self.root.join("staging").join(format!("{purpose}-{}-{}", std::process::id(), unique_suffix()))
+    }
+
+    async fn seal_plaintext_files(&self) -> io::Result<()> {
+        let Some(key) = self.key.clone() else { return Ok(()) };
+        let mut entries = tokio::fs::read_dir(self.root.join("sha256")).await?;
+        let mut sealed = 0;
+        while let Some(entry) = entries.next_entry().await? {
+            let path = entry.path();
+            let sha256 = entry.file_name().to_string_lossy().into_owned();
+            let mut head = [0u8; 8];
+            let n = read_head(&mut std::fs::File::open(&path)?, &mut head)?;
+            if seal::is_sealed(&head[..n]) {
+                continue;
+            }
+            let (key, staging) = (key.clone(), self.staging_path("sealed"));
+            let size = entry.metadata().await?.len();
+            tokio::task::spawn_blocking(move || seal_file(&key, &path, size, &sha256, &staging, &path))
+                .await
+                .map_err(|error| io::Error::other(format!("sealing panicked: {error}")))??;
+            sealed += 1;
+        }
+        if sealed > 0 {
+            sync_dir(&self.root.join("sha256")).await?;
+            tracing::info!(sealed, "Encrypted model files that were stored in plaintext.");
+        }
+        Ok(())
+    }
+
     /// Removes a file from the store.
-    pub async fn remove(&self, sha256: &str) -> std::io::Result<()> {
+    pub async fn remove(&self, sha256: &str) -> io::Result<()> {
         match tokio::fs::remove_file(self.path(sha256)).await {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
@@ -70,7 +185,7 @@ impl ArtifactStore {
     }
 
     /// Deletes every staging file and every stored file whose digest is not in `referenced`.
-    pub async fn sweep(&self, referenced: &HashSet<String>) -> std::io::Result<usize> {
+    pub async fn sweep(&self, referenced: &HashSet<String>) -> io::Result<usize> {
         let mut removed = 0;
         for (folder, keep_referenced) in [("staging", false), ("sha256", true)] {
             let mut entries = tokio::fs::read_dir(self.root.join(folder)).await?;
@@ -89,7 +204,7 @@ impl ArtifactStore {
 
 impl StagingFile {
     /// Appends bytes, updating the digest.
-    pub async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+    pub async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
         self.file.as_mut().expect("a staging file is open until finish(). This is a bug.").write_all(chunk).await
@@ -101,20 +216,20 @@ impl StagingFile {
     }
 
     /// Flushes and fsyncs the file and returns it with its digest.
-    pub async fn finish(mut self) -> std::io::Result<StagedArtifact> {
+    pub async fn finish(mut self) -> io::Result<StagedArtifact> {
         let mut file = self.file.take().expect("finish() is called once. This is a bug.");
         file.flush().await?;
         file.sync_all().await?;
-        drop(file);
+        let memory = if self.memory { Some(file.into_std().await) } else { None };
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let path = std::mem::take(&mut self.path);
-        Ok(StagedArtifact { path, sha256, size: self.size, committed: false })
+        Ok(StagedArtifact { path, memory, sha256, size: self.size, committed: false })
     }
 }
 
 impl Drop for StagingFile {
     fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
+        if !self.memory && !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -137,15 +252,61 @@ impl StagedArtifact {
 
 impl Drop for StagedArtifact {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && self.memory.is_none() {
             let _ = std::fs::remove_file(&self.path);
         }
     }
 }
 
-async fn sync_dir(path: &Path) -> std::io::Result<()> {
+async fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = tokio::fs::File::open(path).await?;
     dir.sync_all().await
+}
+
+/// Seals `source` (plaintext, `size` bytes) into `staging`, fsyncs it and renames it to `target`; on error
+/// the staging file is removed and `target` is untouched.
+fn seal_file(key: &EncryptionKey, source: &Path, size: u64, sha256: &str, staging: &Path, target: &Path) -> io::Result<()> {
+    let result = (|| {
+        let mut plain = io::BufReader::with_capacity(1 << 20, std::fs::File::open(source)?);
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(staging)?;
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        seal::seal(key, &mut plain, size, sha256, &mut out)?;
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        std::fs::rename(staging, target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(staging);
+    }
+    result
+}
+
+/// Reads up to `head.len()` bytes from the start of a file.
+fn read_head(file: &mut std::fs::File, head: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// An anonymous file in memory (never on disk), and the path this process opens it by.
+#[cfg(target_os = "linux")]
+fn memory_file() -> io::Result<(std::fs::File, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let fd = rustix::fs::memfd_create("yunmo-model", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let file = std::fs::File::from(fd);
+    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok((file, path))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn memory_file() -> io::Result<(std::fs::File, PathBuf)> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "encrypted model storage needs Linux (memfd) on this version"))
 }
 
 fn unique_suffix() -> String {
@@ -162,7 +323,7 @@ mod tests {
     #[tokio::test]
     async fn staged_files_are_named_by_content_and_cleaned_up() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::open(dir.path().to_path_buf()).await.unwrap();
+        let store = ArtifactStore::open(dir.path().to_path_buf(), None).await.unwrap();
         let mut staging = store.stage().await.unwrap();
         staging.write(b"hello ").await.unwrap();
         staging.write(b"world").await.unwrap();
@@ -182,5 +343,58 @@ mod tests {
         let referenced: HashSet<String> = HashSet::new();
         assert_eq!(store.sweep(&referenced).await.unwrap(), 1);
         assert!(!store.path(&sha).exists());
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_store_keeps_plaintext_off_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(EncryptionKey::from_bytes(&[9; 32]));
+        let plain = b"secret weights ".repeat(100_000); // 1.5 MB: two chunks
+        let sha = hex::encode(Sha256::digest(&plain));
+
+        // A plaintext file stored before encryption was turned on is sealed when the store opens with a key.
+        let plain_store = ArtifactStore::open(dir.path().to_path_buf(), None).await.unwrap();
+        let mut staging = plain_store.stage().await.unwrap();
+        staging.write(b"stored before encryption").await.unwrap();
+        let old = staging.finish().await.unwrap();
+        let old_sha = old.sha256().to_string();
+        plain_store.commit(old).await.unwrap();
+
+        let store = ArtifactStore::open(dir.path().to_path_buf(), Some(key)).await.unwrap();
+        assert!(seal::is_sealed(&std::fs::read(store.path(&old_sha)).unwrap()));
+        assert_eq!(std::fs::read(store.readable(&old_sha).await.unwrap().path()).unwrap(), b"stored before encryption");
+
+        let mut staging = store.stage().await.unwrap();
+        for part in plain.chunks(100_000) {
+            staging.write(part).await.unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 0, "an upload is staged in memory");
+        let staged = staging.finish().await.unwrap();
+        assert_eq!(staged.sha256(), sha);
+        assert_eq!(std::fs::read(staged.path()).unwrap(), plain, "the staged upload can be inspected by path");
+        store.commit(staged).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+
+        let stored = std::fs::read(store.path(&sha)).unwrap();
+        assert!(seal::is_sealed(&stored));
+        assert!(!stored.windows(14).any(|w| w == b"secret weights"), "the stored file holds plaintext");
+        let readable = store.readable(&sha).await.unwrap();
+        assert!(readable.path().starts_with("/proc/self/fd"), "{}", readable.path().display());
+        assert_eq!(std::fs::read(readable.path()).unwrap(), plain);
+
+        // Without the key, or with another, the file is refused with a message that says what to do.
+        let no_key = ArtifactStore::open(dir.path().to_path_buf(), None).await.unwrap();
+        let error = no_key.readable(&sha).await.unwrap_err();
+        assert!(error.to_string().contains("storage.encryption_key_file"), "{error}");
+        let other = ArtifactStore::open(dir.path().to_path_buf(), Some(Arc::new(EncryptionKey::from_bytes(&[8; 32])))).await.unwrap();
+        let error = other.readable(&sha).await.unwrap_err();
+        assert!(error.to_string().contains("another key"), "{error}");
+
+        // A file altered on disk is refused, not served.
+        let mut altered = stored.clone();
+        let middle = altered.len() / 2;
+        altered[middle] ^= 0x80;
+        std::fs::write(store.path(&sha), altered).unwrap();
+        assert!(store.readable(&sha).await.is_err());
     }
 }

@@ -103,7 +103,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(settings = %serde_json::to_string(&settings).unwrap_or_default(), "Effective configuration.");
-    let registry = Registry::open(&RegistryConfig { data_dir: settings.storage.data_dir.clone() })
+    let encryption_key = match settings.storage.encryption_key_file.as_str() {
+        "" => None,
+        file => {
+            Some(std::sync::Arc::new(yunmo_registry::EncryptionKey::from_file(std::path::Path::new(file)).map_err(anyhow::Error::msg)?))
+        }
+    };
+    if encryption_key.is_some() {
+        tracing::info!(key_file = %settings.storage.encryption_key_file, "Model files are encrypted at rest (AES-256-GCM).");
+    }
+    let registry = Registry::open(&RegistryConfig { data_dir: settings.storage.data_dir.clone(), encryption_key })
         .await
         .with_context(|| format!("cannot open the registry in {}", settings.storage.data_dir.display()))?;
     let service = InferenceService::new(
@@ -174,13 +183,13 @@ pub async fn run(
     if let Some(files) = &tls {
         grpc_builder = grpc_builder.tls_config(files.grpc()).context("invalid TLS settings for gRPC")?;
     }
-    let grpc_server = grpc_builder
-        .add_service(health_service)
-        .add_service(grpc_service)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)), async move {
+    let grpc_server = grpc_builder.add_service(health_service).add_service(grpc_service).serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+        async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
             health_reporter.set_not_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
-        });
+        },
+    );
     if let Some(path) = &options.ready_file {
         write_ready_file(path, http_address, grpc_address)?;
     }

@@ -12,8 +12,8 @@ mod error;
 pub mod generate;
 pub mod metrics;
 pub mod models;
-mod validate;
 mod usage;
+mod validate;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -272,9 +272,12 @@ impl InferenceService {
         } else {
             None
         };
+        let artifact = self.inner.registry.readable_artifact(version).await.map_err(|error| {
+            ServiceError::not_ready(format!("model '{}' version {} cannot be read: {error}", version.model, version.version))
+        })?;
         let spec = models::LoadSpec {
             key: (version.model.clone(), version.version),
-            path: self.inner.registry.artifact_path(version),
+            artifact,
             factory: self.factory(&version.format)?,
             config: version.config.clone(),
             signature: version.signature.clone(),

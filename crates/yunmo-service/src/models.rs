@@ -28,8 +28,8 @@ pub type VersionKey = (String, u64);
 pub struct LoadSpec {
     /// Model name and version.
     pub key: VersionKey,
-    /// Artifact file.
-    pub path: PathBuf,
+    /// Artifact file in plaintext (a decrypted copy in memory lives until the load ends).
+    pub artifact: yunmo_registry::ReadableArtifact,
     /// The runtime for the artifact's format.
     pub factory: Arc<dyn BackendFactory>,
     /// Serving options.
@@ -328,7 +328,7 @@ async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> Result<Arc<L
             batches: batch_receiver.clone(),
             idle: idle.clone(),
             factory: spec.factory.clone(),
-            path: spec.path.clone(),
+            path: spec.artifact.path().to_path_buf(),
             options: LoadOptions { intra_op_threads: config.intra_op_threads },
             labels: labels.clone(),
         };
@@ -388,7 +388,7 @@ async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> Result<Arc<L
 async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
     let started = Instant::now();
     let factory = spec.factory.clone();
-    let path = spec.path.clone();
+    let path = spec.artifact.path().to_path_buf();
     let backend = tokio::task::spawn_blocking(move || factory.load_generate(&path))
         .await
         .map_err(|error| ServiceError::internal(format!("model loading panicked: {error}")))?

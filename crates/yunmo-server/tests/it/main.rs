@@ -16,3 +16,5 @@ mod lifecycle;
 mod residency;
 /// SIGTERM lets in-flight requests finish and exits cleanly.
 mod shutdown;
+/// Mutated ONNX files through the upload path: stored or refused, never a crash or a leftover file.
+mod upload_fuzz;
