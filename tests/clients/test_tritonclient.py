@@ -157,3 +157,32 @@ def test_grpc_health_v1_reports_serving(server):
     assert check(b"", timeout=10) == b"\x08\x01"
     named = b"\x0a" + bytes([len(b"inference.GRPCInferenceService")]) + b"inference.GRPCInferenceService"
     assert check(named, timeout=10) == b"\x08\x01"
+
+
+def test_header_limits_refuse_oversized_metadata_on_http_and_grpc():
+    """server.max_header_bytes bounds HTTP headers (431) and gRPC's HTTP/2 header list alike."""
+    import shutil
+    import tempfile
+
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    from conftest import Server
+
+    data_dir = tempfile.mkdtemp(prefix="yunmo-headers-")
+    srv = Server(data_dir, env={"YUNMO__SERVER__MAX_HEADER_BYTES": "4096"})
+    try:
+        srv.push("iris", "iris_mlp.onnx")
+        grpc = grpcclient.InferenceServerClient(srv.grpc_address)
+        http = httpclient.InferenceServerClient(srv.address)
+        assert grpc.is_model_ready("iris", headers={"x-note": "x" * 3000})
+        assert http.is_model_ready("iris", headers={"x-note": "x" * 3000})
+        with pytest.raises(InferenceServerException) as error:
+            grpc.is_model_ready("iris", headers={"x-note": "x" * 5000})
+        assert "431" in str(error.value)
+        status, body = srv.request("GET", "/v2/models/iris/ready", headers={"x-note": "x" * 5000})
+        assert status == 431 and b"max_header_bytes = 4096" in body, body
+        assert grpc.is_model_ready("iris"), "the server goes on serving"
+    finally:
+        assert srv.stop() == 0
+        shutil.rmtree(data_dir, ignore_errors=True)

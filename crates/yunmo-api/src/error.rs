@@ -18,6 +18,7 @@ pub fn http_status(code: Code) -> StatusCode {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::RateLimited | Code::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
     }
 }
 
@@ -35,7 +36,9 @@ pub enum Shape {
 /// OpenAI error `type` of each code. Exhaustive on purpose.
 pub fn openai_type(code: Code) -> &'static str {
     match code {
-        Code::InvalidRequest | Code::PayloadTooLarge | Code::ModelNotFound | Code::Conflict => "invalid_request_error",
+        Code::InvalidRequest | Code::PayloadTooLarge | Code::HeadersTooLarge | Code::ModelNotFound | Code::Conflict => {
+            "invalid_request_error"
+        }
         Code::Overloaded | Code::RateLimited => "rate_limit_error",
         Code::QuotaExceeded => "insufficient_quota",
         Code::Unauthenticated => "authentication_error",

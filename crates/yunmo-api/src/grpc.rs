@@ -21,7 +21,7 @@ pub use yunmo_proto::inference::grpc_inference_service_server::GrpcInferenceServ
 pub fn grpc_code(code: Code) -> tonic::Code {
     match code {
         Code::InvalidRequest => tonic::Code::InvalidArgument,
-        Code::PayloadTooLarge | Code::Overloaded => tonic::Code::ResourceExhausted,
+        Code::PayloadTooLarge | Code::HeadersTooLarge | Code::Overloaded => tonic::Code::ResourceExhausted,
         Code::ModelNotFound => tonic::Code::NotFound,
         Code::Conflict => tonic::Code::AlreadyExists,
         Code::ModelNotReady => tonic::Code::Unavailable,

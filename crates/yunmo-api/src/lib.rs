@@ -38,6 +38,10 @@ pub struct ApiConfig {
     pub max_upload_bytes: u64,
     /// Most elements in one tensor.
     pub max_tensor_elements: usize,
+    /// Most bytes of request headers (names and values).
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
 }
 
 /// State shared by every handler.
@@ -74,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_headers))
         .layer(axum::middleware::from_fn(track_http))
         .with_state(state)
 }
@@ -91,6 +96,23 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         }
         None => (axum::http::StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
     }
+}
+
+/// Refuses a request whose headers pass `max_headers` or `max_header_bytes` (431), before authentication
+/// or any handler reads them. The HTTP parser's own caps bound what is buffered before this runs.
+async fn limit_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let (count, limit_count) = (headers.len(), state.config.max_headers);
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    let message = if count > limit_count {
+        format!("the request has {count} headers, more than max_headers = {limit_count}")
+    } else if bytes > state.config.max_header_bytes {
+        format!("the request headers hold {bytes} bytes, more than max_header_bytes = {}", state.config.max_header_bytes)
+    } else {
+        return next.run(request).await;
+    };
+    let shape = auth::shape_of(request.uri().path());
+    error::ApiError::new(ServiceError::new(Code::HeadersTooLarge, message), shape).into_response()
 }
 
 async fn track_http(request: Request, next: Next) -> Response {

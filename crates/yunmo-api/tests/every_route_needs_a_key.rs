@@ -62,7 +62,13 @@ async fn state(dir: &Path) -> AppState {
     AppState {
         service,
         gate,
-        config: Arc::new(ApiConfig { max_body_bytes: 1 << 20, max_upload_bytes: 1 << 20, max_tensor_elements: 1 << 16 }),
+        config: Arc::new(ApiConfig {
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 1 << 20,
+            max_tensor_elements: 1 << 16,
+            max_header_bytes: 16384,
+            max_headers: 100,
+        }),
         prometheus: None,
         shutting_down: Arc::new(AtomicBool::new(false)),
     }

@@ -19,10 +19,7 @@ pub enum Action {
 
 /// Whether the caller's tenant can see the model at all (own, public, or shared with it).
 pub fn can_see(principal: &Principal, model: &ModelRecord) -> bool {
-    principal.is_admin()
-        || model.tenant == principal.tenant
-        || model.sharing.public
-        || model.sharing.tenants.contains(&principal.tenant)
+    principal.is_admin() || model.tenant == principal.tenant || model.sharing.public || model.sharing.tenants.contains(&principal.tenant)
 }
 
 /// Checks that `principal` may do `action` on `model`. A model the caller cannot see answers exactly as a

@@ -137,6 +137,8 @@ pub async fn run(
             max_body_bytes: settings.server.max_body_bytes,
             max_upload_bytes: settings.server.max_upload_bytes,
             max_tensor_elements: settings.server.max_tensor_elements,
+            max_header_bytes: settings.server.max_header_bytes,
+            max_headers: settings.server.max_headers,
         }),
         prometheus: if settings.telemetry.metrics { prometheus() } else { None },
         shutting_down: shutting_down.clone(),
@@ -179,7 +181,7 @@ pub async fn run(
         }
     };
     let mut stop = stop_receiver.clone();
-    let mut grpc_builder = tonic::transport::Server::builder();
+    let mut grpc_builder = tonic::transport::Server::builder().http2_max_header_list_size(settings.server.max_header_bytes as u32);
     if let Some(files) = &tls {
         grpc_builder = grpc_builder.tls_config(files.grpc()).context("invalid TLS settings for gRPC")?;
     }

@@ -69,6 +69,10 @@ pub struct ServerSettings {
     pub max_upload_bytes: u64,
     /// Most elements per tensor.
     pub max_tensor_elements: usize,
+    /// Most headers per HTTP request.
+    pub max_headers: usize,
+    /// Most bytes of header names and values per request (HTTP, and gRPC's header list).
+    pub max_header_bytes: usize,
     /// Async runtime threads (0 = one per core).
     pub worker_threads: usize,
     /// Grace period for in-flight requests at shutdown.
@@ -214,6 +218,12 @@ impl Settings {
         }
         if self.server.max_tensor_elements == 0 {
             return Err("server.max_tensor_elements must be at least 1, got 0".into());
+        }
+        if self.server.max_headers == 0 {
+            return Err("server.max_headers must be at least 1, got 0".into());
+        }
+        if !(1024..=u32::MAX as usize).contains(&self.server.max_header_bytes) {
+            return Err(format!("server.max_header_bytes must be between 1024 and {}, got {}", u32::MAX, self.server.max_header_bytes));
         }
         if self.scheduler.queue_capacity == 0 {
             return Err("scheduler.queue_capacity must be at least 1, got 0".into());

@@ -33,11 +33,13 @@ pub enum Code {
     RateLimited,
     /// A monthly quota is used up.
     QuotaExceeded,
+    /// The request's headers pass the configured count or size.
+    HeadersTooLarge,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 14] = [
         Code::InvalidRequest,
         Code::PayloadTooLarge,
         Code::ModelNotFound,
@@ -51,6 +53,7 @@ impl Code {
         Code::PermissionDenied,
         Code::RateLimited,
         Code::QuotaExceeded,
+        Code::HeadersTooLarge,
     ];
 
     /// Stable snake_case name.
@@ -69,6 +72,7 @@ impl Code {
             Code::PermissionDenied => "permission_denied",
             Code::RateLimited => "rate_limited",
             Code::QuotaExceeded => "insufficient_quota",
+            Code::HeadersTooLarge => "headers_too_large",
         }
     }
 }

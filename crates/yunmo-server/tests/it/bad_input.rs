@@ -13,7 +13,11 @@ fn expect_error(status: u16, body: &serde_json::Value, want_status: u16, want_te
 #[tokio::test]
 async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), &[("YUNMO__SERVER__MAX_BODY_BYTES", "4096")]).await;
+    let server = TestServer::start(
+        dir.path(),
+        &[("YUNMO__SERVER__MAX_BODY_BYTES", "4096"), ("YUNMO__SERVER__MAX_HEADERS", "20"), ("YUNMO__SERVER__MAX_HEADER_BYTES", "2048")],
+    )
+    .await;
     server.push("iris", "iris_mlp.onnx", "").await;
     let infer = "/v2/models/iris/infer";
 
@@ -51,6 +55,23 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
 
     let (status, body) = server.post_bytes(infer, vec![b' '; 5000], &[]).await;
     expect_error(status, &body, 413, "larger than max_body_bytes = 4096");
+
+    // Headers past max_headers or max_header_bytes: 431 in each route group's own error shape.
+    let many: Vec<(String, String)> = (0..25).map(|i| (format!("x-extra-{i}"), "1".to_string())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, body) = server.post_bytes(infer, b"{}".to_vec(), &many).await;
+    expect_error(status, &body, 431, "more than max_headers = 20");
+    let big = "x".repeat(3000);
+    for path in [infer, "/v1/chat/completions", "/api/v1/models"] {
+        let (status, body) = server.post_bytes(path, b"{}".to_vec(), &[("x-big", &big)]).await;
+        expect_error(status, &body, 431, "more than max_header_bytes = 2048");
+        let shape_ok = match path {
+            "/v1/chat/completions" => body["error"]["type"] == "invalid_request_error" && body["error"]["code"] == "headers_too_large",
+            "/api/v1/models" => body["error"]["code"] == "headers_too_large",
+            _ => body["error"].is_string(),
+        };
+        assert!(shape_ok, "{path}: {body}");
+    }
 
     // Uploads: garbage, a truncated protobuf, an empty file. None is stored.
     let uploads = "/api/v1/models/iris/versions";
@@ -118,7 +139,7 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
         r#"yunmo_inference_compute_duration_seconds_count{model="iris",version="1"} 1"#,
         r#"yunmo_model_load_duration_seconds_count{model="iris"} 1"#,
         "yunmo_models_loaded 2",
-        r#"yunmo_http_requests_total{route="/v2/models/{name}/infer",method="POST",status="4xx"} 8"#,
+        r#"yunmo_http_requests_total{route="/v2/models/{name}/infer",method="POST",status="4xx"} 10"#,
     ] {
         assert!(metrics.lines().any(|l| l == line), "metrics lack {line}:\n{metrics}");
     }
