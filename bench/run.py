@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: Yunmo and peer model servers, one at a time, on the same machine, models and load.
 
-Usage: bench/run.sh [--duration S] [--warmup S] [--concurrency 1,8,64] [--peers ort-fastapi,mlserver,triton]
+Usage: bench/run.sh [--duration S] [--warmup S] [--concurrency 1,8,64] [--peers yunmo-noauth,ort-fastapi,mlserver,triton]
                     [--models mlp,efficientnet,minilm]
+
+`yunmo` runs as shipped, with auth on and a key on every request; the `yunmo-noauth` "peer" is the same binary
+with auth off, so its ratio is the cost of authentication, access checks, limits and metering.
 
 Each server runs pinned to CPU 0 with one ONNX Runtime intra-op thread and one model instance; the load
 generator (bench/loadgen, closed loop) runs pinned to CPU 1. For every model and concurrency it records
@@ -140,8 +143,9 @@ def copy_models(work, models, fixtures):
     return model_dir
 
 
-def post(url, body, content_type="application/json"):
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+def post(url, body, content_type="application/json", key=None):
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {key}"} if key else {})}
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(req, timeout=120) as r:
         return r.read()
 
@@ -156,6 +160,13 @@ class Server:
 
     def health_url(self):
         return self.url + "/v2/health/live"
+
+    def http_auth(self):
+        """Extra loadgen arguments that authenticate HTTP requests (none for servers without auth)."""
+        return []
+
+    def grpc_auth(self):
+        return []
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -172,8 +183,19 @@ class Server:
                                         stdout=self.log, stderr=self.log, start_new_session=True)
 
 
+BENCH_KEY = "ym_benchadmin_" + "B" * 43
+
+
 class Yunmo(Server):
+    """Yunmo as shipped: auth on, every request carries an admin key (checked, access-checked and metered)."""
     name = "yunmo"
+    auth = True
+
+    def http_auth(self):
+        return ["--header", f"Authorization: Bearer {BENCH_KEY}"] if self.auth else []
+
+    def grpc_auth(self):
+        return ["--metadata", f"authorization: Bearer {BENCH_KEY}"] if self.auth else []
 
     def __init__(self, work, models, fixtures):
         self.work, self.port = work, 18080
@@ -181,17 +203,26 @@ class Yunmo(Server):
         self.url = f"http://127.0.0.1:{self.port}"
         # One core, like the peers: one ONNX Runtime thread and one async runtime thread.
         env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__SERVER__WORKER_THREADS": "1",
-               "YUNMO__TELEMETRY__LOG_LEVEL": "warn", "ORT_DYLIB_PATH": ORT_LIB}
+               "YUNMO__TELEMETRY__LOG_LEVEL": "warn", "ORT_DYLIB_PATH": ORT_LIB,
+               "YUNMO__AUTH__ENABLED": "true" if self.auth else "false", "YUNMO__AUTH__BOOTSTRAP_KEY": BENCH_KEY}
+        key = BENCH_KEY if self.auth else None
         self.spawn([YUNMO, "serve", "--http-port", str(self.port), "--grpc-port", str(self.port + 1),
                     "--data-dir", os.path.join(work, "data")], env=env)
         wait_ready(self.url + "/v2/health/ready")
         for model in models:
             variants = [model] + (["efficientnet_nobatch"] if model == "efficientnet" else [])
             for variant in variants:
-                post(self.url + "/api/v1/models", json.dumps({"name": variant}).encode())
+                post(self.url + "/api/v1/models", json.dumps({"name": variant}).encode(), key=key)
                 config = urllib.request.quote(json.dumps(YUNMO_CONFIGS[variant]))
                 with open(os.path.join(fixtures, MODELS[model][0]), "rb") as f:
-                    post(f"{self.url}/api/v1/models/{variant}/versions?config={config}", f.read(), "application/octet-stream")
+                    post(f"{self.url}/api/v1/models/{variant}/versions?config={config}", f.read(), "application/octet-stream", key=key)
+
+
+class YunmoNoAuth(Yunmo):
+    """The same binary with auth.enabled = false: the difference to `yunmo` is the cost of authentication,
+    access checks, limits and metering."""
+    name = "yunmo-noauth"
+    auth = False
 
 
 class OrtFastapi(Server):
@@ -337,7 +368,8 @@ class Triton(Server):
             wait_ready(f"{self.url}/v2/models/{model}/ready")
 
 
-PEER_CLASSES = {"ort-fastapi": (OrtFastapi, "ort-fastapi/venv/bin/uvicorn"),
+PEER_CLASSES = {"yunmo-noauth": (YunmoNoAuth, None),
+                "ort-fastapi": (OrtFastapi, "ort-fastapi/venv/bin/uvicorn"),
                 "mlserver": (MLServer, "mlserver/venv/bin/mlserver"),
                 "triton": (Triton, "triton/server/bin/tritonserver"),
                 "kserve": (KServe, "kserve/venv/bin/python"),
@@ -374,20 +406,21 @@ def run_server(cls, args, fixtures, bodies):
         rows.append({"server": cls.name, "model": "(health GET)", "concurrency": 1, "protocol": "rest", **r})
         for model in args.models:
             variants = [model] + (["efficientnet_nobatch"] if model == "efficientnet" and cls is Yunmo else [])
+            auth = {"http": server.http_auth(), "grpc": server.grpc_auth()}
             for variant in variants:
                 for c in args.concurrency:
                     url = server.infer_url(variant)
-                    r = measure(server, args, f"{variant} c={c} rest", ["http", "--url", url, "--body", bodies[model], "--concurrency", str(c)])
+                    r = measure(server, args, f"{variant} c={c} rest", ["http", "--url", url, "--body", bodies[model], "--concurrency", str(c)] + auth["http"])
                     rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "rest", **r})
-                    if model == "efficientnet" and cls in (Yunmo, Triton):
+                    if model == "efficientnet" and issubclass(cls, (Yunmo, Triton)):
                         r = measure(server, args, f"{variant} c={c} binary", ["http", "--url", url, "--body", bodies["efficientnet.bin"],
                                                                                "--header", f"Inference-Header-Content-Length: {bodies['efficientnet.hdr']}",
                                                                                "--header", "Content-Type: application/octet-stream",
-                                                                               "--concurrency", str(c)])
+                                                                               "--concurrency", str(c)] + auth["http"])
                         rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "binary", **r})
                     if server.grpc and model in ("mlp", "efficientnet"):
                         r = measure(server, args, f"{variant} c={c} grpc", ["grpc", "--address", server.grpc, "--model", variant,
-                                                                             "--body", bodies[model], "--concurrency", str(c)])
+                                                                             "--body", bodies[model], "--concurrency", str(c)] + auth["grpc"])
                         rows.append({"server": cls.name, "model": variant, "concurrency": c, "protocol": "grpc", **r})
         peak = peak_rss_mb(server.process.pid)
         for row in rows:
@@ -445,7 +478,7 @@ def main():
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", default="1,8,64")
-    parser.add_argument("--peers", default="ort-fastapi,mlserver,triton,kserve,torchserve")
+    parser.add_argument("--peers", default="yunmo-noauth,ort-fastapi,mlserver,triton,kserve,torchserve")
     parser.add_argument("--models", default="mlp,efficientnet,minilm")
     parser.add_argument("--fixtures", required=True)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
@@ -455,7 +488,7 @@ def main():
     wanted = [p for p in args.peers.split(",") if p]
     args.peers = []
     for peer in wanted:
-        if os.path.exists(os.path.join(PEERS, PEER_CLASSES[peer][1])):
+        if PEER_CLASSES[peer][1] is None or os.path.exists(os.path.join(PEERS, PEER_CLASSES[peer][1])):
             args.peers.append(peer)
         else:
             log(f"peer {peer} is not installed (run bench/run.sh --install); skipped")

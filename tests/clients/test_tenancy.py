@@ -19,7 +19,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import Server, fixture_path
+from conftest import BINARY, Server, fixture_path
 
 CACHE = os.environ.get("YUNMO_CACHE", os.path.expanduser("~/.cache/yunmo"))
 SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
@@ -293,7 +293,7 @@ def make_certificates(directory):
     return ca, cert, key
 
 
-def test_tls_with_tritonclient_and_openai_given_the_ca():
+def test_tls_with_tritonclient_openai_and_the_cli_given_the_ca():
     data_dir = tempfile.mkdtemp(prefix="yunmo-tls-")
     ca, cert, key = make_certificates(data_dir)
     srv = Server(data_dir, scheme="https", env={"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN,
@@ -307,6 +307,12 @@ def test_tls_with_tritonclient_and_openai_given_the_ca():
         assert grpc.get_model_metadata("iris", headers=bearer(ADMIN)).name == "iris"
         llm = openai.OpenAI(base_url=srv.url + "/v1", api_key=ADMIN, max_retries=0, http_client=httpx.Client(verify=ssl.create_default_context(cafile=ca)))
         assert "iris" in [m.id for m in llm.models.list()]
+        # The yunmo CLI over TLS, trusting the CA with --ca-file.
+        cli = lambda *args: subprocess.run([BINARY, "models", "ls", "--url", srv.url, "--api-key", ADMIN, *args], capture_output=True, text=True, timeout=60)
+        listed = cli("--ca-file", ca)
+        assert listed.returncode == 0 and "iris" in listed.stdout, listed.stderr
+        untrusted = cli()
+        assert untrusted.returncode != 0 and "certificate" in untrusted.stderr.lower(), untrusted.stderr
         # Without the CA the certificate is not trusted; plain HTTP gets no answer.
         with pytest.raises(httpx.ConnectError):
             httpx.get(srv.url + "/v2/health/live")

@@ -64,6 +64,9 @@ enum Command {
         /// V2 JSON request body file.
         #[arg(long)]
         body: PathBuf,
+        /// Extra metadata `name: value` on every call (repeatable), e.g. `authorization: Bearer ym_...`.
+        #[arg(long)]
+        metadata: Vec<String>,
         #[command(flatten)]
         load: Load,
     },
@@ -205,6 +208,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Http { url, body, header, method, load } => {
                 let method = reqwest::Method::from_bytes(method.as_bytes())?;
+                yunmo_cli::install_tls_provider();
                 let client = reqwest::Client::builder().pool_max_idle_per_host(load.concurrency).build()?;
                 let body = Bytes::from(std::fs::read(&body)?);
                 let mut headers = reqwest::header::HeaderMap::new();
@@ -229,7 +233,12 @@ fn main() -> anyhow::Result<()> {
                 .await;
                 report.print(1);
             }
-            Command::Grpc { address, model, body, load } => {
+            Command::Grpc { address, model, body, metadata, load } => {
+                let mut extra = tonic::metadata::MetadataMap::new();
+                for entry in metadata {
+                    let (name, value) = entry.split_once(':').context("--metadata takes 'name: value'")?;
+                    extra.insert(tonic::metadata::MetadataKey::from_bytes(name.trim().as_bytes())?, value.trim().parse()?);
+                }
                 let input = v2_input(&body)?;
                 let mut request = yunmo_proto::inference::ModelInferRequest { model_name: model, ..Default::default() };
                 for tensor in input.inputs {
@@ -257,7 +266,8 @@ fn main() -> anyhow::Result<()> {
                 let report = drive(&load, move || {
                     let index = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % clients.len();
                     let mut client = clients[index].clone();
-                    let request = request.clone();
+                    let mut request = tonic::Request::new(request.clone());
+                    *request.metadata_mut() = extra.clone();
                     async move { client.model_infer(request).await.is_ok() }
                 })
                 .await;

@@ -86,7 +86,7 @@ pub async fn set_tenant_limits(
     AdminJson(limits): AdminJson<Limits>,
 ) -> AdminResult<Json<TenantRecord>> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
-    Ok(Json(state.service.registry().set_tenant_limits(&name, &limits).await.map_err(admin)?))
+    Ok(Json(state.gate.set_tenant_limits(&name, &limits).await.map_err(admin)?))
 }
 
 /// A key to create.
@@ -165,7 +165,7 @@ pub async fn list_keys(
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", responses((status = 200), (status = 403), (status = 404)))]
 pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> AdminResult<Json<KeyRecord>> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
-    Ok(Json(state.service.registry().revoke_key(&id).await.map_err(admin)?))
+    Ok(Json(state.gate.revoke_key(&id).await.map_err(admin)?))
 }
 
 /// Usage report parameters.

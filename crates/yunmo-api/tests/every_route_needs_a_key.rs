@@ -44,6 +44,7 @@ async fn state(dir: &Path) -> AppState {
         enabled: true,
         open_paths: vec!["/v2/health/*".into(), "/metrics".into()],
         flush_interval: Duration::from_millis(100),
+        key_cache_ttl: Duration::from_secs(5),
     };
     let gate = yunmo_auth::Gate::new(registry.clone(), config);
     let service = yunmo_service::InferenceService::new(

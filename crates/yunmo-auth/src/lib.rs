@@ -4,6 +4,7 @@
 //! record before touching a model and [`Gate::admit`] before running one.
 
 mod access;
+mod cache;
 pub mod calendar;
 pub mod key;
 mod limits;
@@ -31,6 +32,9 @@ pub struct AuthConfig {
     pub open_paths: Vec<String>,
     /// How often usage events are written.
     pub flush_interval: Duration,
+    /// How long a key read from the database is reused (zero: read it on every request). Changes made
+    /// through this process take effect at once regardless; this bounds changes made by another process.
+    pub key_cache_ttl: Duration,
 }
 
 /// Credentials found on a request, whatever the transport.
@@ -74,6 +78,7 @@ struct Inner {
     config: AuthConfig,
     limiter: Arc<Limiter>,
     meter: Meter,
+    keys: cache::KeyCache,
 }
 
 /// The one place requests are authenticated, authorized, limited and metered.
@@ -89,7 +94,8 @@ impl Gate {
     pub fn new(registry: Registry, config: AuthConfig) -> Gate {
         let meter = Meter::start(registry.clone(), config.flush_interval);
         let limiter = Arc::new(Limiter::new(registry.clone()));
-        Gate(Arc::new(Inner { registry, config, limiter, meter }))
+        let keys = cache::KeyCache::new(config.key_cache_ttl);
+        Gate(Arc::new(Inner { registry, config, limiter, meter, keys }))
     }
 
     /// Whether keys are required.
@@ -115,7 +121,15 @@ impl Gate {
         };
         let invalid = || unauthenticated("invalid API key");
         let id = key::key_id(presented).ok_or_else(invalid)?;
-        let record = self.0.registry.get_key(id).await?.ok_or_else(invalid)?;
+        let record = match self.0.keys.get(id) {
+            Some(record) => record,
+            None => {
+                let generation = self.0.keys.generation();
+                let record = self.0.registry.get_key(id).await?.ok_or_else(invalid)?;
+                self.0.keys.insert(&record, generation);
+                record
+            }
+        };
         if !key::verify(presented, &record.hash) {
             return Err(invalid());
         }
@@ -188,6 +202,20 @@ impl Gate {
         Ok((record, generated.key))
     }
 
+    /// Revokes a key: it is refused from the next request on.
+    pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord, ServiceError> {
+        let result = self.0.registry.revoke_key(id).await;
+        self.0.keys.forget(id);
+        Ok(result?)
+    }
+
+    /// Replaces a tenant's limits; they apply from the next request on.
+    pub async fn set_tenant_limits(&self, tenant: &str, limits: &Limits) -> Result<yunmo_registry::TenantRecord, ServiceError> {
+        let result = self.0.registry.set_tenant_limits(tenant, limits).await;
+        self.0.keys.clear();
+        Ok(result?)
+    }
+
     /// On a database without keys, creates the bootstrap admin key of the default tenant: `configured` (from
     /// `auth.bootstrap_key`) if given, else a new one written to `key_file` (mode 0600, never overwritten)
     /// and returned so the caller can print it once. Does nothing when keys exist or auth is off.
@@ -246,11 +274,48 @@ mod tests {
     use super::*;
 
     async fn gate(enabled: bool) -> (Gate, tempfile::TempDir) {
+        gate_with_cache(enabled, Duration::from_secs(60)).await
+    }
+
+    async fn gate_with_cache(enabled: bool, key_cache_ttl: Duration) -> (Gate, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
-        let config =
-            AuthConfig { enabled, open_paths: vec!["/v2/health/*".into(), "/metrics".into()], flush_interval: Duration::from_millis(50) };
+        let open_paths = vec!["/v2/health/*".into(), "/metrics".into()];
+        let config = AuthConfig { enabled, open_paths, flush_interval: Duration::from_millis(50), key_cache_ttl };
         (Gate::new(registry, config), dir)
+    }
+
+    #[tokio::test]
+    async fn cached_keys_see_changes_through_the_gate_at_once_and_others_within_the_ttl() {
+        let (gate, _dir) = gate_with_cache(true, Duration::from_millis(300)).await;
+        let request = KeyRequest {
+            tenant: DEFAULT_TENANT.into(),
+            name: "t".into(),
+            scopes: vec![Scope::Infer],
+            models: None,
+            limits: Limits::default(),
+            expires_at: None,
+        };
+        let header = |key: &str| bearer(key);
+        let (_, key) = gate.create_key(request.clone()).await.unwrap();
+        let (header_a, header_b) = (header(&key), header(&gate.create_key(request).await.unwrap().1));
+        let (a, b) =
+            (Credentials { authorization: Some(&header_a), api_key: None }, Credentials { authorization: Some(&header_b), api_key: None });
+        assert_eq!(gate.authenticate(a).await.unwrap().tenant_limits, Limits::default());
+        let b_id = gate.authenticate(b).await.unwrap().key_id;
+
+        // Tenant limits changed through the gate apply to the next request of a cached key.
+        let limits = Limits { requests_per_second: Some(5.0), ..Limits::default() };
+        gate.set_tenant_limits(DEFAULT_TENANT, &limits).await.unwrap();
+        assert_eq!(gate.authenticate(a).await.unwrap().tenant_limits, limits);
+
+        // A revocation written by another process (straight to the database) is seen once the entry expires.
+        assert_eq!(gate.authenticate(b).await.unwrap().tenant_limits, limits);
+        gate.0.registry.revoke_key(&b_id).await.unwrap();
+        assert!(gate.authenticate(b).await.is_ok(), "within the TTL the cached record is used");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let error = gate.authenticate(b).await.unwrap_err();
+        assert!(error.message.contains("revoked"), "{}", error.message);
     }
 
     fn bearer(key: &str) -> String {
@@ -297,7 +362,7 @@ mod tests {
         for credentials in [Credentials::default(), Credentials { authorization: None, api_key: Some(&forged) }] {
             assert_eq!(gate.authenticate(credentials).await.unwrap_err().code, Code::Unauthenticated);
         }
-        gate.0.registry.revoke_key(&record.id).await.unwrap();
+        gate.revoke_key(&record.id).await.unwrap();
         let error = gate.authenticate(ok).await.unwrap_err();
         assert!(error.message.contains("revoked"), "{}", error.message);
         let (_, expired) = gate.create_key(KeyRequest { expires_at: Some(1), ..request }).await.unwrap();
@@ -328,6 +393,7 @@ mod tests {
             enabled: true,
             open_paths: vec!["/v2/health/*".into(), "/metrics".into()],
             flush_interval: Duration::from_secs(1),
+            key_cache_ttl: Duration::from_secs(5),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {

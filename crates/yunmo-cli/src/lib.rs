@@ -23,6 +23,10 @@ pub struct ServerArgs {
     /// its first start and saves it to <data_dir>/bootstrap-admin.key.
     #[arg(long, env = "YUNMO_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
+    /// PEM file of a CA certificate to trust for an `https://` URL, besides the system's (for a server
+    /// whose certificate comes from a private CA, as `server.tls` usually does).
+    #[arg(long, env = "YUNMO_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -35,8 +39,26 @@ impl ServerArgs {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        Ok(Client::builder().default_headers(headers).build()?)
+        install_tls_provider();
+        let mut builder = Client::builder().default_headers(headers);
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read the CA file {}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("the CA file {} holds no PEM certificate", path.display()))?;
+            if certificates.is_empty() {
+                bail!("the CA file {} holds no PEM certificate", path.display());
+            }
+            builder = builder.tls_certs_merge(certificates);
+        }
+        Ok(builder.build()?)
     }
+}
+
+/// Makes rustls use ring (the provider the server uses too) in this process. reqwest is built without a
+/// provider of its own, so every process that builds a reqwest client calls this first; calling it again
+/// is harmless.
+pub fn install_tls_provider() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `yunmo models ...`

@@ -223,6 +223,7 @@ async fn gate(settings: &Settings, registry: Registry) -> anyhow::Result<yunmo_a
         enabled: auth.enabled,
         open_paths: auth.open_paths.clone(),
         flush_interval: Duration::from_millis(auth.usage_flush_ms),
+        key_cache_ttl: Duration::from_millis(auth.key_cache_ms),
     };
     let gate = yunmo_auth::Gate::new(registry, config);
     if !auth.enabled {

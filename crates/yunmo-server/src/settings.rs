@@ -41,6 +41,8 @@ pub struct AuthSettings {
     pub bootstrap_key_file: String,
     /// How often usage events are written, in milliseconds.
     pub usage_flush_ms: u64,
+    /// How long a key read from the database is reused, in milliseconds (0: not cached).
+    pub key_cache_ms: u64,
 }
 
 /// `[server.tls]`.

@@ -56,6 +56,7 @@ impl TestServer {
         }
         let ready: Value = serde_json::from_str(&std::fs::read_to_string(&ready_file).unwrap()).unwrap();
         let address = ready["http"].as_str().unwrap().to_string();
+        yunmo_cli::install_tls_provider();
         TestServer { child, url: format!("http://{address}"), address, data_dir: data_dir.to_path_buf(), client: reqwest::Client::new() }
     }
 

@@ -1,0 +1,76 @@
+//! Key records recently read from the database, so that an authenticated request does not query SQLite.
+//!
+//! Correctness rests on two rules: every change to a key or a tenant's limits made through this process goes
+//! through the [`crate::Gate`], which drops the affected entries before it answers (so a revocation is
+//! refused on the very next request); and an entry is used for at most `ttl`, which bounds how long a change
+//! made by another process sharing the database goes unseen. The presented secret is verified against the
+//! cached hash on every request, and expiry is checked against the clock, so neither is cached.
+//! A lookup that read the database before an invalidation does not store its (possibly stale) answer: a
+//! generation counter, bumped by every invalidation, must be unchanged between the read and the store.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use yunmo_registry::KeyRecord;
+
+/// Most keys held; past it the cache is emptied (a crude but bounded policy: keys are few and created by
+/// admins, and an entry costs one database read to refill).
+const MAX_ENTRIES: usize = 100_000;
+
+pub(crate) struct KeyCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (KeyRecord, Instant)>>,
+    generation: AtomicU64,
+}
+
+impl KeyCache {
+    pub(crate) fn new(ttl: Duration) -> KeyCache {
+        KeyCache { ttl, entries: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
+    }
+
+    /// The cached record of key `id`, if fresh.
+    pub(crate) fn get(&self, id: &str) -> Option<KeyRecord> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (record, fetched) = entries.get(id)?;
+        (fetched.elapsed() < self.ttl).then(|| record.clone())
+    }
+
+    /// The generation to pass to [`KeyCache::insert`] for a read that starts now.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Stores a record read from the database, unless an invalidation happened since `generation`.
+    pub(crate) fn insert(&self, record: &KeyRecord, generation: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(record.id.clone(), (record.clone(), Instant::now()));
+    }
+
+    /// Drops one key.
+    pub(crate) fn forget(&self, id: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(id);
+    }
+
+    /// Drops every key (a tenant's limits changed: they are part of each of its keys' records).
+    pub(crate) fn clear(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+}
