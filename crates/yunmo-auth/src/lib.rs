@@ -285,20 +285,23 @@ mod tests {
         (Gate::new(registry, config), dir)
     }
 
-    #[tokio::test]
-    async fn cached_keys_see_changes_through_the_gate_at_once_and_others_within_the_ttl() {
-        let (gate, _dir) = gate_with_cache(true, Duration::from_millis(300)).await;
-        let request = KeyRequest {
+    fn infer_key_request() -> KeyRequest {
+        KeyRequest {
             tenant: DEFAULT_TENANT.into(),
             name: "t".into(),
             scopes: vec![Scope::Infer],
             models: None,
             limits: Limits::default(),
             expires_at: None,
-        };
-        let header = |key: &str| bearer(key);
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_keys_see_changes_through_the_gate_at_once_and_others_within_the_ttl() {
+        let (gate, _dir) = gate_with_cache(true, Duration::from_millis(300)).await;
+        let request = infer_key_request();
         let (_, key) = gate.create_key(request.clone()).await.unwrap();
-        let (header_a, header_b) = (header(&key), header(&gate.create_key(request).await.unwrap().1));
+        let (header_a, header_b) = (bearer(&key), bearer(&gate.create_key(request).await.unwrap().1));
         let (a, b) =
             (Credentials { authorization: Some(&header_a), api_key: None }, Credentials { authorization: Some(&header_b), api_key: None });
         assert_eq!(gate.authenticate(a).await.unwrap().tenant_limits, Limits::default());
@@ -344,14 +347,7 @@ mod tests {
     #[tokio::test]
     async fn bad_missing_revoked_and_expired_keys_are_refused() {
         let (gate, _dir) = gate(true).await;
-        let request = KeyRequest {
-            tenant: DEFAULT_TENANT.into(),
-            name: "t".into(),
-            scopes: vec![Scope::Infer],
-            models: None,
-            limits: Limits::default(),
-            expires_at: None,
-        };
+        let request = infer_key_request();
         let (record, key) = gate.create_key(request.clone()).await.unwrap();
         let header = bearer(&key);
         let ok = Credentials { authorization: Some(&header), api_key: None };
