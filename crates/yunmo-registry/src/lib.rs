@@ -105,6 +105,7 @@ impl Registry {
         if removed > 0 {
             tracing::info!(removed, "Removed unreferenced artifacts and staging files.");
         }
+        registry.store.seal_plaintext_files().await?;
         Ok(registry)
     }
 

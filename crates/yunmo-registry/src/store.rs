@@ -62,16 +62,11 @@ impl ReadableArtifact {
 }
 
 impl ArtifactStore {
-    /// Opens the store at `root`, creating its folders. With a key, stored files still in plaintext (from
-    /// before encryption was turned on) are sealed in place.
+    /// Opens the store at `root`, creating its folders.
     pub async fn open(root: PathBuf, key: Option<Arc<EncryptionKey>>) -> io::Result<ArtifactStore> {
         tokio::fs::create_dir_all(root.join("sha256")).await?;
         tokio::fs::create_dir_all(root.join("staging")).await?;
-        let store = ArtifactStore { root, key };
-        if store.key.is_some() {
-            store.seal_plaintext_files().await?;
-        }
-        Ok(store)
+        Ok(ArtifactStore { root, key })
     }
 
     /// Whether stored files are encrypted.
@@ -120,7 +115,7 @@ impl ArtifactStore {
         let key = self.key.clone();
         let sha256 = sha256.to_string();
         tokio::task::spawn_blocking(move || {
-            use std::io::Write;
+            use std::io::{Seek, Write};
             let mut file = std::fs::File::open(&path)?;
             let mut head = [0u8; 8];
             let n = read_head(&mut file, &mut head)?;
@@ -134,8 +129,8 @@ impl ArtifactStore {
                 ));
             };
             let len = file.metadata()?.len();
+            file.seek(io::SeekFrom::Start(0))?;
             let (memory, memory_path) = memory_file()?;
-            let mut file = std::fs::File::open(&path)?;
             let mut writer = io::BufWriter::with_capacity(1 << 20, &memory);
             seal::open(&key, &mut io::BufReader::with_capacity(1 << 20, &mut file), len, &sha256, &mut writer)?;
             writer.flush()?;
@@ -150,7 +145,9 @@ impl ArtifactStore {
         self.root.join("staging").join(format!("{purpose}-{}-{}", std::process::id(), unique_suffix()))
     }
 
-    async fn seal_plaintext_files(&self) -> io::Result<()> {
+    /// With a key, seals in place the stored files still in plaintext (from before encryption was turned
+    /// on); each is written to staging, fsynced and renamed over the plaintext. Without a key, does nothing.
+    pub async fn seal_plaintext_files(&self) -> io::Result<()> {
         let Some(key) = self.key.clone() else { return Ok(()) };
         let mut entries = tokio::fs::read_dir(self.root.join("sha256")).await?;
         let mut sealed = 0;
@@ -361,6 +358,7 @@ mod tests {
         plain_store.commit(old).await.unwrap();
 
         let store = ArtifactStore::open(dir.path().to_path_buf(), Some(key)).await.unwrap();
+        store.seal_plaintext_files().await.unwrap();
         assert!(seal::is_sealed(&std::fs::read(store.path(&old_sha)).unwrap()));
         assert_eq!(std::fs::read(store.readable(&old_sha).await.unwrap().path()).unwrap(), b"stored before encryption");
 
