@@ -28,12 +28,14 @@ pub struct RegistryConfig {
     pub data_dir: PathBuf,
     /// Seals model files at rest with this key.
     pub encryption_key: Option<Arc<EncryptionKey>>,
+    /// Keys files may still be sealed with; at open they are re-sealed under `encryption_key`.
+    pub previous_encryption_keys: Vec<Arc<EncryptionKey>>,
 }
 
 impl RegistryConfig {
     /// A registry in `data_dir` without encryption.
     pub fn new(data_dir: impl Into<PathBuf>) -> RegistryConfig {
-        RegistryConfig { data_dir: data_dir.into(), encryption_key: None }
+        RegistryConfig { data_dir: data_dir.into(), encryption_key: None, previous_encryption_keys: Vec::new() }
     }
 }
 
@@ -105,7 +107,7 @@ impl Registry {
         if removed > 0 {
             tracing::info!(removed, "Removed unreferenced artifacts and staging files.");
         }
-        registry.store.seal_plaintext_files().await?;
+        registry.store.seal_under_current_key(&config.previous_encryption_keys).await?;
         Ok(registry)
     }
 

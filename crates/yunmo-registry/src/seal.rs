@@ -4,11 +4,14 @@
 //! Layout:
 //!
 //! ```text
-//! header  = "YMSEAL01" | chunk_size: u32 LE | nonce_prefix: 7 random bytes | 0x00        (20 bytes)
+//! header  = "YMSEAL01" | chunk_size: u32 LE | nonce_prefix: 7 random bytes | 0x00 | key_id: 8 bytes  (28 bytes)
 //! chunk i = AES-256-GCM(plaintext[i * chunk_size ..][.. chunk_size],
 //!                       nonce = nonce_prefix | i: u32 BE | 1 if last else 0,
 //!                       aad   = header | sha256 hex of the whole plaintext) | 16-byte tag
 //! ```
+//!
+//! `key_id` is the first 8 bytes of sha256("yunmo model key id\0" | key): it names the key a file needs
+//! (so a wrong key is reported as such, and files can be re-sealed under a new key) without revealing it.
 //!
 //! Binding the header and the plaintext digest (the file's name in the store) into every chunk means a
 //! changed header, a reordered, dropped or appended chunk, a truncation at a chunk boundary, or a file moved
@@ -26,7 +29,9 @@ use sha2::{Digest, Sha256};
 pub const MAGIC: &[u8; 8] = b"YMSEAL01";
 /// Plaintext bytes per chunk in files this version writes.
 pub const CHUNK_SIZE: u32 = 1 << 20;
-const HEADER_LEN: usize = 20;
+const HEADER_LEN: usize = 28;
+/// Bytes of a key's id.
+const KEY_ID_LEN: usize = 8;
 const TAG_LEN: usize = 16;
 const PREFIX_LEN: usize = 7;
 /// Largest chunk a reader accepts (bounds the buffer a crafted header can ask for).
@@ -35,6 +40,7 @@ const MAX_CHUNK_SIZE: u32 = 64 << 20;
 /// The AES-256 key model files are sealed with.
 pub struct EncryptionKey {
     key: LessSafeKey,
+    id: [u8; KEY_ID_LEN],
 }
 
 impl std::fmt::Debug for EncryptionKey {
@@ -47,7 +53,14 @@ impl EncryptionKey {
     /// A key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> EncryptionKey {
         let key = UnboundKey::new(&AES_256_GCM, bytes).expect("AES-256-GCM takes a 32-byte key. This is a bug.");
-        EncryptionKey { key: LessSafeKey::new(key) }
+        let digest = Sha256::new().chain_update(b"yunmo model key id\0").chain_update(bytes).finalize();
+        let id = digest[..KEY_ID_LEN].try_into().expect("8 bytes");
+        EncryptionKey { key: LessSafeKey::new(key), id }
+    }
+
+    /// The key's id, in hex: safe to log, and written in the header of every file it seals.
+    pub fn id(&self) -> String {
+        hex::encode(self.id)
     }
 
     /// Reads a key file: 64 hex digits (as `openssl rand -hex 32` writes, surrounding whitespace ignored) or
@@ -98,6 +111,14 @@ pub fn is_sealed(head: &[u8]) -> bool {
     head.starts_with(MAGIC)
 }
 
+/// Bytes to read from a file's start for [`is_sealed`] and [`sealed_key_id`].
+pub const HEAD_LEN: usize = HEADER_LEN;
+
+/// The id (hex) of the key that sealed the file starting with `head`, if it is a whole sealed header.
+pub fn sealed_key_id(head: &[u8]) -> Option<String> {
+    (is_sealed(head) && head.len() >= HEADER_LEN).then(|| hex::encode(&head[HEADER_LEN - KEY_ID_LEN..HEADER_LEN]))
+}
+
 /// Encrypts `size` bytes from `plain`, whose sha256 is `sha256`, into `out`.
 pub fn seal(key: &EncryptionKey, plain: &mut impl Read, size: u64, sha256: &str, out: &mut impl Write) -> io::Result<()> {
     seal_with_chunk(key, plain, size, sha256, out, CHUNK_SIZE)
@@ -117,6 +138,7 @@ fn seal_with_chunk(
     header[..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&chunk.to_le_bytes());
     header[12..12 + PREFIX_LEN].copy_from_slice(&prefix);
+    header[HEADER_LEN - KEY_ID_LEN..].copy_from_slice(&key.id);
     out.write_all(&header)?;
     let aad = aad(&header, sha256);
     let chunks = size.div_ceil(u64::from(chunk)).max(1);
@@ -153,6 +175,17 @@ pub fn open(key: &EncryptionKey, sealed: &mut impl Read, sealed_len: u64, sha256
     sealed.read_exact(&mut header).map_err(|_| refused("is too short to be an encrypted file"))?;
     if !is_sealed(&header) {
         return Err(refused("is not an encrypted file"));
+    }
+    if header[HEADER_LEN - KEY_ID_LEN..] != key.id {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the stored model file {sha256} was encrypted with key {}, not with the configured key {}: set \
+                 storage.encryption_key_file to that key, or list it in storage.previous_encryption_key_files to re-encrypt",
+                hex::encode(&header[HEADER_LEN - KEY_ID_LEN..]),
+                key.id()
+            ),
+        ));
     }
     let chunk = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if chunk == 0 || chunk > MAX_CHUNK_SIZE {
@@ -281,8 +314,17 @@ mod tests {
         for (what, altered) in cases {
             assert!(opened(&key, &altered, &sha).is_err(), "{what} was accepted");
         }
-        let error = opened(&EncryptionKey::from_bytes(&[4; 32]), &file, &sha).unwrap_err();
-        assert!(error.to_string().contains("another key"), "{error}");
+        let other = EncryptionKey::from_bytes(&[4; 32]);
+        let error = opened(&other, &file, &sha).unwrap_err();
+        assert!(
+            error.to_string().contains(&format!("encrypted with key {}, not with the configured key {}", key.id(), other.id())),
+            "{error}"
+        );
+        assert_eq!(sealed_key_id(&file), Some(key.id()));
+        // A key id rewritten to the other key's still fails: the header is authenticated.
+        let mut relabelled = file.clone();
+        relabelled[HEADER_LEN - KEY_ID_LEN..HEADER_LEN].copy_from_slice(&other.id);
+        assert!(opened(&other, &relabelled, &sha).is_err());
         assert!(opened(&key, &file, &digest(b"other")).is_err(), "a file under another name was accepted");
     }
 

@@ -115,7 +115,7 @@ impl ArtifactStore {
         let key = self.key.clone();
         let sha256 = sha256.to_string();
         tokio::task::spawn_blocking(move || {
-            use std::io::{Seek, Write};
+            use std::io::Seek;
             let mut file = std::fs::File::open(&path)?;
             let mut head = [0u8; 8];
             let n = read_head(&mut file, &mut head)?;
@@ -128,13 +128,8 @@ impl ArtifactStore {
                     format!("the stored model file {sha256} is encrypted; set storage.encryption_key_file to the key it was written with"),
                 ));
             };
-            let len = file.metadata()?.len();
             file.seek(io::SeekFrom::Start(0))?;
-            let (memory, memory_path) = memory_file()?;
-            let mut writer = io::BufWriter::with_capacity(1 << 20, &memory);
-            seal::open(&key, &mut io::BufReader::with_capacity(1 << 20, &mut file), len, &sha256, &mut writer)?;
-            writer.flush()?;
-            drop(writer);
+            let (memory, memory_path) = decrypt_to_memory(&key, file, &sha256)?;
             Ok(ReadableArtifact { path: memory_path, _memory: Some(memory) })
         })
         .await
@@ -145,30 +140,48 @@ impl ArtifactStore {
         self.root.join("staging").join(format!("{purpose}-{}-{}", std::process::id(), unique_suffix()))
     }
 
-    /// With a key, seals in place the stored files still in plaintext (from before encryption was turned
-    /// on); each is written to staging, fsynced and renamed over the plaintext. Without a key, does nothing.
-    pub async fn seal_plaintext_files(&self) -> io::Result<()> {
+    /// With a key, brings every stored file under it: a file still in plaintext (stored before encryption was
+    /// turned on) is sealed, and a file sealed with one of `previous` (key rotation) is decrypted into
+    /// memory, checked and re-sealed. Each is written to staging, fsynced and renamed over the old file, one
+    /// at a time. A file sealed with a key that is neither is left alone (loading it fails, naming that key).
+    /// Without a key, does nothing.
+    pub async fn seal_under_current_key(&self, previous: &[Arc<EncryptionKey>]) -> io::Result<()> {
         let Some(key) = self.key.clone() else { return Ok(()) };
         let mut entries = tokio::fs::read_dir(self.root.join("sha256")).await?;
-        let mut sealed = 0;
+        let mut changed = 0;
         while let Some(entry) = entries.next_entry().await? {
             let path = entry.path();
             let sha256 = entry.file_name().to_string_lossy().into_owned();
-            let mut head = [0u8; 8];
+            let mut head = [0u8; seal::HEAD_LEN];
             let n = read_head(&mut std::fs::File::open(&path)?, &mut head)?;
-            if seal::is_sealed(&head[..n]) {
-                continue;
-            }
+            let old_key = match seal::sealed_key_id(&head[..n]) {
+                None if seal::is_sealed(&head[..n]) => None, // a truncated header: loading reports it
+                None => Some(None),
+                Some(id) if id == key.id() => None,
+                Some(id) => match previous.iter().find(|old| old.id() == id) {
+                    Some(old) => Some(Some(old.clone())),
+                    None => {
+                        tracing::warn!(file = %sha256, key = %id, "A model file is sealed with a key that is not configured; it cannot be loaded.");
+                        None
+                    }
+                },
+            };
+            let Some(old_key) = old_key else { continue };
             let (key, staging) = (key.clone(), self.staging_path("sealed"));
-            let size = entry.metadata().await?.len();
-            tokio::task::spawn_blocking(move || seal_file(&key, &path, size, &sha256, &staging, &path))
-                .await
-                .map_err(|error| io::Error::other(format!("sealing panicked: {error}")))??;
-            sealed += 1;
+            tokio::task::spawn_blocking(move || match old_key {
+                None => seal_file(&key, &path, std::fs::metadata(&path)?.len(), &sha256, &staging, &path),
+                Some(old) => {
+                    let (memory, memory_path) = decrypt_to_memory(&old, std::fs::File::open(&path)?, &sha256)?;
+                    seal_file(&key, &memory_path, memory.metadata()?.len(), &sha256, &staging, &path)
+                }
+            })
+            .await
+            .map_err(|error| io::Error::other(format!("sealing panicked: {error}")))??;
+            changed += 1;
         }
-        if sealed > 0 {
+        if changed > 0 {
             sync_dir(&self.root.join("sha256")).await?;
-            tracing::info!(sealed, "Encrypted model files that were stored in plaintext.");
+            tracing::info!(files = changed, key = %key.id(), "Encrypted model files under the current key.");
         }
         Ok(())
     }
@@ -278,6 +291,18 @@ fn seal_file(key: &EncryptionKey, source: &Path, size: u64, sha256: &str, stagin
     result
 }
 
+/// Decrypts the sealed `file` named `sha256` into a new anonymous memory file; returns it and its path.
+fn decrypt_to_memory(key: &EncryptionKey, mut file: std::fs::File, sha256: &str) -> io::Result<(std::fs::File, PathBuf)> {
+    use std::io::Write;
+    let len = file.metadata()?.len();
+    let (memory, memory_path) = memory_file()?;
+    let mut writer = io::BufWriter::with_capacity(1 << 20, &memory);
+    seal::open(key, &mut io::BufReader::with_capacity(1 << 20, &mut file), len, sha256, &mut writer)?;
+    writer.flush()?;
+    drop(writer);
+    Ok((memory, memory_path))
+}
+
 /// Reads up to `head.len()` bytes from the start of a file.
 fn read_head(file: &mut std::fs::File, head: &mut [u8]) -> io::Result<usize> {
     use std::io::Read;
@@ -358,7 +383,7 @@ mod tests {
         plain_store.commit(old).await.unwrap();
 
         let store = ArtifactStore::open(dir.path().to_path_buf(), Some(key)).await.unwrap();
-        store.seal_plaintext_files().await.unwrap();
+        store.seal_under_current_key(&[]).await.unwrap();
         assert!(seal::is_sealed(&std::fs::read(store.path(&old_sha)).unwrap()));
         assert_eq!(std::fs::read(store.readable(&old_sha).await.unwrap().path()).unwrap(), b"stored before encryption");
 
@@ -386,7 +411,20 @@ mod tests {
         assert!(error.to_string().contains("storage.encryption_key_file"), "{error}");
         let other = ArtifactStore::open(dir.path().to_path_buf(), Some(Arc::new(EncryptionKey::from_bytes(&[8; 32])))).await.unwrap();
         let error = other.readable(&sha).await.unwrap_err();
-        assert!(error.to_string().contains("another key"), "{error}");
+        assert!(error.to_string().contains("not with the configured key"), "{error}");
+
+        // Key rotation: the new key re-seals what the old one sealed, and then the old one is refused.
+        let new_key = Arc::new(EncryptionKey::from_bytes(&[7; 32]));
+        let rotated = ArtifactStore::open(dir.path().to_path_buf(), Some(new_key.clone())).await.unwrap();
+        assert!(rotated.readable(&sha).await.is_err(), "not yet re-sealed");
+        rotated.seal_under_current_key(&[Arc::new(EncryptionKey::from_bytes(&[9; 32]))]).await.unwrap();
+        assert_eq!(seal::sealed_key_id(&std::fs::read(store.path(&sha)).unwrap()), Some(new_key.id()));
+        assert_eq!(std::fs::read(rotated.readable(&sha).await.unwrap().path()).unwrap(), plain);
+        assert_eq!(std::fs::read(rotated.readable(&old_sha).await.unwrap().path()).unwrap(), b"stored before encryption");
+        assert!(store.readable(&sha).await.is_err(), "the old key no longer opens it");
+        assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+        let stored = std::fs::read(store.path(&sha)).unwrap();
+        let store = rotated;
 
         // A file altered on disk is refused, not served.
         let mut altered = stored.clone();

@@ -103,16 +103,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(settings = %serde_json::to_string(&settings).unwrap_or_default(), "Effective configuration.");
+    let read_key = |file: &str| yunmo_registry::EncryptionKey::from_file(std::path::Path::new(file)).map(std::sync::Arc::new);
     let encryption_key = match settings.storage.encryption_key_file.as_str() {
         "" => None,
-        file => {
-            Some(std::sync::Arc::new(yunmo_registry::EncryptionKey::from_file(std::path::Path::new(file)).map_err(anyhow::Error::msg)?))
-        }
+        file => Some(read_key(file).map_err(anyhow::Error::msg)?),
     };
-    if encryption_key.is_some() {
-        tracing::info!(key_file = %settings.storage.encryption_key_file, "Model files are encrypted at rest (AES-256-GCM).");
+    let previous_encryption_keys = settings
+        .storage
+        .previous_encryption_key_files
+        .iter()
+        .map(|file| read_key(file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(key) = &encryption_key {
+        tracing::info!(key_file = %settings.storage.encryption_key_file, key_id = %key.id(), "Model files are encrypted at rest (AES-256-GCM).");
     }
-    let registry = Registry::open(&RegistryConfig { data_dir: settings.storage.data_dir.clone(), encryption_key })
+    let registry_config = RegistryConfig { data_dir: settings.storage.data_dir.clone(), encryption_key, previous_encryption_keys };
+    let registry = Registry::open(&registry_config)
         .await
         .with_context(|| format!("cannot open the registry in {}", settings.storage.data_dir.display()))?;
     let service = InferenceService::new(

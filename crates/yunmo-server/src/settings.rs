@@ -91,6 +91,8 @@ pub struct StorageSettings {
     pub data_dir: PathBuf,
     /// File holding the AES-256 key for model files at rest ("" = no encryption).
     pub encryption_key_file: String,
+    /// Key files model files may still be sealed with; they are re-sealed under the current key at start.
+    pub previous_encryption_key_files: Vec<String>,
 }
 
 /// `[backends]`.
@@ -221,6 +223,9 @@ impl Settings {
         if self.server.max_tensor_elements == 0 {
             return Err("server.max_tensor_elements must be at least 1, got 0".into());
         }
+        if !self.storage.previous_encryption_key_files.is_empty() && self.storage.encryption_key_file.is_empty() {
+            return Err("storage.previous_encryption_key_files needs storage.encryption_key_file (the key to re-encrypt under)".into());
+        }
         if self.server.max_headers == 0 {
             return Err("server.max_headers must be at least 1, got 0".into());
         }
@@ -315,10 +320,20 @@ mod toml_edit_like {
         }
     }
 
-    /// Numbers and booleans stay typed; everything else becomes a quoted string.
+    /// Numbers and booleans stay typed, a JSON array of scalars becomes a TOML array (JSON's string
+    /// escapes are valid in TOML); everything else becomes a quoted string.
     fn literal(value: &str) -> String {
         let typed = value == "true" || value == "false" || value.parse::<i64>().is_ok() || value.parse::<f64>().is_ok();
-        if typed { value.to_string() } else { format!("{value:?}") }
+        if typed {
+            return value.to_string();
+        }
+        if let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(value)
+            && items.iter().all(|item| item.is_string() || item.is_number() || item.is_boolean())
+        {
+            let items: Vec<String> = items.iter().map(serde_json::Value::to_string).collect();
+            return format!("[{}]", items.join(", "));
+        }
+        serde_json::Value::String(value.to_string()).to_string()
     }
 }
 
@@ -345,6 +360,8 @@ mod tests {
             ("YUNMO__SERVER__HTTP_PORT".to_string(), "9100".to_string()),
             ("YUNMO__TELEMETRY__LOG_FORMAT".to_string(), "json".to_string()),
             ("YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS".to_string(), "2".to_string()),
+            ("YUNMO__AUTH__OPEN_PATHS".to_string(), r#"["/v2/health/*", "/odd \"path\""]"#.to_string()),
+            ("YUNMO__AUTH__BOOTSTRAP_KEY_FILE".to_string(), r#"C:\keys\a "b".key"#.to_string()),
             ("OTHER".to_string(), "ignored".to_string()),
         ];
         let flags = FlagOverrides { http_port: Some(0), ..FlagOverrides::default() };
@@ -354,6 +371,8 @@ mod tests {
         assert_eq!(settings.scheduler.queue_capacity, 7);
         assert_eq!(settings.telemetry.log_format, "json", "env beats defaults");
         assert_eq!(settings.backends.onnx.intra_op_threads, 2, "nested env sections");
+        assert_eq!(settings.auth.open_paths, ["/v2/health/*", "/odd \"path\""], "a JSON array in env is a list");
+        assert_eq!(settings.auth.bootstrap_key_file, r#"C:\keys\a "b".key"#, "any other text is a string, as is");
         let settings = Settings::load(Some(&file), env, &FlagOverrides::default()).unwrap();
         assert_eq!(settings.server.http_port, 9100, "env beats file");
     }
