@@ -170,7 +170,8 @@ def test_scopes_a_key_without_models_write_cannot_upload_or_delete(tenants):
     status, _ = srv.request("POST", "/api/v1/keys", {"scopes": ["admin"]}, key=keys["a"])
     assert status == 403, "only admins make keys"
     status, body = srv.request("GET", "/api/v1/audit?limit=1000", key=ADMIN)
-    assert any(e["action"] == "POST /api/v1/models/a_iris/versions" and e["outcome"] == "403" for e in json.loads(body))
+    refused = [e for e in json.loads(body) if e["action"] == "POST /api/v1/models/a_iris/versions" and e["outcome"] == "403"]
+    assert refused and all(e["remote"].startswith("127.0.0.1:") for e in refused), refused
 
 
 def burst(n, call):

@@ -186,3 +186,25 @@ def test_header_limits_refuse_oversized_metadata_on_http_and_grpc():
     finally:
         assert srv.stop() == 0
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_header_limits_can_be_raised_past_the_parser_defaults():
+    """server.max_headers above hyper's default of 100 lets 120 headers through, and refuses 160 with the
+    V2 error body (not the parser's bare 431)."""
+    import json
+    import shutil
+    import tempfile
+
+    from conftest import Server
+
+    data_dir = tempfile.mkdtemp(prefix="yunmo-headers-")
+    srv = Server(data_dir, env={"YUNMO__SERVER__MAX_HEADERS": "150"})
+    try:
+        headers = lambda n: {f"x-extra-{i}": "1" for i in range(n)}
+        status, body = srv.request("GET", "/v2/health/ready", headers=headers(120))
+        assert status == 200, body
+        status, body = srv.request("GET", "/v2/health/ready", headers=headers(160))
+        assert status == 431 and "more than max_headers = 150" in json.loads(body)["error"], body
+    finally:
+        assert srv.stop() == 0
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -2,6 +2,7 @@
 //! graceful shutdown. [`run`] takes already-bound listeners and a shutdown future, so tests can start a
 //! server on port 0 in-process or through the `yunmo` binary.
 
+mod http;
 pub mod settings;
 pub mod tls;
 
@@ -151,7 +152,8 @@ pub async fn run(
         shutting_down: shutting_down.clone(),
     };
     let grpc_service = yunmo_api::grpc::GrpcService::server(state.clone());
-    let app = yunmo_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = yunmo_api::router(state);
+    let header_limits = http::HeaderLimits { max_headers: settings.server.max_headers, max_header_bytes: settings.server.max_header_bytes };
     let tls = match (&settings.server.tls.cert_file, &settings.server.tls.key_file) {
         (cert, key) if !cert.is_empty() => Some(tls::TlsFiles::read(Path::new(cert), Path::new(key))?),
         _ => None,
@@ -173,18 +175,14 @@ pub async fn run(
     let http_stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
-    let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match &tls {
-        Some(files) => {
-            // A no-op tap: axum gives connect info (the peer address) to tapped listeners of any kind.
-            let listener = axum::serve::ListenerExt::tap_io(files.http_listener(listeners.http)?, |_: &mut tls::TlsIo| {});
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(http_stopped).into_future())
-        }
+    let http_server: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match &tls {
+        Some(files) => Box::pin(http::serve(files.http_listener(listeners.http)?, app, header_limits, http_stopped)),
         None => {
             // Small replies must not wait for the peer's delayed ACK (Nagle): TCP_NODELAY on every connection.
             let listener = axum::serve::ListenerExt::tap_io(listeners.http, |stream: &mut tokio::net::TcpStream| {
                 let _ = stream.set_nodelay(true);
             });
-            Box::pin(axum::serve(listener, app).with_graceful_shutdown(http_stopped).into_future())
+            Box::pin(http::serve(listener, app, header_limits, http_stopped))
         }
     };
     let mut stop = stop_receiver.clone();
@@ -204,8 +202,7 @@ pub async fn run(
     }
     tracing::info!(http = %http_address, grpc = %grpc_address, tls = tls.is_some(), "Yunmo is ready.");
     let servers = async {
-        let (http, grpc) = tokio::join!(http_server, grpc_server);
-        http.context("the HTTP server failed")?;
+        let ((), grpc) = tokio::join!(http_server, grpc_server);
         grpc.context("the gRPC server failed")?;
         anyhow::Ok(())
     };
