@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""A/B of two yunmo binaries on the same load, interleaved: for judging a change to the serving path.
+
+Usage: bench/ab.py --a OLD_BINARY --b NEW_BINARY [--rounds 3] [--duration 5] [--concurrency 1,64]
+                   [--env KEY=VALUE ...]
+
+Each round starts A then B (pinned to CPU 0, one async-runtime and one ONNX Runtime thread, like
+bench/run.py), uploads the iris MLP, and drives `GET /v2/health/live` at concurrency 1 and V2 JSON infer at
+each concurrency with bench/loadgen (pinned to CPU 1). Rounds interleave A and B so that drift on this
+shared machine hits both; the table gives the median over rounds and the ratio B/A.
+Build both binaries first (`cargo build --release -p yunmo-server`, copying each binary aside) and
+`cargo build --release -p yunmo-loadgen`; run `bench/run.sh` once so the fixtures exist.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402  (bench/run.py: the server wrapper, loadgen, CPU accounting)
+
+
+class Binary(run.Yunmo):
+    """bench/run.py's Yunmo, started from a given binary with auth off (the transport alone)."""
+    auth = False
+
+    def __init__(self, binary, work, fixtures, env):
+        self.name = binary
+        original = run.YUNMO
+        run.YUNMO = binary
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            super().__init__(work, ["mlp"], fixtures)
+        finally:
+            run.YUNMO = original
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", required=True)
+    parser.add_argument("--b", required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--fixtures", default=os.path.join(run.CACHE, "bench-models"))
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for both servers")
+    args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    body_dir = tempfile.mkdtemp(prefix="yunmo-ab-")
+    body = os.path.join(body_dir, "mlp.json")
+    with open(body, "w") as f:
+        json.dump(run.mlp_body(), f)
+    loads = [("GET health c=1", lambda s: ["http", "--url", s.health_url(), "--method", "GET", "--body", body, "--concurrency", "1"])]
+    for c in [int(c) for c in args.concurrency.split(",")]:
+        loads.append((f"mlp rest c={c}", lambda s, c=c: ["http", "--url", s.infer_url("mlp"), "--body", body, "--concurrency", str(c)]))
+    results = {(side, label): [] for side in "ab" for label, _ in loads}
+    for round_index in range(args.rounds):
+        for side, binary in (("a", args.a), ("b", args.b)):
+            work = tempfile.mkdtemp(prefix=f"yunmo-ab-{side}-")
+            run.log(f"== round {round_index + 1}, {side}: {binary}")
+            server = Binary(binary, work, args.fixtures, env)
+            try:
+                for label, extra in loads:
+                    results[(side, label)].append(run.measure(server, args, label, extra(server)))
+            finally:
+                server.stop()
+                shutil.rmtree(work, ignore_errors=True)
+    lines = ["| load | A req/s | B req/s | B/A req/s | A p99 ms | B p99 ms | A CPU s/1k | B CPU s/1k |", "|---|---|---|---|---|---|---|---|"]
+    for label, _ in loads:
+        a, b = results[("a", label)], results[("b", label)]
+        med = lambda rows, key: statistics.median(r[key] for r in rows)
+        lines.append(f"| {label} | {med(a, 'rps'):.0f} | {med(b, 'rps'):.0f} | {med(b, 'rps') / max(med(a, 'rps'), 1e-9):.2f}x | "
+                     f"{med(a, 'p99_ms'):.2f} | {med(b, 'p99_ms'):.2f} | {med(a, 'cpu_s_per_1k'):.3f} | {med(b, 'cpu_s_per_1k'):.3f} |")
+    print(f"A = {args.a}\nB = {args.b}\nmedian of {args.rounds} interleaved rounds, {args.duration:.0f} s each\n")
+    print("\n".join(lines))
+    shutil.rmtree(body_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
