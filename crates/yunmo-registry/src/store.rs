@@ -69,11 +69,6 @@ impl ArtifactStore {
         Ok(ArtifactStore { root, key })
     }
 
-    /// Whether stored files are encrypted.
-    pub fn is_encrypted(&self) -> bool {
-        self.key.is_some()
-    }
-
     /// Where the file with this digest lives (sealed when the store is encrypted).
     pub fn path(&self, sha256: &str) -> PathBuf {
         self.root.join("sha256").join(sha256)
