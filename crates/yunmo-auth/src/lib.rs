@@ -298,7 +298,7 @@ mod tests {
 
     #[tokio::test]
     async fn cached_keys_see_changes_through_the_gate_at_once_and_others_within_the_ttl() {
-        let (gate, _dir) = gate_with_cache(true, Duration::from_millis(300)).await;
+        let (gate, _dir) = gate_with_cache(true, Duration::from_millis(1500)).await;
         let request = infer_key_request();
         let (_, key) = gate.create_key(request.clone()).await.unwrap();
         let (header_a, header_b) = (bearer(&key), bearer(&gate.create_key(request).await.unwrap().1));
@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(gate.authenticate(b).await.unwrap().tenant_limits, limits);
         gate.0.registry.revoke_key(&b_id).await.unwrap();
         assert!(gate.authenticate(b).await.is_ok(), "within the TTL the cached record is used");
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
         let error = gate.authenticate(b).await.unwrap_err();
         assert!(error.message.contains("revoked"), "{}", error.message);
     }
