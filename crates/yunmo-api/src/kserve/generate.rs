@@ -4,7 +4,6 @@
 //! one SSE event per piece of text. `parameters` take the OpenAI sampling names (`max_tokens`,
 //! `temperature`, `top_p`, `top_k`, `seed`, `stop`, penalties).
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -84,17 +83,16 @@ async fn generate_response(
     let plan = run::plan(&sampling, None).map_err(kserve)?;
     let prompt = caller.prompt(&state, &model_ref, PromptInput::Text(request.text_input)).await.map_err(kserve)?;
     let format = GenerateFormat { model: prompt.model.clone(), version: prompt.version.to_string(), id: request.id };
-    let choices = run::start(&state.service, std::slice::from_ref(&prompt), &plan).map_err(kserve)?;
-    if stream {
-        return Ok(run::sse(choices, format, false, 1));
-    }
-    let mut collected = run::collect_all(choices).await.map_err(kserve)?;
-    let answer = collected.pop().expect("one choice");
-    let mut body = format.base();
-    body["text_output"] = json!(answer.text);
-    body["finish_reason"] = json!(answer.finish_reason.as_str());
-    body["usage"] = json!(UsageOut::from(answer.usage));
-    Ok(Json(body).into_response())
+    // One choice (n is 1), and no stream usage event (`GenerateFormat::usage`): the answer carries its usage.
+    let body = |format: &GenerateFormat, collected: &[run::Collected], usage| {
+        let answer = collected.first().expect("one choice");
+        let mut body = format.base();
+        body["text_output"] = json!(answer.text);
+        body["finish_reason"] = json!(answer.finish_reason.as_str());
+        body["usage"] = json!(UsageOut::from(usage));
+        body
+    };
+    run::respond(&state.service, std::slice::from_ref(&prompt), &plan, format, body).await.map_err(kserve)
 }
 
 struct GenerateFormat {

@@ -1,8 +1,7 @@
 //! `POST /v1/chat/completions`.
 
-use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 use yunmo_service::{PromptInput, ServiceError};
 use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
@@ -36,26 +35,23 @@ pub(crate) async fn chat_completions(
     let model_ref = model_ref(&request.model).map_err(openai)?;
     let messages = chat_messages(request.messages).map_err(openai)?;
     let prompt = caller.prompt(&state, &model_ref, PromptInput::Chat(messages)).await.map_err(openai)?;
-    let choices = run::start(&state.service, std::slice::from_ref(&prompt), &plan).map_err(openai)?;
     let format = ChatFormat { envelope: run::Envelope::new("chatcmpl", request.model), logprobs: logprobs.is_some() };
-    if plan.stream {
-        return Ok(run::sse(choices, format, plan.include_usage, plan.n));
-    }
-    let collected = run::collect_all(choices).await.map_err(openai)?;
-    let usage = run::total_usage(&collected, plan.n);
-    let choices: Vec<Value> = collected
-        .iter()
-        .enumerate()
-        .map(|(index, answer)| {
-            json!({
-                "index": index,
-                "message": { "role": "assistant", "content": answer.text },
-                "logprobs": format.logprobs.then(|| json!({ "content": answer.logprobs.iter().map(logprob_json).collect::<Vec<_>>() })),
-                "finish_reason": answer.finish_reason.as_str(),
+    let body = |format: &ChatFormat, collected: &[run::Collected], usage| {
+        let choices: Vec<Value> = collected
+            .iter()
+            .enumerate()
+            .map(|(index, answer)| {
+                json!({
+                    "index": index,
+                    "message": { "role": "assistant", "content": answer.text },
+                    "logprobs": format.logprobs.then(|| json!({ "content": answer.logprobs.iter().map(logprob_json).collect::<Vec<_>>() })),
+                    "finish_reason": answer.finish_reason.as_str(),
+                })
             })
-        })
-        .collect();
-    Ok(Json(format.envelope.with_usage("chat.completion", json!(choices), usage)).into_response())
+            .collect();
+        format.envelope.with_usage("chat.completion", json!(choices), usage)
+    };
+    run::respond(&state.service, std::slice::from_ref(&prompt), &plan, format, body).await.map_err(openai)
 }
 
 /// OpenAI's chat log-probability entry.

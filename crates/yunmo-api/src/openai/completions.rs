@@ -1,8 +1,7 @@
 //! `POST /v1/completions` (legacy text completion).
 
-use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 use yunmo_service::{Prompt, PromptInput, ServiceError};
 use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
@@ -33,30 +32,27 @@ pub(crate) async fn completions(
     if request.echo && plan.stream {
         return Err(openai(ServiceError::invalid("echo is not supported with stream")));
     }
-    let choices = run::start(&state.service, &prompts, &plan).map_err(openai)?;
     let format = CompletionFormat { envelope: run::Envelope::new("cmpl", request.model), logprobs: request.logprobs.is_some() };
-    if plan.stream {
-        return Ok(run::sse(choices, format, plan.include_usage, plan.n));
-    }
-    let collected = run::collect_all(choices).await.map_err(openai)?;
-    let usage = run::total_usage(&collected, plan.n);
-    let choices: Vec<Value> = collected
-        .iter()
-        .enumerate()
-        .map(|(index, answer)| {
-            let mut text = answer.text.clone();
-            if request.echo {
-                text.insert_str(0, &prompts[index / plan.n as usize].text);
-            }
-            json!({
-                "index": index,
-                "text": text,
-                "logprobs": format.logprobs.then(|| legacy_logprobs(&answer.logprobs)),
-                "finish_reason": answer.finish_reason.as_str(),
+    let body = |format: &CompletionFormat, collected: &[run::Collected], usage| {
+        let choices: Vec<Value> = collected
+            .iter()
+            .enumerate()
+            .map(|(index, answer)| {
+                let mut text = answer.text.clone();
+                if request.echo {
+                    text.insert_str(0, &prompts[index / plan.n as usize].text);
+                }
+                json!({
+                    "index": index,
+                    "text": text,
+                    "logprobs": format.logprobs.then(|| legacy_logprobs(&answer.logprobs)),
+                    "finish_reason": answer.finish_reason.as_str(),
+                })
             })
-        })
-        .collect();
-    Ok(Json(format.envelope.with_usage(OBJECT, json!(choices), usage)).into_response())
+            .collect();
+        format.envelope.with_usage(OBJECT, json!(choices), usage)
+    };
+    run::respond(&state.service, &prompts, &plan, format, body).await.map_err(openai)
 }
 
 fn prompt_inputs(prompt: PromptIn) -> Result<Vec<PromptInput>, ServiceError> {

@@ -82,7 +82,7 @@ fn random_seed() -> u64 {
 
 /// Starts `n` choices for each prompt; choice indices run prompt-major. Fails (cancelling those
 /// started) if any cannot start.
-pub fn start(service: &InferenceService, prompts: &[Prompt], plan: &Plan) -> Result<Vec<(u32, Generation)>, ServiceError> {
+fn start(service: &InferenceService, prompts: &[Prompt], plan: &Plan) -> Result<Vec<(u32, Generation)>, ServiceError> {
     let mut choices = Vec::with_capacity(prompts.len() * plan.n as usize);
     for prompt in prompts {
         for choice in 0..plan.n {
@@ -106,7 +106,7 @@ pub struct Collected {
 }
 
 /// Reads a generation to its end.
-pub async fn collect(mut generation: Generation) -> Result<Collected, ServiceError> {
+async fn collect(mut generation: Generation) -> Result<Collected, ServiceError> {
     let mut text = String::new();
     let mut logprobs = Vec::new();
     while let Some(event) = generation.next().await {
@@ -124,13 +124,31 @@ pub async fn collect(mut generation: Generation) -> Result<Collected, ServiceErr
     Err(ServiceError::internal("the generation ended without a result"))
 }
 
+/// Starts every choice of `prompts` and answers: an SSE stream in `format` when the plan streams, else one
+/// JSON body that `body` makes from the format, the collected answers (in choice order) and their usage.
+pub async fn respond<F: StreamFormat>(
+    service: &InferenceService,
+    prompts: &[Prompt],
+    plan: &Plan,
+    format: F,
+    body: impl FnOnce(&F, &[Collected], Usage) -> Value,
+) -> Result<Response, ServiceError> {
+    let choices = start(service, prompts, plan)?;
+    if plan.stream {
+        return Ok(sse(choices, format, plan.include_usage, plan.n));
+    }
+    let collected = collect_all(choices).await?;
+    let usage = total_usage(&collected, plan.n);
+    Ok(axum::Json(body(&format, &collected, usage)).into_response())
+}
+
 /// Reads every choice to its end, concurrently, in index order.
-pub async fn collect_all(choices: Vec<(u32, Generation)>) -> Result<Vec<Collected>, ServiceError> {
+async fn collect_all(choices: Vec<(u32, Generation)>) -> Result<Vec<Collected>, ServiceError> {
     futures::future::join_all(choices.into_iter().map(|(_, generation)| collect(generation))).await.into_iter().collect()
 }
 
 /// Sums usage over choices, counting each prompt once.
-pub fn total_usage(collected: &[Collected], n: u32) -> Usage {
+fn total_usage(collected: &[Collected], n: u32) -> Usage {
     let mut usage = Usage::default();
     for (index, answer) in collected.iter().enumerate() {
         if (index as u32).is_multiple_of(n) {
@@ -194,7 +212,7 @@ enum Item {
 }
 
 /// An SSE response over every choice, in the order events arrive.
-pub fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usage: bool, n: u32) -> Response {
+fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usage: bool, n: u32) -> Response {
     let count = choices.len();
     let per_choice: Vec<BoxStream<'static, Item>> = choices
         .into_iter()
