@@ -93,9 +93,7 @@ impl ArtifactStore {
             Some(key) => {
                 let (key, source, sha256, size) = (key.clone(), artifact.path.clone(), artifact.sha256.clone(), artifact.size);
                 let sealed = self.staging_path("sealed");
-                tokio::task::spawn_blocking(move || seal_file(&key, &source, size, &sha256, &sealed, &target))
-                    .await
-                    .map_err(|error| io::Error::other(format!("sealing panicked: {error}")))??;
+                blocking(move || seal_file(&key, &source, size, &sha256, &sealed, &target)).await?;
             }
             None => tokio::fs::rename(&artifact.path, &target).await?,
         }
@@ -109,7 +107,7 @@ impl ArtifactStore {
         let path = self.path(sha256);
         let key = self.key.clone();
         let sha256 = sha256.to_string();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             use std::io::Seek;
             let mut file = std::fs::File::open(&path)?;
             let mut head = [0u8; 8];
@@ -128,7 +126,6 @@ impl ArtifactStore {
             Ok(ReadableArtifact { path: memory_path, _memory: Some(memory) })
         })
         .await
-        .map_err(|error| io::Error::other(format!("decryption panicked: {error}")))?
     }
 
     fn staging_path(&self, purpose: &str) -> PathBuf {
@@ -149,29 +146,31 @@ impl ArtifactStore {
             let sha256 = entry.file_name().to_string_lossy().into_owned();
             let mut head = [0u8; seal::HEAD_LEN];
             let n = read_head(&mut std::fs::File::open(&path)?, &mut head)?;
-            let old_key = match seal::sealed_key_id(&head[..n]) {
-                None if seal::is_sealed(&head[..n]) => None, // a truncated header: loading reports it
-                None => Some(None),
-                Some(id) if id == key.id() => None,
-                Some(id) => match previous.iter().find(|old| old.id() == id) {
-                    Some(old) => Some(Some(old.clone())),
-                    None => {
+            let plaintext = !seal::is_sealed(&head[..n]);
+            // A sealed file needs re-sealing when a previous key (not the current one) sealed it; a truncated
+            // header (no key id) is left for loading to report.
+            let previous_key = match seal::sealed_key_id(&head[..n]) {
+                Some(id) if id != key.id() => {
+                    let found = previous.iter().find(|old| old.id() == id).cloned();
+                    if found.is_none() {
                         tracing::warn!(file = %sha256, key = %id, "A model file is sealed with a key that is not configured; it cannot be loaded.");
-                        None
                     }
-                },
+                    found
+                }
+                _ => None,
             };
-            let Some(old_key) = old_key else { continue };
+            if !plaintext && previous_key.is_none() {
+                continue;
+            }
             let (key, staging) = (key.clone(), self.staging_path("sealed"));
-            tokio::task::spawn_blocking(move || match old_key {
+            blocking(move || match previous_key {
                 None => seal_file(&key, &path, std::fs::metadata(&path)?.len(), &sha256, &staging, &path),
                 Some(old) => {
                     let (memory, memory_path) = decrypt_to_memory(&old, std::fs::File::open(&path)?, &sha256)?;
                     seal_file(&key, &memory_path, memory.metadata()?.len(), &sha256, &staging, &path)
                 }
             })
-            .await
-            .map_err(|error| io::Error::other(format!("sealing panicked: {error}")))??;
+            .await?;
             changed += 1;
         }
         if changed > 0 {
@@ -266,6 +265,11 @@ impl Drop for StagedArtifact {
 async fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = tokio::fs::File::open(path).await?;
     dir.sync_all().await
+}
+
+/// Runs blocking file work (reading, encrypting, fsync) off the async runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| io::Error::other(format!("artifact file work panicked: {error}")))?
 }
 
 /// Seals `source` (plaintext, `size` bytes) into `staging`, fsyncs it and renames it to `target`; on error
