@@ -51,16 +51,18 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         Ok(principal) => principal,
         Err(error) => return ApiError::new(error, shape_of(&path)).into_response(),
     };
-    let audited = is_management(request.method(), &path);
-    let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "-".to_string(), |info| info.0.to_string());
-    let action = format!("{} {}", request.method(), path);
-    request.extensions_mut().insert(principal.clone());
+    // What an audit entry needs is read before the request moves on, and only for management actions.
+    let audited = is_management(request.method(), &path).then(|| {
+        let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "-".to_string(), |info| info.0.to_string());
+        (format!("{} {}", request.method(), path), remote, principal.key_id.clone(), principal.tenant.clone())
+    });
+    request.extensions_mut().insert(principal);
     let response = next.run(request).await;
-    if audited {
+    if let Some((action, remote, key_id, tenant)) = audited {
         let entry = AuditEntry {
             at_ms: yunmo_auth::calendar::now_ms(),
-            key_id: principal.key_id,
-            tenant: principal.tenant,
+            key_id,
+            tenant,
             action,
             target: path,
             remote,
