@@ -23,25 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (bench/run.py: the server wrapper, loadgen, CPU accounting)
 
 
-class Binary(run.Yunmo):
-    """bench/run.py's Yunmo, started from a given binary with auth off (the transport alone)."""
-    auth = False
-
-    def __init__(self, binary, work, fixtures, env):
-        self.name = binary
-        original = run.YUNMO
-        run.YUNMO = binary
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        try:
-            super().__init__(work, ["mlp"], fixtures)
-        finally:
-            run.YUNMO = original
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+def server_class(binary, env):
+    """bench/run.py's Yunmo with auth off (the transport alone), started from `binary` with extra `env`."""
+    return type("Binary", (run.YunmoNoAuth,), {"name": binary, "binary": binary, "extra_env": env})
 
 
 def main():
@@ -68,7 +52,7 @@ def main():
         for side, binary in (("a", args.a), ("b", args.b)):
             work = tempfile.mkdtemp(prefix=f"yunmo-ab-{side}-")
             run.log(f"== round {round_index + 1}, {side}: {binary}")
-            server = Binary(binary, work, args.fixtures, env)
+            server = server_class(binary, env)(work, ["mlp"], args.fixtures)
             try:
                 for label, extra in loads:
                     results[(side, label)].append(run.measure(server, args, label, extra(server)))

@@ -190,6 +190,8 @@ class Yunmo(Server):
     """Yunmo as shipped: auth on, every request carries an admin key (checked, access-checked and metered)."""
     name = "yunmo"
     auth = True
+    binary = YUNMO
+    extra_env = {}
 
     def http_auth(self):
         return ["--header", f"Authorization: Bearer {BENCH_KEY}"] if self.auth else []
@@ -204,9 +206,9 @@ class Yunmo(Server):
         # One core, like the peers: one ONNX Runtime thread and one async runtime thread.
         env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__SERVER__WORKER_THREADS": "1",
                "YUNMO__TELEMETRY__LOG_LEVEL": "warn", "ORT_DYLIB_PATH": ORT_LIB,
-               "YUNMO__AUTH__ENABLED": "true" if self.auth else "false", "YUNMO__AUTH__BOOTSTRAP_KEY": BENCH_KEY}
+               "YUNMO__AUTH__ENABLED": "true" if self.auth else "false", "YUNMO__AUTH__BOOTSTRAP_KEY": BENCH_KEY, **self.extra_env}
         key = BENCH_KEY if self.auth else None
-        self.spawn([YUNMO, "serve", "--http-port", str(self.port), "--grpc-port", str(self.port + 1),
+        self.spawn([self.binary, "serve", "--http-port", str(self.port), "--grpc-port", str(self.port + 1),
                     "--data-dir", os.path.join(work, "data")], env=env)
         wait_ready(self.url + "/v2/health/ready")
         for model in models:
