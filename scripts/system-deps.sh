@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build and tests need and a fresh machine lacks: cmake and libclang-dev
-# (llama-cpp-2 builds llama.cpp from its vendored source with cmake and generates bindings with bindgen),
-# and openssl (the TLS tests' certificates).
-# Does nothing when they are present. Uses sudo when not root.
+# Installs the Debian packages the build and tests need and a fresh machine lacks:
+#   cmake, g++ and libclang-dev: llama-cpp-2 builds llama.cpp from its vendored source with cmake and
+#     generates its bindings with bindgen, which loads libclang.so (only libclang-dev ships that name;
+#     libclang-cpp14, present on many machines, is a different library and does not do);
+#   openssl: the TLS tests make their certificates with the openssl command.
+# Packages are detected by their dpkg install status, never by a file that another package may also
+# provide. Does nothing when they are all installed. Uses sudo when not root.
 set -euo pipefail
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]; }
 missing=()
-command -v cmake >/dev/null || missing+=(cmake)
-ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
-command -v c++ >/dev/null || missing+=(g++)
-# The TLS client tests make their certificates with the openssl command.
-command -v openssl >/dev/null || missing+=(openssl)
+for package in cmake g++ libclang-dev openssl; do
+  installed "$package" || missing+=("$package")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "yunmo: installing ${missing[*]} with apt-get ..." >&2
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
