@@ -22,7 +22,8 @@ const BATCH: usize = 2048;
 
 enum Message {
     Event(UsageEvent),
-    Flush(oneshot::Sender<()>),
+    /// Write what is pending; answers how many events are still unwritten (0: all stored).
+    Flush(oneshot::Sender<usize>),
 }
 
 /// The sending side of the usage writer.
@@ -45,11 +46,15 @@ impl Meter {
         }
     }
 
-    /// Writes every event sent so far and waits until they are stored.
-    pub async fn flush(&self) {
+    /// Writes every event sent so far and waits until they are stored. `Err(n)`: `n` events could not be
+    /// written (the database failed); they stay queued and are retried at every flush interval.
+    pub async fn flush(&self) -> Result<(), usize> {
         let (done, wait) = oneshot::channel();
-        if self.sender.send(Message::Flush(done)).is_ok() {
-            let _ = wait.await;
+        self.sender.send(Message::Flush(done)).map_err(|_| 0usize)?;
+        match wait.await {
+            Ok(0) => Ok(()),
+            Ok(unwritten) => Err(unwritten),
+            Err(_) => Err(0),
         }
     }
 }
@@ -58,13 +63,15 @@ async fn writer(registry: Registry, mut receiver: mpsc::UnboundedReceiver<Messag
     let mut pending: Vec<UsageEvent> = Vec::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While the database fails, a full batch waits for the next tick instead of retrying on every event.
+    let mut failing = false;
     loop {
         tokio::select! {
             message = receiver.recv() => match message {
                 Some(Message::Event(event)) => {
                     pending.push(event);
-                    if pending.len() >= BATCH {
-                        write(&registry, &mut pending).await;
+                    if pending.len() >= BATCH && !failing {
+                        failing = !write(&registry, &mut pending).await;
                     }
                 }
                 Some(Message::Flush(done)) => {
@@ -72,23 +79,26 @@ async fn writer(registry: Registry, mut receiver: mpsc::UnboundedReceiver<Messag
                     while let Ok(Message::Event(event)) = receiver.try_recv() {
                         pending.push(event);
                     }
-                    write(&registry, &mut pending).await;
-                    let _ = done.send(());
+                    failing = !write(&registry, &mut pending).await;
+                    let _ = done.send(pending.len());
                 }
                 None => {
                     write(&registry, &mut pending).await;
+                    if !pending.is_empty() {
+                        tracing::error!(events = pending.len(), "The usage writer stopped with events it could not write; they are lost.");
+                    }
                     return;
                 }
             },
-            _ = ticker.tick() => write(&registry, &mut pending).await,
+            _ = ticker.tick() => failing = !write(&registry, &mut pending).await,
         }
     }
 }
 
-/// Prices and stores `pending`; on a database error keeps them for the next try.
-async fn write(registry: &Registry, pending: &mut Vec<UsageEvent>) {
+/// Prices and stores `pending`; on a database error keeps them for the next try. Whether all are stored.
+async fn write(registry: &Registry, pending: &mut Vec<UsageEvent>) -> bool {
     if pending.is_empty() {
-        return;
+        return true;
     }
     let mut prices: HashMap<(String, u64), Option<Price>> = HashMap::new();
     for event in pending.iter_mut() {
@@ -103,8 +113,14 @@ async fn write(registry: &Registry, pending: &mut Vec<UsageEvent>) {
         event.cost = prices[&key].map_or(0.0, |price| price.cost(event.input_tokens, event.output_tokens, event.compute_ms));
     }
     match registry.insert_usage(pending).await {
-        Ok(()) => pending.clear(),
-        Err(error) => tracing::error!(%error, events = pending.len(), "Cannot write usage events; retrying at the next flush."),
+        Ok(()) => {
+            pending.clear();
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, events = pending.len(), "Cannot write usage events; they are kept and retried at the next flush.");
+            false
+        }
     }
 }
 

@@ -231,11 +231,9 @@ impl Db {
         Ok(Db { pool })
     }
 
-    /// A transaction that holds the write lock from its start. A deferred one that reads and then writes
-    /// fails at once with SQLITE_BUSY when another connection (the usage writer, say) committed since its
-    /// read; `busy_timeout` does not help there. Taking the lock first makes the wait apply instead.
-    pub(crate) async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// A transaction that holds the write lock from its start ([`crate::tx::WriteTx`]).
+    pub(crate) async fn write_transaction(&self) -> Result<crate::tx::WriteTx, sqlx::Error> {
+        crate::tx::WriteTx::begin(&self.pool).await
     }
 
     fn model(row: &SqliteRow) -> Result<ModelRecord, RegistryError> {
@@ -359,25 +357,31 @@ impl Db {
 
     pub async fn delete_model(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
         let mut tx = self.write_transaction().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE m.name = ?"
-        )))
-        .bind(name)
-        .fetch_all(&mut *tx)
-        .await?;
-        let versions = rows.iter().map(Self::version).collect::<Result<Vec<_>, _>>()?;
-        let deleted = sqlx::query("DELETE FROM models WHERE name = ?").bind(name).execute(&mut *tx).await?;
-        if deleted.rows_affected() == 0 {
-            return Err(RegistryError::model_not_found(name));
-        }
+        let versions = Self::delete_model_in(&mut tx, name).await?;
         tx.commit().await?;
         Ok(versions)
     }
 
-    pub async fn insert_version(&self, row: VersionRow) -> Result<VersionRecord, RegistryError> {
-        let mut tx = self.write_transaction().await?;
+    /// Deletes a model and its versions inside `tx`; returns the versions.
+    pub(crate) async fn delete_model_in(tx: &mut crate::tx::WriteTx, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE m.name = ?"
+        )))
+        .bind(name)
+        .fetch_all(&mut **tx)
+        .await?;
+        let versions = rows.iter().map(Self::version).collect::<Result<Vec<_>, _>>()?;
+        let deleted = sqlx::query("DELETE FROM models WHERE name = ?").bind(name).execute(&mut **tx).await?;
+        if deleted.rows_affected() == 0 {
+            return Err(RegistryError::model_not_found(name));
+        }
+        Ok(versions)
+    }
+
+    /// Inserts a version row inside `tx`; returns its number.
+    pub async fn insert_version(tx: &mut crate::tx::WriteTx, row: VersionRow) -> Result<u64, RegistryError> {
         let (name, next_version): (String, i64) =
-            sqlx::query_as("SELECT name, next_version FROM models WHERE id = ?").bind(row.model_id).fetch_one(&mut *tx).await?;
+            sqlx::query_as("SELECT name, next_version FROM models WHERE id = ?").bind(row.model_id).fetch_one(&mut **tx).await?;
         let version = match row.version {
             Some(version) => version as i64,
             None => next_version,
@@ -395,7 +399,7 @@ impl Db {
         .bind(json(&row.config))
         .bind(now())
         .bind(&row.tokenizer)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await;
         match inserted {
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
@@ -406,10 +410,9 @@ impl Db {
         sqlx::query("UPDATE models SET next_version = MAX(next_version, ?) WHERE id = ?")
             .bind(version + 1)
             .bind(row.model_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
-        self.get_version(row.model_id, &name, version as u64).await
+        Ok(version as u64)
     }
 
     pub async fn list_versions(&self, model_id: i64) -> Result<Vec<VersionRecord>, RegistryError> {
@@ -516,8 +519,9 @@ impl Db {
         Ok(record)
     }
 
-    pub async fn artifact_in_use(&self, sha256: &str) -> Result<bool, RegistryError> {
-        let row = sqlx::query("SELECT 1 FROM versions WHERE sha256 = ? LIMIT 1").bind(sha256).fetch_optional(&self.pool).await?;
+    /// Whether a version refers to the file `sha256`, read inside `tx` (which holds the write lock).
+    pub async fn artifact_in_use(tx: &mut crate::tx::WriteTx, sha256: &str) -> Result<bool, RegistryError> {
+        let row = sqlx::query("SELECT 1 FROM versions WHERE sha256 = ? LIMIT 1").bind(sha256).fetch_optional(&mut **tx).await?;
         Ok(row.is_some())
     }
 

@@ -10,10 +10,11 @@ mod db;
 mod seal;
 mod store;
 mod tenancy;
+mod tx;
 
 pub use db::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord};
 pub use seal::EncryptionKey;
-pub use store::{ArtifactStore, ReadableArtifact, StagedArtifact, StagingFile};
+pub use store::{ArtifactStore, PreparedArtifact, ReadableArtifact, StagedArtifact, StagingFile};
 pub use tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals};
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum RegistryError {
     /// No such model or version.
     #[error("{0}")]
     NotFound(String),
+    /// No such tenant or key.
+    #[error("{0}")]
+    ResourceNotFound(String),
     /// The name or version is taken.
     #[error("{0}")]
     AlreadyExists(String),
@@ -143,7 +147,10 @@ impl Registry {
         Ok(versions)
     }
 
-    /// Adds a version: moves the staged file into the store, then records the version.
+    /// Adds a version: readies the staged file (sealing it when the store is encrypted), then, holding the
+    /// database's write lock, moves it into the store and records the version in one transaction. A
+    /// concurrent removal of the same content takes that lock too ([`Registry::remove_unreferenced_sha`]),
+    /// so it either runs first (and the file is put back) or sees the new row (and keeps the file).
     pub async fn add_version(&self, name: &str, new_version: NewVersion) -> Result<VersionRecord, RegistryError> {
         let model = self.db.get_model(name).await?;
         if let Some(version) = new_version.version {
@@ -157,14 +164,15 @@ impl Registry {
         let NewVersion { version, format, signature, config, artifact, tokenizer } = new_version;
         let sha256 = artifact.sha256().to_string();
         let size = artifact.size();
-        self.store.commit(artifact).await?;
-        let row = db::VersionRow { model_id: model.id, version, format, sha256: sha256.clone(), size, signature, config, tokenizer };
-        let result = self.db.insert_version(row).await;
-        if result.is_err() {
-            // The file may now be unreferenced; remove it unless another version uses it.
-            self.remove_unreferenced_sha(std::slice::from_ref(&sha256)).await;
-        }
-        result
+        let prepared = self.store.prepare(artifact).await?;
+        let row = db::VersionRow { model_id: model.id, version, format, sha256, size, signature, config, tokenizer };
+        let mut tx = self.db.write_transaction().await?;
+        let version = db::Db::insert_version(&mut tx, row).await?;
+        // The file goes in place only once the row is written in the open transaction: an error before
+        // this leaves the store untouched; a failed commit leaves an unreferenced file the next start sweeps.
+        self.store.publish(prepared).await?;
+        tx.commit().await?;
+        self.db.get_version(model.id, name, version).await
     }
 
     /// Versions of a model, lowest first.
@@ -242,6 +250,14 @@ impl Registry {
         self.db.list_tenants().await
     }
 
+    /// Deletes a tenant, its keys and (with `with_models`) its models and their files; see
+    /// `Db::delete_tenant`. Returns the deleted versions.
+    pub async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<Vec<VersionRecord>, RegistryError> {
+        let versions = self.db.delete_tenant(name, with_models).await?;
+        self.remove_unreferenced(&versions).await;
+        Ok(versions)
+    }
+
     /// Replaces a tenant's limits.
     pub async fn set_tenant_limits(&self, name: &str, limits: &yunmo_types::Limits) -> Result<TenantRecord, RegistryError> {
         self.db.set_tenant_limits(name, limits).await
@@ -313,12 +329,22 @@ impl Registry {
         self.remove_unreferenced_sha(&shas).await;
     }
 
+    /// Removes the files of `shas` that no version refers to. Each check and removal happens under the
+    /// database's write lock, which every version insert also holds while it puts its file in place.
     async fn remove_unreferenced_sha(&self, shas: &[String]) {
         for sha in shas {
-            let still_used = self.db.artifact_in_use(sha).await.unwrap_or(true);
-            if !still_used && let Err(error) = self.store.remove(sha).await {
+            if let Err(error) = self.remove_if_unreferenced(sha).await {
                 tracing::warn!(%sha, %error, "Could not remove an unreferenced artifact; the next start sweeps it.");
             }
         }
+    }
+
+    async fn remove_if_unreferenced(&self, sha256: &str) -> Result<(), RegistryError> {
+        let mut tx = self.db.write_transaction().await?;
+        if !db::Db::artifact_in_use(&mut tx, sha256).await? {
+            self.store.remove(sha256).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }

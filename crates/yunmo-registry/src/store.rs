@@ -46,6 +46,23 @@ pub struct StagedArtifact {
     committed: bool,
 }
 
+/// A staged file in its stored form (sealed when the store is encrypted), ready to be published under its
+/// digest. Deleted on drop unless published.
+#[derive(Debug)]
+pub struct PreparedArtifact {
+    path: PathBuf,
+    sha256: String,
+    published: bool,
+}
+
+impl Drop for PreparedArtifact {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// A stored file in plaintext, ready to be opened by path: the stored file itself, or its decrypted copy
 /// in anonymous memory, which lives as long as this value (and any memory map of it).
 #[derive(Debug)]
@@ -85,19 +102,31 @@ impl ArtifactStore {
         Ok(StagingFile { file: Some(file), path, memory: false, hasher: Sha256::new(), size: 0 })
     }
 
-    /// Moves a staged file into the store under its digest (a no-op if the same content is already there);
-    /// with a key, seals it into the store instead.
-    pub async fn commit(&self, mut artifact: StagedArtifact) -> io::Result<()> {
-        let target = self.path(&artifact.sha256);
-        match &self.key {
+    /// Readies a staged file for [`ArtifactStore::publish`]: with a key, seals it into a new staging file
+    /// (the slow part, done before any lock is taken); without one, the staged file is already final.
+    pub async fn prepare(&self, mut artifact: StagedArtifact) -> io::Result<PreparedArtifact> {
+        let path = match &self.key {
             Some(key) => {
                 let (key, source, sha256, size) = (key.clone(), artifact.path.clone(), artifact.sha256.clone(), artifact.size);
                 let sealed = self.staging_path("sealed");
-                blocking(move || seal_file(&key, &source, size, &sha256, &sealed, &target)).await?;
+                let target = sealed.clone();
+                blocking(move || seal_file(&key, &source, size, &sha256, &target)).await?;
+                sealed
             }
-            None => tokio::fs::rename(&artifact.path, &target).await?,
-        }
-        artifact.committed = true;
+            None => {
+                artifact.committed = true;
+                artifact.path.clone()
+            }
+        };
+        Ok(PreparedArtifact { path, sha256: artifact.sha256.clone(), published: false })
+    }
+
+    /// Moves a prepared file into the store under its digest (replacing a file with the same content) and
+    /// fsyncs the folder. Cheap: callers hold the registry's write lock around it and the row that refers
+    /// to the file, so that no concurrent removal of the same content can come between them.
+    pub async fn publish(&self, mut prepared: PreparedArtifact) -> io::Result<()> {
+        tokio::fs::rename(&prepared.path, self.path(&prepared.sha256)).await?;
+        prepared.published = true;
         sync_dir(&self.root.join("sha256")).await
     }
 
@@ -164,10 +193,14 @@ impl ArtifactStore {
             }
             let (key, staging) = (key.clone(), self.staging_path("sealed"));
             blocking(move || match previous_key {
-                None => seal_file(&key, &path, std::fs::metadata(&path)?.len(), &sha256, &staging, &path),
+                None => {
+                    seal_file(&key, &path, std::fs::metadata(&path)?.len(), &sha256, &staging)?;
+                    std::fs::rename(&staging, &path)
+                }
                 Some(old) => {
                     let (memory, memory_path) = decrypt_to_memory(&old, std::fs::File::open(&path)?, &sha256)?;
-                    seal_file(&key, &memory_path, memory.metadata()?.len(), &sha256, &staging, &path)
+                    seal_file(&key, &memory_path, memory.metadata()?.len(), &sha256, &staging)?;
+                    std::fs::rename(&staging, &path)
                 }
             })
             .await?;
@@ -272,17 +305,15 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
     tokio::task::spawn_blocking(work).await.map_err(|error| io::Error::other(format!("artifact file work panicked: {error}")))?
 }
 
-/// Seals `source` (plaintext, `size` bytes) into `staging`, fsyncs it and renames it to `target`; on error
-/// the staging file is removed and `target` is untouched.
-fn seal_file(key: &EncryptionKey, source: &Path, size: u64, sha256: &str, staging: &Path, target: &Path) -> io::Result<()> {
+/// Seals `source` (plaintext, `size` bytes) into `staging` and fsyncs it; on error the staging file is removed.
+fn seal_file(key: &EncryptionKey, source: &Path, size: u64, sha256: &str, staging: &Path) -> io::Result<()> {
     let result = (|| {
         let mut plain = io::BufReader::with_capacity(1 << 20, std::fs::File::open(source)?);
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(staging)?;
         let mut out = io::BufWriter::with_capacity(1 << 20, file);
         seal::seal(key, &mut plain, size, sha256, &mut out)?;
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        std::fs::rename(staging, target)
+        file.sync_all()
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(staging);
@@ -340,6 +371,12 @@ fn unique_suffix() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ArtifactStore {
+        async fn commit(&self, staged: StagedArtifact) -> io::Result<()> {
+            self.publish(self.prepare(staged).await?).await
+        }
+    }
 
     #[tokio::test]
     async fn staged_files_are_named_by_content_and_cleaned_up() {

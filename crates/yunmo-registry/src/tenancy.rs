@@ -295,7 +295,7 @@ impl Db {
 
     pub async fn get_tenant(&self, name: &str) -> Result<TenantRecord, RegistryError> {
         let row = sqlx::query("SELECT name, limits, created_at FROM tenants WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
-        row.as_ref().map(Self::tenant).transpose()?.ok_or_else(|| RegistryError::NotFound(format!("tenant '{name}' not found")))
+        row.as_ref().map(Self::tenant).transpose()?.ok_or_else(|| RegistryError::ResourceNotFound(format!("tenant '{name}' not found")))
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError> {
@@ -307,9 +307,48 @@ impl Db {
         limits.validate().map_err(RegistryError::Invalid)?;
         let updated = sqlx::query("UPDATE tenants SET limits = ? WHERE name = ?").bind(json(limits)).bind(name).execute(&self.pool).await?;
         if updated.rows_affected() == 0 {
-            return Err(RegistryError::NotFound(format!("tenant '{name}' not found")));
+            return Err(RegistryError::ResourceNotFound(format!("tenant '{name}' not found")));
         }
         self.get_tenant(name).await
+    }
+
+    /// Deletes a tenant with its keys, drops it from every model's sharing list, and (with `with_models`)
+    /// deletes the models it owns; in one transaction. Without `with_models`, a tenant that owns models is
+    /// refused naming them. Returns the versions of the deleted models. Usage and audit records stay.
+    pub async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<Vec<crate::VersionRecord>, RegistryError> {
+        if name == crate::DEFAULT_TENANT {
+            return Err(RegistryError::Invalid(format!("the '{name}' tenant cannot be deleted")));
+        }
+        let mut tx = self.write_transaction().await?;
+        let exists = sqlx::query("SELECT 1 FROM tenants WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?;
+        if exists.is_none() {
+            return Err(RegistryError::ResourceNotFound(format!("tenant '{name}' not found")));
+        }
+        let owned: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM models WHERE tenant = ? ORDER BY name").bind(name).fetch_all(&mut *tx).await?;
+        if !owned.is_empty() && !with_models {
+            return Err(RegistryError::AlreadyExists(format!(
+                "tenant '{name}' owns {} models ({}); delete them first, or delete the tenant with delete_models=true",
+                owned.len(),
+                owned.join(", ")
+            )));
+        }
+        let mut versions = Vec::new();
+        for model in &owned {
+            versions.extend(Self::delete_model_in(&mut tx, model).await?);
+        }
+        let shared: Vec<(i64, String)> = sqlx::query_as("SELECT id, sharing FROM models").fetch_all(&mut *tx).await?;
+        for (id, text) in shared {
+            let mut sharing: yunmo_types::Sharing = parse(&text, "sharing")?;
+            if sharing.tenants.iter().any(|tenant| tenant == name) {
+                sharing.tenants.retain(|tenant| tenant != name);
+                sqlx::query("UPDATE models SET sharing = ? WHERE id = ?").bind(json(&sharing)).bind(id).execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query("DELETE FROM api_keys WHERE tenant = ?").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tenants WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(versions)
     }
 
     pub async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, RegistryError> {
@@ -334,7 +373,7 @@ impl Db {
                 Err(RegistryError::AlreadyExists(format!("key id '{}' already exists", key.id)))
             }
             Err(error) => Err(error.into()),
-            Ok(_) => self.get_key(&key.id).await?.ok_or_else(|| RegistryError::NotFound(format!("key '{}' not found", key.id))),
+            Ok(_) => self.get_key(&key.id).await?.ok_or_else(|| RegistryError::ResourceNotFound(format!("key '{}' not found", key.id))),
         }
     }
 
@@ -363,7 +402,7 @@ impl Db {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        self.get_key(id).await?.ok_or_else(|| RegistryError::NotFound(format!("key '{id}' not found")))
+        self.get_key(id).await?.ok_or_else(|| RegistryError::ResourceNotFound(format!("key '{id}' not found")))
     }
 
     /// Writes events in one transaction: all or none.
