@@ -35,14 +35,64 @@ pub struct AuthSettings {
     pub enabled: bool,
     /// Paths served without a key.
     pub open_paths: Vec<String>,
-    /// Bootstrap admin key to install on an empty database.
-    pub bootstrap_key: String,
+    /// Bootstrap admin key to install on an empty database (a secret: printed and logged as `***`).
+    pub bootstrap_key: Secret,
     /// Where a generated bootstrap key is written.
     pub bootstrap_key_file: String,
     /// How often usage events are written, in milliseconds.
     pub usage_flush_ms: u64,
     /// How long a key read from the database is reused, in milliseconds (0: not cached).
     pub key_cache_ms: u64,
+}
+
+/// A setting that holds a secret (a key, password, token or credential). It reads like a string, but its
+/// `Debug`, `Display` and `Serialize` forms are `***` (or `""` when unset), so neither the logged effective
+/// configuration nor `--print-config` can show it. Only [`Secret::expose`] gives the value.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Marker shown instead of a set secret.
+    pub const REDACTED: &'static str = "***";
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no value is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn shown(&self) -> &'static str {
+        if self.0.is_empty() { "" } else { Self::REDACTED }
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_string())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.shown())
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.shown())
+    }
 }
 
 /// `[server.tls]`.
@@ -69,12 +119,22 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Largest model upload.
     pub max_upload_bytes: u64,
+    /// Largest JSON body of the management API.
+    pub max_json_bytes: usize,
+    /// Request bytes (bodies and tensors decoded from them) all requests together may hold in memory.
+    pub max_inflight_bytes: usize,
     /// Most elements per tensor.
     pub max_tensor_elements: usize,
     /// Most headers per HTTP request.
     pub max_headers: usize,
     /// Most bytes of header names and values per request (HTTP, and gRPC's header list).
     pub max_header_bytes: usize,
+    /// Open connections, HTTP and gRPC together.
+    pub max_connections: usize,
+    /// An HTTP/1 request head must arrive within this many seconds.
+    pub header_read_timeout_seconds: u64,
+    /// A connection with no request in flight and no bytes moving is closed after this many seconds.
+    pub idle_timeout_seconds: u64,
     /// Async runtime threads (0 = one per core).
     pub worker_threads: usize,
     /// Grace period for in-flight requests at shutdown.
@@ -220,11 +280,29 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes must be at least 1, got 0".into());
         }
+        if self.server.max_json_bytes == 0 {
+            return Err("server.max_json_bytes must be at least 1, got 0".into());
+        }
+        if self.server.max_inflight_bytes < self.server.max_body_bytes {
+            return Err(format!(
+                "server.max_inflight_bytes must be at least server.max_body_bytes = {}, got {}",
+                self.server.max_body_bytes, self.server.max_inflight_bytes
+            ));
+        }
         if self.server.max_tensor_elements == 0 {
             return Err("server.max_tensor_elements must be at least 1, got 0".into());
         }
         if !self.storage.previous_encryption_key_files.is_empty() && self.storage.encryption_key_file.is_empty() {
             return Err("storage.previous_encryption_key_files needs storage.encryption_key_file (the key to re-encrypt under)".into());
+        }
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections must be at least 1, got 0".into());
+        }
+        if self.server.header_read_timeout_seconds == 0 {
+            return Err("server.header_read_timeout_seconds must be at least 1, got 0".into());
+        }
+        if self.server.idle_timeout_seconds == 0 {
+            return Err("server.idle_timeout_seconds must be at least 1, got 0".into());
         }
         if self.server.max_headers == 0 {
             return Err("server.max_headers must be at least 1, got 0".into());
@@ -375,6 +453,20 @@ mod tests {
         assert_eq!(settings.auth.bootstrap_key_file, r#"C:\keys\a "b".key"#, "any other text is a string, as is");
         let settings = Settings::load(Some(&file), env, &FlagOverrides::default()).unwrap();
         assert_eq!(settings.server.http_port, 9100, "env beats file");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let key = "ym_abcd_0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+        let env = vec![("YUNMO__AUTH__BOOTSTRAP_KEY".to_string(), key.to_string())];
+        let settings = Settings::load(None, env, &FlagOverrides::default()).unwrap();
+        assert_eq!(settings.auth.bootstrap_key.expose(), key);
+        for shown in [serde_json::to_string(&settings).unwrap(), format!("{settings:?}"), format!("{}", settings.auth.bootstrap_key)] {
+            assert!(!shown.contains(key) && !shown.contains("0123456789abcdef"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        let unset = Settings::load(None, Vec::new(), &FlagOverrides::default()).unwrap();
+        assert_eq!(serde_json::to_value(&unset).unwrap()["auth"]["bootstrap_key"], "", "an unset secret shows as empty");
     }
 
     #[test]
