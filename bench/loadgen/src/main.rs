@@ -177,7 +177,7 @@ where
 fn v2_input(body: &PathBuf) -> anyhow::Result<yunmo_types::InferInput> {
     let bytes = Bytes::from(std::fs::read(body).with_context(|| format!("reading {}", body.display()))?);
     let limits = yunmo_api::kserve::decode::DecodeLimits { max_tensor_elements: usize::MAX };
-    let (input, _) = yunmo_api::kserve::decode::decode_request(bytes, None, limits).map_err(|e| anyhow::anyhow!(e.message))?;
+    let input = yunmo_api::kserve::decode::decode_request(bytes, None, limits).map_err(|e| anyhow::anyhow!(e.message))?.input;
     Ok(input)
 }
 

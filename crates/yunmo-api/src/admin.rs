@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,9 @@ use yunmo_types::{VersionConfig, VersionPolicy};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::body::LazyJson;
 use crate::error::ApiError;
+use crate::extract::Query;
 use yunmo_auth::Action;
 use yunmo_types::{Price, Scope, Sharing};
 
@@ -40,19 +42,6 @@ type AdminResult<T> = Result<T, ApiError>;
 
 fn admin(error: ServiceError) -> ApiError {
     ApiError::admin(error)
-}
-
-/// JSON body extractor whose rejections use the admin error shape.
-pub struct AdminJson<T>(pub T);
-
-impl<T: for<'de> Deserialize<'de>, S: Send + Sync> FromRequest<S> for AdminJson<T> {
-    type Rejection = ApiError;
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(AdminJson(value)),
-            Err(rejection) => Err(admin(ServiceError::invalid(rejection.body_text()))),
-        }
-    }
 }
 
 /// Which version serves requests that name none.
@@ -322,7 +311,14 @@ fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
     }
 }
 
-async fn model_dto(state: &AppState, record: ModelRecord) -> AdminResult<ModelDto> {
+/// A model as `caller` may see it: who else it is shared with is shown to its owner and admins only; a
+/// tenant it is shared with sees itself in the list and nobody else.
+async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> AdminResult<ModelDto> {
+    let principal = &caller.principal;
+    let mut sharing: SharingDto = record.sharing.clone().into();
+    if !principal.is_admin() && principal.tenant != record.tenant {
+        sharing.tenants.retain(|tenant| *tenant == principal.tenant);
+    }
     let versions = state.service.registry().list_versions(&record.name).await.map_err(|e| admin(e.into()))?;
     Ok(ModelDto {
         versions: versions.into_iter().map(|v| version_dto(state, v)).collect(),
@@ -333,7 +329,7 @@ async fn model_dto(state: &AppState, record: ModelRecord) -> AdminResult<ModelDt
         metadata: record.metadata,
         version_policy: record.version_policy.into(),
         tenant: record.tenant,
-        sharing: record.sharing.into(),
+        sharing,
         created_at: record.created_at,
     })
 }
@@ -349,7 +345,7 @@ pub async fn list_models(State(state): State<AppState>, caller: Caller) -> Admin
     let records = state.gate.visible_models(&caller.principal).await.map_err(admin)?;
     let mut models = Vec::with_capacity(records.len());
     for record in records {
-        models.push(model_dto(&state, record).await?);
+        models.push(model_dto(&state, &caller, record).await?);
     }
     Ok(Json(ModelList { models }))
 }
@@ -357,12 +353,13 @@ pub async fn list_models(State(state): State<AppState>, caller: Caller) -> Admin
 /// Creates a model (without versions).
 #[utoipa::path(post, path = "/api/v1/models", request_body = CreateModel,
     responses((status = 201, body = ModelDto), (status = 400), (status = 409)))]
-pub async fn create_model(State(state): State<AppState>, caller: Caller, AdminJson(body): AdminJson<CreateModel>) -> AdminResult<Response> {
+pub async fn create_model(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateModel>) -> AdminResult<Response> {
     caller.principal.require(Scope::ModelsWrite).map_err(admin)?;
+    let body = body.read(&state).await.map_err(admin)?;
     let tenant = match body.tenant {
         Some(tenant) if tenant != caller.principal.tenant => {
             caller.principal.require(Scope::Admin).map_err(admin)?;
-            state.service.registry().get_tenant(&tenant).await.map_err(|e| admin(e.into()))?;
+            known_tenant(&state, &tenant, "tenant").await?;
             tenant
         }
         _ => caller.principal.tenant.clone(),
@@ -384,14 +381,14 @@ pub async fn create_model(State(state): State<AppState>, caller: Caller, AdminJs
     }
     let record = state.service.registry().create_model(new_model).await.map_err(|e| admin(e.into()))?;
     tracing::info!(model = %record.name, "Model created.");
-    Ok((StatusCode::CREATED, Json(model_dto(&state, record).await?)).into_response())
+    Ok((StatusCode::CREATED, Json(model_dto(&state, &caller, record).await?)).into_response())
 }
 
 /// One model with its versions.
 #[utoipa::path(get, path = "/api/v1/models/{name}", responses((status = 200, body = ModelDto), (status = 404)))]
 pub async fn get_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<ModelDto>> {
     let record = caller.model(&state, &name, Action::Read).await.map_err(admin)?;
-    Ok(Json(model_dto(&state, record).await?))
+    Ok(Json(model_dto(&state, &caller, record).await?))
 }
 
 /// Changes a model's description, task, labels, metadata or version policy.
@@ -401,9 +398,10 @@ pub async fn update_model(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    AdminJson(body): AdminJson<UpdateModel>,
+    body: LazyJson<UpdateModel>,
 ) -> AdminResult<Json<ModelDto>> {
     caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let body = body.read(&state).await.map_err(admin)?;
     let patch = ModelPatch {
         sharing: None,
         description: body.description,
@@ -413,7 +411,7 @@ pub async fn update_model(
         version_policy: body.version_policy.map(Into::into),
     };
     let record = state.service.update_model(&name, patch).await.map_err(admin)?;
-    Ok(Json(model_dto(&state, record).await?))
+    Ok(Json(model_dto(&state, &caller, record).await?))
 }
 
 /// Deletes a model, all its versions and their files.
@@ -468,9 +466,10 @@ pub async fn set_config(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
-    AdminJson(body): AdminJson<VersionConfigDto>,
+    body: LazyJson<VersionConfigDto>,
 ) -> AdminResult<Json<VersionDto>> {
     caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let body = body.read(&state).await.map_err(admin)?;
     let record = state.service.set_version_config(&name, parse_version(&version)?, body.into()).await.map_err(admin)?;
     Ok(Json(version_dto(&state, record)))
 }
@@ -510,11 +509,13 @@ pub async fn set_tokenizer(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
-    body: axum::body::Body,
+    request: Request,
 ) -> AdminResult<Json<VersionDto>> {
     caller.model(&state, &name, Action::Write).await.map_err(admin)?;
     let version = parse_version(&version)?;
-    let bytes = crate::read_body(body, yunmo_service::MAX_TOKENIZER_BYTES).await.map_err(admin)?;
+    let (parts, body) = request.into_parts();
+    let limit = crate::body::Limit { bytes: yunmo_service::MAX_TOKENIZER_BYTES, setting: "the tokenizer limit" };
+    let (bytes, _charge) = crate::body::read_body(&state, &parts.headers, body, limit).await.map_err(admin)?;
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| admin(ServiceError::invalid("tokenizer.json is not UTF-8")))?;
     let record = state.service.set_tokenizer(&name, version, text).await.map_err(admin)?;
     Ok(Json(version_dto(&state, record)))
@@ -541,9 +542,15 @@ pub async fn upload_version(
         Some(text) => Some(parse_config(text)?),
         None => None,
     };
+    let limit = state.config.max_upload_bytes;
     let is_multipart =
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
-    let limit = state.config.max_upload_bytes;
+    // A declared length past the limit is refused before a byte is read (with room for multipart framing
+    // and the small parts beside the file).
+    let allowed = if is_multipart { limit.saturating_add(MULTIPART_OVERHEAD) } else { limit };
+    if crate::body::content_length(request.headers()).is_some_and(|length| length > allowed) {
+        return Err(admin(ServiceError::new(Code::PayloadTooLarge, format!("the upload is larger than max_upload_bytes = {limit}"))));
+    }
     let artifact = if is_multipart {
         let mut multipart = Multipart::from_request(request, &state).await.map_err(|e| admin(ServiceError::invalid(e.body_text())))?;
         let mut artifact = None;
@@ -557,12 +564,11 @@ pub async fn upload_version(
                     artifact = Some(stage(&state, stream, limit).await?);
                 }
                 Some("config") => {
-                    let text = field.text().await.map_err(|e| admin(ServiceError::invalid(format!("config part: {e}"))))?;
+                    let text = field_text(field, "config", state.config.max_json_bytes).await?;
                     config = Some(parse_config(&text)?);
                 }
                 Some("tokenizer") => {
-                    let text = field.text().await.map_err(|e| admin(ServiceError::invalid(format!("tokenizer part: {e}"))))?;
-                    tokenizer = Some(text);
+                    tokenizer = Some(field_text(field, "tokenizer", yunmo_service::MAX_TOKENIZER_BYTES).await?);
                 }
                 other => {
                     return Err(admin(ServiceError::invalid(format!(
@@ -581,6 +587,32 @@ pub async fn upload_version(
     let options = UploadOptions { version: query.version, config: config.map(Into::into).unwrap_or_default(), tokenizer };
     let record = state.service.add_version(&name, artifact, options).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(version_dto(&state, record))).into_response())
+}
+
+/// A tenant named in a request body must exist: otherwise a 400 naming the field (the path's resource exists).
+async fn known_tenant(state: &AppState, tenant: &str, field: &str) -> AdminResult<()> {
+    match state.service.registry().get_tenant(tenant).await {
+        Ok(_) => Ok(()),
+        Err(yunmo_registry::RegistryError::ResourceNotFound(_)) => {
+            Err(admin(ServiceError::invalid(format!("{field}: there is no tenant '{tenant}'"))))
+        }
+        Err(error) => Err(admin(error.into())),
+    }
+}
+
+/// Room for multipart framing and the small parts beside the file when checking a declared length.
+const MULTIPART_OVERHEAD: u64 = 64 << 20;
+
+/// A multipart text part, read up to `limit` bytes.
+async fn field_text(mut field: axum::extract::multipart::Field<'_>, part: &str, limit: usize) -> AdminResult<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| admin(ServiceError::invalid(format!("{part} part: {e}"))))? {
+        if bytes.len() + chunk.len() > limit {
+            return Err(admin(ServiceError::new(Code::PayloadTooLarge, format!("the {part} part is larger than {limit} bytes"))));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| admin(ServiceError::invalid(format!("the {part} part is not UTF-8"))))
 }
 
 fn parse_config(text: &str) -> AdminResult<VersionConfigDto> {
@@ -611,15 +643,16 @@ pub async fn set_sharing(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    AdminJson(body): AdminJson<SharingDto>,
+    body: LazyJson<SharingDto>,
 ) -> AdminResult<Json<ModelDto>> {
     caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let body = body.read(&state).await.map_err(admin)?;
     for tenant in &body.tenants {
-        state.service.registry().get_tenant(tenant).await.map_err(|e| admin(e.into()))?;
+        known_tenant(&state, tenant, "tenants").await?;
     }
     let patch = ModelPatch { sharing: Some(body.into()), ..ModelPatch::default() };
     let record = state.service.update_model(&name, patch).await.map_err(admin)?;
-    Ok(Json(model_dto(&state, record).await?))
+    Ok(Json(model_dto(&state, &caller, record).await?))
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

@@ -19,6 +19,9 @@ pub fn http_status(code: Code) -> StatusCode {
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::RateLimited | Code::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Code::NotFound => StatusCode::NOT_FOUND,
     }
 }
 
@@ -36,15 +39,37 @@ pub enum Shape {
 /// OpenAI error `type` of each code. Exhaustive on purpose.
 pub fn openai_type(code: Code) -> &'static str {
     match code {
-        Code::InvalidRequest | Code::PayloadTooLarge | Code::HeadersTooLarge | Code::ModelNotFound | Code::Conflict => {
-            "invalid_request_error"
-        }
+        Code::InvalidRequest
+        | Code::PayloadTooLarge
+        | Code::HeadersTooLarge
+        | Code::UnsupportedMediaType
+        | Code::MethodNotAllowed
+        | Code::NotFound
+        | Code::ModelNotFound
+        | Code::Conflict => "invalid_request_error",
         Code::Overloaded | Code::RateLimited => "rate_limit_error",
         Code::QuotaExceeded => "insufficient_quota",
         Code::Unauthenticated => "authentication_error",
         Code::PermissionDenied => "permission_error",
         Code::Timeout => "timeout",
         Code::ModelNotReady | Code::InferenceFailed | Code::Internal => "server_error",
+    }
+}
+
+/// What the client is told of an error. A server failure (500: the runtime failed, or a bug) is logged
+/// with its details (which may hold a runtime's source paths and internals) and the client gets a fixed
+/// message; every other message is written for the client and goes out as it is.
+pub fn client_message(code: Code, message: &str) -> String {
+    match code {
+        Code::InferenceFailed => {
+            tracing::error!(code = code.as_str(), error = %message, "Request failed.");
+            "inference failed: the model's runtime could not compute this request (the details are in the server log)".to_string()
+        }
+        Code::Internal => {
+            tracing::error!(code = code.as_str(), error = %message, "Request failed.");
+            "internal server error (the details are in the server log)".to_string()
+        }
+        _ => message.to_string(),
     }
 }
 
@@ -83,15 +108,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = http_status(self.code);
-        if status.is_server_error() {
-            tracing::error!(code = self.code.as_str(), error = %self.message, "Request failed.");
+        let message = client_message(self.code, &self.message);
+        if status.is_server_error() && !matches!(self.code, Code::InferenceFailed | Code::Internal) {
+            tracing::warn!(code = self.code.as_str(), error = %self.message, "Request failed.");
         }
         let body = match self.shape {
-            Shape::KServe => serde_json::json!({ "error": self.message }),
+            Shape::KServe => serde_json::json!({ "error": message }),
             Shape::Admin => {
-                serde_json::json!({ "error": { "code": self.code.as_str(), "message": self.message } })
+                serde_json::json!({ "error": { "code": self.code.as_str(), "message": message } })
             }
-            Shape::OpenAi => openai_body(self.code, &self.message),
+            Shape::OpenAi => openai_body(self.code, &message),
         };
         let mut response = (status, axum::Json(body)).into_response();
         response.extensions_mut().insert(crate::auth::ErrorCode(self.code));

@@ -20,9 +20,10 @@ pub use yunmo_proto::inference::grpc_inference_service_server::GrpcInferenceServ
 /// gRPC status of each code. Exhaustive on purpose: a new code must be placed here.
 pub fn grpc_code(code: Code) -> tonic::Code {
     match code {
-        Code::InvalidRequest => tonic::Code::InvalidArgument,
+        Code::InvalidRequest | Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
         Code::PayloadTooLarge | Code::HeadersTooLarge | Code::Overloaded => tonic::Code::ResourceExhausted,
-        Code::ModelNotFound => tonic::Code::NotFound,
+        Code::ModelNotFound | Code::NotFound => tonic::Code::NotFound,
+        Code::MethodNotAllowed => tonic::Code::Unimplemented,
         Code::Conflict => tonic::Code::AlreadyExists,
         Code::ModelNotReady => tonic::Code::Unavailable,
         Code::Timeout => tonic::Code::DeadlineExceeded,
@@ -34,10 +35,8 @@ pub fn grpc_code(code: Code) -> tonic::Code {
 }
 
 pub(crate) fn status(error: ServiceError) -> Status {
-    if matches!(error.code, Code::Internal | Code::InferenceFailed) {
-        tracing::error!(code = error.code.as_str(), error = %error.message, "gRPC request failed.");
-    }
-    let mut status = Status::new(grpc_code(error.code), error.message);
+    let message = crate::error::client_message(error.code, &error.message);
+    let mut status = Status::new(grpc_code(error.code), message);
     if let Some(seconds) = error.retry_after {
         status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from(seconds));
     }
@@ -220,11 +219,21 @@ impl GrpcService {
             (status(error), code)
         };
         let request = request.into_inner();
-        usage.add_bytes(prost::Message::encoded_len(&request) as u64, 0);
+        let size = prost::Message::encoded_len(&request);
+        usage.add_bytes(size as u64, 0);
+        // The message is already decoded (tonic bounds it by max_body_bytes); it and the tensors made from
+        // typed contents (raw contents are shared, not copied) are charged and held until the answer is
+        // built. Past the budget the call is refused at once, so its memory is freed.
+        let mut charge = self.state.budget.charge(size).map_err(fail)?;
+        let typed = request.raw_input_contents.is_empty();
         crate::auth::allow(&self.state, &principal, &request.model_name, Action::Infer, Some(usage)).await.map_err(fail)?;
         let model_ref = model_ref(request.model_name.clone(), &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
         let limits = DecodeLimits { max_tensor_elements: self.state.config.max_tensor_elements };
         let input = decode_request(request, limits).map_err(fail)?;
+        if typed {
+            let bytes = input.inputs.iter().map(|tensor| tensor.binary_size()).sum();
+            charge.merge(self.state.budget.charge(bytes).map_err(fail)?);
+        }
         let input_elements = crate::kserve::elements(input.inputs.iter());
         let output = self.state.service.infer(&model_ref, input).await.map_err(fail)?;
         usage.set_model(&model_ref.name, output.model_version);
@@ -245,6 +254,7 @@ impl GrpcService {
             });
             response.raw_output_contents.push(raw_bytes(tensor));
         }
+        drop(charge);
         Ok(Response::new(response))
     }
 }

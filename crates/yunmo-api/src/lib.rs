@@ -7,7 +7,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod error;
+pub mod extract;
 pub mod grpc;
 pub mod kserve;
 pub mod openai;
@@ -19,13 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use yunmo_service::{Code, InferenceService, ServiceError, metrics};
 
@@ -40,6 +39,8 @@ pub struct ApiConfig {
     pub max_tensor_elements: usize,
     /// Most bytes of request headers (names and values).
     pub max_header_bytes: usize,
+    /// Largest JSON body of the management API, in bytes.
+    pub max_json_bytes: usize,
     /// Most request headers.
     pub max_headers: usize,
 }
@@ -53,6 +54,8 @@ pub struct AppState {
     pub gate: yunmo_auth::Gate,
     /// HTTP limits.
     pub config: Arc<ApiConfig>,
+    /// Request bytes held in memory across all requests (`server.max_inflight_bytes`).
+    pub budget: body::InflightBudget,
     /// Renders `/metrics`.
     pub prometheus: Option<PrometheusHandle>,
     /// Set once a graceful shutdown starts: readiness turns false.
@@ -76,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openai::routes(&state))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit_headers))
@@ -84,11 +88,25 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(request: Request) -> Response {
-    let message = format!("no route for {} {}", request.method(), request.uri().path());
-    error::ApiError::kserve(ServiceError::not_found(message)).into_response()
+    let path = request.uri().path();
+    let message = format!("no route for {} {path}", request.method());
+    error::ApiError::new(ServiceError::new(Code::NotFound, message), auth::shape_of(path)).into_response()
 }
 
-async fn render_metrics(State(state): State<AppState>) -> Response {
+async fn method_not_allowed(request: Request) -> Response {
+    let path = request.uri().path();
+    let message = format!("{path} does not take {}", request.method());
+    error::ApiError::new(ServiceError::new(Code::MethodNotAllowed, message), auth::shape_of(path)).into_response()
+}
+
+/// `/metrics` names every tenant's models, so it needs a key with the `metrics` scope (or `admin`), unless
+/// the operator lists it in `auth.open_paths`.
+async fn render_metrics(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(principal) = request.extensions().get::<yunmo_auth::Principal>()
+        && let Err(error) = principal.require(yunmo_types::Scope::Metrics)
+    {
+        return error::ApiError::kserve(error).into_response();
+    }
     match &state.prometheus {
         Some(handle) => {
             state.service.refresh_gauges();
@@ -125,23 +143,4 @@ async fn track_http(request: Request, next: Next) -> Response {
     ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
-}
-
-/// Reads a whole body, failing with `payload_too_large` as soon as it passes `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ServiceError> {
-    let mut stream = body.into_data_stream();
-    let mut buffer = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|error| ServiceError::invalid(format!("cannot read the request body: {error}")))?;
-        if buffer.len() + chunk.len() > limit {
-            return Err(ServiceError::new(Code::PayloadTooLarge, format!("the request body is larger than max_body_bytes = {limit}")));
-        }
-        if buffer.is_empty() {
-            // The common case, one chunk: keep it without copying.
-            buffer = BytesMut::from(chunk);
-        } else {
-            buffer.extend_from_slice(&chunk);
-        }
-    }
-    Ok(buffer.freeze())
 }

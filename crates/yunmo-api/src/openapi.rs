@@ -28,6 +28,7 @@ use crate::{admin, tenancy};
         tenancy::create_tenant,
         tenancy::list_tenants,
         tenancy::get_tenant,
+        tenancy::delete_tenant,
         tenancy::set_tenant_limits,
         tenancy::create_key,
         tenancy::list_keys,

@@ -2,7 +2,7 @@
 //! `/api/v1/usage`, `/api/v1/audit`). Tenants and keys are admin-only; usage and audit show admins every
 //! tenant and other keys their own tenant.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -15,15 +15,16 @@ use yunmo_service::ServiceError;
 use yunmo_types::{Limits, Scope};
 
 use crate::AppState;
-use crate::admin::AdminJson;
 use crate::auth::Caller;
+use crate::body::LazyJson;
 use crate::error::ApiError;
+use crate::extract::Query;
 
 /// The tenancy routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/api/v1/tenants/{name}", get(get_tenant))
+        .route("/api/v1/tenants/{name}", get(get_tenant).delete(delete_tenant))
         .route("/api/v1/tenants/{name}/limits", put(set_tenant_limits))
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{id}", delete(revoke_key))
@@ -53,12 +54,9 @@ pub struct CreateTenant {
 
 /// Creates a tenant (admin).
 #[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant, responses((status = 201), (status = 403), (status = 409)))]
-pub async fn create_tenant(
-    State(state): State<AppState>,
-    caller: Caller,
-    AdminJson(body): AdminJson<CreateTenant>,
-) -> AdminResult<Response> {
+pub async fn create_tenant(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateTenant>) -> AdminResult<Response> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
+    let body = body.read(&state).await.map_err(admin)?;
     let record = state.service.registry().create_tenant(&body.name, &body.limits).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
@@ -77,15 +75,42 @@ pub async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(name
     Ok(Json(state.service.registry().get_tenant(&name).await.map_err(admin)?))
 }
 
+/// Options of a tenant deletion.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteTenantQuery {
+    /// Also delete the models the tenant owns (with their versions and files). Without it, a tenant that
+    /// owns models is refused with 409 naming them.
+    pub delete_models: Option<bool>,
+}
+
+/// Deletes a tenant (admin): its keys are deleted (refused from the next request on), it is removed from
+/// every model's sharing list, and with `delete_models=true` its models are deleted. Its usage and audit
+/// records stay. The `default` tenant cannot be deleted.
+#[utoipa::path(delete, path = "/api/v1/tenants/{name}", params(DeleteTenantQuery),
+    responses((status = 204), (status = 400), (status = 403), (status = 404), (status = 409)))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<DeleteTenantQuery>,
+) -> AdminResult<StatusCode> {
+    caller.principal.require(Scope::Admin).map_err(admin)?;
+    state.gate.delete_tenant(&state.service, &name, query.delete_models.unwrap_or(false)).await.map_err(admin)?;
+    tracing::info!(tenant = %name, "Tenant deleted.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Replaces a tenant's limits (admin).
 #[utoipa::path(put, path = "/api/v1/tenants/{name}/limits", responses((status = 200), (status = 400), (status = 403), (status = 404)))]
 pub async fn set_tenant_limits(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    AdminJson(limits): AdminJson<Limits>,
+    limits: LazyJson<Limits>,
 ) -> AdminResult<Json<TenantRecord>> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
+    let limits = limits.read(&state).await.map_err(admin)?;
     Ok(Json(state.gate.set_tenant_limits(&name, &limits).await.map_err(admin)?))
 }
 
@@ -126,8 +151,9 @@ pub struct CreatedKey {
 
 /// Creates a key (admin). The response holds the key itself, once.
 #[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey, responses((status = 201), (status = 400), (status = 403), (status = 404)))]
-pub async fn create_key(State(state): State<AppState>, caller: Caller, AdminJson(body): AdminJson<CreateKey>) -> AdminResult<Response> {
+pub async fn create_key(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateKey>) -> AdminResult<Response> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
+    let body = body.read(&state).await.map_err(admin)?;
     let request = KeyRequest {
         tenant: body.tenant.unwrap_or_else(|| caller.principal.tenant.clone()),
         name: body.name,
@@ -205,8 +231,13 @@ pub async fn usage(State(state): State<AppState>, caller: Caller, Query(query): 
         Some("day") => UsageGroup::Day,
         Some(other) => return Err(admin(ServiceError::invalid(format!("group_by must be model, key or day, got '{other}'")))),
     };
-    // Events still waiting for the writer are included.
-    state.gate.flush().await;
+    // Events still waiting for the writer are included; a report that would miss some is refused.
+    if let Err(unwritten) = state.gate.flush().await {
+        return Err(admin(ServiceError::not_ready(format!(
+            "{unwritten} usage events could not be written to the database yet (see the server log); they are retried, ask again shortly"
+        ))
+        .with_retry_after(1)));
+    }
     let rows = state.service.registry().usage_report(from, to, tenant.as_deref(), group).await.map_err(admin)?;
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(serde_json::json!({
@@ -247,10 +278,21 @@ pub fn csv(rows: &[UsageRow]) -> String {
 
 /// The newest audit entries first: admins all or `?tenant=`, others their tenant's.
 #[utoipa::path(get, path = "/api/v1/audit", params(TenantQuery), responses((status = 200), (status = 403)))]
-pub async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<TenantQuery>) -> AdminResult<Json<Vec<AuditEntry>>> {
+pub async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<TenantQuery>) -> AdminResult<Json<Vec<AuditDto>>> {
     let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
     let limit = query.limit.unwrap_or(100).min(10_000);
-    Ok(Json(state.service.registry().list_audit(tenant.as_deref(), limit).await.map_err(admin)?))
+    let entries = state.service.registry().list_audit(tenant.as_deref(), limit).await.map_err(admin)?;
+    Ok(Json(entries.into_iter().map(|entry| AuditDto { at: calendar::format_utc(entry.at_ms), entry }).collect()))
+}
+
+/// An audit entry with its time as text.
+#[derive(Debug, Serialize)]
+pub struct AuditDto {
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
+    pub at: String,
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: AuditEntry,
 }
 
 /// The caller: key id, tenant and scopes.

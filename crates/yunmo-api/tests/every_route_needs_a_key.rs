@@ -42,7 +42,7 @@ async fn state(dir: &Path) -> AppState {
     let registry = yunmo_registry::Registry::open(&yunmo_registry::RegistryConfig::new(dir)).await.unwrap();
     let config = yunmo_auth::AuthConfig {
         enabled: true,
-        open_paths: vec!["/v2/health/*".into(), "/metrics".into()],
+        open_paths: vec!["/v2/health/*".into()],
         flush_interval: Duration::from_millis(100),
         key_cache_ttl: Duration::from_secs(5),
     };
@@ -69,7 +69,9 @@ async fn state(dir: &Path) -> AppState {
             max_tensor_elements: 1 << 16,
             max_header_bytes: 16384,
             max_headers: 100,
+            max_json_bytes: 1 << 16,
         }),
+        budget: yunmo_api::body::InflightBudget::new(1 << 22),
         prometheus: None,
         shutting_down: Arc::new(AtomicBool::new(false)),
     }
@@ -79,7 +81,7 @@ async fn state(dir: &Path) -> AppState {
 async fn no_route_serves_without_a_valid_key() {
     let dir = tempfile::tempdir().unwrap();
     let app = yunmo_api::router(state(dir.path()).await);
-    let open = ["/v2/health/live", "/v2/health/ready", "/metrics"];
+    let open = ["/v2/health/live", "/v2/health/ready"];
     let mut checked = 0;
     for (route, file) in declared_routes() {
         let path = route.replace("{name}", "m").replace("{version}", "1").replace("{id}", "k");

@@ -21,8 +21,20 @@ const MAX_ENTRIES: usize = 100_000;
 
 pub(crate) struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<String, (KeyRecord, Instant)>>,
+    /// `None`: the database has no key with this id. Unknown ids are answered from here too, so that a
+    /// made-up id costs no database read (no timing signal, no cheap load on the database).
+    entries: RwLock<HashMap<String, (Option<KeyRecord>, Instant)>>,
     generation: AtomicU64,
+}
+
+/// What the cache knows of a key id.
+pub(crate) enum Cached {
+    /// Nothing fresh: read the database.
+    Miss,
+    /// No such key.
+    Unknown,
+    /// The key's record.
+    Known(Box<KeyRecord>),
 }
 
 impl KeyCache {
@@ -30,14 +42,19 @@ impl KeyCache {
         KeyCache { ttl, entries: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
     }
 
-    /// The cached record of key `id`, if fresh.
-    pub(crate) fn get(&self, id: &str) -> Option<KeyRecord> {
+    /// What is cached of key `id`, if fresh.
+    pub(crate) fn get(&self, id: &str) -> Cached {
         if self.ttl.is_zero() {
-            return None;
+            return Cached::Miss;
         }
         let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (record, fetched) = entries.get(id)?;
-        (fetched.elapsed() < self.ttl).then(|| record.clone())
+        match entries.get(id) {
+            Some((record, fetched)) if fetched.elapsed() < self.ttl => match record {
+                Some(record) => Cached::Known(Box::new(record.clone())),
+                None => Cached::Unknown,
+            },
+            _ => Cached::Miss,
+        }
     }
 
     /// The generation to pass to [`KeyCache::insert`] for a read that starts now.
@@ -45,8 +62,9 @@ impl KeyCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Stores a record read from the database, unless an invalidation happened since `generation`.
-    pub(crate) fn insert(&self, record: &KeyRecord, generation: u64) {
+    /// Stores what the database said of key `id` (`None`: no such key), unless an invalidation happened
+    /// since `generation`.
+    pub(crate) fn insert(&self, id: &str, record: Option<&KeyRecord>, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
@@ -57,7 +75,7 @@ impl KeyCache {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(record.id.clone(), (record.clone(), Instant::now()));
+        entries.insert(id.to_string(), (record.cloned(), Instant::now()));
     }
 
     /// Drops one key.

@@ -122,12 +122,13 @@ impl Gate {
         let invalid = || unauthenticated("invalid API key");
         let id = key::key_id(presented).ok_or_else(invalid)?;
         let record = match self.0.keys.get(id) {
-            Some(record) => record,
-            None => {
+            cache::Cached::Known(record) => *record,
+            cache::Cached::Unknown => return Err(invalid()),
+            cache::Cached::Miss => {
                 let generation = self.0.keys.generation();
-                let record = self.0.registry.get_key(id).await?.ok_or_else(invalid)?;
-                self.0.keys.insert(&record, generation);
-                record
+                let record = self.0.registry.get_key(id).await?;
+                self.0.keys.insert(id, record.as_ref(), generation);
+                record.ok_or_else(invalid)?
             }
         };
         if !key::verify(presented, &record.hash) {
@@ -168,9 +169,10 @@ impl Gate {
         Ok(UsageGuard::new(cell, self.0.meter.clone(), self.0.limiter.clone(), admission))
     }
 
-    /// Writes every usage event so far (graceful shutdown).
-    pub async fn flush(&self) {
-        self.0.meter.flush().await;
+    /// Writes every usage event so far. `Err(n)`: `n` events could not be written yet (they stay queued
+    /// and are retried); a report read now would miss them.
+    pub async fn flush(&self) -> Result<(), usize> {
+        self.0.meter.flush().await
     }
 
     /// Appends a management action to the audit log. A failure to write it is logged, not hidden.
@@ -198,8 +200,10 @@ impl Gate {
             limits: request.limits,
             expires_at: request.expires_at,
         };
-        let record = self.0.registry.insert_key(&new).await?;
-        Ok((record, generated.key))
+        let result = self.0.registry.insert_key(&new).await;
+        // An earlier lookup of this id may be cached as unknown.
+        self.0.keys.forget(&new.id);
+        Ok((result?, generated.key))
     }
 
     /// Revokes a key: it is refused from the next request on.
@@ -207,6 +211,18 @@ impl Gate {
         let result = self.0.registry.revoke_key(id).await;
         self.0.keys.forget(id);
         Ok(result?)
+    }
+
+    /// Deletes a tenant (see [`InferenceService::delete_tenant`]); its keys are refused from the next request on.
+    pub async fn delete_tenant(
+        &self,
+        service: &yunmo_service::InferenceService,
+        name: &str,
+        with_models: bool,
+    ) -> Result<(), ServiceError> {
+        let result = service.delete_tenant(name, with_models).await;
+        self.0.keys.clear();
+        result
     }
 
     /// Replaces a tenant's limits; they apply from the next request on.
@@ -321,6 +337,35 @@ mod tests {
         assert!(error.message.contains("revoked"), "{}", error.message);
     }
 
+    #[tokio::test]
+    async fn unknown_key_ids_are_answered_from_the_cache() {
+        let (gate, _dir) = gate_with_cache(true, Duration::from_millis(1500)).await;
+        let generated = key::generate();
+        let header = bearer(&generated.key);
+        let credentials = Credentials { authorization: Some(&header), api_key: None };
+        assert_eq!(gate.authenticate(credentials).await.unwrap_err().code, Code::Unauthenticated);
+        // The key appears in the database behind the gate's back (another process): the cached "unknown"
+        // answers until it expires, so repeated unknown ids never reach the database.
+        let new = NewKey {
+            id: generated.id.clone(),
+            tenant: DEFAULT_TENANT.into(),
+            name: "t".into(),
+            hash: generated.hash.clone(),
+            scopes: vec![Scope::Infer],
+            models: None,
+            limits: Limits::default(),
+            expires_at: None,
+        };
+        gate.0.registry.insert_key(&new).await.unwrap();
+        assert!(gate.authenticate(credentials).await.is_err(), "within the TTL the unknown id is answered from the cache");
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert!(gate.authenticate(credentials).await.is_ok(), "after the TTL the database is read again");
+        // A key created through the gate is usable at once, even if its id was looked up before.
+        let (_, key) = gate.create_key(infer_key_request()).await.unwrap();
+        let header = bearer(&key);
+        assert!(gate.authenticate(Credentials { authorization: Some(&header), api_key: None }).await.is_ok());
+    }
+
     fn bearer(key: &str) -> String {
         format!("Bearer {key}")
     }
@@ -377,7 +422,7 @@ mod tests {
                 guard.cell().set_outcome(outcome);
             }
         }
-        gate.flush().await;
+        gate.flush().await.unwrap();
         let rows = gate.0.registry.usage_report(0, i64::MAX, None, yunmo_registry::UsageGroup::Key).await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].requests, rows[0].failed, rows[0].input_elements, rows[0].output_elements), (3, 2, 12, 9));

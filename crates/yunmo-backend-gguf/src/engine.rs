@@ -104,6 +104,9 @@ impl GenerateBackend for Engine {
         if let Some(bad) = request.prompt.iter().find(|token| **token >= n_vocab) {
             return Err(BackendError::InvalidInput(format!("token id {bad} is out of the vocabulary (0..{n_vocab})")));
         }
+        if let Some((bad, _)) = request.params.logit_bias.iter().find(|(token, _)| *token >= n_vocab) {
+            return Err(BackendError::InvalidInput(format!("logit_bias: token id {bad} is out of the vocabulary (0..{n_vocab})")));
+        }
         if self.counters.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_capacity {
             self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(BackendError::Overloaded(format!(

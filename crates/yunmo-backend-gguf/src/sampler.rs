@@ -27,6 +27,7 @@ pub struct Sampler {
     presence_penalty: f32,
     frequency_penalty: f32,
     logprobs: Option<usize>,
+    logit_bias: Vec<(u32, f32)>,
     rng: SplitMix64,
     counts: HashMap<u32, u32>,
     scratch: Vec<f32>,
@@ -42,14 +43,16 @@ impl Sampler {
             presence_penalty: params.presence_penalty,
             frequency_penalty: params.frequency_penalty,
             logprobs: params.logprobs.map(|n| n as usize),
+            logit_bias: params.logit_bias.clone(),
             rng: SplitMix64(params.seed),
             counts: HashMap::new(),
             scratch: Vec::new(),
         }
     }
 
-    fn penalised(&self) -> bool {
-        !self.counts.is_empty() && (self.presence_penalty != 0.0 || self.frequency_penalty != 0.0)
+    /// Whether the logits are changed before choosing (penalties or a bias).
+    fn adjusted(&self) -> bool {
+        !self.logit_bias.is_empty() || (!self.counts.is_empty() && (self.presence_penalty != 0.0 || self.frequency_penalty != 0.0))
     }
 
     /// Chooses the next token from `logits` and remembers it for the penalties.
@@ -61,7 +64,7 @@ impl Sampler {
             }
             None => (None, Vec::new()),
         };
-        let token = if self.temperature <= 1e-5 && !self.penalised() {
+        let token = if self.temperature <= 1e-5 && !self.adjusted() {
             argmax(logits)
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -70,6 +73,11 @@ impl Sampler {
             for (token, count) in &self.counts {
                 if let Some(logit) = scratch.get_mut(*token as usize) {
                     *logit -= self.presence_penalty + self.frequency_penalty * *count as f32;
+                }
+            }
+            for (token, bias) in &self.logit_bias {
+                if let Some(logit) = scratch.get_mut(*token as usize) {
+                    *logit += bias;
                 }
             }
             let token = if self.temperature <= 1e-5 { argmax(&scratch) } else { self.draw(&mut scratch) };
@@ -256,5 +264,20 @@ mod tests {
         assert!((sampled.logprob.unwrap() - (2.0 - z)).abs() < 1e-6);
         assert_eq!(sampled.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![2, 1]);
         assert!((sampled.top[1].1 - (1.0 - z)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn logit_bias_bans_and_forces_tokens() {
+        let logits = [3.0, 2.0, 1.0, 0.5];
+        let mut sampler = Sampler::new(&GenerateParams { logit_bias: vec![(0, -100.0)], ..params(0.0, 0) });
+        assert_eq!(sampler.sample(&logits).token, 1, "-100 bans the greedy choice");
+        let mut sampler = Sampler::new(&GenerateParams { logit_bias: vec![(3, 100.0)], ..params(1.0, 7) });
+        for _ in 0..20 {
+            assert_eq!(sampler.sample(&logits).token, 3, "+100 forces a token even when sampling");
+        }
+        let mut sampler = Sampler::new(&GenerateParams { logit_bias: vec![(2, 0.0)], logprobs: Some(1), ..params(0.0, 0) });
+        let sampled = sampler.sample(&logits);
+        assert_eq!(sampled.token, 0, "a zero bias changes nothing");
+        assert!(sampled.logprob.unwrap() < 0.0);
     }
 }

@@ -10,8 +10,30 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 
+/// Writes a line to standard output; a closed pipe (`yunmo models ls | head -2`) ends the command quietly
+/// (see [`is_closed_pipe`]) instead of panicking as `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// Writes to standard output, like [`outln!`] without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// Whether `error` is standard output's reader having gone away (the command should end quietly).
+pub fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 mod tenancy;
-pub use tenancy::{KeysCommand, TenantsCommand, UsageArgs, keys, tenants, usage};
+pub use tenancy::{AuditArgs, KeysCommand, TenantsCommand, UsageArgs, audit, keys, tenants, usage, whoami};
 
 /// Where the server is.
 #[derive(Debug, Clone, Args)]
@@ -30,6 +52,19 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The server's base URL, without a trailing slash. `host:port` without a scheme means `http://`, as
+    /// for curl; anything that is not an http(s) URL is refused naming `--url`.
+    pub fn base_url(&self) -> anyhow::Result<String> {
+        let trimmed = self.url.trim().trim_end_matches('/');
+        let url = if trimmed.contains("://") { trimmed.to_string() } else { format!("http://{trimmed}") };
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|error| anyhow::anyhow!("--url (or YUNMO_URL) {:?} is not a URL: {error}", self.url))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            bail!("--url (or YUNMO_URL) must be http://HOST:PORT or https://HOST:PORT, got {:?}", self.url);
+        }
+        Ok(url)
+    }
+
     /// An HTTP client that sends the API key on every request.
     pub fn client(&self) -> anyhow::Result<Client> {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -81,6 +116,42 @@ pub enum ModelsCommand {
         #[arg(long)]
         version: Option<u64>,
     },
+    /// Set who besides the owning tenant may see and call a model (replaces the current sharing).
+    Share {
+        /// Model name.
+        name: String,
+        /// Share with this tenant (repeat for several).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Share with every tenant.
+        #[arg(long, conflicts_with = "private")]
+        public: bool,
+        /// Share with nobody (no --tenant allowed).
+        #[arg(long, conflicts_with = "tenants")]
+        private: bool,
+    },
+    /// Load a version now (default: the one the model's version policy serves).
+    Load(VersionArgs),
+    /// Unload a version (default: every loaded version); it stays unloaded until loaded again.
+    Unload(VersionArgs),
+    /// Show a version's serving config, or replace it with --set.
+    Config {
+        #[command(flatten)]
+        target: VersionArgs,
+        /// New config: inline JSON or a path to a JSON file, e.g. '{"max_batch_size": 16, "instance_count": 2}'.
+        #[arg(long)]
+        set: Option<String>,
+    },
+}
+
+/// A model and, optionally, one of its versions.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Model name.
+    pub name: String,
+    /// Version (default: see the command).
+    #[arg(long)]
+    pub version: Option<u64>,
 }
 
 /// `yunmo models push`
@@ -124,10 +195,6 @@ pub struct InferArgs {
     pub input: String,
 }
 
-pub(crate) fn base(url: &str) -> &str {
-    url.trim_end_matches('/')
-}
-
 /// Turns a non-2xx answer into an error carrying the server's message.
 pub(crate) async fn check(response: Response) -> anyhow::Result<Response> {
     let status = response.status();
@@ -143,6 +210,9 @@ pub(crate) async fn check(response: Response) -> anyhow::Result<Response> {
             _ => None,
         })
         .unwrap_or(text);
+    if status == StatusCode::UNAUTHORIZED {
+        bail!("{message} (HTTP {status}). Give an API key with --api-key KEY or the YUNMO_API_KEY environment variable");
+    }
     bail!("{message} (HTTP {status})")
 }
 
@@ -159,17 +229,17 @@ fn read_json_arg(text: &str, what: &str) -> anyhow::Result<String> {
 /// Runs a `models` subcommand.
 pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Result<()> {
     let client = server.client()?;
-    let url = base(&server.url);
+    let url = &server.base_url()?;
     match command {
         ModelsCommand::Push(args) => push(&client, url, args).await,
         ModelsCommand::Ls => {
             let response = check(client.get(format!("{url}/api/v1/models")).send().await?).await?;
             let body: Value = response.json().await?;
-            println!("{:<32} {:<10} {:<16} {:<8} {:>12}", "NAME", "VERSION", "TASK", "LOADED", "SIZE");
+            outln!("{:<32} {:<10} {:<16} {:<8} {:>12}", "NAME", "VERSION", "TASK", "LOADED", "SIZE");
             for model in body["models"].as_array().into_iter().flatten() {
                 let versions = model["versions"].as_array().cloned().unwrap_or_default();
                 if versions.is_empty() {
-                    println!(
+                    outln!(
                         "{:<32} {:<10} {:<16} {:<8} {:>12}",
                         model["name"].as_str().unwrap_or(""),
                         "-",
@@ -179,7 +249,7 @@ pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Resu
                     );
                 }
                 for version in versions {
-                    println!(
+                    outln!(
                         "{:<32} {:<10} {:<16} {:<8} {:>12}",
                         model["name"].as_str().unwrap_or(""),
                         // serde_json::Value's Display ignores width: format the numbers as strings.
@@ -195,7 +265,7 @@ pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Resu
         ModelsCommand::Show { name } => {
             let response = check(client.get(format!("{url}/api/v1/models/{name}")).send().await?).await?;
             let body: Value = response.json().await?;
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            outln!("{}", serde_json::to_string_pretty(&body)?);
             Ok(())
         }
         ModelsCommand::Rm { name, version } => {
@@ -210,22 +280,119 @@ pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Resu
             }
             Ok(())
         }
+        ModelsCommand::Share { name, tenants, public, private: _ } => {
+            let body = serde_json::json!({ "public": public, "tenants": tenants });
+            let response = check(client.put(format!("{url}/api/v1/models/{name}/sharing")).json(&body).send().await?).await?;
+            let model: Value = response.json().await?;
+            outln!("{}", serde_json::to_string_pretty(&model["sharing"])?);
+            Ok(())
+        }
+        ModelsCommand::Load(target) => load_or_unload(&client, url, target, "load").await,
+        ModelsCommand::Unload(target) => load_or_unload(&client, url, target, "unload").await,
+        ModelsCommand::Config { target, set } => config(&client, url, target, set).await,
     }
+}
+
+/// Loads or unloads a version, or (without `--version`) what the V2 repository extension does: load the
+/// policy's version, unload every loaded version.
+async fn load_or_unload(client: &Client, url: &str, target: VersionArgs, action: &str) -> anyhow::Result<()> {
+    let VersionArgs { name, version } = target;
+    match version {
+        Some(version) => {
+            let response = check(client.post(format!("{url}/api/v1/models/{name}/versions/{version}/{action}")).send().await?).await?;
+            let body: Value = response.json().await?;
+            eprintln!("Model '{name}' version {version}: {}.", if body["loaded"] == Value::Bool(true) { "loaded" } else { "unloaded" });
+        }
+        None => {
+            let path = format!("{url}/v2/repository/models/{name}/{action}");
+            check(client.post(path).header(reqwest::header::CONTENT_TYPE, "application/json").body("{}").send().await?).await?;
+            eprintln!("Model '{name}': {action}ed.");
+        }
+    }
+    Ok(())
+}
+
+/// Prints a version's config, or replaces it.
+async fn config(client: &Client, url: &str, target: VersionArgs, set: Option<String>) -> anyhow::Result<()> {
+    let name = &target.name;
+    let version = match target.version {
+        Some(version) => version,
+        None => {
+            let response = check(client.get(format!("{url}/v2/models/{name}")).send().await?).await?;
+            let metadata: Value = response.json().await?;
+            let versions = metadata["versions"].as_array().cloned().unwrap_or_default();
+            let last = versions.last().and_then(|v| v.as_str()?.parse::<u64>().ok());
+            last.ok_or_else(|| anyhow::anyhow!("model '{name}' has no versions"))?
+        }
+    };
+    let path = format!("{url}/api/v1/models/{name}/versions/{version}");
+    let record: Value = match set {
+        Some(text) => {
+            let config = read_json_arg(&text, "--set")?;
+            let request = client.put(format!("{path}/config")).header(reqwest::header::CONTENT_TYPE, "application/json").body(config);
+            check(request.send().await?).await?.json().await?
+        }
+        None => check(client.get(path).send().await?).await?.json().await?,
+    };
+    outln!("{}", serde_json::to_string_pretty(&record["config"])?);
+    Ok(())
 }
 
 async fn push(client: &Client, url: &str, args: PushArgs) -> anyhow::Result<()> {
     let config = args.config.as_deref().map(|text| read_json_arg(text, "config")).transpose()?;
     let file = tokio::fs::File::open(&args.file).await.with_context(|| format!("cannot open {}", args.file.display()))?;
     let size = file.metadata().await?.len();
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("cannot read the tokenizer {}", path.display()))?),
+        None => None,
+    };
     let existing = client.get(format!("{url}/api/v1/models/{}", args.name)).send().await?;
-    if existing.status() == StatusCode::NOT_FOUND {
+    let created = if existing.status() == StatusCode::NOT_FOUND {
         let body = serde_json::json!({ "name": args.name, "description": args.description, "task": args.task });
         check(client.post(format!("{url}/api/v1/models")).json(&body).send().await?).await?;
-        eprintln!("Created model '{}'.", args.name);
+        true
     } else {
         check(existing).await?;
+        false
+    };
+    let upload = Upload { file, size, config, tokenizer };
+    match upload_version(client, url, &args, upload).await {
+        Ok(version) => {
+            if created {
+                eprintln!("Created model '{}'.", args.name);
+            }
+            eprintln!(
+                "Pushed {} as model '{}' version {} (sha256 {}).",
+                args.file.display(),
+                args.name,
+                version["version"],
+                version["sha256"].as_str().unwrap_or("")
+            );
+            outln!("{}", serde_json::to_string_pretty(&version)?);
+            Ok(())
+        }
+        Err(error) if created => {
+            // A push that fails leaves nothing behind: the model made for it goes too.
+            match client.delete(format!("{url}/api/v1/models/{}", args.name)).send().await {
+                Ok(response) if response.status().is_success() => Err(error),
+                _ => Err(error.context(format!("the model '{}' created for this push could not be removed", args.name))),
+            }
+        }
+        Err(error) => Err(error),
     }
-    let progress = ProgressBar::new(size);
+}
+
+/// What `models push` uploads.
+struct Upload {
+    file: tokio::fs::File,
+    size: u64,
+    config: Option<String>,
+    tokenizer: Option<String>,
+}
+
+/// Streams the file (with a progress bar) as a new version; returns the version's JSON.
+async fn upload_version(client: &Client, url: &str, args: &PushArgs, upload: Upload) -> anyhow::Result<Value> {
+    let progress = ProgressBar::new(upload.size);
     progress.set_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
             .expect("the template is valid. This is a bug.")
@@ -233,21 +400,20 @@ async fn push(client: &Client, url: &str, args: PushArgs) -> anyhow::Result<()> 
     );
     progress.set_message(format!("Uploading {}", args.file.display()));
     let bar = progress.clone();
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect(move |chunk| {
+    let stream = tokio_util::io::ReaderStream::with_capacity(upload.file, 1 << 20).inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             bar.inc(chunk.len() as u64);
         }
     });
     let file_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), upload.size)
         .file_name(file_name)
         .mime_str("application/octet-stream")?;
     let mut form = reqwest::multipart::Form::new().part("file", part);
-    if let Some(config) = config {
+    if let Some(config) = upload.config {
         form = form.text("config", config);
     }
-    if let Some(path) = &args.tokenizer {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the tokenizer {}", path.display()))?;
+    if let Some(text) = upload.tokenizer {
         form = form.text("tokenizer", text);
     }
     let mut request = client.post(format!("{url}/api/v1/models/{}/versions", args.name)).multipart(form);
@@ -257,22 +423,13 @@ async fn push(client: &Client, url: &str, args: PushArgs) -> anyhow::Result<()> 
     let response = request.send().await;
     progress.finish_and_clear();
     let response = check(response?).await?;
-    let version: Value = response.json().await?;
-    eprintln!(
-        "Pushed {} as model '{}' version {} (sha256 {}).",
-        args.file.display(),
-        args.name,
-        version["version"],
-        version["sha256"].as_str().unwrap_or("")
-    );
-    println!("{}", serde_json::to_string_pretty(&version)?);
-    Ok(())
+    Ok(response.json().await?)
 }
 
 /// Runs `infer`: sends a KServe V2 request and prints the response JSON.
 pub async fn infer(server: &ServerArgs, args: InferArgs) -> anyhow::Result<()> {
     let body = read_json_arg(&args.input, "input")?;
-    let url = base(&server.url);
+    let url = &server.base_url()?;
     let target = match args.version {
         Some(version) => format!("{url}/v2/models/{}/versions/{version}/infer", args.name),
         None => format!("{url}/v2/models/{}/infer", args.name),
@@ -280,6 +437,6 @@ pub async fn infer(server: &ServerArgs, args: InferArgs) -> anyhow::Result<()> {
     let response = server.client()?.post(target).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await?;
     let response = check(response).await?;
     let body: Value = response.json().await?;
-    println!("{}", serde_json::to_string_pretty(&body)?);
+    outln!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }

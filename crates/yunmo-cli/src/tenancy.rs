@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::{ServerArgs, base, check};
+use crate::{ServerArgs, check};
 
 /// `yunmo tenants ...` (admin key).
 #[derive(Debug, Subcommand)]
@@ -18,6 +18,15 @@ pub enum TenantsCommand {
     },
     /// List tenants.
     Ls,
+    /// Delete a tenant: its keys stop working at once and it leaves every sharing list; its usage and
+    /// audit records stay.
+    Rm {
+        /// Tenant name.
+        name: String,
+        /// Also delete the models it owns (without this, a tenant that owns models is refused).
+        #[arg(long)]
+        delete_models: bool,
+    },
     /// Replace a tenant's limits.
     Limits {
         /// Tenant name.
@@ -94,26 +103,32 @@ fn parse_json(text: &Option<String>, what: &str) -> anyhow::Result<Value> {
 /// Runs a `tenants` subcommand.
 pub async fn tenants(server: &ServerArgs, command: TenantsCommand) -> anyhow::Result<()> {
     let client = server.client()?;
-    let url = base(&server.url);
+    let url = &server.base_url()?;
     let body: Value = match command {
         TenantsCommand::Create { name, limits } => {
             let body = json!({ "name": name, "limits": parse_json(&limits, "--limits")? });
             check(client.post(format!("{url}/api/v1/tenants")).json(&body).send().await?).await?.json().await?
         }
         TenantsCommand::Ls => check(client.get(format!("{url}/api/v1/tenants")).send().await?).await?.json().await?,
+        TenantsCommand::Rm { name, delete_models } => {
+            let request = client.delete(format!("{url}/api/v1/tenants/{name}")).query(&[("delete_models", delete_models)]);
+            check(request.send().await?).await?;
+            eprintln!("Deleted tenant '{name}'.");
+            return Ok(());
+        }
         TenantsCommand::Limits { name, limits } => {
             let body = parse_json(&Some(limits), "limits")?;
             check(client.put(format!("{url}/api/v1/tenants/{name}/limits")).json(&body).send().await?).await?.json().await?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&body)?);
+    outln!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }
 
 /// Runs a `keys` subcommand.
 pub async fn keys(server: &ServerArgs, command: KeysCommand) -> anyhow::Result<()> {
     let client = server.client()?;
-    let url = base(&server.url);
+    let url = &server.base_url()?;
     match command {
         KeysCommand::Create { tenant, name, scopes, models, limits, expires_in_days } => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
@@ -129,7 +144,7 @@ pub async fn keys(server: &ServerArgs, command: KeysCommand) -> anyhow::Result<(
                 created["id"].as_str().unwrap_or(""),
                 created["tenant"].as_str().unwrap_or("")
             );
-            println!("{}", created["key"].as_str().unwrap_or_default());
+            outln!("{}", created["key"].as_str().unwrap_or_default());
         }
         KeysCommand::Ls { tenant } => {
             let mut request = client.get(format!("{url}/api/v1/keys"));
@@ -137,11 +152,11 @@ pub async fn keys(server: &ServerArgs, command: KeysCommand) -> anyhow::Result<(
                 request = request.query(&[("tenant", tenant)]);
             }
             let keys: Vec<Value> = check(request.send().await?).await?.json().await?;
-            println!("{:<14} {:<16} {:<20} {:<34} {:<8}", "ID", "TENANT", "NAME", "SCOPES", "STATE");
+            outln!("{:<14} {:<16} {:<20} {:<34} {:<8}", "ID", "TENANT", "NAME", "SCOPES", "STATE");
             for key in keys {
                 let scopes: Vec<&str> = key["scopes"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
                 let state = if key["revoked_at"].is_null() { "active" } else { "revoked" };
-                println!(
+                outln!(
                     "{:<14} {:<16} {:<20} {:<34} {:<8}",
                     key["id"].as_str().unwrap_or(""),
                     key["tenant"].as_str().unwrap_or(""),
@@ -162,7 +177,7 @@ pub async fn keys(server: &ServerArgs, command: KeysCommand) -> anyhow::Result<(
 /// Runs `usage`: a report of usage and cost, as a table or CSV.
 pub async fn usage(server: &ServerArgs, args: UsageArgs) -> anyhow::Result<()> {
     let client = server.client()?;
-    let url = base(&server.url);
+    let url = &server.base_url()?;
     let mut query = vec![("group_by", args.group_by.clone())];
     for (key, value) in [("from", &args.from), ("to", &args.to), ("tenant", &args.tenant)] {
         if let Some(value) = value {
@@ -172,12 +187,12 @@ pub async fn usage(server: &ServerArgs, args: UsageArgs) -> anyhow::Result<()> {
     if args.csv {
         query.push(("format", "csv".into()));
         let text = check(client.get(format!("{url}/api/v1/usage")).query(&query).send().await?).await?.text().await?;
-        print!("{text}");
+        out!("{text}");
         return Ok(());
     }
     let report: Value = check(client.get(format!("{url}/api/v1/usage")).query(&query).send().await?).await?.json().await?;
-    println!("Usage from {} to {}", report["from"].as_str().unwrap_or(""), report["to"].as_str().unwrap_or(""));
-    println!(
+    outln!("Usage from {} to {}", report["from"].as_str().unwrap_or(""), report["to"].as_str().unwrap_or(""));
+    outln!(
         "{:<16} {:<24} {:>10} {:>8} {:>12} {:>12} {:>12} {:>12}",
         "TENANT",
         args.group_by.to_uppercase(),
@@ -190,7 +205,7 @@ pub async fn usage(server: &ServerArgs, args: UsageArgs) -> anyhow::Result<()> {
     );
     for row in report["rows"].as_array().into_iter().flatten() {
         let n = |key: &str| row[key].as_u64().unwrap_or(0);
-        println!(
+        outln!(
             "{:<16} {:<24} {:>10} {:>8} {:>12} {:>12} {:>12.3} {:>12.6}",
             row["tenant"].as_str().unwrap_or(""),
             row["group"].as_str().unwrap_or(""),
@@ -202,5 +217,49 @@ pub async fn usage(server: &ServerArgs, args: UsageArgs) -> anyhow::Result<()> {
             row["cost"].as_f64().unwrap_or(0.0)
         );
     }
+    Ok(())
+}
+
+/// `yunmo audit`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this tenant's entries (admins; others always see their own).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Most entries, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+/// Runs `audit`: the newest management actions, as a table.
+pub async fn audit(server: &ServerArgs, args: AuditArgs) -> anyhow::Result<()> {
+    let client = server.client()?;
+    let url = &server.base_url()?;
+    let mut request = client.get(format!("{url}/api/v1/audit")).query(&[("limit", args.limit)]);
+    if let Some(tenant) = &args.tenant {
+        request = request.query(&[("tenant", tenant)]);
+    }
+    let entries: Vec<Value> = check(request.send().await?).await?.json().await?;
+    outln!("{:<24} {:<14} {:<12} {:<8} {:<44} {:<22}", "AT", "KEY", "TENANT", "STATUS", "ACTION", "FROM");
+    for entry in entries {
+        outln!(
+            "{:<24} {:<14} {:<12} {:<8} {:<44} {:<22}",
+            entry["at"].as_str().unwrap_or(""),
+            entry["key_id"].as_str().unwrap_or(""),
+            entry["tenant"].as_str().unwrap_or(""),
+            entry["outcome"].as_str().unwrap_or(""),
+            entry["action"].as_str().unwrap_or(""),
+            entry["remote"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// Runs `whoami`: the key the server sees, its tenant, scopes and model allow-list.
+pub async fn whoami(server: &ServerArgs) -> anyhow::Result<()> {
+    let client = server.client()?;
+    let url = &server.base_url()?;
+    let body: Value = check(client.get(format!("{url}/api/v1/whoami")).send().await?).await?.json().await?;
+    outln!("{}", serde_json::to_string_pretty(&body)?);
     Ok(())
 }

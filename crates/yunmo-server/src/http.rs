@@ -1,5 +1,6 @@
-//! The HTTP accept loop: the axum router served by hyper's connection builder, configured with Yunmo's header
-//! limits (which `axum::serve` does not expose), the peer address as `ConnectInfo`, and graceful shutdown.
+//! The HTTP accept loop: the axum router served by hyper's connection builder, configured with Yunmo's
+//! header limits and timeouts (which `axum::serve` does not expose), the peer address as `ConnectInfo`,
+//! connection slots and idle closing ([`crate::conn`]), and graceful shutdown.
 //!
 //! hyper's parser is the first bound on what a request head may allocate: `max(2 × server.max_headers, 100)`
 //! headers on HTTP/1 and `max(2 × server.max_header_bytes, 16 KiB)` of header list on HTTP/2 (hyper's
@@ -8,59 +9,124 @@
 //! over-limit request gets that answer, and only one past twice the limit gets hyper's bare 431.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+use crate::conn::{Activity, Slots};
 
 /// hyper's default cap on HTTP/1 headers per request.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 /// hyper's default HTTP/2 header list limit.
 const HYPER_DEFAULT_MAX_HEADER_LIST: usize = 16 << 10;
+/// HTTP/2 pings find peers that vanished without closing.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
 
-/// Header limits the parser enforces.
+/// Limits the parser and the connection enforce.
 #[derive(Debug, Clone, Copy)]
-pub struct HeaderLimits {
+pub struct HttpLimits {
     /// `server.max_headers`.
     pub max_headers: usize,
     /// `server.max_header_bytes`.
     pub max_header_bytes: usize,
+    /// `server.header_read_timeout_seconds`: an HTTP/1 request head must arrive within this.
+    pub header_read_timeout: Duration,
+}
+
+/// Where connections come from: plain TCP, or TLS after the handshake.
+pub trait HttpListener: Send {
+    /// The connection's byte stream.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection, its peer and its activity.
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, SocketAddr, Arc<Activity>)> + Send;
+}
+
+/// Plain TCP connections, in the shared slots.
+pub struct PlainListener {
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// Connection slots.
+    pub slots: Slots,
+}
+
+impl HttpListener for PlainListener {
+    type Io = crate::conn::GuardedIo;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr, Arc<Activity>) {
+        let (io, remote) = self.slots.accept(&self.listener, "http").await;
+        let activity = io.activity();
+        (io, remote, activity)
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and waits for the open
 /// connections to finish their requests (the caller bounds that wait).
-pub async fn serve<L>(mut listener: L, router: axum::Router, limits: HeaderLimits, shutdown: impl Future<Output = ()>)
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
+pub async fn serve<L: HttpListener>(mut listener: L, router: axum::Router, limits: HttpLimits, shutdown: impl Future<Output = ()>) {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().max_headers(limits.max_headers.saturating_mul(2).max(HYPER_DEFAULT_MAX_HEADERS));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers.saturating_mul(2).max(HYPER_DEFAULT_MAX_HEADERS));
     let header_list = limits.max_header_bytes.saturating_mul(2).max(HYPER_DEFAULT_MAX_HEADER_LIST);
-    builder.http2().max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEPALIVE)
+        .keep_alive_timeout(HTTP2_KEEPALIVE)
+        .max_header_list_size(u32::try_from(header_list).unwrap_or(u32::MAX));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let connections = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, remote) = tokio::select! {
+        let (io, remote, activity) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let service = router.clone().map_request(move |request: hyper::Request<Incoming>| {
+        let router = router.clone();
+        // Every request counts as in flight on its connection until its answer's head is ready; an idle
+        // connection is one with none in flight (and no bytes moving, see `conn`).
+        let service = tower::service_fn(move |request: hyper::Request<Incoming>| {
+            let in_flight = activity.begin();
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(remote));
-            request
+            let response = router.clone().oneshot(request);
+            async move {
+                let response = response.await;
+                drop(in_flight);
+                response
+            }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service)).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let stopping = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%remote, %error, "An HTTP connection ended with an error.");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = stop.send(true);
+    connections.close();
+    connections.wait().await;
 }

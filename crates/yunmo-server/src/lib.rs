@@ -2,6 +2,7 @@
 //! graceful shutdown. [`run`] takes already-bound listeners and a shutdown future, so tests can start a
 //! server on port 0 in-process or through the `yunmo` binary.
 
+mod conn;
 mod http;
 pub mod settings;
 pub mod tls;
@@ -147,13 +148,20 @@ pub async fn run(
             max_tensor_elements: settings.server.max_tensor_elements,
             max_header_bytes: settings.server.max_header_bytes,
             max_headers: settings.server.max_headers,
+            max_json_bytes: settings.server.max_json_bytes,
         }),
+        budget: yunmo_api::body::InflightBudget::new(settings.server.max_inflight_bytes),
         prometheus: if settings.telemetry.metrics { prometheus() } else { None },
         shutting_down: shutting_down.clone(),
     };
     let grpc_service = yunmo_api::grpc::GrpcService::server(state.clone());
     let app = yunmo_api::router(state);
-    let header_limits = http::HeaderLimits { max_headers: settings.server.max_headers, max_header_bytes: settings.server.max_header_bytes };
+    let http_limits = http::HttpLimits {
+        max_headers: settings.server.max_headers,
+        max_header_bytes: settings.server.max_header_bytes,
+        header_read_timeout: Duration::from_secs(settings.server.header_read_timeout_seconds),
+    };
+    let slots = connection_slots(&settings);
     let tls = match (&settings.server.tls.cert_file, &settings.server.tls.key_file) {
         (cert, key) if !cert.is_empty() => Some(tls::TlsFiles::read(Path::new(cert), Path::new(key))?),
         _ => None,
@@ -175,28 +183,34 @@ pub async fn run(
     let http_stopped = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
+    // Every connection is accepted with TCP_NODELAY (small replies must not wait for the peer's delayed ACK).
     let http_server: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match &tls {
-        Some(files) => Box::pin(http::serve(files.http_listener(listeners.http)?, app, header_limits, http_stopped)),
+        Some(files) => Box::pin(http::serve(files.http_listener(listeners.http, slots.clone())?, app, http_limits, http_stopped)),
         None => {
-            // Small replies must not wait for the peer's delayed ACK (Nagle): TCP_NODELAY on every connection.
-            let listener = axum::serve::ListenerExt::tap_io(listeners.http, |stream: &mut tokio::net::TcpStream| {
-                let _ = stream.set_nodelay(true);
-            });
-            Box::pin(http::serve(listener, app, header_limits, http_stopped))
+            let listener = http::PlainListener { listener: listeners.http, slots: slots.clone() };
+            Box::pin(http::serve(listener, app, http_limits, http_stopped))
         }
     };
     let mut stop = stop_receiver.clone();
-    let mut grpc_builder = tonic::transport::Server::builder().http2_max_header_list_size(settings.server.max_header_bytes as u32);
+    let mut grpc_builder = tonic::transport::Server::builder()
+        .http2_max_header_list_size(settings.server.max_header_bytes as u32)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(files) = &tls {
         grpc_builder = grpc_builder.tls_config(files.grpc()).context("invalid TLS settings for gRPC")?;
     }
-    let grpc_server = grpc_builder.add_service(health_service).add_service(grpc_service).serve_with_incoming_shutdown(
-        tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-        async move {
+    let grpc_incoming = futures::stream::unfold((listeners.grpc, slots), |(listener, slots)| async move {
+        let (io, _) = slots.accept(&listener, "grpc").await;
+        Some((Ok::<_, std::io::Error>(io), (listener, slots)))
+    });
+    let grpc_server = grpc_builder
+        .layer(conn::TrackCallsLayer)
+        .add_service(health_service)
+        .add_service(grpc_service)
+        .serve_with_incoming_shutdown(grpc_incoming, async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
             health_reporter.set_not_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
-        },
-    );
+        });
     if let Some(path) = &options.ready_file {
         write_ready_file(path, http_address, grpc_address)?;
     }
@@ -214,10 +228,46 @@ pub async fn run(
             tokio::time::sleep(grace).await;
         } => tracing::warn!(seconds = grace.as_secs(), "Grace period over; closing remaining connections."),
     }
-    gate.flush().await;
-    tracing::info!("Usage events written.");
+    flush_usage(&gate).await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// The connection slots both servers share, within the process's open-file limit (raised to its maximum).
+fn connection_slots(settings: &Settings) -> conn::Slots {
+    let mut max_connections = settings.server.max_connections;
+    if let Some(open_files) = conn::raise_open_file_limit() {
+        // Leave room for the database, model files, log and the runtimes' own descriptors.
+        let room = usize::try_from(open_files.saturating_sub(256)).unwrap_or(usize::MAX).max(16);
+        if max_connections > room {
+            tracing::warn!(
+                max_connections,
+                open_files,
+                lowered_to = room,
+                "server.max_connections is above what the open-file limit allows; lowered (raise `ulimit -n` to allow more)."
+            );
+            max_connections = room;
+        }
+    }
+    conn::Slots::new(conn::ConnectionLimits { max_connections, idle_timeout: Duration::from_secs(settings.server.idle_timeout_seconds) })
+}
+
+/// Writes the last usage events at shutdown, retrying a failing database a few times; says how many are lost.
+async fn flush_usage(gate: &yunmo_auth::Gate) {
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        match gate.flush().await {
+            Ok(()) => {
+                tracing::info!("Usage events written.");
+                return;
+            }
+            Err(unwritten) if attempt < ATTEMPTS => {
+                tracing::warn!(unwritten, attempt, "Cannot write usage events yet; retrying.");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(unwritten) => tracing::error!(unwritten, "Usage events could not be written and are lost."),
+        }
+    }
 }
 
 /// The gate, with the bootstrap admin key installed on a database without keys.
@@ -238,7 +288,7 @@ async fn gate(settings: &Settings, registry: Registry) -> anyhow::Result<yunmo_a
         "" => settings.storage.data_dir.join("bootstrap-admin.key"),
         path => std::path::PathBuf::from(path),
     };
-    let configured = (!auth.bootstrap_key.is_empty()).then_some(auth.bootstrap_key.as_str());
+    let configured = (!auth.bootstrap_key.is_empty()).then_some(auth.bootstrap_key.expose());
     match gate.bootstrap(configured, &key_file).await.map_err(|error| anyhow::anyhow!("bootstrap key: {}", error.message))? {
         Some((path, key)) => {
             // Printed once, on the terminal only (never in the log).

@@ -56,6 +56,18 @@ enum Command {
         #[command(flatten)]
         args: yunmo_cli::UsageArgs,
     },
+    /// Show the newest management actions (who did what, when, from where, with what status).
+    Audit {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(flatten)]
+        args: yunmo_cli::AuditArgs,
+    },
+    /// Show the key in use: its id, tenant, scopes and model allow-list.
+    Whoami {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+    },
     /// Print the management API's OpenAPI description.
     Openapi,
 }
@@ -90,22 +102,39 @@ struct ServeArgs {
     print_config: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Command::Serve(args) = cli.command {
-        return serve(args);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        command => client(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of standard output went away (`yunmo models ls | head`): not an error.
+        Err(error) if yunmo_cli::is_closed_pipe(&error) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The error and its causes, never a backtrace (whatever RUST_BACKTRACE says).
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+fn client(command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(_) => unreachable!("handled above"),
+        match command {
+            Command::Serve(_) => unreachable!("served by main"),
             Command::Models { server, command } => yunmo_cli::models(&server, command).await,
             Command::Infer { server, args } => yunmo_cli::infer(&server, args).await,
             Command::Tenants { server, command } => yunmo_cli::tenants(&server, command).await,
             Command::Keys { server, command } => yunmo_cli::keys(&server, command).await,
             Command::Usage { server, args } => yunmo_cli::usage(&server, args).await,
+            Command::Audit { server, args } => yunmo_cli::audit(&server, args).await,
+            Command::Whoami { server } => yunmo_cli::whoami(&server).await,
             Command::Openapi => {
-                print!("{}", yunmo_api::openapi::document_json());
+                use std::io::Write as _;
+                write!(std::io::stdout().lock(), "{}", yunmo_api::openapi::document_json())?;
                 Ok(())
             }
         }
@@ -122,7 +151,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), &flags).map_err(anyhow::Error::msg)?;
     if args.print_config {
-        println!("{}", serde_json::to_string_pretty(&settings)?);
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&settings)?)?;
         return Ok(());
     }
     yunmo_server::init_tracing(&settings.telemetry);

@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
+
+use crate::conn::{Activity, GuardedIo, Slots};
+use crate::http::HttpListener;
 
 /// A handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,34 +60,28 @@ impl TlsFiles {
         tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(&self.cert, &self.key))
     }
 
-    /// An HTTP listener (HTTP/2 and HTTP/1.1 by ALPN) over `listener`.
-    pub fn http_listener(&self, listener: TcpListener) -> anyhow::Result<TlsListener> {
+    /// An HTTP listener (HTTP/2 and HTTP/1.1 by ALPN) over `listener`, taking connections in `slots`.
+    pub fn http_listener(&self, listener: TcpListener, slots: Slots) -> anyhow::Result<TlsListener> {
         let config = self.rustls_config(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let local = listener.local_addr()?;
         let (sender, receiver) = mpsc::channel(64);
-        let task = tokio::spawn(accept_loop(listener, acceptor, sender));
-        Ok(TlsListener { receiver, local, task })
+        let task = tokio::spawn(accept_loop(listener, slots, acceptor, sender));
+        Ok(TlsListener { receiver, task })
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, sender: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>) {
+type Accepted = (TlsStream<GuardedIo>, SocketAddr, Arc<Activity>);
+
+async fn accept_loop(listener: TcpListener, slots: Slots, acceptor: TlsAcceptor, sender: mpsc::Sender<Accepted>) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "Accept failed.");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = slots.accept(&listener, "http").await;
+        let activity = stream.activity();
         let acceptor = acceptor.clone();
         let sender = sender.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let _ = sender.send((tls, peer)).await;
+                    let _ = sender.send((tls, peer, activity)).await;
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed."),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out."),
@@ -95,8 +92,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, sender: mpsc:
 
 /// Yields connections whose TLS handshake has completed.
 pub struct TlsListener {
-    receiver: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    receiver: mpsc::Receiver<Accepted>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -106,19 +102,14 @@ impl Drop for TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+impl HttpListener for TlsListener {
+    type Io = TlsStream<GuardedIo>;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> Accepted {
         match self.receiver.recv().await {
             Some(connection) => connection,
             // The accept loop never ends on its own; if it did, stop accepting.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

@@ -161,10 +161,21 @@ fn encode_all(tokenizer: &EmbedTokenizer, config: &EmbeddingConfig, model: &str,
             .iter()
             .map(|text| tokenizer.encode(text).map_err(|error| ServiceError::invalid(error.to_string())))
             .collect::<Result<Vec<_>, _>>()?,
-        EmbedInput::Tokens(lists) => lists
-            .iter()
-            .map(|ids| tokenizer.wrap_ids(ids).map_err(|error| ServiceError::invalid(error.to_string())))
-            .collect::<Result<Vec<_>, _>>()?,
+        EmbedInput::Tokens(lists) => {
+            // Ids are the model's own vocabulary's: one past it would fail inside the runtime's lookup.
+            let vocab = tokenizer.vocab_size() as i64;
+            for (index, ids) in lists.iter().enumerate() {
+                if let Some(bad) = ids.iter().find(|id| !(0..vocab).contains(*id)) {
+                    return Err(ServiceError::invalid(format!(
+                        "input[{index}]: token id {bad} is out of the vocabulary of model '{model}' (0..{vocab}); token ids must come from this model's own tokenizer"
+                    )));
+                }
+            }
+            lists
+                .iter()
+                .map(|ids| tokenizer.wrap_ids(ids).map_err(|error| ServiceError::invalid(error.to_string())))
+                .collect::<Result<Vec<_>, _>>()?
+        }
     };
     let limit = config.max_tokens as usize;
     for (index, item) in encoded.iter_mut().enumerate() {

@@ -35,11 +35,17 @@ pub enum Code {
     QuotaExceeded,
     /// The request's headers pass the configured count or size.
     HeadersTooLarge,
+    /// The body's content type or encoding is not one the route reads.
+    UnsupportedMediaType,
+    /// The path exists but not with this method.
+    MethodNotAllowed,
+    /// No such tenant, key or route (models have [`Code::ModelNotFound`]).
+    NotFound,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 17] = [
         Code::InvalidRequest,
         Code::PayloadTooLarge,
         Code::ModelNotFound,
@@ -54,6 +60,9 @@ impl Code {
         Code::RateLimited,
         Code::QuotaExceeded,
         Code::HeadersTooLarge,
+        Code::UnsupportedMediaType,
+        Code::MethodNotAllowed,
+        Code::NotFound,
     ];
 
     /// Stable snake_case name.
@@ -73,6 +82,9 @@ impl Code {
             Code::RateLimited => "rate_limited",
             Code::QuotaExceeded => "insufficient_quota",
             Code::HeadersTooLarge => "headers_too_large",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::NotFound => "not_found",
         }
     }
 }
@@ -122,6 +134,7 @@ impl From<RegistryError> for ServiceError {
     fn from(error: RegistryError) -> Self {
         let code = match &error {
             RegistryError::NotFound(_) => Code::ModelNotFound,
+            RegistryError::ResourceNotFound(_) => Code::NotFound,
             RegistryError::AlreadyExists(_) => Code::Conflict,
             RegistryError::Invalid(_) => Code::InvalidRequest,
             RegistryError::Database(_) | RegistryError::Store(_) => Code::Internal,

@@ -49,6 +49,8 @@ pub mod bounds {
     pub const MAX_TOP_LOGPROBS: u32 = 20;
     /// Most stop strings.
     pub const MAX_STOP: usize = 16;
+    /// Most tokens in `logit_bias` (OpenAI's bound).
+    pub const MAX_LOGIT_BIAS: usize = 300;
 }
 
 /// Checks `params`; the message names the field, the bound and the value.
@@ -70,6 +72,13 @@ pub fn validate_params(params: &GenerateParams) -> Result<(), ServiceError> {
         params.logprobs.is_none_or(|n| n <= bounds::MAX_TOP_LOGPROBS),
         format!("top_logprobs must be between 0 and {}, got {:?}", bounds::MAX_TOP_LOGPROBS, params.logprobs.unwrap_or(0)),
     )?;
+    check(
+        params.logit_bias.len() <= bounds::MAX_LOGIT_BIAS,
+        format!("logit_bias may hold at most {} tokens, got {}", bounds::MAX_LOGIT_BIAS, params.logit_bias.len()),
+    )?;
+    if let Some((token, bias)) = params.logit_bias.iter().find(|(_, bias)| !(-100.0..=100.0).contains(bias)) {
+        return Err(ServiceError::invalid(format!("logit_bias of token {token} must be between -100 and 100, got {bias}")));
+    }
     check(params.stop.len() <= bounds::MAX_STOP, format!("stop may hold at most {} strings, got {}", bounds::MAX_STOP, params.stop.len()))?;
     check(params.max_tokens >= 1, format!("max_tokens must be at least 1, got {}", params.max_tokens))
 }

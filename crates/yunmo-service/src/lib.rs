@@ -506,6 +506,26 @@ impl InferenceService {
         Ok(record)
     }
 
+    /// Deletes a tenant with its keys and, with `with_models`, its models (unloading them). Callers drop the
+    /// tenant's cached keys (the gate does).
+    pub async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<(), ServiceError> {
+        let versions = self.inner.registry.delete_tenant(name, with_models).await?;
+        self.invalidate_all();
+        for record in versions {
+            self.inner.models.forget(&(record.model, record.version));
+        }
+        Ok(())
+    }
+
+    /// Forgets every cached resolution and record (a change that touches many models).
+    fn invalidate_all(&self) {
+        let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
+        let mut records = self.inner.records.write().expect("record cache lock");
+        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        resolved.clear();
+        records.clear();
+    }
+
     /// Deletes a model with all its versions and unloads them.
     pub async fn delete_model(&self, name: &str) -> Result<(), ServiceError> {
         let result = self.inner.registry.delete_model(name).await;

@@ -35,6 +35,14 @@ pub(crate) fn check_request(
                 tensor.shape()
             )));
         }
+        // An empty tensor where the model takes any size (a batch of 0) reaches no runtime: ONNX Runtime and
+        // the batcher fail on it in ways that would be a 500.
+        if let Some(axis) = tensor.shape().iter().zip(&spec.shape).position(|(given, declared)| *given == 0 && *declared != 0) {
+            return Err(ServiceError::invalid(format!(
+                "input '{name}': shape {:?} holds no elements (dimension {axis} is 0); send at least one",
+                tensor.shape()
+            )));
+        }
         if config.max_batch_size > 0 && spec.shape.first() == Some(&-1) {
             let batch = tensor.shape()[0];
             if batch > i64::from(config.max_batch_size) {

@@ -60,6 +60,11 @@ impl EmbedTokenizer {
         Ok(Encoded { type_ids: vec![0; wrapped.len()], ids: wrapped })
     }
 
+    /// Tokens in the vocabulary (added tokens included): valid ids are `0..vocab_size`.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
     /// Id used to pad a batch.
     pub fn pad_id(&self) -> i64 {
         self.tokenizer.get_padding().map_or(0, |padding| i64::from(padding.pad_id))

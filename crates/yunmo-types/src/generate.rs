@@ -23,6 +23,9 @@ pub struct GenerateParams {
     pub frequency_penalty: f32,
     /// `Some(n)`: return the chosen token's log-probability and the `n` most likely alternatives.
     pub logprobs: Option<u32>,
+    /// OpenAI `logit_bias`: added to the logit of each token id before sampling (-100 to 100; -100 bans a
+    /// token, 100 all but forces it).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for GenerateParams {
@@ -37,6 +40,7 @@ impl Default for GenerateParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             logprobs: None,
+            logit_bias: Vec::new(),
         }
     }
 }

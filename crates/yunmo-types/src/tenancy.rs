@@ -17,11 +17,14 @@ pub enum Scope {
     /// Run inference on models the tenant can see.
     #[serde(rename = "infer")]
     Infer,
+    /// Read `/metrics`, which names every tenant's models: for a Prometheus scraper's key.
+    #[serde(rename = "metrics")]
+    Metrics,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::ModelsWrite, Scope::ModelsRead, Scope::Infer];
+    pub const ALL: [Scope; 5] = [Scope::Admin, Scope::ModelsWrite, Scope::ModelsRead, Scope::Infer, Scope::Metrics];
 
     /// The wire name (`models:write`).
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl Scope {
             Scope::ModelsWrite => "models:write",
             Scope::ModelsRead => "models:read",
             Scope::Infer => "infer",
+            Scope::Metrics => "metrics",
         }
     }
 }

@@ -26,6 +26,11 @@ pub struct DecodeLimits {
 struct RequestDto<'a> {
     #[serde(default)]
     id: Option<String>,
+    /// Sent by the Open Inference Protocol's clients (the KServe SDK); must name the model in the path.
+    #[serde(default)]
+    model_name: Option<String>,
+    #[serde(default)]
+    model_version: Option<String>,
     #[serde(default)]
     parameters: Option<Map<String, Value>>,
     #[serde(borrow)]
@@ -52,6 +57,19 @@ struct OutputDto {
     name: String,
     #[serde(default)]
     parameters: Option<Map<String, Value>>,
+}
+
+/// A decoded V2 request.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The tensors and requested outputs.
+    pub input: InferInput,
+    /// How to encode the answer.
+    pub encoding: OutputEncoding,
+    /// `model_name` from the body, if sent.
+    pub model_name: Option<String>,
+    /// `model_version` from the body, if sent and not empty.
+    pub model_version: Option<String>,
 }
 
 /// How each output of the response is to be encoded.
@@ -93,11 +111,7 @@ fn uint_param(parameters: &Option<Map<String, Value>>, key: &str, owner: &str) -
 }
 
 /// Decodes a V2 infer body. `header_length` is the `Inference-Header-Content-Length` header, if sent.
-pub fn decode_request(
-    body: Bytes,
-    header_length: Option<usize>,
-    limits: DecodeLimits,
-) -> Result<(InferInput, OutputEncoding), ServiceError> {
+pub fn decode_request(body: Bytes, header_length: Option<usize>, limits: DecodeLimits) -> Result<Decoded, ServiceError> {
     let header_length = header_length.unwrap_or(body.len());
     if header_length > body.len() {
         return Err(invalid(format!("Inference-Header-Content-Length is {header_length} but the body has only {} bytes", body.len())));
@@ -155,7 +169,27 @@ pub fn decode_request(
         let class_count = uint_param(&output.parameters, "classification", &owner)?.filter(|k| *k > 0).map(|k| k as usize);
         outputs.push(RequestedOutput { name: output.name, class_count });
     }
-    Ok((InferInput { id: dto.id, inputs, outputs }, encoding))
+    Ok(Decoded {
+        input: InferInput { id: dto.id, inputs, outputs },
+        encoding,
+        model_name: dto.model_name,
+        model_version: dto.model_version.filter(|version| !version.is_empty()),
+    })
+}
+
+/// Bytes the decoded tensors of `input` hold outside `body`: tensors decoded from JSON; binary tensors are
+/// slices of the body and hold nothing more.
+pub fn allocated_bytes(input: &InferInput, body: &Bytes) -> usize {
+    let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+    let outside = |bytes: &Bytes| if range.contains(&(bytes.as_ptr() as usize)) { 0 } else { bytes.len() };
+    input
+        .inputs
+        .iter()
+        .map(|tensor| match tensor.data() {
+            TensorData::Fixed(bytes) => outside(bytes),
+            TensorData::Bytes(items) => items.iter().map(outside).sum(),
+        })
+        .sum()
 }
 
 pub(crate) fn checked_count(name: &str, shape: &[i64], limits: DecodeLimits) -> Result<usize, ServiceError> {
@@ -284,6 +318,16 @@ impl Sink {
 
     fn push_float<E: de::Error>(&mut self, value: f64) -> Result<(), E> {
         self.admit()?;
+        // JSON has no infinities: a number that becomes one in the declared type is out of its range.
+        let finite = match self.datatype {
+            DataType::Fp32 => (value as f32).is_finite(),
+            DataType::Fp16 => half::f16::from_f64(value).is_finite(),
+            DataType::Bf16 => half::bf16::from_f64(value).is_finite(),
+            _ => true,
+        };
+        if !finite {
+            return Err(self.fail(format!("value {} is out of range for {}", scientific(value), self.datatype)));
+        }
         match self.datatype {
             DataType::Fp32 => self.bytes.extend_from_slice(&(value as f32).to_le_bytes()),
             DataType::Fp64 => self.bytes.extend_from_slice(&value.to_le_bytes()),
@@ -312,6 +356,17 @@ impl Sink {
         }
         self.strings.push(Bytes::copy_from_slice(value.as_bytes()));
         Ok(())
+    }
+}
+
+/// A number in scientific notation with at most 7 significant digits (`1.5e40`), as a person wrote it.
+fn scientific(value: f64) -> String {
+    let text = format!("{value:.6e}");
+    match text.split_once('e') {
+        Some((mantissa, exponent)) if mantissa.contains('.') => {
+            format!("{}e{exponent}", mantissa.trim_end_matches('0').trim_end_matches('.'))
+        }
+        _ => text,
     }
 }
 
@@ -383,7 +438,7 @@ mod tests {
     const LIMITS: DecodeLimits = DecodeLimits { max_tensor_elements: 1000 };
 
     fn decode(json: &str) -> Result<InferInput, String> {
-        decode_request(Bytes::from(json.to_string()), None, LIMITS).map(|(input, _)| input).map_err(|e| e.message)
+        decode_request(Bytes::from(json.to_string()), None, LIMITS).map(|decoded| decoded.input).map_err(|e| e.message)
     }
 
     fn fixed(input: &InferInput) -> &[u8] {
@@ -451,6 +506,11 @@ mod tests {
             (r#"{"inputs":[{"name":"x","shape":[1001],"datatype":"FP32","data":[]}]}"#, "more than max_tensor_elements = 1000"),
             (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, "input 'x': has neither 'data' nor 'binary_data_size'"),
             (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[null]}]}"#, "null is not a tensor element"),
+            (
+                r#"{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1, 1.5e40]}]}"#,
+                "element 1: value 1.5e40 is out of range for FP32",
+            ),
+            (r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[70000]}]}"#, "element 0: value 7e4 is out of range for FP16"),
             (r#"{"inputs": [}"#, "malformed inference request JSON"),
             (r#"{"inputs":[], "bogus": 1}"#, "unknown field `bogus`"),
         ];
@@ -469,7 +529,7 @@ mod tests {
         body.extend_from_slice(&3u32.to_le_bytes());
         body.extend_from_slice(b"abc");
         body.extend_from_slice(&0u32.to_le_bytes());
-        let (input, encoding) = decode_request(Bytes::from(body), Some(header.len()), LIMITS).unwrap();
+        let Decoded { input, encoding, .. } = decode_request(Bytes::from(body), Some(header.len()), LIMITS).unwrap();
         assert_eq!(fixed(&input), [1.5f32.to_le_bytes(), 2.5f32.to_le_bytes()].concat().as_slice());
         assert_eq!(input.inputs[1].data(), &TensorData::Bytes(vec![Bytes::from("abc"), Bytes::new()]));
         assert!(encoding.is_binary("y"));

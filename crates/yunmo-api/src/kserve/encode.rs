@@ -3,8 +3,8 @@
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::ser::{Serialize, SerializeSeq, Serializer};
-use serde_json::json;
+use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer};
 use yunmo_types::{DataType, InferOutput, Tensor, TensorData};
 
 use super::decode::OutputEncoding;
@@ -67,38 +67,56 @@ fn append_binary(tensor: &Tensor, out: &mut BytesMut) {
     }
 }
 
+/// The JSON part of a response, serialized straight from the tensors (no `serde_json::Value` tree, which
+/// would cost tens of bytes per element).
+#[derive(Serialize)]
+struct ResponseJson<'a> {
+    model_name: &'a str,
+    model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<OutputJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputJson<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParameters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Elements<'a>>,
+}
+
+#[derive(Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
+}
+
 /// Encodes an inference response.
 pub fn encode_response(model_name: &str, output: &InferOutput, encoding: &OutputEncoding) -> Response {
     let mut binary = BytesMut::new();
-    let mut any_binary = false;
-    let outputs: Vec<serde_json::Value> = output
+    let outputs: Vec<OutputJson<'_>> = output
         .outputs
         .iter()
         .map(|tensor| {
-            if encoding.is_binary(tensor.name()) {
-                any_binary = true;
+            let binary_output = encoding.is_binary(tensor.name());
+            if binary_output {
                 append_binary(tensor, &mut binary);
-                json!({
-                    "name": tensor.name(), "datatype": tensor.datatype().as_str(), "shape": tensor.shape(),
-                    "parameters": { "binary_data_size": tensor.binary_size() },
-                })
-            } else {
-                json!({
-                    "name": tensor.name(), "datatype": tensor.datatype().as_str(), "shape": tensor.shape(),
-                    "data": Elements(tensor),
-                })
+            }
+            OutputJson {
+                name: tensor.name(),
+                datatype: tensor.datatype().as_str(),
+                shape: tensor.shape(),
+                parameters: binary_output.then(|| BinaryParameters { binary_data_size: tensor.binary_size() }),
+                data: (!binary_output).then_some(Elements(tensor)),
             }
         })
         .collect();
-    let mut header_json = json!({
-        "model_name": model_name,
-        "model_version": output.model_version.to_string(),
-        "outputs": outputs,
-    });
-    if let Some(id) = &output.id {
-        header_json["id"] = json!(id);
-    }
-    let header_bytes = serde_json::to_vec(&header_json).expect("JSON values serialize. This is a bug.");
+    let any_binary = outputs.iter().any(|output| output.parameters.is_some());
+    let header_json = ResponseJson { model_name, model_version: output.model_version.to_string(), id: output.id.as_deref(), outputs };
+    let header_bytes = serde_json::to_vec(&header_json).expect("tensors serialize to JSON. This is a bug.");
     if !any_binary {
         return ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], header_bytes).into_response();
     }

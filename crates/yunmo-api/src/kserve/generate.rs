@@ -2,12 +2,14 @@
 //! `POST /v2/models/{m}[/versions/{v}]/generate` with `{"text_input", "parameters": {...}}` answers
 //! `{"model_name", "model_version", "text_output", "finish_reason", "usage"}`; `/generate_stream` sends
 //! one SSE event per piece of text. `parameters` take the OpenAI sampling names (`max_tokens`,
-//! `temperature`, `top_p`, `top_k`, `seed`, `stop`, penalties).
+//! `temperature`, `top_p`, `top_k`, `seed`, `stop`, penalties, `logit_bias`); as in Triton, where every
+//! top-level field is a model input, they may also be given at the top level (`{"text_input": "...",
+//! "max_tokens": 20}`, the TensorRT-LLM style). Any other field is refused by name, like every V2 route.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use yunmo_service::{PromptInput, ServiceError};
 use yunmo_types::{FinishReason, ModelRef, TextChunk, Usage};
 
@@ -23,43 +25,78 @@ struct GenerateBody {
     id: Option<String>,
     text_input: String,
     #[serde(default)]
-    parameters: Sampling,
+    parameters: Option<Map<String, Value>>,
+    /// Sampling fields given at the top level; anything else is refused.
+    #[serde(flatten)]
+    top_level: Map<String, Value>,
 }
 
-pub(super) async fn generate(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: axum::body::Body) -> Response {
-    respond(state, caller, Ok(ModelRef::new(name, None)), body, false).await
+/// The sampling of a generate request: `parameters` and top-level sampling fields, each named once.
+fn sampling(parameters: Option<Map<String, Value>>, top_level: Map<String, Value>) -> Result<Sampling, ServiceError> {
+    let mut merged = parameters.unwrap_or_default();
+    if let Some(field) = merged.keys().find(|field| !Sampling::FIELDS.contains(&field.as_str())) {
+        return Err(ServiceError::invalid(format!("parameters.{field} is not supported; parameters take {}", Sampling::FIELDS.join(", "))));
+    }
+    for (field, value) in top_level {
+        if !Sampling::FIELDS.contains(&field.as_str()) {
+            return Err(ServiceError::invalid(format!(
+                "unknown field '{field}': a generate request takes text_input, id, parameters and the sampling fields {}",
+                Sampling::FIELDS.join(", ")
+            )));
+        }
+        if merged.contains_key(&field) {
+            return Err(ServiceError::invalid(format!("'{field}' is given both at the top level and in parameters")));
+        }
+        merged.insert(field, value);
+    }
+    serde_json::from_value(Value::Object(merged)).map_err(|error| ServiceError::invalid(format!("invalid sampling parameters: {error}")))
+}
+
+pub(super) async fn generate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    respond(state, caller, Ok(ModelRef::new(name, None)), request, false).await
 }
 
 pub(super) async fn generate_version(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
-    body: axum::body::Body,
+    request: axum::extract::Request,
 ) -> Response {
-    respond(state, caller, super::model_ref(name, Some(version)), body, false).await
+    respond(state, caller, super::model_ref(name, Some(version)), request, false).await
 }
 
 pub(super) async fn generate_stream(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: axum::body::Body,
+    request: axum::extract::Request,
 ) -> Response {
-    respond(state, caller, Ok(ModelRef::new(name, None)), body, true).await
+    respond(state, caller, Ok(ModelRef::new(name, None)), request, true).await
 }
 
 pub(super) async fn generate_stream_version(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
-    body: axum::body::Body,
+    request: axum::extract::Request,
 ) -> Response {
-    respond(state, caller, super::model_ref(name, Some(version)), body, true).await
+    respond(state, caller, super::model_ref(name, Some(version)), request, true).await
 }
 
-async fn respond(state: AppState, caller: Caller, model_ref: Result<ModelRef, ApiError>, body: axum::body::Body, stream: bool) -> Response {
+async fn respond(
+    state: AppState,
+    caller: Caller,
+    model_ref: Result<ModelRef, ApiError>,
+    request: axum::extract::Request,
+    stream: bool,
+) -> Response {
     match model_ref {
-        Ok(model_ref) => generate_response(state, caller, model_ref, body, stream).await.unwrap_or_else(IntoResponse::into_response),
+        Ok(model_ref) => generate_response(state, caller, model_ref, request, stream).await.unwrap_or_else(IntoResponse::into_response),
         Err(error) => error.into_response(),
     }
 }
@@ -68,14 +105,14 @@ async fn generate_response(
     state: AppState,
     caller: Caller,
     model_ref: ModelRef,
-    body: axum::body::Body,
+    request: axum::extract::Request,
     stream: bool,
 ) -> Result<Response, ApiError> {
     let kserve = ApiError::kserve;
-    let bytes = crate::read_body(body, state.config.max_body_bytes).await.map_err(kserve)?;
-    let request: GenerateBody =
-        serde_json::from_slice(&bytes).map_err(|error| kserve(ServiceError::invalid(format!("invalid generate body: {error}"))))?;
-    let mut sampling = request.parameters;
+    let (parts, body) = request.into_parts();
+    let (bytes, _charge) = crate::body::read_body(&state, &parts.headers, body, super::body_limit(&state)).await.map_err(kserve)?;
+    let request: GenerateBody = crate::body::parse_json(&bytes).map_err(kserve)?;
+    let mut sampling = sampling(request.parameters, request.top_level).map_err(kserve)?;
     if sampling.n.is_some_and(|n| n != 1) {
         return Err(kserve(ServiceError::invalid("parameters.n must be 1 for generate")));
     }
@@ -134,7 +171,7 @@ impl StreamFormat for GenerateFormat {
     }
 
     fn error(&self, error: &ServiceError) -> Value {
-        json!({ "error": error.message })
+        json!({ "error": crate::error::client_message(error.code, &error.message) })
     }
 
     fn done_marker(&self) -> bool {

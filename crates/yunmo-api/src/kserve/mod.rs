@@ -16,9 +16,10 @@ use serde_json::json;
 use yunmo_service::ServiceError;
 use yunmo_types::{ModelRef, TensorSpec};
 
+use crate::AppState;
 use crate::auth::Caller;
+use crate::body::{Limit, read_body};
 use crate::error::ApiError;
-use crate::{AppState, read_body};
 use yunmo_auth::Action;
 
 /// Extensions advertised at `/v2`.
@@ -145,16 +146,45 @@ async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers
             )))
         })?),
     };
-    let body = read_body(body, state.config.max_body_bytes).await.map_err(ApiError::kserve)?;
+    let (body, mut charge) = read_body(&state, &headers, body, body_limit(&state)).await.map_err(ApiError::kserve)?;
     let limits = decode::DecodeLimits { max_tensor_elements: state.config.max_tensor_elements };
-    let (input, encoding) = decode::decode_request(body, header_length, limits).map_err(ApiError::kserve)?;
+    let decode::Decoded { input, encoding, model_name, model_version } =
+        decode::decode_request(body.clone(), header_length, limits).map_err(ApiError::kserve)?;
+    let model_ref = check_body_model(model_ref, model_name, model_version).map_err(ApiError::kserve)?;
+    // Tensors decoded from JSON are new memory (binary ones are slices of the body): charged too, and held
+    // with the body until the answer is encoded.
+    charge.merge(state.budget.charge(decode::allocated_bytes(&input, &body)).map_err(ApiError::kserve)?);
+    drop(body);
     let input_elements = elements(input.inputs.iter());
     let output = state.service.infer(&model_ref, input).await.map_err(ApiError::kserve)?;
     caller.served(&model_ref.name, output.model_version, output.queue_us, output.compute_us);
     if let Some(usage) = &caller.usage {
         usage.add_elements(input_elements, elements(output.outputs.iter()));
     }
-    Ok(encode::encode_response(&model_ref.name, &output, &encoding))
+    let response = encode::encode_response(&model_ref.name, &output, &encoding);
+    drop(charge);
+    Ok(response)
+}
+
+/// The model a request body names (`model_name`, `model_version`, as Open Inference Protocol clients send
+/// them) must be the one in the path; a version only in the body selects that version.
+fn check_body_model(path: ModelRef, name: Option<String>, version: Option<String>) -> Result<ModelRef, ServiceError> {
+    if let Some(name) = name.filter(|name| *name != path.name) {
+        return Err(ServiceError::invalid(format!("model_name '{name}' in the body does not match the model '{}' in the path", path.name)));
+    }
+    let Some(text) = version else { return Ok(path) };
+    let version = parse_version(&text).map_err(|error| ServiceError::invalid(format!("model_version: {}", error.message)))?;
+    match path.version {
+        Some(in_path) if in_path != version => {
+            Err(ServiceError::invalid(format!("model_version '{version}' in the body does not match version {in_path} in the path")))
+        }
+        _ => Ok(ModelRef::new(path.name, Some(version))),
+    }
+}
+
+/// The limit of inference bodies.
+pub(crate) fn body_limit(state: &AppState) -> Limit {
+    Limit { bytes: state.config.max_body_bytes, setting: "server.max_body_bytes" }
 }
 
 /// Elements in `tensors`.

@@ -16,6 +16,7 @@ pub(crate) async fn chat_completions(
     caller: crate::auth::Caller,
     OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
 ) -> OpenAiResult<Response> {
+    super::fields::check(super::fields::Route::Chat, &request.extra).map_err(openai)?;
     if request.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
         return Err(openai(run::unsupported("tools", "this server does not call tools")));
     }

@@ -19,6 +19,7 @@ pub(crate) async fn completions(
     caller: crate::auth::Caller,
     OpenAiJson(request): OpenAiJson<CompletionRequest>,
 ) -> OpenAiResult<Response> {
+    super::fields::check(super::fields::Route::Completions, &request.extra).map_err(openai)?;
     if request.suffix.as_ref().is_some_and(|suffix| !suffix.is_empty()) {
         return Err(openai(run::unsupported("suffix", "fill-in-the-middle needs a model-specific prompt format")));
     }

@@ -18,6 +18,7 @@ pub(crate) async fn embeddings(
     caller: crate::auth::Caller,
     OpenAiJson(request): OpenAiJson<EmbeddingRequest>,
 ) -> OpenAiResult<Json<Value>> {
+    super::fields::check(super::fields::Route::Embeddings, &request.extra).map_err(openai)?;
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

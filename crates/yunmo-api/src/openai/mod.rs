@@ -5,6 +5,7 @@
 mod chat;
 mod completions;
 mod embeddings;
+pub mod fields;
 pub mod run;
 pub mod wire;
 
@@ -27,7 +28,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::meter));
-    Router::new().route("/v1/models", get(list_models)).route("/v1/tokenize", post(tokenize)).merge(inference)
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{model}", get(get_model))
+        .route("/v1/tokenize", post(tokenize))
+        .merge(inference)
 }
 
 pub(crate) type OpenAiResult<T> = Result<T, ApiError>;
@@ -42,11 +47,10 @@ pub struct OpenAiJson<T>(pub T);
 impl<T: for<'de> Deserialize<'de>> FromRequest<AppState> for OpenAiJson<T> {
     type Rejection = ApiError;
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = crate::read_body(request.into_body(), state.config.max_body_bytes).await.map_err(openai)?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|error| openai(ServiceError::invalid(format!("invalid request body at '{}': {}", error.path(), error.inner()))))?;
-        Ok(OpenAiJson(value))
+        let (parts, body) = request.into_parts();
+        let limit = crate::body::Limit { bytes: state.config.max_body_bytes, setting: "server.max_body_bytes" };
+        let (bytes, _charge) = crate::body::read_body(state, &parts.headers, body, limit).await.map_err(openai)?;
+        Ok(OpenAiJson(crate::body::parse_json(&bytes).map_err(openai)?))
     }
 }
 
@@ -63,6 +67,17 @@ pub(crate) fn model_ref(model: &str) -> Result<ModelRef, ServiceError> {
     }
 }
 
+/// Whether a JSON value asks for nothing: null, false, "", [] or {}.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        Value::Bool(true) | Value::Number(_) => false,
+    }
+}
+
 /// Flattens chat messages to text (only text parts are supported).
 pub(crate) fn chat_messages(messages: Vec<wire::ChatMessageIn>) -> Result<Vec<ChatMessage>, ServiceError> {
     if messages.is_empty() {
@@ -72,6 +87,9 @@ pub(crate) fn chat_messages(messages: Vec<wire::ChatMessageIn>) -> Result<Vec<Ch
         .into_iter()
         .enumerate()
         .map(|(index, message)| {
+            if let Some((field, value)) = message.extra.iter().find(|(_, value)| !is_empty(value)) {
+                return Err(ServiceError::invalid(format!("messages[{index}].{field} is not supported, got {value}")));
+            }
             let content = match message.content {
                 None => String::new(),
                 Some(wire::MessageContent::Text(text)) => text,
@@ -116,11 +134,30 @@ async fn list_models(State(state): State<AppState>, caller: crate::auth::Caller)
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
+/// `GET /v1/models/{model}` (`client.models.retrieve`): a model the caller can see, as `/v1/models` lists it.
+async fn get_model(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    axum::extract::Path(model): axum::extract::Path<String>,
+) -> OpenAiResult<Json<Value>> {
+    let model_ref = model_ref(&model).map_err(openai)?;
+    let record = caller.model(&state, &model_ref.name, yunmo_auth::Action::Read).await.map_err(openai)?;
+    let metadata = state.service.model_metadata(&model_ref).await.map_err(openai)?;
+    Ok(Json(json!({
+        "id": model,
+        "object": "model",
+        "created": record.created_at,
+        "owned_by": record.tenant,
+        "version": metadata.version,
+    })))
+}
+
 async fn tokenize(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     OpenAiJson(request): OpenAiJson<wire::TokenizeRequest>,
 ) -> OpenAiResult<Json<Value>> {
+    fields::check(fields::Route::Tokenize, &request.extra).map_err(openai)?;
     let input = match (request.prompt, request.messages) {
         (Some(prompt), None) => PromptInput::Text(prompt),
         (None, Some(messages)) => PromptInput::Chat(chat_messages(messages).map_err(openai)?),

@@ -48,6 +48,11 @@ pub fn plan(sampling: &Sampling, logprobs: Option<u32>) -> Result<Plan, ServiceE
         Some(seed) => seed as u64,
         None => random_seed(),
     };
+    let mut logit_bias = Vec::new();
+    for (token, bias) in sampling.logit_bias.iter().flatten() {
+        let id = token.parse::<u32>().map_err(|_| ServiceError::invalid(format!("logit_bias: keys must be token ids, got {token:?}")))?;
+        logit_bias.push((id, *bias));
+    }
     let params = GenerateParams {
         max_tokens: 1,
         temperature: sampling.temperature.unwrap_or(1.0),
@@ -58,6 +63,7 @@ pub fn plan(sampling: &Sampling, logprobs: Option<u32>) -> Result<Plan, ServiceE
         presence_penalty: sampling.presence_penalty.unwrap_or(0.0),
         frequency_penalty: sampling.frequency_penalty.unwrap_or(0.0),
         logprobs,
+        logit_bias,
     };
     yunmo_service::generate::validate_params(&params)?;
     let max_tokens = sampling.max_completion_tokens.or(sampling.max_tokens);
@@ -198,7 +204,7 @@ pub trait StreamFormat: Send + 'static {
     fn usage(&self, usage: Usage) -> Option<Value>;
     /// The event for a failure.
     fn error(&self, error: &ServiceError) -> Value {
-        crate::error::openai_body(error.code, &error.message)
+        crate::error::openai_body(error.code, &crate::error::client_message(error.code, &error.message))
     }
     /// Whether to end with `data: [DONE]`.
     fn done_marker(&self) -> bool {

@@ -1,8 +1,14 @@
-//! OpenAI API wire types (requests are parsed leniently: unknown fields are ignored, as OpenAI clients send
-//! many optional ones; fields we cannot honour are refused by name).
+//! OpenAI API wire types. Every field a request may carry is either honoured, or accepted only with the value
+//! that asks for nothing (`store: false`, `tool_choice: "none"`, …), or refused by name: unknown fields
+//! are refused as OpenAI itself refuses them ([`super::fields`]). Nothing is accepted and ignored.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// Fields of a request that no named field took; [`super::fields::check`] decides on each.
+pub type Extra = serde_json::Map<String, Value>;
 
 /// A string or a list of strings (`stop`).
 #[derive(Debug, Clone, Deserialize)]
@@ -51,10 +57,32 @@ pub struct Sampling {
     pub stream: Option<bool>,
     /// `{"include_usage": true}` adds a last chunk with usage.
     pub stream_options: Option<StreamOptions>,
+    /// Token id (as a string) to a bias from -100 to 100 added to its logit before sampling.
+    pub logit_bias: Option<BTreeMap<String, f32>>,
+}
+
+impl Sampling {
+    /// The names of these fields (the V2 generate extension checks its `parameters` against them).
+    pub const FIELDS: [&'static str; 13] = [
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "n",
+        "stream",
+        "stream_options",
+        "logit_bias",
+    ];
 }
 
 /// `stream_options`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StreamOptions {
     /// Send a last chunk with `usage` and no choices.
     #[serde(default)]
@@ -80,6 +108,9 @@ pub struct ChatCompletionRequest {
     pub response_format: Option<Value>,
     /// Tool definitions (not supported).
     pub tools: Option<Vec<Value>>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// One message in.
@@ -90,6 +121,9 @@ pub struct ChatMessageIn {
     /// Text, a list of parts, or null.
     #[serde(default)]
     pub content: Option<MessageContent>,
+    /// Every other field (accepted only when null or empty, as clients echo `refusal: null` and the like).
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// Message content.
@@ -130,6 +164,9 @@ pub struct CompletionRequest {
     pub logprobs: Option<u32>,
     /// Text after the completion (not supported).
     pub suffix: Option<String>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// `prompt` of a completion.
@@ -157,6 +194,9 @@ pub struct EmbeddingRequest {
     pub encoding_format: Option<String>,
     /// Length of the vectors, where the model allows it.
     pub dimensions: Option<usize>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// `POST /v1/tokenize` (vLLM's extension): a prompt or a conversation, as the model tokenizes it.
@@ -168,6 +208,9 @@ pub struct TokenizeRequest {
     pub prompt: Option<String>,
     /// A conversation to render with the chat template and tokenize.
     pub messages: Option<Vec<ChatMessageIn>>,
+    /// Every other field.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// `usage`.

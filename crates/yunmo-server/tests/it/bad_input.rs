@@ -54,7 +54,7 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
     expect_error(status, &body, 400, "version must be a positive integer, got 'abc'");
 
     let (status, body) = server.post_bytes(infer, vec![b' '; 5000], &[]).await;
-    expect_error(status, &body, 413, "larger than max_body_bytes = 4096");
+    expect_error(status, &body, 413, "larger than server.max_body_bytes = 4096");
 
     // Headers past max_headers or max_header_bytes: 431 in each route group's own error shape.
     let many: Vec<(String, String)> = (0..25).map(|i| (format!("x-extra-{i}"), "1".to_string())).collect();
@@ -120,6 +120,9 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
     let fails = json!({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]});
     let (status, body) = server.post_json("/v2/models/fails/infer", &fails).await;
     expect_error(status, &body, 500, "inference failed");
+    // The body says no more: the runtime's own message (its source paths, C++ signatures) is in the log.
+    let message = body["error"].as_str().unwrap();
+    assert!(!message.contains(".cc") && !message.contains("onnxruntime") && !message.contains("::"), "{message}");
 
     // And the server still serves.
     let (status, body) = server.infer_iris(infer).await;
@@ -143,5 +146,72 @@ async fn every_bad_input_gets_a_clear_4xx_and_the_server_goes_on() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "metrics lack {line}:\n{metrics}");
     }
+    server.stop();
+}
+
+/// Values the declared type cannot hold and empty tensors are 400s naming the input; every route group
+/// answers unknown routes, wrong methods and bad query strings in its own error shape; an Open Inference
+/// Protocol body may name its model, which must be the path's.
+#[tokio::test]
+async fn protocol_errors_answer_in_each_route_groups_own_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]).await;
+    server.push("iris", "iris_mlp.onnx", "").await;
+    let infer = "/v2/models/iris/infer";
+    let huge = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1.5e40, 1, 1, 1]}]});
+    let (status, body) = server.post_json(infer, &huge).await;
+    expect_error(status, &body, 400, "input 'X': element 0: value 1.5e40 is out of range for FP32");
+    let empty = json!({"inputs": [{"name": "X", "shape": [0, 4], "datatype": "FP32", "data": []}]});
+    let (status, body) = server.post_json(infer, &empty).await;
+    expect_error(status, &body, 400, "input 'X': shape [0, 4] holds no elements");
+
+    // The KServe SDK sends model_name (and model_version) in the body.
+    let named = |name: &str, version: &str| {
+        json!({"model_name": name, "model_version": version,
+            "inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})
+    };
+    let (status, body) = server.post_json(infer, &named("iris", "")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.post_json(infer, &named("iris", "1")).await;
+    assert_eq!((status, body["model_version"].as_str()), (200, Some("1")), "{body}");
+    let (status, body) = server.post_json(infer, &named("other", "")).await;
+    expect_error(status, &body, 400, "model_name 'other' in the body does not match the model 'iris' in the path");
+    let (status, body) = server.post_json("/v2/models/iris/versions/1/infer", &named("iris", "2")).await;
+    expect_error(status, &body, 400, "model_version '2' in the body does not match version 1 in the path");
+
+    // Unknown routes, wrong methods, bad query strings: each group's own shape and status.
+    let (status, body) = server.get("/v1/nothing").await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str(), body["error"]["code"].as_str()),
+        (404, Some("invalid_request_error"), Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = server.get("/api/v1/nothing").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    let (status, body) = server.get("/v2/nothing").await;
+    assert!(status == 404 && body["error"].is_string(), "{body}");
+    let response = server.client.delete(format!("{}/v1/chat/completions", server.url)).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    let response = server.client.put(format!("{}/api/v1/models", server.url)).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    let (status, body) = server.get("/api/v1/usage?bogus=1").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("invalid query string"), "{body}");
+    let (status, body) = server
+        .client
+        .put(format!("{}/api/v1/models/iris/sharing", server.url))
+        .json(&json!({"tenants": ["ghost"]}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map(|s| (s, ()))
+        .unwrap();
+    assert_eq!(status, 400, "an unknown tenant in a sharing call is not a missing model {body:?}");
+    let (status, body) = server.post_bytes("/api/v1/models", br#"{"name": "x"}"#.to_vec(), &[("content-type", "text/plain")]).await;
+    expect_error(status, &body, 415, "Content-Type: application/json");
     server.stop();
 }

@@ -162,6 +162,13 @@ async fn the_cli_pushes_lists_infers_and_removes() {
     let (ok, _, stderr) = yunmo(&["infer", "iris", "--input", r#"{"inputs":[]}"#]);
     assert!(!ok);
     assert!(stderr.contains("missing input 'X'") && stderr.contains("HTTP 400"), "{stderr}");
+    // A refused push leaves nothing behind: no empty model.
+    let junk = dir.path().join("not-a-model.onnx");
+    std::fs::write(&junk, b"this is not a model").unwrap();
+    let (ok, _, stderr) = yunmo(&["models", "push", junk.to_str().unwrap(), "--name", "junk"]);
+    assert!(!ok && stderr.contains("not a model in a supported format"), "{stderr}");
+    let (status, body) = server.get("/api/v1/models/junk").await;
+    assert_eq!(status, 404, "a failed push left a model behind: {body}");
     let (ok, _, _) = yunmo(&["models", "rm", "iris"]);
     assert!(ok);
     let (ok, _, stderr) = yunmo(&["models", "rm", "iris"]);

@@ -8,12 +8,22 @@ mod harness;
 mod bad_input;
 /// Dynamic batching, the bounded queue (429), per-request timeouts (504), abandoned requests.
 mod batching;
+/// The `yunmo` client commands: sharing, load/unload, configs, tenants, audit, and clean failures.
+mod cli;
 /// SIGKILL in the middle of an upload, then a restart: the registry is consistent.
 mod crash;
+/// The data directory fills up and frees again (a small tmpfs): usage is counted exactly.
+mod disk_full;
 /// Models and versions through the management API: create, upload, policy, load/unload, delete, restart.
 mod lifecycle;
+/// Request bodies, bytes in flight, connection timeouts and the connection limit.
+mod limits;
+/// Concurrent management calls that touch the same stored file.
+mod races;
 /// The memory budget (least recently used first) and idle unloading.
 mod residency;
+/// Secret settings never reach the log or `--print-config`.
+mod secrets;
 /// SIGTERM lets in-flight requests finish and exits cleanly.
 mod shutdown;
 /// Mutated ONNX files through the upload path: stored or refused, never a crash or a leftover file.
