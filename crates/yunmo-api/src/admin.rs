@@ -79,7 +79,8 @@ impl From<VersionPolicy> for VersionPolicyDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateModel {
-    /// Unique name: 1–128 characters from `[A-Za-z0-9._-]`.
+    /// Name, unique within the owning tenant: 1–128 characters from `[A-Za-z0-9._-]`. Other tenants that
+    /// the model is shared with call it `tenant/name`.
     pub name: String,
     /// Free text.
     #[serde(default)]
@@ -239,7 +240,7 @@ pub struct VersionDto {
 /// A model and its versions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelDto {
-    /// Name.
+    /// Name as the caller uses it: its own models by name, other tenants' as `tenant/name`.
     pub name: String,
     /// Free text.
     pub description: String,
@@ -286,7 +287,8 @@ fn specs(specs: &[yunmo_types::TensorSpec]) -> Vec<TensorSpecDto> {
         .collect()
 }
 
-fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
+/// A version as `caller` sees it (its model named as the caller calls it).
+fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> VersionDto {
     let loaded = state.service.models().is_loaded(&(record.model.clone(), record.version));
     VersionDto {
         inputs: specs(&record.signature.inputs),
@@ -302,7 +304,7 @@ fn version_dto(state: &AppState, record: VersionRecord) -> VersionDto {
         },
         has_tokenizer: record.has_tokenizer,
         loaded,
-        model: record.model,
+        model: yunmo_registry::name_for(&record.model, &caller.principal.tenant).to_string(),
         version: record.version,
         format: record.format,
         sha256: record.sha256,
@@ -321,8 +323,8 @@ async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> Ad
     }
     let versions = state.service.registry().list_versions(&record.name).await.map_err(|e| admin(e.into()))?;
     Ok(ModelDto {
-        versions: versions.into_iter().map(|v| version_dto(state, v)).collect(),
-        name: record.name,
+        versions: versions.into_iter().map(|v| version_dto(state, caller, v)).collect(),
+        name: record.name_for(&principal.tenant).to_string(),
         description: record.description,
         task: record.task,
         labels: record.labels,
@@ -379,7 +381,7 @@ pub async fn create_model(State(state): State<AppState>, caller: Caller, body: L
             "version_policy: a new model has no versions, so it cannot pin version {version}; create it with 'latest'"
         ))));
     }
-    let record = state.service.registry().create_model(new_model).await.map_err(|e| admin(e.into()))?;
+    let record = state.service.create_model(new_model).await.map_err(admin)?;
     tracing::info!(model = %record.name, "Model created.");
     Ok((StatusCode::CREATED, Json(model_dto(&state, &caller, record).await?)).into_response())
 }
@@ -400,7 +402,7 @@ pub async fn update_model(
     Path(name): Path<String>,
     body: LazyJson<UpdateModel>,
 ) -> AdminResult<Json<ModelDto>> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     let body = body.read(&state).await.map_err(admin)?;
     let patch = ModelPatch {
         sharing: None,
@@ -417,7 +419,7 @@ pub async fn update_model(
 /// Deletes a model, all its versions and their files.
 #[utoipa::path(delete, path = "/api/v1/models/{name}", responses((status = 204), (status = 404)))]
 pub async fn delete_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<StatusCode> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     state.service.delete_model(&name).await.map_err(admin)?;
     tracing::info!(model = %name, "Model deleted.");
     Ok(StatusCode::NO_CONTENT)
@@ -426,9 +428,9 @@ pub async fn delete_model(State(state): State<AppState>, caller: Caller, Path(na
 /// Versions of a model.
 #[utoipa::path(get, path = "/api/v1/models/{name}/versions", responses((status = 200, body = Vec<VersionDto>), (status = 404)))]
 pub async fn list_versions(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<Vec<VersionDto>>> {
-    caller.model(&state, &name, Action::Read).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name;
     let versions = state.service.registry().list_versions(&name).await.map_err(|e| admin(e.into()))?;
-    Ok(Json(versions.into_iter().map(|v| version_dto(&state, v)).collect()))
+    Ok(Json(versions.into_iter().map(|v| version_dto(&state, &caller, v)).collect()))
 }
 
 fn parse_version(text: &str) -> AdminResult<u64> {
@@ -442,9 +444,9 @@ pub async fn get_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    caller.model(&state, &name, Action::Read).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name;
     let record = state.service.registry().get_version(&name, parse_version(&version)?).await.map_err(|e| admin(e.into()))?;
-    Ok(Json(version_dto(&state, record)))
+    Ok(Json(version_dto(&state, &caller, record)))
 }
 
 /// Deletes a version (and its file unless another version shares it).
@@ -454,7 +456,7 @@ pub async fn delete_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<StatusCode> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     state.service.delete_version(&name, parse_version(&version)?).await.map_err(admin)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -468,10 +470,10 @@ pub async fn set_config(
     Path((name, version)): Path<(String, String)>,
     body: LazyJson<VersionConfigDto>,
 ) -> AdminResult<Json<VersionDto>> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     let body = body.read(&state).await.map_err(admin)?;
     let record = state.service.set_version_config(&name, parse_version(&version)?, body.into()).await.map_err(admin)?;
-    Ok(Json(version_dto(&state, record)))
+    Ok(Json(version_dto(&state, &caller, record)))
 }
 
 /// Loads a version now.
@@ -481,9 +483,9 @@ pub async fn load_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     let record = state.service.load(&name, Some(parse_version(&version)?)).await.map_err(admin)?;
-    Ok(Json(version_dto(&state, record)))
+    Ok(Json(version_dto(&state, &caller, record)))
 }
 
 /// Unloads a version; it is not loaded lazily again until loaded explicitly.
@@ -493,11 +495,11 @@ pub async fn unload_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     let version = parse_version(&version)?;
     state.service.unload(&name, Some(version)).await.map_err(admin)?;
     let record = state.service.registry().get_version(&name, version).await.map_err(|e| admin(e.into()))?;
-    Ok(Json(version_dto(&state, record)))
+    Ok(Json(version_dto(&state, &caller, record)))
 }
 
 /// Stores the `tokenizer.json` (Hugging Face tokenizers format) of a version, for embedding encoders.
@@ -511,14 +513,14 @@ pub async fn set_tokenizer(
     Path((name, version)): Path<(String, String)>,
     request: Request,
 ) -> AdminResult<Json<VersionDto>> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     let version = parse_version(&version)?;
     let (parts, body) = request.into_parts();
     let limit = crate::body::Limit { bytes: yunmo_service::MAX_TOKENIZER_BYTES, setting: "the tokenizer limit" };
     let (bytes, _charge) = crate::body::read_body(&state, &parts.headers, body, limit).await.map_err(admin)?;
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| admin(ServiceError::invalid("tokenizer.json is not UTF-8")))?;
     let record = state.service.set_tokenizer(&name, version, text).await.map_err(admin)?;
-    Ok(Json(version_dto(&state, record)))
+    Ok(Json(version_dto(&state, &caller, record)))
 }
 
 /// Uploads a model file as a new version: the raw file as the body (`application/octet-stream`), or
@@ -535,7 +537,7 @@ pub async fn upload_version(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> AdminResult<Response> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     // Unknown models and taken versions fail before the body is read.
     state.service.check_new_version(&name, query.version).await.map_err(admin)?;
     let mut config = match &query.config {
@@ -586,7 +588,7 @@ pub async fn upload_version(
     let (artifact, tokenizer) = artifact;
     let options = UploadOptions { version: query.version, config: config.map(Into::into).unwrap_or_default(), tokenizer };
     let record = state.service.add_version(&name, artifact, options).await.map_err(admin)?;
-    Ok((StatusCode::CREATED, Json(version_dto(&state, record))).into_response())
+    Ok((StatusCode::CREATED, Json(version_dto(&state, &caller, record))).into_response())
 }
 
 /// A tenant named in a request body must exist: otherwise a 400 naming the field (the path's resource exists).
@@ -645,7 +647,7 @@ pub async fn set_sharing(
     Path(name): Path<String>,
     body: LazyJson<SharingDto>,
 ) -> AdminResult<Json<ModelDto>> {
-    caller.model(&state, &name, Action::Write).await.map_err(admin)?;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
     let body = body.read(&state).await.map_err(admin)?;
     for tenant in &body.tenants {
         known_tenant(&state, tenant, "tenants").await?;

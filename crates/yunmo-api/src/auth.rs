@@ -153,9 +153,10 @@ impl Drop for Metered {
     }
 }
 
-/// The model `name` if `principal` may do `action` on it (a model it cannot see is "not found"), for every
-/// transport. For inference, a refusal is counted like a request for a missing model, and an allowed
-/// request's usage record gets the model name (its version once served; a failed request keeps 0).
+/// The model the caller means by `name` ([`resolve`]) if `principal` may do `action` on it (a model it cannot
+/// see is "not found"), for every transport. The record's `name` is the model's qualified name, which every
+/// service call takes. For inference, a refusal is counted like a request for a missing model, and an
+/// allowed request's usage record gets the model (its version once served; a failed request keeps 0).
 pub async fn allow(
     state: &AppState,
     principal: &Principal,
@@ -163,16 +164,34 @@ pub async fn allow(
     action: Action,
     usage: Option<&UsageCell>,
 ) -> Result<ModelRecord, ServiceError> {
-    let result = match state.service.model_record(name).await {
+    let result = match resolve(state, principal, name).await {
         Ok(model) => yunmo_auth::check(principal, &model, action).map(|()| model),
         Err(error) => Err(error),
     };
     match (&result, action, usage) {
         (Err(error), Action::Infer, _) => state.service.count_refused(error),
-        (Ok(_), Action::Infer, Some(usage)) => usage.set_model(name, 0),
+        (Ok(model), Action::Infer, Some(usage)) => usage.set_model(&model.name, 0),
         _ => {}
     }
     result
+}
+
+/// The model a caller means by `name`: `tenant/name` as it is; a short name by [`yunmo_auth::pick`] (the
+/// caller's own model first). Names are unique per tenant, so nothing here tells a caller that another
+/// tenant's private model exists.
+pub async fn resolve(state: &AppState, principal: &Principal, name: &str) -> Result<ModelRecord, ServiceError> {
+    if let Some((tenant, short)) = name.split_once('/') {
+        // `default/name` is how others may qualify a model of the default tenant (stored as `name`).
+        let qualified = yunmo_registry::qualified_name(tenant, short);
+        let model = state.service.model_record(&qualified).await?;
+        return if yunmo_auth::can_see(principal, &model) {
+            Ok(model)
+        } else {
+            Err(ServiceError::not_found(format!("model '{name}' not found")))
+        };
+    }
+    let candidates = state.service.models_named(name).await?;
+    yunmo_auth::pick(principal, name, candidates)
 }
 
 /// The authenticated caller of a handler and, on inference routes, its usage record.
@@ -200,11 +219,17 @@ impl Caller {
         allow(state, &self.principal, name, action, self.usage.as_ref()).await
     }
 
+    /// `model_ref` with the qualified name of the model this caller means, if it may do `action` on it.
+    pub async fn served(&self, state: &AppState, model_ref: &ModelRef, action: Action) -> Result<ModelRef, ServiceError> {
+        let model = self.model(state, &model_ref.name, action).await?;
+        Ok(ModelRef::new(model.name, model_ref.version))
+    }
+
     /// Checks that this caller may run `model_ref`, then tokenises the prompt and ties its generations
     /// to this request's usage record.
     pub async fn prompt(&self, state: &AppState, model_ref: &ModelRef, input: PromptInput) -> Result<Prompt, ServiceError> {
-        self.model(state, &model_ref.name, Action::Infer).await?;
-        let mut prompt = state.service.prepare_prompt(model_ref, input).await?;
+        let served = self.served(state, model_ref, Action::Infer).await?;
+        let mut prompt = state.service.prepare_prompt(&served, input).await?;
         prompt.usage = self.usage.clone();
         Ok(prompt)
     }
@@ -214,8 +239,8 @@ impl Caller {
         Ok(state.gate.visible_models(&self.principal).await?.into_iter().map(|model| model.name).collect())
     }
 
-    /// Records what served the request and how long it took.
-    pub fn served(&self, model: &str, version: u64, queue_us: u64, compute_us: u64) {
+    /// Records what served the request (the model's qualified name) and how long it took.
+    pub fn record_served(&self, model: &str, version: u64, queue_us: u64, compute_us: u64) {
         if let Some(usage) = &self.usage {
             usage.set_model(model, version);
             usage.add_time_us(queue_us, compute_us);

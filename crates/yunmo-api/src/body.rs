@@ -195,6 +195,20 @@ impl<T, S: Send + Sync> axum::extract::FromRequest<S> for LazyJson<T> {
 }
 
 impl<T: for<'de> Deserialize<'de>> LazyJson<T> {
+    /// Reads a body that may be empty (the default), as Triton's repository extension allows, with any
+    /// content type; otherwise as [`LazyJson::read`].
+    pub async fn read_optional(self, state: &AppState) -> Result<T, ServiceError>
+    where
+        T: Default,
+    {
+        let limit = Limit { bytes: state.config.max_json_bytes, setting: "server.max_json_bytes" };
+        let (bytes, _charge) = read_body(state, &self.headers, self.body, limit).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        parse_json(&bytes)
+    }
+
     /// Reads and parses the body; errors name the JSON path of the bad field.
     pub async fn read(self, state: &AppState) -> Result<T, ServiceError> {
         let is_json = self.headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| {

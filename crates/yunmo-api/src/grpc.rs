@@ -61,11 +61,10 @@ impl GrpcService {
         crate::auth::GrpcAuth::new(server, gate)
     }
 
-    /// Checks that the caller of `request` may do `action` on model `name`.
-    async fn allow<T>(&self, request: &Request<T>, name: &str, action: Action) -> Result<Principal, Status> {
+    /// Checks that the caller of `request` may do `action` on model `name`; returns the model's qualified name.
+    async fn allow<T>(&self, request: &Request<T>, name: &str, action: Action) -> Result<String, Status> {
         let principal = caller(request)?;
-        crate::auth::allow(&self.state, &principal, name, action, None).await.map_err(status)?;
-        Ok(principal)
+        Ok(crate::auth::allow(&self.state, &principal, name, action, None).await.map_err(status)?.name)
     }
 }
 
@@ -104,15 +103,14 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_ready(&self, request: Request<pb::ModelReadyRequest>) -> Result<Response<pb::ModelReadyResponse>, Status> {
-        if let Err(error) = self.allow(&request, &request.get_ref().name, Action::Read).await {
+        let qualified = match self.allow(&request, &request.get_ref().name, Action::Read).await {
+            Ok(qualified) => qualified,
             // Ready answers false for models that do not exist; one the caller cannot see is the same.
-            if error.code() == tonic::Code::NotFound {
-                return Ok(Response::new(pb::ModelReadyResponse { ready: false }));
-            }
-            return Err(error);
-        }
+            Err(error) if error.code() == tonic::Code::NotFound => return Ok(Response::new(pb::ModelReadyResponse { ready: false })),
+            Err(error) => return Err(error),
+        };
         let request = request.into_inner();
-        let model_ref = model_ref(request.name, &request.version)?;
+        let model_ref = model_ref(qualified, &request.version)?;
         let ready = match self.state.service.model_ready(&model_ref).await {
             Ok(ready) => ready,
             Err(error) if error.code == Code::ModelNotFound => false,
@@ -130,12 +128,12 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_metadata(&self, request: Request<pb::ModelMetadataRequest>) -> Result<Response<pb::ModelMetadataResponse>, Status> {
-        self.allow(&request, &request.get_ref().name, Action::Read).await?;
+        let qualified = self.allow(&request, &request.get_ref().name, Action::Read).await?;
         let request = request.into_inner();
-        let model_ref = model_ref(request.name, &request.version)?;
+        let model_ref = model_ref(qualified, &request.version)?;
         let metadata = self.state.service.model_metadata(&model_ref).await.map_err(status)?;
         Ok(Response::new(pb::ModelMetadataResponse {
-            name: metadata.name,
+            name: request.name,
             versions: metadata.versions.iter().map(u64::to_string).collect(),
             platform: metadata.platform,
             inputs: specs(&metadata.signature.inputs),
@@ -172,7 +170,7 @@ impl GrpcInferenceService for GrpcService {
             .filter(|entry| visible.contains(&entry.name))
             .filter(|entry| !ready_only || entry.state == "READY")
             .map(|entry| pb::repository_index_response::ModelIndex {
-                name: entry.name,
+                name: yunmo_registry::name_for(&entry.name, &principal.tenant).to_string(),
                 version: entry.version.to_string(),
                 state: entry.state.to_string(),
                 reason: entry.reason,
@@ -185,12 +183,12 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
-        self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
+        let qualified = self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
         let request = request.into_inner();
         yunmo_service::InferenceService::check_repository_load(&request.model_name, request.parameters.keys().map(String::as_str))
             .map_err(status)?;
         let version = repository_version(&request.parameters)?;
-        self.state.service.load(&request.model_name, version).await.map_err(status)?;
+        self.state.service.load(&qualified, version).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
     }
 
@@ -198,10 +196,10 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
-        self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
+        let qualified = self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
         let request = request.into_inner();
         let version = repository_version(&request.parameters)?;
-        self.state.service.unload(&request.model_name, version).await.map_err(status)?;
+        self.state.service.unload(&qualified, version).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 }
@@ -226,8 +224,10 @@ impl GrpcService {
         // built. Past the budget the call is refused at once, so its memory is freed.
         let mut charge = self.state.budget.charge(size).map_err(fail)?;
         let typed = request.raw_input_contents.is_empty();
-        crate::auth::allow(&self.state, &principal, &request.model_name, Action::Infer, Some(usage)).await.map_err(fail)?;
-        let model_ref = model_ref(request.model_name.clone(), &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
+        let qualified =
+            crate::auth::allow(&self.state, &principal, &request.model_name, Action::Infer, Some(usage)).await.map_err(fail)?.name;
+        let model_ref = model_ref(qualified, &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
+        let asked_for = request.model_name.clone();
         let limits = DecodeLimits { max_tensor_elements: self.state.config.max_tensor_elements };
         let input = decode_request(request, limits).map_err(fail)?;
         if typed {
@@ -240,7 +240,7 @@ impl GrpcService {
         usage.add_time_us(output.queue_us, output.compute_us);
         usage.add_elements(input_elements, crate::kserve::elements(output.outputs.iter()));
         let mut response = pb::ModelInferResponse {
-            model_name: model_ref.name,
+            model_name: asked_for,
             model_version: output.model_version.to_string(),
             id: output.id.unwrap_or_default(),
             ..Default::default()

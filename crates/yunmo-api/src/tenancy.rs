@@ -238,7 +238,13 @@ pub async fn usage(State(state): State<AppState>, caller: Caller, Query(query): 
         ))
         .with_retry_after(1)));
     }
-    let rows = state.service.registry().usage_report(from, to, tenant.as_deref(), group).await.map_err(admin)?;
+    let mut rows = state.service.registry().usage_report(from, to, tenant.as_deref(), group).await.map_err(admin)?;
+    if group == UsageGroup::Model {
+        // Each tenant's rows name models as that tenant calls them (its own by name, others' as tenant/name).
+        for row in &mut rows {
+            row.group = yunmo_registry::name_for(&row.group, &row.tenant).to_string();
+        }
+    }
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(serde_json::json!({
             "from": calendar::format_utc(from), "to": calendar::format_utc(to), "group_by": query.group_by.as_deref().unwrap_or("model"), "rows": rows,

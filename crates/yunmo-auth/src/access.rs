@@ -1,6 +1,6 @@
 //! Who may do what to which model. Pure functions of the caller and the model record.
 
-use yunmo_registry::ModelRecord;
+use yunmo_registry::{DEFAULT_TENANT, ModelRecord};
 use yunmo_service::{Code, ServiceError};
 use yunmo_types::Scope;
 
@@ -22,6 +22,33 @@ pub fn can_see(principal: &Principal, model: &ModelRecord) -> bool {
     principal.is_admin() || model.tenant == principal.tenant || model.sharing.public || model.sharing.tenants.contains(&principal.tenant)
 }
 
+/// The model `principal` means by `name`, among `candidates` (every model whose name within its tenant is
+/// `name`): the caller's own, else the `default` tenant's, else the one another tenant shares with it. A
+/// model the caller cannot see is not a candidate, so the answer for it is exactly the answer for a name
+/// nobody uses; two other tenants' models of that name are ambiguous (qualify it as `tenant/name`).
+pub fn pick(principal: &Principal, name: &str, candidates: Vec<ModelRecord>) -> Result<ModelRecord, ServiceError> {
+    let mut visible: Vec<ModelRecord> = candidates.into_iter().filter(|model| can_see(principal, model)).collect();
+    for tenant in [principal.tenant.as_str(), DEFAULT_TENANT] {
+        if let Some(index) = visible.iter().position(|model| model.tenant == tenant) {
+            return Ok(visible.swap_remove(index));
+        }
+    }
+    match visible.len() {
+        0 => Err(ServiceError::not_found(format!("model '{name}' not found"))),
+        1 => Ok(visible.remove(0)),
+        _ => {
+            let names: Vec<String> = visible.iter().map(|model| format!("'{}'", model.name)).collect();
+            Err(ServiceError::invalid(format!("model name '{name}' is ambiguous: say which one, {}", names.join(" or "))))
+        }
+    }
+}
+
+/// Whether a key's model allow-list admits `model`: an entry is a qualified name, or the short name of a
+/// model of the key's own tenant.
+pub fn allowed_by(allowed: &[String], principal: &Principal, model: &ModelRecord) -> bool {
+    allowed.iter().any(|entry| *entry == model.name || (model.tenant == principal.tenant && entry == model.short_name()))
+}
+
 /// Checks that `principal` may do `action` on `model`. A model the caller cannot see answers exactly as a
 /// model that does not exist, so names of other tenants' private models do not leak.
 pub fn check(principal: &Principal, model: &ModelRecord, action: Action) -> Result<(), ServiceError> {
@@ -32,7 +59,7 @@ pub fn check(principal: &Principal, model: &ModelRecord, action: Action) -> Resu
         return Ok(());
     }
     if let Some(allowed) = &principal.models
-        && !allowed.contains(&model.name)
+        && !allowed_by(allowed, principal, model)
     {
         return Err(ServiceError::new(
             Code::PermissionDenied,
@@ -107,5 +134,36 @@ mod tests {
         let error = check(&limited, &own, Action::Infer).unwrap_err();
         assert_eq!(error.code, Code::PermissionDenied);
         assert!(error.message.contains("other"), "{}", error.message);
+    }
+
+    #[test]
+    fn short_names_resolve_to_the_callers_own_then_the_default_tenants_then_one_shared_model() {
+        let shared_with_a = Sharing { public: false, tenants: vec!["a".into()] };
+        let own = model("a", Sharing::default());
+        let operator = model(DEFAULT_TENANT, Sharing { public: true, tenants: vec![] });
+        let from_b = model("b", shared_with_a.clone());
+        let from_c = model("c", shared_with_a);
+        let private_d = model("d", Sharing::default());
+        let a = principal("a", &[Scope::Infer]);
+        let all = || vec![own.clone(), operator.clone(), from_b.clone(), from_c.clone(), private_d.clone()];
+        assert_eq!(pick(&a, "m", all()).unwrap().name, "a/m", "the caller's own model first");
+        assert_eq!(pick(&a, "m", all()[1..].to_vec()).unwrap().name, "m", "then the default tenant's");
+        assert_eq!(pick(&a, "m", vec![from_b.clone(), private_d.clone()]).unwrap().name, "b/m", "then the one shared with it");
+        let error = pick(&a, "m", vec![from_b, from_c]).unwrap_err();
+        assert!(error.message.contains("'b/m' or 'c/m'"), "{}", error.message);
+        // Another tenant's private model is exactly as absent as no model at all.
+        let hidden = pick(&a, "m", vec![private_d]).unwrap_err();
+        let missing = pick(&a, "m", vec![]).unwrap_err();
+        assert_eq!((hidden.code, hidden.message), (missing.code, missing.message));
+    }
+
+    #[test]
+    fn allow_lists_name_own_models_short_and_others_qualified() {
+        let mut limited = principal("a", &[Scope::Infer]);
+        limited.models = Some(vec!["m".into(), "b/m".into()]);
+        assert!(check(&limited, &model("a", Sharing::default()), Action::Infer).is_ok());
+        let shared = Sharing { public: false, tenants: vec!["a".into()] };
+        assert!(check(&limited, &model("b", shared.clone()), Action::Infer).is_ok());
+        assert_eq!(check(&limited, &model("c", shared), Action::Infer).unwrap_err().code, Code::PermissionDenied);
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use access::{Action, can_see, check};
+pub use access::{Action, can_see, check, pick};
 pub use limits::{Admission, Limiter, Subject};
 pub use meter::{Meter, UsageGuard};
 pub use principal::Principal;
@@ -151,7 +151,9 @@ impl Gate {
         Ok(models
             .into_iter()
             .filter(|model| can_see(principal, model))
-            .filter(|model| principal.is_admin() || principal.models.as_ref().is_none_or(|allowed| allowed.contains(&model.name)))
+            .filter(|model| {
+                principal.is_admin() || principal.models.as_ref().is_none_or(|allowed| access::allowed_by(allowed, principal, model))
+            })
             .collect())
     }
 

@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS versions_sha256 ON versions(sha256);
 /// A model to create.
 #[derive(Debug, Clone)]
 pub struct NewModel {
-    /// Unique name.
+    /// Name, unique within its tenant.
     pub name: String,
     /// Free text.
     pub description: String,
@@ -96,12 +96,24 @@ pub struct ModelPatch {
     pub sharing: Option<Sharing>,
 }
 
+/// The name a model is stored and served under, unique across tenants: its own name for a model of the
+/// `default` tenant, `tenant/name` for any other. Names are unique per tenant, so one tenant's name can
+/// never tell another that a model exists.
+pub fn qualified_name(tenant: &str, name: &str) -> String {
+    if tenant == DEFAULT_TENANT { name.to_string() } else { format!("{tenant}/{name}") }
+}
+
+/// A qualified model name as a caller of `tenant` calls it: without the prefix when it is `tenant`'s own.
+pub fn name_for<'a>(qualified: &'a str, tenant: &str) -> &'a str {
+    qualified.strip_prefix(tenant).and_then(|rest| rest.strip_prefix('/')).unwrap_or(qualified)
+}
+
 /// A stored model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelRecord {
     #[serde(skip)]
     pub(crate) id: i64,
-    /// Unique name.
+    /// The qualified name ([`qualified_name`]): unique, and what every other part of Yunmo calls the model.
     pub name: String,
     /// Free text.
     pub description: String,
@@ -122,12 +134,22 @@ pub struct ModelRecord {
 }
 
 impl ModelRecord {
+    /// The name within its tenant (what its owner created it as).
+    pub fn short_name(&self) -> &str {
+        name_for(&self.name, &self.tenant)
+    }
+
+    /// The name as a caller of `tenant` calls it: the short name for its owner, the qualified name for others.
+    pub fn name_for(&self, tenant: &str) -> &str {
+        name_for(&self.name, tenant)
+    }
+
     /// A record that was never stored (for access-rule tests).
     #[doc(hidden)]
     pub fn for_tests(model: NewModel) -> ModelRecord {
         ModelRecord {
             id: 0,
-            name: model.name,
+            name: qualified_name(&model.tenant, &model.name),
             description: model.description,
             task: model.task,
             labels: model.labels,
@@ -227,6 +249,11 @@ impl Db {
             .execute(&pool)
             .await?;
         }
+        // Names became unique per tenant: a model of another tenant than 'default' is stored under
+        // 'tenant/name' (idempotent).
+        sqlx::raw_sql("UPDATE models SET name = tenant || '/' || name WHERE tenant != 'default' AND instr(name, '/') = 0")
+            .execute(&pool)
+            .await?;
         sqlx::raw_sql(crate::tenancy::SCHEMA).execute(&pool).await?;
         Ok(Db { pool })
     }
@@ -267,11 +294,12 @@ impl Db {
 
     pub async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError> {
         validate_name(&model.name)?;
+        let name = qualified_name(&model.tenant, &model.name);
         let result = sqlx::query(
             "INSERT INTO models (name, description, task, labels, metadata, version_policy, next_version, created_at, tenant, sharing) \
              VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
         )
-        .bind(&model.name)
+        .bind(&name)
         .bind(&model.description)
         .bind(&model.task)
         .bind(json(&model.labels))
@@ -287,12 +315,19 @@ impl Db {
                 Err(RegistryError::AlreadyExists(format!("model '{}' already exists", model.name)))
             }
             Err(error) => Err(error.into()),
-            Ok(_) => self.get_model(&model.name).await,
+            Ok(_) => self.get_model(&name).await,
         }
     }
 
     pub async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError> {
         let rows = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY name"))).fetch_all(&self.pool).await?;
+        rows.iter().map(Self::model).collect()
+    }
+
+    /// Every model whose name within its tenant is `short`, of any tenant.
+    pub async fn models_named(&self, short: &str) -> Result<Vec<ModelRecord>, RegistryError> {
+        let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = ?1 OR (tenant || '/' || ?1) = name ORDER BY name");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(short).fetch_all(&self.pool).await?;
         rows.iter().map(Self::model).collect()
     }
 

@@ -12,7 +12,7 @@ mod store;
 mod tenancy;
 mod tx;
 
-pub use db::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord};
+pub use db::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord, name_for, qualified_name};
 pub use seal::EncryptionKey;
 pub use store::{ArtifactStore, PreparedArtifact, ReadableArtifact, StagedArtifact, StagingFile};
 pub use tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals};
@@ -130,7 +130,12 @@ impl Registry {
         self.db.list_models().await
     }
 
-    /// One model.
+    /// Every model whose name within its tenant is `short`.
+    pub async fn models_named(&self, short: &str) -> Result<Vec<ModelRecord>, RegistryError> {
+        self.db.models_named(short).await
+    }
+
+    /// One model, by its qualified name.
     pub async fn get_model(&self, name: &str) -> Result<ModelRecord, RegistryError> {
         self.db.get_model(name).await
     }

@@ -78,6 +78,10 @@ pub struct UploadOptions {
     pub tokenizer: Option<String>,
 }
 
+/// Short names whose models are cached; past it the cache is emptied (unknown names are cached too, as
+/// empty lists, so that made-up names cost one database read per flush of the cache).
+const MAX_CACHED_NAMES: usize = 10_000;
+
 /// Largest `tokenizer.json` accepted (bytes).
 pub const MAX_TOKENIZER_BYTES: usize = 64 << 20;
 
@@ -94,6 +98,8 @@ struct Inner {
     resolved: std::sync::RwLock<std::collections::HashMap<(String, Option<u64>), VersionRecord>>,
     /// Model records by name (owner and sharing, for access checks), dropped with the resolutions.
     records: std::sync::RwLock<std::collections::HashMap<String, yunmo_registry::ModelRecord>>,
+    /// The models of every tenant with a given short name (to resolve a name a caller gives), dropped with them.
+    named: std::sync::RwLock<std::collections::HashMap<String, Vec<yunmo_registry::ModelRecord>>>,
     /// Bumped by every invalidation: a lookup that read the database before a concurrent change does not
     /// cache what it read.
     generation: std::sync::atomic::AtomicU64,
@@ -108,8 +114,8 @@ impl InferenceService {
         metrics::describe();
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
-        let (resolved, records, generation) = Default::default();
-        let inner = Inner { registry, resolved, records, generation, models, factories, request_timeout };
+        let (resolved, records, named, generation) = Default::default();
+        let inner = Inner { registry, resolved, records, named, generation, models, factories, request_timeout };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
             let weak = Arc::downgrade(&service.inner);
@@ -231,6 +237,24 @@ impl InferenceService {
         Ok(record)
     }
 
+    /// Every model, of any tenant, whose name within its tenant is `short` (cached like records), for
+    /// resolving the name a caller gives.
+    pub async fn models_named(&self, short: &str) -> Result<Vec<yunmo_registry::ModelRecord>, ServiceError> {
+        if let Some(hit) = self.inner.named.read().expect("name cache lock").get(short) {
+            return Ok(hit.clone());
+        }
+        let generation = self.generation();
+        let records = self.inner.registry.models_named(short).await?;
+        let mut named = self.inner.named.write().expect("name cache lock");
+        if self.generation() == generation {
+            if named.len() >= MAX_CACHED_NAMES {
+                named.clear();
+            }
+            named.insert(short.to_string(), records.clone());
+        }
+        Ok(records)
+    }
+
     fn generation(&self) -> u64 {
         self.inner.generation.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -239,9 +263,19 @@ impl InferenceService {
     fn invalidate(&self, name: &str) {
         let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
         let mut records = self.inner.records.write().expect("record cache lock");
+        let mut named = self.inner.named.write().expect("name cache lock");
         self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         resolved.retain(|(cached, _), _| cached != name);
         records.remove(name);
+        named.remove(name.rsplit('/').next().unwrap_or(name));
+    }
+
+    /// Creates a model (its name is unique within its tenant).
+    pub async fn create_model(&self, model: yunmo_registry::NewModel) -> Result<yunmo_registry::ModelRecord, ServiceError> {
+        let qualified = yunmo_registry::qualified_name(&model.tenant, &model.name);
+        let result = self.inner.registry.create_model(model).await;
+        self.invalidate(&qualified);
+        Ok(result?)
     }
 
     /// Changes a model's description, task, labels, metadata or version policy.
@@ -521,9 +555,11 @@ impl InferenceService {
     fn invalidate_all(&self) {
         let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
         let mut records = self.inner.records.write().expect("record cache lock");
+        let mut named = self.inner.named.write().expect("name cache lock");
         self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         resolved.clear();
         records.clear();
+        named.clear();
     }
 
     /// Deletes a model with all its versions and unloads them.

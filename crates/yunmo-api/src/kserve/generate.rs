@@ -119,7 +119,8 @@ async fn generate_response(
     sampling.stream = Some(stream);
     let plan = run::plan(&sampling, None).map_err(kserve)?;
     let prompt = caller.prompt(&state, &model_ref, PromptInput::Text(request.text_input)).await.map_err(kserve)?;
-    let format = GenerateFormat { model: prompt.model.clone(), version: prompt.version.to_string(), id: request.id };
+    // The answer names the model as the client did.
+    let format = GenerateFormat { model: model_ref.name.clone(), version: prompt.version.to_string(), id: request.id };
     // One choice (n is 1), and no stream usage event (`GenerateFormat::usage`): the answer carries its usage.
     let body = |format: &GenerateFormat, collected: &[run::Collected], usage| {
         let answer = collected.first().expect("one choice");

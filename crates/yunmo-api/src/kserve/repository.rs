@@ -1,6 +1,5 @@
 //! Triton's model repository extension, mapped onto the registry: index, load, unload.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -10,6 +9,7 @@ use yunmo_service::ServiceError;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::body::LazyJson;
 use crate::error::ApiError;
 use yunmo_auth::Action;
 
@@ -32,23 +32,19 @@ struct LoadRequest {
     parameters: Map<String, Value>,
 }
 
-/// An empty body is allowed; anything else must be the JSON object the extension defines.
-fn optional_json<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|error| ApiError::kserve(ServiceError::invalid(format!("malformed request JSON: {error}"))))
-}
-
-async fn index(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let request: IndexRequest = optional_json(&body)?;
+async fn index(State(state): State<AppState>, caller: Caller, body: LazyJson<IndexRequest>) -> Result<Json<Value>, ApiError> {
+    let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
     let visible = caller.visible_names(&state).await.map_err(ApiError::kserve)?;
     let entries = state.service.repository_index().await.map_err(ApiError::kserve)?;
+    let tenant = &caller.principal.tenant;
     let entries: Vec<Value> = entries
         .into_iter()
         .filter(|entry| visible.contains(&entry.name))
         .filter(|entry| !request.ready || entry.state == "READY")
-        .map(|entry| json!({ "name": entry.name, "version": entry.version.to_string(), "state": entry.state, "reason": entry.reason }))
+        .map(|entry| {
+            json!({ "name": yunmo_registry::name_for(&entry.name, tenant), "version": entry.version.to_string(),
+                "state": entry.state, "reason": entry.reason })
+        })
         .collect();
     Ok(Json(Value::Array(entries)))
 }
@@ -65,9 +61,14 @@ fn version_parameter(parameters: &Map<String, Value>) -> Result<Option<u64>, Api
     }
 }
 
-async fn load(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?;
-    let request: LoadRequest = optional_json(&body)?;
+async fn load(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: LazyJson<LoadRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name;
+    let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
     yunmo_service::InferenceService::check_repository_load(&name, request.parameters.keys().map(String::as_str))
         .map_err(ApiError::kserve)?;
     let version = version_parameter(&request.parameters)?;
@@ -75,9 +76,14 @@ async fn load(State(state): State<AppState>, caller: Caller, Path(name): Path<St
     Ok(Json(json!({})))
 }
 
-async fn unload(State(state): State<AppState>, caller: Caller, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?;
-    let request: LoadRequest = optional_json(&body)?;
+async fn unload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: LazyJson<LoadRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name;
+    let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
     let version = version_parameter(&request.parameters)?;
     state.service.unload(&name, version).await.map_err(ApiError::kserve)?;
     Ok(Json(json!({})))

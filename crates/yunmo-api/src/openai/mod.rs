@@ -122,7 +122,7 @@ async fn list_models(State(state): State<AppState>, caller: crate::auth::Caller)
         .filter_map(|(model, version)| {
             let version = version?;
             Some(json!({
-                "id": model.name,
+                "id": model.name_for(&caller.principal.tenant),
                 "object": "model",
                 "created": model.created_at,
                 "owned_by": model.tenant,
@@ -142,7 +142,7 @@ async fn get_model(
 ) -> OpenAiResult<Json<Value>> {
     let model_ref = model_ref(&model).map_err(openai)?;
     let record = caller.model(&state, &model_ref.name, yunmo_auth::Action::Read).await.map_err(openai)?;
-    let metadata = state.service.model_metadata(&model_ref).await.map_err(openai)?;
+    let metadata = state.service.model_metadata(&ModelRef::new(record.name.clone(), model_ref.version)).await.map_err(openai)?;
     Ok(Json(json!({
         "id": model,
         "object": "model",
@@ -166,7 +166,7 @@ async fn tokenize(
         }
     };
     let model_ref = model_ref(&request.model).map_err(openai)?;
-    caller.model(&state, &model_ref.name, yunmo_auth::Action::Read).await.map_err(openai)?;
-    let prompt = state.service.prepare_prompt(&model_ref, input).await.map_err(openai)?;
+    let served = caller.served(&state, &model_ref, yunmo_auth::Action::Read).await.map_err(openai)?;
+    let prompt = state.service.prepare_prompt(&served, input).await.map_err(openai)?;
     Ok(Json(json!({ "tokens": prompt.tokens, "count": prompt.tokens.len(), "max_model_len": prompt.context })))
 }

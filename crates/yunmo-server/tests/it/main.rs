@@ -26,5 +26,7 @@ mod residency;
 mod secrets;
 /// SIGTERM lets in-flight requests finish and exits cleanly.
 mod shutdown;
+/// Model names are per tenant; short and qualified names; nothing confirms another tenant's private model.
+mod tenant_names;
 /// Mutated ONNX files through the upload path: stored or refused, never a crash or a leftover file.
 mod upload_fuzz;

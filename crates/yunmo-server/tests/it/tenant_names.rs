@@ -1,0 +1,106 @@
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, fixture};
+
+struct Api<'a> {
+    server: &'a TestServer,
+    key: String,
+}
+
+impl Api<'_> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.server.client.request(method, format!("{}{path}", self.server.url)).bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn push(&self, name: &str) {
+        let (status, body) = self.call(reqwest::Method::POST, "/api/v1/models", Some(json!({ "name": name }))).await;
+        assert_eq!(status, 201, "{body}");
+        let bytes = std::fs::read(fixture("iris_mlp.onnx")).unwrap();
+        let response = self
+            .server
+            .client
+            .post(format!("{}/api/v1/models/{name}/versions", self.server.url))
+            .bearer_auth(&self.key)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+
+    async fn infer(&self, name: &str) -> (u16, Value) {
+        let body = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]});
+        self.call(reqwest::Method::POST, &format!("/v2/models/{name}/infer"), Some(body)).await
+    }
+}
+
+/// Model names are per tenant: creating a name another tenant uses privately succeeds (nothing tells that
+/// it exists); each tenant's name means its own model; a shared model is reachable by `tenant/name`, or
+/// by its short name when that is unambiguous.
+#[tokio::test]
+async fn model_names_are_per_tenant_and_never_confirm_another_tenants_private_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[("YUNMO__AUTH__ENABLED", "true")]).await;
+    let bootstrap = std::fs::read_to_string(dir.path().join("data/bootstrap-admin.key")).unwrap().trim().to_string();
+    let admin = Api { server: &server, key: bootstrap };
+    let mut keys = Vec::new();
+    for tenant in ["a", "b", "c"] {
+        let (status, _) = admin.call(reqwest::Method::POST, "/api/v1/tenants", Some(json!({ "name": tenant }))).await;
+        assert_eq!(status, 201);
+        let scopes = json!({ "tenant": tenant, "scopes": ["models:write", "models:read", "infer"] });
+        let (status, body) = admin.call(reqwest::Method::POST, "/api/v1/keys", Some(scopes)).await;
+        assert_eq!(status, 201, "{body}");
+        keys.push(Api { server: &server, key: body["key"].as_str().unwrap().to_string() });
+    }
+    let (a, b, c) = (&keys[0], &keys[1], &keys[2]);
+    a.push("iris").await;
+    // B may create the same name: the answer does not depend on A's private model.
+    b.push("iris").await;
+    let (status, body) = b.call(reqwest::Method::POST, "/api/v1/models", Some(json!({ "name": "iris" }))).await;
+    assert_eq!((status, body["error"]["message"].as_str()), (409, Some("model 'iris' already exists")), "only B's own name conflicts");
+    for (api, owner) in [(a, "a"), (b, "b")] {
+        let (status, body) = api.call(reqwest::Method::GET, "/api/v1/models/iris", None).await;
+        assert_eq!((status, body["tenant"].as_str(), body["name"].as_str()), (200, Some(owner), Some("iris")), "{body}");
+        assert_eq!(api.infer("iris").await.0, 200);
+    }
+    // C sees neither, by either name.
+    for name in ["iris", "a/iris", "b%2Firis"] {
+        let (status, body) = c.call(reqwest::Method::GET, &format!("/api/v1/models/{name}"), None).await;
+        assert_eq!(status, 404, "{name}: {body}");
+        assert_eq!(c.infer(name).await.0, 404);
+    }
+    // A shares with C: C calls it by its short name (unambiguous) or qualified.
+    let (status, _) = a.call(reqwest::Method::PUT, "/api/v1/models/iris/sharing", Some(json!({ "tenants": ["c"] }))).await;
+    assert_eq!(status, 200);
+    assert_eq!(c.infer("iris").await.0, 200);
+    let (status, body) = c.infer("a%2Firis").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = c.call(reqwest::Method::GET, "/api/v1/models", None).await;
+    let names: Vec<&str> = listed["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a/iris"], "others' models are listed by their qualified name");
+    let (_, openai) = c.call(reqwest::Method::GET, "/v1/models", None).await;
+    assert_eq!(openai["data"][0]["id"], "a/iris", "{openai}");
+    // B shares too: C's short name is now ambiguous and must be qualified.
+    let (status, _) = b.call(reqwest::Method::PUT, "/api/v1/models/iris/sharing", Some(json!({ "tenants": ["c"] }))).await;
+    assert_eq!(status, 200);
+    let (status, body) = c.infer("iris").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("'a/iris' or 'b/iris'"), "{body}");
+    assert_eq!(c.infer("b%2Firis").await.0, 200);
+    // The admin sees both, qualified, and each tenant's usage names its own model by its own name.
+    let (_, listed) = admin.call(reqwest::Method::GET, "/api/v1/models", None).await;
+    let mut names: Vec<&str> = listed["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a/iris", "b/iris"]);
+    let (status, usage) = b.call(reqwest::Method::GET, "/api/v1/usage", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(usage["rows"][0]["group"], "iris", "{usage}");
+    server.stop();
+}
