@@ -100,6 +100,6 @@ print()"
   $YUNMO keys create --tenant acme --scope infer --scope models:read
   $YUNMO usage --group-by model
 
-Metrics: curl -s $URL/metrics    Stop: Ctrl-C
+Metrics: curl -s $URL/metrics -H "Authorization: Bearer \$YUNMO_API_KEY"    Stop: Ctrl-C
 MSG
 wait $server

@@ -267,3 +267,125 @@ def test_v2_generate_extension(llm):
     events = [json.loads(line[5:]) for line in raw.decode().splitlines() if line.startswith("data:")]
     assert "".join(e["text_output"] for e in events) == answer["text_output"]
     assert events[-1]["finish_reason"] == "length"
+
+
+def completion_tokens(client, prompt, **kwargs):
+    """The token texts of a greedy completion (from logprobs)."""
+    response = client.completions.create(model="smollm2", prompt=prompt, temperature=0, logprobs=1, **kwargs)
+    return response.choices[0].logprobs.tokens
+
+
+def test_logit_bias_bans_the_greedy_token(llm, client):
+    prompt = "The capital of France is"
+    first = completion_tokens(client, prompt, max_tokens=1)[0]
+    [first_id] = tokenize(llm, prompt=first)
+    assert first == " Paris"
+    banned = completion_tokens(client, prompt, max_tokens=3, logit_bias={str(first_id): -100})
+    assert banned[0] != first and first not in banned, banned
+
+
+def test_logit_bias_forces_a_token(llm, client):
+    [paris] = tokenize(llm, prompt=" Paris")
+    prompt = "Once upon a time"
+    assert completion_tokens(client, prompt, max_tokens=4)[0] != " Paris"
+    forced = client.completions.create(model="smollm2", prompt=prompt, max_tokens=4, temperature=0, logit_bias={str(paris): 100})
+    assert forced.choices[0].text == " Paris" * 4
+    assert tokenize(llm, prompt=forced.choices[0].text) == [paris] * 4
+    # Chat takes the same map.
+    assert chat(client, max_tokens=4, logit_bias={str(paris): 100}).choices[0].message.content == " Paris" * 4
+
+
+def test_logit_bias_out_of_range_or_unknown_token_is_a_400(client):
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.completions.create(model="smollm2", prompt="Hi", max_tokens=1, logit_bias={"7042": 150})
+    assert "logit_bias" in bad.value.body["message"] and "150" in bad.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as bad:
+        chat(client, max_tokens=1, logit_bias={"10000000": 5})
+    assert "logit_bias" in bad.value.body["message"] and "10000000" in bad.value.body["message"]
+    assert bad.value.body["type"] == "invalid_request_error"
+
+
+def test_unknown_fields_are_refused_not_ignored(client):
+    with pytest.raises(openai.BadRequestError) as bad:
+        chat(client, max_tokens=2, extra_body={"min_p": 0.1})
+    assert "Unrecognized request argument supplied: min_p" in bad.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.completions.create(model="smollm2", prompt="Hi", max_tokens=1, extra_body={"min_p": 0.1})
+    assert "Unrecognized request argument supplied: min_p" in bad.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.embeddings.create(model="minilm-embed", input="hi", extra_body={"min_p": 0.1})
+    assert "Unrecognized request argument supplied: min_p" in bad.value.body["message"]
+
+
+def test_fields_that_cannot_be_honoured_are_refused(client):
+    with pytest.raises(openai.BadRequestError) as bad:
+        chat(client, max_tokens=2, store=True)
+    assert "store" in bad.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as bad:
+        chat(client, max_tokens=2, tool_choice="required")
+    assert "tool_choice" in bad.value.body["message"]
+
+
+def test_no_op_fields_are_accepted(client):
+    plain = chat(client, max_tokens=4)
+    for kwargs in ({"store": False}, {"user": "x"}, {"service_tier": "auto"}):
+        response = chat(client, max_tokens=4, **kwargs)
+        assert response.choices[0].message.content == plain.choices[0].message.content, kwargs
+
+
+def test_models_retrieve(client):
+    model = client.models.retrieve("smollm2")
+    assert model.id == "smollm2" and model.object == "model"
+    assert client.models.retrieve("minilm-embed").id == "minilm-embed"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("no-such-model")
+    body = missing.value.body
+    assert body["type"] == "invalid_request_error" and "no-such-model" in body["message"], body
+    assert set(body) >= {"message", "type", "param", "code"}, body
+
+
+def test_embedding_token_ids_are_checked_against_the_vocabulary(client):
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.embeddings.create(model="minilm-embed", input=[[101, 999999]])
+    message = bad.value.body["message"]
+    assert "999999" in message and "30522" in message, message
+    # all-MiniLM-L6-v2's vocabulary has 30522 ids: 30521 is the last.
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.embeddings.create(model="minilm-embed", input=[101, 30522])
+    assert "30522" in bad.value.body["message"]
+    for ids in ([[101, 7592, 2088, 102]], [101, 30521]):
+        vector = np.asarray(client.embeddings.create(model="minilm-embed", input=ids).data[0].embedding)
+        assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+
+
+def test_langchain_openai_embeddings_equal_the_sdk(llm, client):
+    from langchain_openai import OpenAIEmbeddings
+
+    # tiktoken cannot fetch its BPE files offline; check_embedding_ctx_length=False sends the strings as they are.
+    embeddings = OpenAIEmbeddings(model="minilm-embed", base_url=llm.url + "/v1", api_key="unused", check_embedding_ctx_length=False, max_retries=0)
+    sentences = ["A man is eating food.", "The girl is carrying a baby."]
+    documents = embeddings.embed_documents(sentences)
+    query = embeddings.embed_query(sentences[0])
+    want = [d.embedding for d in client.embeddings.create(model="minilm-embed", input=sentences).data]
+    assert len(documents) == 2 and len(query) == 384
+    assert cosine(query, want[0]) > 0.9999
+    assert all(cosine(got, expected) > 0.9999 for got, expected in zip(documents, want))
+    assert cosine(documents[0], documents[1]) < 0.9
+
+
+def generate(server, body):
+    status, raw = server.request("POST", "/v2/models/smollm2/generate", body, {"Content-Type": "application/json"})
+    return status, json.loads(raw)
+
+
+def test_v2_generate_takes_top_level_sampling_fields(llm):
+    status, answer = generate(llm, {"text_input": "The capital of France is", "max_tokens": 3, "temperature": 0})
+    assert status == 200, answer
+    assert answer["usage"]["completion_tokens"] == 3 and answer["finish_reason"] == "length"
+    assert answer["text_output"].startswith(" Paris")
+    status, answer = generate(llm, {"text_input": "The capital of France is", "max_tokens": 3, "parameters": {"max_tokens": 3}})
+    assert status == 400 and "max_tokens" in answer["error"], answer
+    status, answer = generate(llm, {"text_input": "The capital of France is", "max_tokens": 3, "bogus_field": 1})
+    assert status == 400 and "bogus_field" in answer["error"], answer
+    status, answer = generate(llm, {"text_input": "The capital of France is", "parameters": {"max_new_tokens": 3}})
+    assert status == 400 and "max_new_tokens" in answer["error"], answer

@@ -324,3 +324,54 @@ def test_tls_with_tritonclient_openai_and_the_cli_given_the_ca():
     finally:
         assert srv.stop() == 0
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_metrics_need_a_key_with_the_metrics_scope(tenants):
+    srv, keys = tenants
+    status, body = srv.request("GET", "/metrics")
+    assert status == 401, body
+    assert "error" in json.loads(body)
+    status, body = srv.request("GET", "/metrics", key=keys["a"])
+    assert status == 403 and "'metrics' scope" in json.loads(body)["error"], body
+    metrics = make_key(srv, "a", ["metrics"])["key"]
+    connection = http.client.HTTPConnection(srv.address)
+    connection.request("GET", "/metrics", headers=bearer(metrics))
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    assert response.status == 200, text
+    assert response.getheader("Content-Type").startswith("text/plain")
+    assert "# TYPE yunmo_http_requests_total counter" in text
+    # The metrics scope alone reads nothing else.
+    status, _ = srv.request("GET", "/api/v1/models", key=metrics)
+    assert status == 403
+
+
+def test_a_sharing_list_is_shown_whole_only_to_the_owner_and_admins(tenants):
+    srv, keys = tenants
+    status, body = srv.request("POST", "/api/v1/tenants", {"name": "c"}, key=ADMIN)
+    assert status == 201, body
+    readers = {tenant: make_key(srv, tenant, ["models:read", "infer"])["key"] for tenant in ("b", "c")}
+    push(srv, keys["a"], "a_shared", fixture_path("iris_mlp.onnx"))
+    try:
+        status, body = srv.request("PUT", "/api/v1/models/a_shared/sharing", {"tenants": ["b", "c"]}, key=keys["a"])
+        assert status == 200, body
+
+        def sharing(key):
+            status, body = srv.request("GET", "/api/v1/models/a_shared", key=key)
+            assert status == 200, body
+            return json.loads(body)["sharing"]["tenants"]
+
+        assert sharing(keys["a"]) == ["b", "c"]
+        assert sharing(ADMIN) == ["b", "c"]
+        assert sharing(readers["b"]) == ["b"]
+        assert sharing(readers["c"]) == ["c"]
+        status, body = srv.request("GET", "/api/v1/models", key=readers["b"])
+        listed = [m for m in json.loads(body)["models"] if m["name"].endswith("a_shared")]
+        assert len(listed) == 1 and listed[0]["sharing"]["tenants"] == ["b"], listed
+        # B can use the shared model.
+        client = httpclient.InferenceServerClient(srv.address)
+        assert http_infer(client, "a_shared", readers["b"]).as_numpy("label") is not None
+    finally:
+        status, body = srv.request("DELETE", "/api/v1/models/a_shared", key=keys["a"])
+        assert status == 204, body

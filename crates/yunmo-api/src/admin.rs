@@ -81,6 +81,7 @@ impl From<VersionPolicy> for VersionPolicyDto {
 pub struct CreateModel {
     /// Name, unique within the owning tenant: 1–128 characters from `[A-Za-z0-9._-]`. Other tenants that
     /// the model is shared with call it `tenant/name`.
+    #[schema(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// Free text.
     #[serde(default)]
@@ -165,13 +166,16 @@ pub struct VersionConfigDto {
     /// Largest first dimension one call may carry; above 0, requests are merged along the first
     /// dimension up to this size (dynamic batching). 0: not batched.
     #[serde(default)]
+    #[schema(maximum = 1_048_576)]
     pub max_batch_size: u32,
     /// How long a request may wait for its batch to fill once a worker is free, in microseconds
     /// (0: dispatch what is waiting at once). At most 10 s.
     #[serde(default)]
+    #[schema(maximum = 10_000_000)]
     pub max_queue_delay_us: u64,
     /// Instances (sessions and worker threads), 1 to 64.
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 64)]
     pub instance_count: u32,
     /// Class labels for the classification extension, by index.
     #[serde(default)]
@@ -328,7 +332,8 @@ async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> Ad
         description: record.description,
         task: record.task,
         labels: record.labels,
-        metadata: record.metadata,
+        // Models created before metadata had to be an object may hold null.
+        metadata: if record.metadata.is_null() { serde_json::json!({}) } else { record.metadata },
         version_policy: record.version_policy.into(),
         tenant: record.tenant,
         sharing,
@@ -373,7 +378,7 @@ pub async fn create_model(State(state): State<AppState>, caller: Caller, body: L
         description: body.description,
         task: body.task,
         labels: body.labels,
-        metadata: body.metadata,
+        metadata: metadata_object(Some(body.metadata))?.unwrap_or_else(|| serde_json::json!({})),
         version_policy: body.version_policy.map(Into::into).unwrap_or_default(),
     };
     if let VersionPolicy::Pinned { version } = new_model.version_policy {
@@ -409,7 +414,7 @@ pub async fn update_model(
         description: body.description,
         task: body.task,
         labels: body.labels,
-        metadata: body.metadata,
+        metadata: metadata_object(body.metadata)?,
         version_policy: body.version_policy.map(Into::into),
     };
     let record = state.service.update_model(&name, patch).await.map_err(admin)?;
@@ -591,6 +596,15 @@ pub async fn upload_version(
     Ok((StatusCode::CREATED, Json(version_dto(&state, &caller, record))).into_response())
 }
 
+/// `metadata` must be a JSON object (null or absent: none given).
+fn metadata_object(metadata: Option<serde_json::Value>) -> AdminResult<Option<serde_json::Value>> {
+    match metadata {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(object @ serde_json::Value::Object(_)) => Ok(Some(object)),
+        Some(other) => Err(admin(ServiceError::invalid(format!("metadata must be a JSON object, got {other}")))),
+    }
+}
+
 /// A tenant named in a request body must exist: otherwise a 400 naming the field (the path's resource exists).
 async fn known_tenant(state: &AppState, tenant: &str, field: &str) -> AdminResult<()> {
     match state.service.registry().get_tenant(tenant).await {
@@ -657,6 +671,6 @@ pub async fn set_sharing(
     Ok(Json(model_dto(&state, &caller, record).await?))
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+async fn openapi_json() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }

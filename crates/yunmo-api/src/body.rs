@@ -224,8 +224,12 @@ impl<T: for<'de> Deserialize<'de>> LazyJson<T> {
     }
 }
 
-/// Parses JSON; the error names the path of the field that failed and why.
+/// Parses a JSON object (every JSON body Yunmo reads is one; serde alone would also read a struct from an
+/// array); the error names the path of the field that failed and why.
 pub fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ServiceError> {
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ServiceError::invalid("the body must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod kserve;
 pub mod openai;
 pub mod openapi;
+pub mod schema;
 pub mod tenancy;
 
 use std::sync::Arc;
@@ -79,12 +80,39 @@ pub fn router(state: AppState) -> Router {
         .merge(openai::routes(&state))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn(method_not_allowed))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit_headers))
         .layer(axum::middleware::from_fn(track_http))
         .with_state(state)
+}
+
+/// Route prefixes followed by a model name.
+const MODEL_PATHS: [&str; 3] = ["/v2/models/", "/v2/repository/models/", "/api/v1/models/"];
+/// Path segments that may follow a model name in those routes.
+const AFTER_MODEL: [&str; 8] = ["ready", "infer", "versions", "generate", "generate_stream", "load", "unload", "sharing"];
+
+/// Lets clients write a qualified model name (`tenant/name`) with a plain slash in a URL path, as
+/// `tritonclient` does (it does not escape `/`): `/v2/models/a/iris/infer` becomes
+/// `/v2/models/a%2Firis/infer` before routing. A model name never holds a slash, so two segments where one
+/// is expected are a qualified name, unless the second is a word the routes use after a name (`infer`,
+/// `versions`, …): a model named so is written `tenant%2Fname`. Call before the router.
+pub fn qualify_model_path<B>(request: &mut axum::http::Request<B>) {
+    let uri = request.uri();
+    let path = uri.path();
+    let Some(prefix) = MODEL_PATHS.iter().find(|prefix| path.starts_with(**prefix)) else { return };
+    let rest = &path[prefix.len()..];
+    let mut segments = rest.splitn(3, '/');
+    let (Some(tenant), Some(name)) = (segments.next(), segments.next()) else { return };
+    if tenant.is_empty() || name.is_empty() || AFTER_MODEL.contains(&name) {
+        return;
+    }
+    let tail = segments.next().map(|tail| format!("/{tail}")).unwrap_or_default();
+    let query = uri.query().map(|query| format!("?{query}")).unwrap_or_default();
+    if let Ok(rewritten) = format!("{prefix}{tenant}%2F{name}{tail}{query}").parse() {
+        *request.uri_mut() = rewritten;
+    }
 }
 
 async fn not_found(request: Request) -> Response {
@@ -93,10 +121,19 @@ async fn not_found(request: Request) -> Response {
     error::ApiError::new(ServiceError::new(Code::NotFound, message), auth::shape_of(path)).into_response()
 }
 
-async fn method_not_allowed(request: Request) -> Response {
-    let path = request.uri().path();
-    let message = format!("{path} does not take {}", request.method());
-    error::ApiError::new(ServiceError::new(Code::MethodNotAllowed, message), auth::shape_of(path)).into_response()
+/// A route's 405 (axum's, with the `Allow` header naming the methods it takes) gets the route group's body.
+async fn method_not_allowed(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let message = format!("{path} does not take {method}");
+    let mut shaped = error::ApiError::new(ServiceError::new(Code::MethodNotAllowed, message), auth::shape_of(&path)).into_response();
+    if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
+        shaped.headers_mut().insert(axum::http::header::ALLOW, allow.clone());
+    }
+    shaped
 }
 
 /// `/metrics` names every tenant's models, so it needs a key with the `metrics` scope (or `admin`), unless
@@ -143,4 +180,29 @@ async fn track_http(request: Request, next: Next) -> Response {
     ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn qualified_model_names_may_use_a_plain_slash_in_paths() {
+        let rewrite = |path: &str| {
+            let mut request = axum::http::Request::builder().uri(path).body(()).unwrap();
+            super::qualify_model_path(&mut request);
+            request.uri().to_string()
+        };
+        assert_eq!(rewrite("/v2/models/a/iris/infer"), "/v2/models/a%2Firis/infer");
+        assert_eq!(rewrite("/v2/models/a/iris/versions/2/ready"), "/v2/models/a%2Firis/versions/2/ready");
+        assert_eq!(rewrite("/api/v1/models/a/iris?x=1"), "/api/v1/models/a%2Firis?x=1");
+        assert_eq!(rewrite("/v2/repository/models/a/iris/load"), "/v2/repository/models/a%2Firis/load");
+        for unchanged in [
+            "/v2/models/iris/infer",
+            "/v2/models/iris",
+            "/api/v1/models/iris/versions/1/config",
+            "/v2/models/a%2Firis/infer",
+            "/v1/models/a/b",
+        ] {
+            assert_eq!(rewrite(unchanged), unchanged);
+        }
+    }
 }

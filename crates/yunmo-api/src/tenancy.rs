@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::body::LazyJson;
 use crate::error::ApiError;
 use crate::extract::Query;
+use crate::schema::{AuditSchema, CreatedKeySchema, ErrorBody, KeySchema, LimitsSchema, TenantSchema, UsageReportSchema, WhoamiSchema};
 
 /// The tenancy routes.
 pub fn routes() -> Router<AppState> {
@@ -30,7 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/keys/{id}", delete(revoke_key))
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/audit", get(audit))
-        .route("/api/v1/whoami", post(whoami).get(whoami))
+        .route("/api/v1/whoami", get(whoami))
 }
 
 type AdminResult<T> = Result<T, ApiError>;
@@ -44,16 +45,17 @@ fn admin(error: impl Into<ServiceError>) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Unique name: 1–128 characters from `[A-Za-z0-9._-]`.
+    #[schema(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// Limits shared by all the tenant's keys: `requests_per_second`, `requests_burst`,
     /// `tokens_per_minute`, `monthly_requests`, `monthly_tokens`, `monthly_compute_seconds`.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = LimitsSchema)]
     pub limits: Limits,
 }
 
 /// Creates a tenant (admin).
-#[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant, responses((status = 201), (status = 403), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant, responses((status = 201, body = TenantSchema), (status = 409, body = ErrorBody)))]
 pub async fn create_tenant(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateTenant>) -> AdminResult<Response> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
@@ -62,14 +64,14 @@ pub async fn create_tenant(State(state): State<AppState>, caller: Caller, body: 
 }
 
 /// Lists tenants (admin).
-#[utoipa::path(get, path = "/api/v1/tenants", responses((status = 200), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/tenants", responses((status = 200, body = Vec<TenantSchema>)))]
 pub async fn list_tenants(State(state): State<AppState>, caller: Caller) -> AdminResult<Json<Vec<TenantRecord>>> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
     Ok(Json(state.service.registry().list_tenants().await.map_err(admin)?))
 }
 
 /// One tenant (admin, or a key of that tenant).
-#[utoipa::path(get, path = "/api/v1/tenants/{name}", responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/tenants/{name}", responses((status = 200, body = TenantSchema)))]
 pub async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<TenantRecord>> {
     caller.principal.tenant_filter(Some(&name)).map_err(admin)?;
     Ok(Json(state.service.registry().get_tenant(&name).await.map_err(admin)?))
@@ -88,7 +90,7 @@ pub struct DeleteTenantQuery {
 /// every model's sharing list, and with `delete_models=true` its models are deleted. Its usage and audit
 /// records stay. The `default` tenant cannot be deleted.
 #[utoipa::path(delete, path = "/api/v1/tenants/{name}", params(DeleteTenantQuery),
-    responses((status = 204), (status = 400), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 204), (status = 409, body = ErrorBody)))]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,7 +104,7 @@ pub async fn delete_tenant(
 }
 
 /// Replaces a tenant's limits (admin).
-#[utoipa::path(put, path = "/api/v1/tenants/{name}/limits", responses((status = 200), (status = 400), (status = 403), (status = 404)))]
+#[utoipa::path(put, path = "/api/v1/tenants/{name}/limits", request_body = LimitsSchema, responses((status = 200, body = TenantSchema)))]
 pub async fn set_tenant_limits(
     State(state): State<AppState>,
     caller: Caller,
@@ -132,7 +134,7 @@ pub struct CreateKey {
     pub models: Option<Vec<String>>,
     /// The key's own limits (as a tenant's).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = LimitsSchema)]
     pub limits: Limits,
     /// Unix seconds after which the key is refused.
     #[serde(default)]
@@ -150,7 +152,7 @@ pub struct CreatedKey {
 }
 
 /// Creates a key (admin). The response holds the key itself, once.
-#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey, responses((status = 201), (status = 400), (status = 403), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey, responses((status = 201, body = CreatedKeySchema)))]
 pub async fn create_key(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateKey>) -> AdminResult<Response> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
@@ -166,18 +168,27 @@ pub async fn create_key(State(state): State<AppState>, caller: Caller, body: Laz
     Ok((StatusCode::CREATED, Json(CreatedKey { key, record })).into_response())
 }
 
-/// Which tenant to read.
+/// Which tenant's keys to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TenantQuery {
     /// One tenant (admins; others always see their own).
     pub tenant: Option<String>,
-    /// Most entries (audit; default 100, at most 10,000).
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// One tenant (admins; others always see their own).
+    pub tenant: Option<String>,
+    /// Most entries, newest first: 1 to 10,000 (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
 /// Lists keys (never their secrets): admins all or `?tenant=`, others their tenant's.
-#[utoipa::path(get, path = "/api/v1/keys", params(TenantQuery), responses((status = 200), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/keys", params(TenantQuery), responses((status = 200, body = Vec<KeySchema>)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
@@ -188,7 +199,7 @@ pub async fn list_keys(
 }
 
 /// Revokes a key (admin); it is refused from the next request on.
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", responses((status = 200, body = KeySchema)))]
 pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> AdminResult<Json<KeyRecord>> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
     Ok(Json(state.gate.revoke_key(&id).await.map_err(admin)?))
@@ -219,7 +230,7 @@ fn parse_time(field: &str, text: Option<&str>, default: i64) -> AdminResult<i64>
 }
 
 /// Usage and cost per tenant, grouped by model, key or day, as JSON or CSV.
-#[utoipa::path(get, path = "/api/v1/usage", params(UsageQuery), responses((status = 200), (status = 400), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/usage", params(UsageQuery), responses((status = 200, content((UsageReportSchema = "application/json"), (String = "text/csv"))), (status = 503, body = ErrorBody)))]
 pub async fn usage(State(state): State<AppState>, caller: Caller, Query(query): Query<UsageQuery>) -> AdminResult<Response> {
     let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
     let now = calendar::now_ms();
@@ -283,10 +294,13 @@ pub fn csv(rows: &[UsageRow]) -> String {
 }
 
 /// The newest audit entries first: admins all or `?tenant=`, others their tenant's.
-#[utoipa::path(get, path = "/api/v1/audit", params(TenantQuery), responses((status = 200), (status = 403)))]
-pub async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<TenantQuery>) -> AdminResult<Json<Vec<AuditDto>>> {
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, body = Vec<AuditSchema>)))]
+pub async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<AuditQuery>) -> AdminResult<Json<Vec<AuditDto>>> {
     let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
-    let limit = query.limit.unwrap_or(100).min(10_000);
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(admin(ServiceError::invalid(format!("limit must be between 1 and 10000, got {limit}"))));
+    }
     let entries = state.service.registry().list_audit(tenant.as_deref(), limit).await.map_err(admin)?;
     Ok(Json(entries.into_iter().map(|entry| AuditDto { at: calendar::format_utc(entry.at_ms), entry }).collect()))
 }
@@ -302,7 +316,7 @@ pub struct AuditDto {
 }
 
 /// The caller: key id, tenant and scopes.
-#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = WhoamiSchema)))]
 pub async fn whoami(caller: Caller) -> Json<serde_json::Value> {
     let principal = caller.principal;
     Json(serde_json::json!({

@@ -9,7 +9,10 @@
 //! over-limit request gets that answer, and only one past twice the limit gets hyper's bare 431.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -97,12 +100,24 @@ pub async fn serve<L: HttpListener>(mut listener: L, router: axum::Router, limit
         // connection is one with none in flight (and no bytes moving, see `conn`).
         let service = tower::service_fn(move |request: hyper::Request<Incoming>| {
             let in_flight = activity.begin();
-            let mut request = request.map(axum::body::Body::new);
+            let http1 = request.version() <= hyper::Version::HTTP_11;
+            let (parts, body) = request.into_parts();
+            let (body, unread) = ReadTracked::new(body);
+            let mut request = hyper::Request::from_parts(parts, axum::body::Body::new(body));
             request.extensions_mut().insert(ConnectInfo(remote));
+            yunmo_api::qualify_model_path(&mut request);
             let response = router.clone().oneshot(request);
             async move {
-                let response = response.await;
+                let mut response = response.await;
                 drop(in_flight);
+                // An answer sent before its request's body was read in full (a refusal) ends the
+                // connection; HTTP/1 clients are told so, or they would send the next request on it.
+                if http1
+                    && unread.load(Ordering::Acquire)
+                    && let Ok(response) = &mut response
+                {
+                    response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                }
                 response
             }
         });
@@ -129,4 +144,39 @@ pub async fn serve<L: HttpListener>(mut listener: L, router: axum::Router, limit
     let _ = stop.send(true);
     connections.close();
     connections.wait().await;
+}
+
+/// A request body that says whether it is still unread: `true` until its end has been read (an empty body
+/// starts read).
+struct ReadTracked {
+    inner: Incoming,
+    unread: Arc<AtomicBool>,
+}
+
+impl ReadTracked {
+    fn new(inner: Incoming) -> (ReadTracked, Arc<AtomicBool>) {
+        let unread = Arc::new(AtomicBool::new(!hyper::body::Body::is_end_stream(&inner)));
+        (ReadTracked { inner, unread: unread.clone() }, unread)
+    }
+}
+
+impl hyper::body::Body for ReadTracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || hyper::body::Body::is_end_stream(&self.inner) {
+            self.unread.store(false, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -175,11 +175,16 @@ impl VersionConfig {
     pub const MAX_INSTANCES: u32 = 64;
     /// Upper bound on `max_queue_delay_us` (10 s).
     pub const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
+    /// Largest `max_batch_size`.
+    pub const MAX_BATCH_SIZE: u32 = 1 << 20;
 
     /// Checks the bounds; the message names the field, the bound and the value.
     pub fn validate(&self) -> Result<(), String> {
         if self.instance_count == 0 || self.instance_count > Self::MAX_INSTANCES {
             return Err(format!("instance_count must be between 1 and {}, got {}", Self::MAX_INSTANCES, self.instance_count));
+        }
+        if self.max_batch_size > Self::MAX_BATCH_SIZE {
+            return Err(format!("max_batch_size must be at most {}, got {}", Self::MAX_BATCH_SIZE, self.max_batch_size));
         }
         if self.max_queue_delay_us > Self::MAX_QUEUE_DELAY_US {
             return Err(format!("max_queue_delay_us must be at most {}, got {}", Self::MAX_QUEUE_DELAY_US, self.max_queue_delay_us));

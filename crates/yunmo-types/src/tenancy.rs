@@ -70,6 +70,15 @@ impl Limits {
         {
             return Err(format!("limits.requests_per_second must be a positive number, got {rps}"));
         }
+        let counts = [
+            ("requests_burst", self.requests_burst),
+            ("tokens_per_minute", self.tokens_per_minute),
+            ("monthly_requests", self.monthly_requests),
+            ("monthly_tokens", self.monthly_tokens),
+        ];
+        if let Some((name, value)) = counts.iter().find_map(|(name, value)| value.filter(|v| *v > i64::MAX as u64).map(|v| (name, v))) {
+            return Err(format!("limits.{name} must be at most {}, got {value}", i64::MAX));
+        }
         if self.requests_burst == Some(0) {
             return Err("limits.requests_burst must be at least 1, got 0".into());
         }

@@ -82,6 +82,10 @@ async fn model_names_are_per_tenant_and_never_confirm_another_tenants_private_mo
     assert_eq!(c.infer("iris").await.0, 200);
     let (status, body) = c.infer("a%2Firis").await;
     assert_eq!(status, 200, "{body}");
+    let (status, body) = c.infer("a/iris").await;
+    assert_eq!(status, 200, "a plain slash works too (tritonclient does not escape it): {body}");
+    let (status, body) = c.call(reqwest::Method::GET, "/api/v1/models/a/iris/versions", None).await;
+    assert_eq!(status, 200, "{body}");
     let (_, listed) = c.call(reqwest::Method::GET, "/api/v1/models", None).await;
     let names: Vec<&str> = listed["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["a/iris"], "others' models are listed by their qualified name");
