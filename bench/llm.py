@@ -28,8 +28,9 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CACHE = os.environ.get("YUNMO_CACHE", os.path.expanduser("~/.cache/yunmo"))
 PEERS = os.environ.get("PEERS_DIR", "/tmp/peers")
-YUNMO = os.path.join(ROOT, "target", "release", "yunmo")
-LOADGEN = os.path.join(ROOT, "target", "release", "yunmo-loadgen")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+YUNMO = os.path.join(TARGET, "release", "yunmo")
+LOADGEN = os.path.join(TARGET, "release", "yunmo-loadgen")
 GGUF = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
 MINILM = os.path.join(CACHE, "models", "minilm-int8.onnx")
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
@@ -58,8 +59,15 @@ def wait_ready(url, seconds=240):
     raise RuntimeError(f"{url} not ready in {seconds} s")
 
 
+# Yunmo runs as shipped (auth on) with this key, and every request of the benchmark carries it (the peers
+# ignore the header).
+BENCH_KEY = "ym_benchadmin_" + "B" * 43
+AUTH = {"Authorization": f"Bearer {BENCH_KEY}"}
+YUNMO_AUTH_ENV = {"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": BENCH_KEY}
+
+
 def post_json(url, body, headers=None):
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json", **AUTH, **(headers or {})})
     with urllib.request.urlopen(request, timeout=600) as response:
         return json.load(response)
 
@@ -84,7 +92,7 @@ def stream_completion(host, port, model, prompt, max_tokens, seed, temperature):
                        "stream": True, "stream_options": {"include_usage": True}})
     connection = http.client.HTTPConnection(host, port, timeout=600)
     started = time.perf_counter()
-    connection.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    connection.request("POST", "/v1/completions", body, {"Content-Type": "application/json", **AUTH})
     response = connection.getresponse()
     assert response.status == 200, response.read()
     first = last = None
@@ -157,13 +165,13 @@ def bench_llm(name, host, port, model, args):
 def yunmo_llm(args, work):
     port = 18090
     env = {"YUNMO__BACKENDS__GGUF__THREADS": str(args.threads), "YUNMO__BACKENDS__GGUF__MAX_SEQUENCES": str(max(args.streams)),
-           "YUNMO__BACKENDS__GGUF__CONTEXT_PER_SEQUENCE": "1024", "YUNMO__TELEMETRY__LOG_LEVEL": "warn"}
+           "YUNMO__BACKENDS__GGUF__CONTEXT_PER_SEQUENCE": "1024", "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **YUNMO_AUTH_ENV}
     proc = Proc([YUNMO, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, "yunmo-llm")],
                 os.path.join(work, "yunmo-llm.log"), "0-1", env)
     try:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
         subprocess.run([YUNMO, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", GGUF], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, env={**os.environ, "YUNMO_API_KEY": BENCH_KEY})
         return bench_llm("yunmo", "127.0.0.1", port, "smollm2", args)
     finally:
         proc.stop()
@@ -187,13 +195,14 @@ def llamacpp_llm(args, work):
 
 def loadgen(url, body_path, concurrency, duration):
     out = subprocess.run(["taskset", "-c", "1", LOADGEN, "http", "--url", url, "--body", body_path, "--concurrency", str(concurrency),
-                          "--duration", str(duration), "--warmup", "2"], check=True, capture_output=True, text=True).stdout
+                          "--duration", str(duration), "--warmup", "2", "--header", f"Authorization: Bearer {BENCH_KEY}"],
+                         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def yunmo_embed(args, work, body_path):
     port = 18092
-    env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__TELEMETRY__LOG_LEVEL": "warn"}
+    env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **YUNMO_AUTH_ENV}
     proc = Proc([YUNMO, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, "yunmo-embed")],
                 os.path.join(work, "yunmo-embed.log"), "0", env)
     try:
@@ -201,7 +210,7 @@ def yunmo_embed(args, work, body_path):
         wait_ready(base + "/v2/health/ready")
         config = json.dumps({"embedding": {"pooling": "mean", "normalize": True}, "max_batch_size": 64})
         subprocess.run([YUNMO, "models", "push", "--url", base, "--name", "all-MiniLM-L6-v2", "--config", config, "--tokenizer", TOKENIZER, MINILM],
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, env={**os.environ, "YUNMO_API_KEY": BENCH_KEY})
         post_json(base + "/v1/embeddings", {"model": "all-MiniLM-L6-v2", "input": "warm up"})
         return loadgen(base + "/v1/embeddings", body_path, args.embed_concurrency, args.duration)
     finally:

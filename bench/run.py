@@ -186,6 +186,24 @@ class Server:
 BENCH_KEY = "ym_benchadmin_" + "B" * 43
 
 
+def supported_settings(binary, env):
+    """`env` without the YUNMO__SECTION__KEY settings `binary` does not know (an older build, in bench/ab.py,
+    refuses unknown settings): read from its `serve --print-config`."""
+    out = subprocess.run([binary, "serve", "--print-config"], capture_output=True, text=True, env={**os.environ, **{k: v for k, v in env.items() if not k.startswith("YUNMO__")}})
+    if out.returncode != 0:
+        return env
+    config = json.loads(out.stdout)
+
+    def known(key):
+        node = config
+        for part in key[len("YUNMO__"):].lower().split("__"):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+    return {k: v for k, v in env.items() if not k.startswith("YUNMO__") or known(k)}
+
+
 class Yunmo(Server):
     """Yunmo as shipped: auth on, every request carries an admin key (checked, access-checked and metered)."""
     name = "yunmo"
@@ -207,6 +225,7 @@ class Yunmo(Server):
         env = {"YUNMO__BACKENDS__ONNX__INTRA_OP_THREADS": "1", "YUNMO__SERVER__WORKER_THREADS": "1",
                "YUNMO__TELEMETRY__LOG_LEVEL": "warn", "ORT_DYLIB_PATH": ORT_LIB,
                "YUNMO__AUTH__ENABLED": "true" if self.auth else "false", "YUNMO__AUTH__BOOTSTRAP_KEY": BENCH_KEY, **self.extra_env}
+        env = supported_settings(self.binary, env)
         key = BENCH_KEY if self.auth else None
         self.spawn([self.binary, "serve", "--http-port", str(self.port), "--grpc-port", str(self.port + 1),
                     "--data-dir", os.path.join(work, "data")], env=env)

@@ -2,6 +2,7 @@
 //! `{"error": {"code", "message"}}`. Documented by the OpenAPI description in [`crate::openapi`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -395,7 +396,7 @@ pub async fn create_model(State(state): State<AppState>, caller: Caller, body: L
 #[utoipa::path(get, path = "/api/v1/models/{name}", responses((status = 200, body = ModelDto), (status = 404)))]
 pub async fn get_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<ModelDto>> {
     let record = caller.model(&state, &name, Action::Read).await.map_err(admin)?;
-    Ok(Json(model_dto(&state, &caller, record).await?))
+    Ok(Json(model_dto(&state, &caller, Arc::unwrap_or_clone(record)).await?))
 }
 
 /// Changes a model's description, task, labels, metadata or version policy.
@@ -407,7 +408,7 @@ pub async fn update_model(
     Path(name): Path<String>,
     body: LazyJson<UpdateModel>,
 ) -> AdminResult<Json<ModelDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     let body = body.read(&state).await.map_err(admin)?;
     let patch = ModelPatch {
         sharing: None,
@@ -424,7 +425,7 @@ pub async fn update_model(
 /// Deletes a model, all its versions and their files.
 #[utoipa::path(delete, path = "/api/v1/models/{name}", responses((status = 204), (status = 404)))]
 pub async fn delete_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<StatusCode> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     state.service.delete_model(&name).await.map_err(admin)?;
     tracing::info!(model = %name, "Model deleted.");
     Ok(StatusCode::NO_CONTENT)
@@ -433,7 +434,7 @@ pub async fn delete_model(State(state): State<AppState>, caller: Caller, Path(na
 /// Versions of a model.
 #[utoipa::path(get, path = "/api/v1/models/{name}/versions", responses((status = 200, body = Vec<VersionDto>), (status = 404)))]
 pub async fn list_versions(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<Vec<VersionDto>>> {
-    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name.clone();
     let versions = state.service.registry().list_versions(&name).await.map_err(|e| admin(e.into()))?;
     Ok(Json(versions.into_iter().map(|v| version_dto(&state, &caller, v)).collect()))
 }
@@ -449,7 +450,7 @@ pub async fn get_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name.clone();
     let record = state.service.registry().get_version(&name, parse_version(&version)?).await.map_err(|e| admin(e.into()))?;
     Ok(Json(version_dto(&state, &caller, record)))
 }
@@ -461,7 +462,7 @@ pub async fn delete_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<StatusCode> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     state.service.delete_version(&name, parse_version(&version)?).await.map_err(admin)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -475,7 +476,7 @@ pub async fn set_config(
     Path((name, version)): Path<(String, String)>,
     body: LazyJson<VersionConfigDto>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     let body = body.read(&state).await.map_err(admin)?;
     let record = state.service.set_version_config(&name, parse_version(&version)?, body.into()).await.map_err(admin)?;
     Ok(Json(version_dto(&state, &caller, record)))
@@ -488,7 +489,7 @@ pub async fn load_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     let record = state.service.load(&name, Some(parse_version(&version)?)).await.map_err(admin)?;
     Ok(Json(version_dto(&state, &caller, record)))
 }
@@ -500,7 +501,7 @@ pub async fn unload_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     let version = parse_version(&version)?;
     state.service.unload(&name, Some(version)).await.map_err(admin)?;
     let record = state.service.registry().get_version(&name, version).await.map_err(|e| admin(e.into()))?;
@@ -518,7 +519,7 @@ pub async fn set_tokenizer(
     Path((name, version)): Path<(String, String)>,
     request: Request,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     let version = parse_version(&version)?;
     let (parts, body) = request.into_parts();
     let limit = crate::body::Limit { bytes: yunmo_service::MAX_TOKENIZER_BYTES, setting: "the tokenizer limit" };
@@ -542,7 +543,7 @@ pub async fn upload_version(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> AdminResult<Response> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     // Unknown models and taken versions fail before the body is read.
     state.service.check_new_version(&name, query.version).await.map_err(admin)?;
     let mut config = match &query.config {
@@ -661,7 +662,7 @@ pub async fn set_sharing(
     Path(name): Path<String>,
     body: LazyJson<SharingDto>,
 ) -> AdminResult<Json<ModelDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     let body = body.read(&state).await.map_err(admin)?;
     for tenant in &body.tenants {
         known_tenant(&state, tenant, "tenants").await?;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
@@ -12,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use yunmo_auth::{Action, Credentials, Principal, UsageGuard};
 use yunmo_registry::{AuditEntry, ModelRecord};
 use yunmo_service::{Code, Prompt, PromptInput, ServiceError, UsageCell};
@@ -84,12 +85,11 @@ pub struct ErrorCode(pub Code);
 /// Route layer of inference routes: admits the request past rate limits and quotas, then meters it, body
 /// bytes included, until its response body has been sent (or dropped: `cancelled`).
 pub async fn meter(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    let principal = request.extensions().get::<Principal>().cloned().unwrap_or_else(Principal::local);
-    let protocol = if path.starts_with("/v1/") { "openai" } else { "rest" };
+    let principal = request.extensions().get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::local()));
+    let protocol = if request.uri().path().starts_with("/v1/") { "openai" } else { "rest" };
     let guard = match state.gate.admit(&principal, protocol).await {
         Ok(guard) => guard,
-        Err(error) => return ApiError::new(error, shape_of(&path)).into_response(),
+        Err(error) => return ApiError::new(error, shape_of(request.uri().path())).into_response(),
     };
     let cell = guard.cell().clone();
     request.extensions_mut().insert(cell.clone());
@@ -121,27 +121,46 @@ pub async fn meter(State(state): State<AppState>, mut request: Request, next: Ne
     };
     cell.set_outcome(outcome);
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::from_stream(Metered { inner: body.into_data_stream(), guard, finished: false }))
+    Response::from_parts(parts, Body::new(Metered { inner: body, guard, finished: false }))
 }
 
-/// A response body that counts its bytes and holds the usage guard until it ends.
+/// A response body that counts its bytes and holds the usage guard until it ends. It keeps the inner
+/// body's size, so a whole answer still goes out with its Content-Length in one write (a stream would be
+/// sent chunked, with more writes per answer).
 struct Metered {
-    inner: axum::body::BodyDataStream,
+    inner: Body,
     guard: UsageGuard,
     finished: bool,
 }
 
-impl Stream for Metered {
-    type Item = Result<Bytes, axum::Error>;
+impl axum::body::HttpBody for Metered {
+    type Data = Bytes;
+    type Error = axum::Error;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.inner.poll_next_unpin(cx);
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(Some(Ok(bytes))) => self.guard.cell().add_bytes(0, bytes.len() as u64),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(bytes) = frame.data_ref() {
+                    self.guard.cell().add_bytes(0, bytes.len() as u64);
+                }
+                // The writer does not poll again once the body says it has ended.
+                if self.inner.is_end_stream() {
+                    self.finished = true;
+                }
+            }
             Poll::Ready(None) => self.finished = true,
             _ => {}
         }
         polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -163,7 +182,7 @@ pub async fn allow(
     name: &str,
     action: Action,
     usage: Option<&UsageCell>,
-) -> Result<ModelRecord, ServiceError> {
+) -> Result<Arc<ModelRecord>, ServiceError> {
     let result = match resolve(state, principal, name).await {
         Ok(model) => yunmo_auth::check(principal, &model, action).map(|()| model),
         Err(error) => Err(error),
@@ -179,7 +198,7 @@ pub async fn allow(
 /// The model a caller means by `name`: `tenant/name` as it is; a short name by [`yunmo_auth::pick`] (the
 /// caller's own model first). Names are unique per tenant, so nothing here tells a caller that another
 /// tenant's private model exists.
-pub async fn resolve(state: &AppState, principal: &Principal, name: &str) -> Result<ModelRecord, ServiceError> {
+pub async fn resolve(state: &AppState, principal: &Principal, name: &str) -> Result<Arc<ModelRecord>, ServiceError> {
     if let Some((tenant, short)) = name.split_once('/') {
         // `default/name` is how others may qualify a model of the default tenant (stored as `name`).
         let qualified = yunmo_registry::qualified_name(tenant, short);
@@ -191,13 +210,13 @@ pub async fn resolve(state: &AppState, principal: &Principal, name: &str) -> Res
         };
     }
     let candidates = state.service.models_named(name).await?;
-    yunmo_auth::pick(principal, name, candidates)
+    yunmo_auth::pick(principal, name, &candidates)
 }
 
 /// The authenticated caller of a handler and, on inference routes, its usage record.
 pub struct Caller {
-    /// Who is calling.
-    pub principal: Principal,
+    /// Who is calling (shared with the request, not copied).
+    pub principal: Arc<Principal>,
     /// The request's usage record (inference routes only).
     pub usage: Option<UsageCell>,
 }
@@ -206,7 +225,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let principal = parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+        let principal = parts.extensions.get::<Arc<Principal>>().cloned().ok_or_else(|| {
             ApiError::new(ServiceError::new(Code::Unauthenticated, "no caller on this request"), shape_of(parts.uri.path()))
         })?;
         Ok(Caller { principal, usage: parts.extensions.get::<UsageCell>().cloned() })
@@ -215,14 +234,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 impl Caller {
     /// The model `name` if this caller may do `action` on it.
-    pub async fn model(&self, state: &AppState, name: &str, action: Action) -> Result<ModelRecord, ServiceError> {
+    pub async fn model(&self, state: &AppState, name: &str, action: Action) -> Result<Arc<ModelRecord>, ServiceError> {
         allow(state, &self.principal, name, action, self.usage.as_ref()).await
     }
 
     /// `model_ref` with the qualified name of the model this caller means, if it may do `action` on it.
     pub async fn served(&self, state: &AppState, model_ref: &ModelRef, action: Action) -> Result<ModelRef, ServiceError> {
         let model = self.model(state, &model_ref.name, action).await?;
-        Ok(ModelRef::new(model.name, model_ref.version))
+        Ok(ModelRef::new(model.name.clone(), model_ref.version))
     }
 
     /// Checks that this caller may run `model_ref`, then tokenises the prompt and ties its generations

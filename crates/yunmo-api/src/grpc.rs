@@ -64,13 +64,13 @@ impl GrpcService {
     /// Checks that the caller of `request` may do `action` on model `name`; returns the model's qualified name.
     async fn allow<T>(&self, request: &Request<T>, name: &str, action: Action) -> Result<String, Status> {
         let principal = caller(request)?;
-        Ok(crate::auth::allow(&self.state, &principal, name, action, None).await.map_err(status)?.name)
+        Ok(crate::auth::allow(&self.state, &principal, name, action, None).await.map_err(status)?.name.clone())
     }
 }
 
 /// The principal the auth layer put on the call.
-fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
-    request.extensions().get::<Principal>().cloned().ok_or_else(|| Status::unauthenticated("no caller on this call"))
+fn caller<T>(request: &Request<T>) -> Result<std::sync::Arc<Principal>, Status> {
+    request.extensions().get::<std::sync::Arc<Principal>>().cloned().ok_or_else(|| Status::unauthenticated("no caller on this call"))
 }
 
 fn model_ref(name: String, version: &str) -> Result<ModelRef, Status> {
@@ -208,7 +208,7 @@ impl GrpcService {
     /// Runs one infer call, filling in its usage record; errors carry their service code for the record.
     async fn infer(
         &self,
-        principal: Principal,
+        principal: std::sync::Arc<Principal>,
         request: Request<pb::ModelInferRequest>,
         usage: &yunmo_service::UsageCell,
     ) -> Result<Response<pb::ModelInferResponse>, (Status, Code)> {
@@ -225,7 +225,7 @@ impl GrpcService {
         let mut charge = self.state.budget.charge(size).map_err(fail)?;
         let typed = request.raw_input_contents.is_empty();
         let qualified =
-            crate::auth::allow(&self.state, &principal, &request.model_name, Action::Infer, Some(usage)).await.map_err(fail)?.name;
+            crate::auth::allow(&self.state, &principal, &request.model_name, Action::Infer, Some(usage)).await.map_err(fail)?.name.clone();
         let model_ref = model_ref(qualified, &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
         let asked_for = request.model_name.clone();
         let limits = DecodeLimits { max_tensor_elements: self.state.config.max_tensor_elements };

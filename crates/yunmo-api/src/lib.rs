@@ -46,9 +46,28 @@ pub struct ApiConfig {
     pub max_headers: usize,
 }
 
-/// State shared by every handler.
+/// State shared by every handler: one `Arc`, so that the clones axum makes per request and per layer cost
+/// one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// The state made of `parts`.
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppParts {
     /// The service layer.
     pub service: InferenceService,
     /// Authentication, access, limits, metering and audit.
@@ -81,11 +100,42 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(axum::middleware::from_fn(method_not_allowed))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_headers))
-        .layer(axum::middleware::from_fn(track_http))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
+}
+
+/// What every request passes through, in one layer (each axum middleware layer costs a clone of the
+/// route stack per request): HTTP metrics, the header limits, authentication (and the audit of management
+/// actions), and the route group's body on a 405.
+async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = match header_limits(&state, &request) {
+        Some(refusal) => refusal,
+        None => {
+            let path = request.uri().path().to_string();
+            let response = auth::authenticate(State(state), request, next).await;
+            shape_method_not_allowed(&method, &path, response)
+        }
+    };
+    let method = method.as_str().to_string();
+    let status = status_class(response.status());
+    ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn status_class(status: axum::http::StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
 }
 
 /// Route prefixes followed by a model name.
@@ -122,14 +172,12 @@ async fn not_found(request: Request) -> Response {
 }
 
 /// A route's 405 (axum's, with the `Allow` header naming the methods it takes) gets the route group's body.
-async fn method_not_allowed(request: Request, next: Next) -> Response {
-    let (method, path) = (request.method().clone(), request.uri().path().to_string());
-    let response = next.run(request).await;
+fn shape_method_not_allowed(method: &axum::http::Method, path: &str, response: Response) -> Response {
     if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
     let message = format!("{path} does not take {method}");
-    let mut shaped = error::ApiError::new(ServiceError::new(Code::MethodNotAllowed, message), auth::shape_of(&path)).into_response();
+    let mut shaped = error::ApiError::new(ServiceError::new(Code::MethodNotAllowed, message), auth::shape_of(path)).into_response();
     if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
         shaped.headers_mut().insert(axum::http::header::ALLOW, allow.clone());
     }
@@ -139,7 +187,7 @@ async fn method_not_allowed(request: Request, next: Next) -> Response {
 /// `/metrics` names every tenant's models, so it needs a key with the `metrics` scope (or `admin`), unless
 /// the operator lists it in `auth.open_paths`.
 async fn render_metrics(State(state): State<AppState>, request: Request) -> Response {
-    if let Some(principal) = request.extensions().get::<yunmo_auth::Principal>()
+    if let Some(principal) = request.extensions().get::<Arc<yunmo_auth::Principal>>()
         && let Err(error) = principal.require(yunmo_types::Scope::Metrics)
     {
         return error::ApiError::kserve(error).into_response();
@@ -153,9 +201,9 @@ async fn render_metrics(State(state): State<AppState>, request: Request) -> Resp
     }
 }
 
-/// Refuses a request whose headers pass `max_headers` or `max_header_bytes` (431), before authentication
-/// or any handler reads them. The HTTP parser's own caps bound what is buffered before this runs.
-async fn limit_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The 431 of a request whose headers pass `max_headers` or `max_header_bytes`, before authentication or any
+/// handler reads them. The HTTP parser's own caps bound what is buffered before this runs.
+fn header_limits(state: &AppState, request: &Request) -> Option<Response> {
     let headers = request.headers();
     let (count, limit_count) = (headers.len(), state.config.max_headers);
     let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
@@ -164,22 +212,10 @@ async fn limit_headers(State(state): State<AppState>, request: Request, next: Ne
     } else if bytes > state.config.max_header_bytes {
         format!("the request headers hold {bytes} bytes, more than max_header_bytes = {}", state.config.max_header_bytes)
     } else {
-        return next.run(request).await;
+        return None;
     };
     let shape = auth::shape_of(request.uri().path());
-    error::ApiError::new(ServiceError::new(Code::HeadersTooLarge, message), shape).into_response()
-}
-
-async fn track_http(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
-    let method = request.method().as_str().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let class = format!("{}xx", response.status().as_u16() / 100);
-    ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => class).increment(1);
-    ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    response
+    Some(error::ApiError::new(ServiceError::new(Code::HeadersTooLarge, message), shape).into_response())
 }
 
 #[cfg(test)]

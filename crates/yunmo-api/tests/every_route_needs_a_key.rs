@@ -60,7 +60,7 @@ async fn state(dir: &Path) -> AppState {
             request_timeout: Duration::from_secs(5),
         },
     );
-    AppState {
+    AppState::new(yunmo_api::AppParts {
         service,
         gate,
         config: Arc::new(ApiConfig {
@@ -74,7 +74,7 @@ async fn state(dir: &Path) -> AppState {
         budget: yunmo_api::body::InflightBudget::new(1 << 22),
         prometheus: None,
         shutting_down: Arc::new(AtomicBool::new(false)),
-    }
+    })
 }
 
 #[tokio::test]

@@ -26,16 +26,20 @@ pub fn can_see(principal: &Principal, model: &ModelRecord) -> bool {
 /// `name`): the caller's own, else the `default` tenant's, else the one another tenant shares with it. A
 /// model the caller cannot see is not a candidate, so the answer for it is exactly the answer for a name
 /// nobody uses; two other tenants' models of that name are ambiguous (qualify it as `tenant/name`).
-pub fn pick(principal: &Principal, name: &str, candidates: Vec<ModelRecord>) -> Result<ModelRecord, ServiceError> {
-    let mut visible: Vec<ModelRecord> = candidates.into_iter().filter(|model| can_see(principal, model)).collect();
+pub fn pick<M: std::ops::Deref<Target = ModelRecord> + Clone>(
+    principal: &Principal,
+    name: &str,
+    candidates: &[M],
+) -> Result<M, ServiceError> {
     for tenant in [principal.tenant.as_str(), DEFAULT_TENANT] {
-        if let Some(index) = visible.iter().position(|model| model.tenant == tenant) {
-            return Ok(visible.swap_remove(index));
+        if let Some(model) = candidates.iter().find(|model| model.tenant == tenant && can_see(principal, model)) {
+            return Ok(model.clone());
         }
     }
+    let visible: Vec<&M> = candidates.iter().filter(|model| can_see(principal, model)).collect();
     match visible.len() {
         0 => Err(ServiceError::not_found(format!("model '{name}' not found"))),
-        1 => Ok(visible.remove(0)),
+        1 => Ok(visible[0].clone()),
         _ => {
             let names: Vec<String> = visible.iter().map(|model| format!("'{}'", model.name)).collect();
             Err(ServiceError::invalid(format!("model name '{name}' is ambiguous: say which one, {}", names.join(" or "))))
@@ -145,15 +149,16 @@ mod tests {
         let from_c = model("c", shared_with_a);
         let private_d = model("d", Sharing::default());
         let a = principal("a", &[Scope::Infer]);
-        let all = || vec![own.clone(), operator.clone(), from_b.clone(), from_c.clone(), private_d.clone()];
-        assert_eq!(pick(&a, "m", all()).unwrap().name, "a/m", "the caller's own model first");
-        assert_eq!(pick(&a, "m", all()[1..].to_vec()).unwrap().name, "m", "then the default tenant's");
-        assert_eq!(pick(&a, "m", vec![from_b.clone(), private_d.clone()]).unwrap().name, "b/m", "then the one shared with it");
-        let error = pick(&a, "m", vec![from_b, from_c]).unwrap_err();
+        let all = || [own.clone(), operator.clone(), from_b.clone(), from_c.clone(), private_d.clone()].map(std::sync::Arc::new).to_vec();
+        assert_eq!(pick(&a, "m", &all()).unwrap().name, "a/m", "the caller's own model first");
+        assert_eq!(pick(&a, "m", &all()[1..]).unwrap().name, "m", "then the default tenant's");
+        let arcs = |models: Vec<ModelRecord>| models.into_iter().map(std::sync::Arc::new).collect::<Vec<_>>();
+        assert_eq!(pick(&a, "m", &arcs(vec![from_b.clone(), private_d.clone()])).unwrap().name, "b/m", "then the one shared with it");
+        let error = pick(&a, "m", &arcs(vec![from_b, from_c])).unwrap_err();
         assert!(error.message.contains("'b/m' or 'c/m'"), "{}", error.message);
         // Another tenant's private model is exactly as absent as no model at all.
-        let hidden = pick(&a, "m", vec![private_d]).unwrap_err();
-        let missing = pick(&a, "m", vec![]).unwrap_err();
+        let hidden = pick(&a, "m", &arcs(vec![private_d])).unwrap_err();
+        let missing = pick(&a, "m", &arcs(vec![])).unwrap_err();
         assert_eq!((hidden.code, hidden.message), (missing.code, missing.message));
     }
 

@@ -13,7 +13,11 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use yunmo_registry::KeyRecord;
+
+use crate::Principal;
 
 /// Most keys held; past it the cache is emptied (a crude but bounded policy: keys are few and created by
 /// admins, and an entry costs one database read to refill).
@@ -23,9 +27,12 @@ pub(crate) struct KeyCache {
     ttl: Duration,
     /// `None`: the database has no key with this id. Unknown ids are answered from here too, so that a
     /// made-up id costs no database read (no timing signal, no cheap load on the database).
-    entries: RwLock<HashMap<String, (Option<KeyRecord>, Instant)>>,
+    entries: RwLock<HashMap<String, Entry>>,
     generation: AtomicU64,
 }
+
+/// A key id's answer (`None`: no such key) and when it was read.
+type Entry = (Option<Arc<KnownKey>>, Instant);
 
 /// What the cache knows of a key id.
 pub(crate) enum Cached {
@@ -34,7 +41,19 @@ pub(crate) enum Cached {
     /// No such key.
     Unknown,
     /// The key's record.
-    Known(Box<KeyRecord>),
+    Known(Arc<KnownKey>),
+}
+
+/// A key read from the database, with the caller it stands for (built once, shared by its requests).
+pub(crate) struct KnownKey {
+    pub(crate) record: KeyRecord,
+    pub(crate) principal: Arc<Principal>,
+}
+
+impl KnownKey {
+    pub(crate) fn new(record: KeyRecord) -> KnownKey {
+        KnownKey { principal: Arc::new(Principal::from_key(record.clone())), record }
+    }
 }
 
 impl KeyCache {
@@ -50,7 +69,7 @@ impl KeyCache {
         let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         match entries.get(id) {
             Some((record, fetched)) if fetched.elapsed() < self.ttl => match record {
-                Some(record) => Cached::Known(Box::new(record.clone())),
+                Some(known) => Cached::Known(known.clone()),
                 None => Cached::Unknown,
             },
             _ => Cached::Miss,
@@ -64,7 +83,7 @@ impl KeyCache {
 
     /// Stores what the database said of key `id` (`None`: no such key), unless an invalidation happened
     /// since `generation`.
-    pub(crate) fn insert(&self, id: &str, record: Option<&KeyRecord>, generation: u64) {
+    pub(crate) fn insert(&self, id: &str, known: Option<Arc<KnownKey>>, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
@@ -75,7 +94,7 @@ impl KeyCache {
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(id.to_string(), (record.cloned(), Instant::now()));
+        entries.insert(id.to_string(), (known, Instant::now()));
     }
 
     /// Drops one key.

@@ -112,25 +112,27 @@ impl Gate {
     }
 
     /// The caller behind `credentials`. With auth off, every caller is [`Principal::local`].
-    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal, ServiceError> {
+    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Arc<Principal>, ServiceError> {
         if !self.enabled() {
-            return Ok(Principal::local());
+            static LOCAL: std::sync::LazyLock<Arc<Principal>> = std::sync::LazyLock::new(|| Arc::new(Principal::local()));
+            return Ok(LOCAL.clone());
         }
         let Some(presented) = credentials.key() else {
             return Err(unauthenticated("no API key: send 'Authorization: Bearer ym_...' or an 'api-key' header"));
         };
         let invalid = || unauthenticated("invalid API key");
         let id = key::key_id(presented).ok_or_else(invalid)?;
-        let record = match self.0.keys.get(id) {
-            cache::Cached::Known(record) => *record,
+        let known = match self.0.keys.get(id) {
+            cache::Cached::Known(known) => known,
             cache::Cached::Unknown => return Err(invalid()),
             cache::Cached::Miss => {
                 let generation = self.0.keys.generation();
-                let record = self.0.registry.get_key(id).await?;
-                self.0.keys.insert(id, record.as_ref(), generation);
-                record.ok_or_else(invalid)?
+                let known = self.0.registry.get_key(id).await?.map(|record| Arc::new(cache::KnownKey::new(record)));
+                self.0.keys.insert(id, known.clone(), generation);
+                known.ok_or_else(invalid)?
             }
         };
+        let record = &known.record;
         if !key::verify(presented, &record.hash) {
             return Err(invalid());
         }
@@ -142,7 +144,7 @@ impl Gate {
         {
             return Err(unauthenticated(format!("API key '{id}' expired at {}", calendar::format_utc(expires_at * 1000))));
         }
-        Ok(Principal::from_key(record))
+        Ok(known.principal.clone())
     }
 
     /// The models `principal` can see (own, public, shared with its tenant; within its key's allow-list).
@@ -158,14 +160,14 @@ impl Gate {
     }
 
     /// Admits one inference request past the rate limits and quotas, and starts its usage record.
-    pub async fn admit(&self, principal: &Principal, protocol: &str) -> Result<UsageGuard, ServiceError> {
+    pub async fn admit(&self, principal: &Principal, protocol: &'static str) -> Result<UsageGuard, ServiceError> {
         let admission = self.0.limiter.admit(principal).await?;
         let cell = UsageCell::new(UsageEvent {
             at_ms: calendar::now_ms(),
             tenant: principal.tenant.clone(),
             key_id: principal.key_id.clone(),
-            protocol: protocol.to_string(),
-            outcome: "cancelled".into(),
+            protocol,
+            outcome: "cancelled",
             ..UsageEvent::default()
         });
         Ok(UsageGuard::new(cell, self.0.meter.clone(), self.0.limiter.clone(), admission))
@@ -323,7 +325,7 @@ mod tests {
         let (a, b) =
             (Credentials { authorization: Some(&header_a), api_key: None }, Credentials { authorization: Some(&header_b), api_key: None });
         assert_eq!(gate.authenticate(a).await.unwrap().tenant_limits, Limits::default());
-        let b_id = gate.authenticate(b).await.unwrap().key_id;
+        let b_id = gate.authenticate(b).await.unwrap().key_id.clone();
 
         // Tenant limits changed through the gate apply to the next request of a cached key.
         let limits = Limits { requests_per_second: Some(5.0), ..Limits::default() };

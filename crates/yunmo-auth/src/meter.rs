@@ -20,37 +20,55 @@ use crate::limits::{Admission, Limiter};
 /// Events waiting past this many are written at once.
 const BATCH: usize = 2048;
 
-enum Message {
-    Event(UsageEvent),
-    /// Write what is pending; answers how many events are still unwritten (0: all stored).
-    Flush(oneshot::Sender<usize>),
+/// Events emitted and not yet taken by the writer. A request's event is pushed here under a short lock
+/// (not sent through a channel, which would wake the writer task once per request); the writer takes them
+/// all every flush interval, or sooner when [`BATCH`] are waiting.
+#[derive(Default)]
+struct Outbox {
+    events: std::sync::Mutex<Vec<UsageEvent>>,
+    full: tokio::sync::Notify,
+}
+
+impl Outbox {
+    fn push(&self, event: UsageEvent) {
+        let mut events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        events.push(event);
+        if events.len() == BATCH {
+            self.full.notify_one();
+        }
+    }
+
+    fn take(&self) -> Vec<UsageEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
 }
 
 /// The sending side of the usage writer.
 #[derive(Clone)]
 pub struct Meter {
-    sender: mpsc::UnboundedSender<Message>,
+    outbox: Arc<Outbox>,
+    /// Flush requests; the writer ends when every `Meter` is gone.
+    flushes: mpsc::UnboundedSender<oneshot::Sender<usize>>,
 }
 
 impl Meter {
     /// Starts the writer task on the current runtime.
     pub fn start(registry: Registry, interval: Duration) -> Meter {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(writer(registry, receiver, interval));
-        Meter { sender }
+        let (flushes, receiver) = mpsc::unbounded_channel();
+        let outbox = Arc::new(Outbox::default());
+        tokio::spawn(writer(registry, outbox.clone(), receiver, interval));
+        Meter { outbox, flushes }
     }
 
     fn send(&self, event: UsageEvent) {
-        if self.sender.send(Message::Event(event)).is_err() {
-            tracing::error!("The usage writer has stopped; a usage event is lost.");
-        }
+        self.outbox.push(event);
     }
 
     /// Writes every event sent so far and waits until they are stored. `Err(n)`: `n` events could not be
     /// written (the database failed); they stay queued and are retried at every flush interval.
     pub async fn flush(&self) -> Result<(), usize> {
         let (done, wait) = oneshot::channel();
-        self.sender.send(Message::Flush(done)).map_err(|_| 0usize)?;
+        self.flushes.send(done).map_err(|_| 0usize)?;
         match wait.await {
             Ok(0) => Ok(()),
             Ok(unwritten) => Err(unwritten),
@@ -59,30 +77,22 @@ impl Meter {
     }
 }
 
-async fn writer(registry: Registry, mut receiver: mpsc::UnboundedReceiver<Message>, interval: Duration) {
+async fn writer(registry: Registry, outbox: Arc<Outbox>, mut flushes: mpsc::UnboundedReceiver<oneshot::Sender<usize>>, interval: Duration) {
     let mut pending: Vec<UsageEvent> = Vec::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // While the database fails, a full batch waits for the next tick instead of retrying on every event.
+    // While the database fails, a full batch waits for the next tick instead of retrying at once.
     let mut failing = false;
     loop {
         tokio::select! {
-            message = receiver.recv() => match message {
-                Some(Message::Event(event)) => {
-                    pending.push(event);
-                    if pending.len() >= BATCH && !failing {
-                        failing = !write(&registry, &mut pending).await;
-                    }
-                }
-                Some(Message::Flush(done)) => {
-                    // Take everything already queued before answering.
-                    while let Ok(Message::Event(event)) = receiver.try_recv() {
-                        pending.push(event);
-                    }
+            request = flushes.recv() => match request {
+                Some(done) => {
+                    pending.extend(outbox.take());
                     failing = !write(&registry, &mut pending).await;
                     let _ = done.send(pending.len());
                 }
                 None => {
+                    pending.extend(outbox.take());
                     write(&registry, &mut pending).await;
                     if !pending.is_empty() {
                         tracing::error!(events = pending.len(), "The usage writer stopped with events it could not write; they are lost.");
@@ -90,7 +100,14 @@ async fn writer(registry: Registry, mut receiver: mpsc::UnboundedReceiver<Messag
                     return;
                 }
             },
-            _ = ticker.tick() => failing = !write(&registry, &mut pending).await,
+            () = outbox.full.notified(), if !failing => {
+                pending.extend(outbox.take());
+                failing = !write(&registry, &mut pending).await;
+            }
+            _ = ticker.tick() => {
+                pending.extend(outbox.take());
+                failing = !write(&registry, &mut pending).await;
+            }
         }
     }
 }
@@ -151,7 +168,7 @@ impl UsageGuard {
 
 impl Drop for UsageGuard {
     fn drop(&mut self) {
-        let event = self.cell.snapshot();
+        let event = self.cell.take();
         self.limiter.charge(&self.admission, event.input_tokens + event.output_tokens, event.compute_ms);
         self.meter.send(event);
     }

@@ -255,6 +255,11 @@ impl Db {
             .execute(&pool)
             .await?;
         sqlx::raw_sql(crate::tenancy::SCHEMA).execute(&pool).await?;
+        // Databases created before usage rows were summed per flush: each row is one request.
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('usage_events')").fetch_all(&pool).await?;
+        if !columns.iter().any(|column| column == "requests") {
+            sqlx::raw_sql("ALTER TABLE usage_events ADD COLUMN requests INTEGER NOT NULL DEFAULT 1").execute(&pool).await?;
+        }
         Ok(Db { pool })
     }
 

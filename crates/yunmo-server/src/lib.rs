@@ -139,7 +139,7 @@ pub async fn run(
     );
     let gate = gate(&settings, service.registry().clone()).await?;
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let state = AppState {
+    let state = AppState::new(yunmo_api::AppParts {
         service,
         gate: gate.clone(),
         config: Arc::new(ApiConfig {
@@ -153,7 +153,7 @@ pub async fn run(
         budget: yunmo_api::body::InflightBudget::new(settings.server.max_inflight_bytes),
         prometheus: if settings.telemetry.metrics { prometheus() } else { None },
         shutting_down: shutting_down.clone(),
-    };
+    });
     let grpc_service = yunmo_api::grpc::GrpcService::server(state.clone());
     let app = yunmo_api::router(state);
     let http_limits = http::HttpLimits {

@@ -97,9 +97,9 @@ struct Inner {
     /// service and drops the model's entries, so a hit is never stale within this process.
     resolved: std::sync::RwLock<std::collections::HashMap<(String, Option<u64>), VersionRecord>>,
     /// Model records by name (owner and sharing, for access checks), dropped with the resolutions.
-    records: std::sync::RwLock<std::collections::HashMap<String, yunmo_registry::ModelRecord>>,
+    records: std::sync::RwLock<std::collections::HashMap<String, Arc<yunmo_registry::ModelRecord>>>,
     /// The models of every tenant with a given short name (to resolve a name a caller gives), dropped with them.
-    named: std::sync::RwLock<std::collections::HashMap<String, Vec<yunmo_registry::ModelRecord>>>,
+    named: std::sync::RwLock<std::collections::HashMap<String, Arc<[Arc<yunmo_registry::ModelRecord>]>>>,
     /// Bumped by every invalidation: a lookup that read the database before a concurrent change does not
     /// cache what it read.
     generation: std::sync::atomic::AtomicU64,
@@ -224,12 +224,12 @@ impl InferenceService {
     }
 
     /// The stored record of model `name`, cached like resolutions (access checks read it on every request).
-    pub async fn model_record(&self, name: &str) -> Result<yunmo_registry::ModelRecord, ServiceError> {
+    pub async fn model_record(&self, name: &str) -> Result<Arc<yunmo_registry::ModelRecord>, ServiceError> {
         if let Some(hit) = self.inner.records.read().expect("record cache lock").get(name) {
             return Ok(hit.clone());
         }
         let generation = self.generation();
-        let record = self.inner.registry.get_model(name).await?;
+        let record = Arc::new(self.inner.registry.get_model(name).await?);
         let mut records = self.inner.records.write().expect("record cache lock");
         if self.generation() == generation {
             records.insert(name.to_string(), record.clone());
@@ -239,12 +239,13 @@ impl InferenceService {
 
     /// Every model, of any tenant, whose name within its tenant is `short` (cached like records), for
     /// resolving the name a caller gives.
-    pub async fn models_named(&self, short: &str) -> Result<Vec<yunmo_registry::ModelRecord>, ServiceError> {
+    pub async fn models_named(&self, short: &str) -> Result<Arc<[Arc<yunmo_registry::ModelRecord>]>, ServiceError> {
         if let Some(hit) = self.inner.named.read().expect("name cache lock").get(short) {
             return Ok(hit.clone());
         }
         let generation = self.generation();
-        let records = self.inner.registry.models_named(short).await?;
+        let records: Arc<[Arc<yunmo_registry::ModelRecord>]> =
+            self.inner.registry.models_named(short).await?.into_iter().map(Arc::new).collect();
         let mut named = self.inner.named.write().expect("name cache lock");
         if self.generation() == generation {
             if named.len() >= MAX_CACHED_NAMES {

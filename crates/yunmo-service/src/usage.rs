@@ -24,7 +24,9 @@ impl UsageCell {
     /// The model and version that served the request.
     pub fn set_model(&self, model: &str, version: u64) {
         self.with(|event| {
-            event.model = model.to_string();
+            if event.model != model {
+                event.model = model.to_string();
+            }
             event.version = version;
         });
     }
@@ -62,12 +64,12 @@ impl UsageCell {
     }
 
     /// Sets the outcome (`ok`, an error code, `cancelled`).
-    pub fn set_outcome(&self, outcome: &str) {
-        self.with(|event| event.outcome = outcome.to_string());
+    pub fn set_outcome(&self, outcome: &'static str) {
+        self.with(|event| event.outcome = outcome);
     }
 
-    /// A copy of the record so far.
-    pub fn snapshot(&self) -> UsageEvent {
-        self.with(|event| event.clone())
+    /// The record, taken out of the cell (when the request ends).
+    pub fn take(&self) -> UsageEvent {
+        self.with(std::mem::take)
     }
 }

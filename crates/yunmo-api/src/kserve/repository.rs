@@ -67,7 +67,7 @@ async fn load(
     Path(name): Path<String>,
     body: LazyJson<LoadRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name.clone();
     let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
     yunmo_service::InferenceService::check_repository_load(&name, request.parameters.keys().map(String::as_str))
         .map_err(ApiError::kserve)?;
@@ -82,7 +82,7 @@ async fn unload(
     Path(name): Path<String>,
     body: LazyJson<LoadRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name;
+    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name.clone();
     let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
     let version = version_parameter(&request.parameters)?;
     state.service.unload(&name, version).await.map_err(ApiError::kserve)?;
