@@ -105,6 +105,16 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// The limit of inference bodies (`server.max_body_bytes`).
+    pub fn inference(config: &crate::ApiConfig) -> Limit {
+        Limit { bytes: config.max_body_bytes, setting: "server.max_body_bytes" }
+    }
+
+    /// The limit of the management API's JSON bodies (`server.max_json_bytes`).
+    pub fn json(config: &crate::ApiConfig) -> Limit {
+        Limit { bytes: config.max_json_bytes, setting: "server.max_json_bytes" }
+    }
+
     fn too_large(&self, what: &str) -> ServiceError {
         ServiceError::new(Code::PayloadTooLarge, format!("{what} is larger than {} = {}", self.setting, self.bytes))
     }
@@ -201,8 +211,7 @@ impl<T: for<'de> Deserialize<'de>> LazyJson<T> {
     where
         T: Default,
     {
-        let limit = Limit { bytes: state.config.max_json_bytes, setting: "server.max_json_bytes" };
-        let (bytes, _charge) = read_body(state, &self.headers, self.body, limit).await?;
+        let (bytes, _charge) = read_body(state, &self.headers, self.body, Limit::json(&state.config)).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(T::default());
         }
@@ -218,8 +227,7 @@ impl<T: for<'de> Deserialize<'de>> LazyJson<T> {
         if !is_json {
             return Err(ServiceError::new(Code::UnsupportedMediaType, "the body must be JSON, sent with 'Content-Type: application/json'"));
         }
-        let limit = Limit { bytes: state.config.max_json_bytes, setting: "server.max_json_bytes" };
-        let (bytes, _charge) = read_body(state, &self.headers, self.body, limit).await?;
+        let (bytes, _charge) = read_body(state, &self.headers, self.body, Limit::json(&state.config)).await?;
         parse_json(&bytes)
     }
 }

@@ -84,30 +84,26 @@ async fn writer(registry: Registry, outbox: Arc<Outbox>, mut flushes: mpsc::Unbo
     // While the database fails, a full batch waits for the next tick instead of retrying at once.
     let mut failing = false;
     loop {
-        tokio::select! {
-            request = flushes.recv() => match request {
-                Some(done) => {
-                    pending.extend(outbox.take());
-                    failing = !write(&registry, &mut pending).await;
-                    let _ = done.send(pending.len());
-                }
-                None => {
-                    pending.extend(outbox.take());
-                    write(&registry, &mut pending).await;
-                    if !pending.is_empty() {
-                        tracing::error!(events = pending.len(), "The usage writer stopped with events it could not write; they are lost.");
-                    }
-                    return;
-                }
+        // What woke the writer: a flush request (answered once written), the last Meter gone, a full batch
+        // or the interval. Each writes everything emitted so far.
+        let (flush, last) = tokio::select! {
+            request = flushes.recv() => {
+                let last = request.is_none();
+                (request, last)
             },
-            () = outbox.full.notified(), if !failing => {
-                pending.extend(outbox.take());
-                failing = !write(&registry, &mut pending).await;
+            () = outbox.full.notified(), if !failing => (None, false),
+            _ = ticker.tick() => (None, false),
+        };
+        pending.extend(outbox.take());
+        failing = !write(&registry, &mut pending).await;
+        if let Some(done) = flush {
+            let _ = done.send(pending.len());
+        }
+        if last {
+            if !pending.is_empty() {
+                tracing::error!(events = pending.len(), "The usage writer stopped with events it could not write; they are lost.");
             }
-            _ = ticker.tick() => {
-                pending.extend(outbox.take());
-                failing = !write(&registry, &mut pending).await;
-            }
+            return;
         }
     }
 }

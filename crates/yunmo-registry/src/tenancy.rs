@@ -375,7 +375,7 @@ impl Db {
             return Err(RegistryError::AlreadyExists(format!(
                 "tenant '{name}' owns {} models ({}); delete them first, or delete the tenant with delete_models=true",
                 owned.len(),
-                owned.iter().map(|model| model.strip_prefix(&format!("{name}/")).unwrap_or(model)).collect::<Vec<_>>().join(", ")
+                owned.iter().map(|model| crate::name_for(model, name)).collect::<Vec<_>>().join(", ")
             )));
         }
         let mut versions = Vec::new();

@@ -31,8 +31,8 @@ use crate::conn::{Activity, Slots};
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 /// hyper's default HTTP/2 header list limit.
 const HYPER_DEFAULT_MAX_HEADER_LIST: usize = 16 << 10;
-/// HTTP/2 pings find peers that vanished without closing.
-const HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
+/// HTTP/2 pings find peers that vanished without closing (HTTP and gRPC).
+pub(crate) const HTTP2_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Limits the parser and the connection enforce.
 #[derive(Debug, Clone, Copy)]

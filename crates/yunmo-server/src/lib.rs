@@ -194,8 +194,8 @@ pub async fn run(
     let mut stop = stop_receiver.clone();
     let mut grpc_builder = tonic::transport::Server::builder()
         .http2_max_header_list_size(settings.server.max_header_bytes as u32)
-        .http2_keepalive_interval(Some(Duration::from_secs(20)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+        .http2_keepalive_interval(Some(http::HTTP2_KEEPALIVE))
+        .http2_keepalive_timeout(Some(http::HTTP2_KEEPALIVE));
     if let Some(files) = &tls {
         grpc_builder = grpc_builder.tls_config(files.grpc()).context("invalid TLS settings for gRPC")?;
     }

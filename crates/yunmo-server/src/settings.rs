@@ -277,47 +277,33 @@ impl Settings {
 
     /// Checks bounds; messages name the key, the bound and the value.
     pub fn validate(&self) -> Result<(), String> {
-        if self.server.max_body_bytes == 0 {
-            return Err("server.max_body_bytes must be at least 1, got 0".into());
+        let server = &self.server;
+        let at_least_one = [
+            ("server.max_body_bytes", server.max_body_bytes as u64),
+            ("server.max_json_bytes", server.max_json_bytes as u64),
+            ("server.max_tensor_elements", server.max_tensor_elements as u64),
+            ("server.max_connections", server.max_connections as u64),
+            ("server.header_read_timeout_seconds", server.header_read_timeout_seconds),
+            ("server.idle_timeout_seconds", server.idle_timeout_seconds),
+            ("server.max_headers", server.max_headers as u64),
+            ("scheduler.queue_capacity", self.scheduler.queue_capacity as u64),
+            ("scheduler.request_timeout_ms", self.scheduler.request_timeout_ms),
+            ("auth.usage_flush_ms", self.auth.usage_flush_ms),
+        ];
+        if let Some((setting, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{setting} must be at least 1, got 0"));
         }
-        if self.server.max_json_bytes == 0 {
-            return Err("server.max_json_bytes must be at least 1, got 0".into());
-        }
-        if self.server.max_inflight_bytes < self.server.max_body_bytes {
+        if server.max_inflight_bytes < server.max_body_bytes {
             return Err(format!(
                 "server.max_inflight_bytes must be at least server.max_body_bytes = {}, got {}",
-                self.server.max_body_bytes, self.server.max_inflight_bytes
+                server.max_body_bytes, server.max_inflight_bytes
             ));
-        }
-        if self.server.max_tensor_elements == 0 {
-            return Err("server.max_tensor_elements must be at least 1, got 0".into());
         }
         if !self.storage.previous_encryption_key_files.is_empty() && self.storage.encryption_key_file.is_empty() {
             return Err("storage.previous_encryption_key_files needs storage.encryption_key_file (the key to re-encrypt under)".into());
         }
-        if self.server.max_connections == 0 {
-            return Err("server.max_connections must be at least 1, got 0".into());
-        }
-        if self.server.header_read_timeout_seconds == 0 {
-            return Err("server.header_read_timeout_seconds must be at least 1, got 0".into());
-        }
-        if self.server.idle_timeout_seconds == 0 {
-            return Err("server.idle_timeout_seconds must be at least 1, got 0".into());
-        }
-        if self.server.max_headers == 0 {
-            return Err("server.max_headers must be at least 1, got 0".into());
-        }
-        if !(1024..=u32::MAX as usize).contains(&self.server.max_header_bytes) {
-            return Err(format!("server.max_header_bytes must be between 1024 and {}, got {}", u32::MAX, self.server.max_header_bytes));
-        }
-        if self.scheduler.queue_capacity == 0 {
-            return Err("scheduler.queue_capacity must be at least 1, got 0".into());
-        }
-        if self.scheduler.request_timeout_ms == 0 {
-            return Err("scheduler.request_timeout_ms must be at least 1, got 0".into());
-        }
-        if self.auth.usage_flush_ms == 0 {
-            return Err("auth.usage_flush_ms must be at least 1, got 0".into());
+        if !(1024..=u32::MAX as usize).contains(&server.max_header_bytes) {
+            return Err(format!("server.max_header_bytes must be between 1024 and {}, got {}", u32::MAX, server.max_header_bytes));
         }
         if self.server.tls.cert_file.is_empty() != self.server.tls.key_file.is_empty() {
             return Err("server.tls.cert_file and server.tls.key_file must be set together".into());

@@ -318,25 +318,31 @@ impl Sink {
 
     fn push_float<E: de::Error>(&mut self, value: f64) -> Result<(), E> {
         self.admit()?;
-        // JSON has no infinities: a number that becomes one in the declared type is out of its range.
-        let finite = match self.datatype {
-            DataType::Fp32 => (value as f32).is_finite(),
-            DataType::Fp16 => half::f16::from_f64(value).is_finite(),
-            DataType::Bf16 => half::bf16::from_f64(value).is_finite(),
-            _ => true,
-        };
+        match self.datatype {
+            DataType::Fp32 => {
+                let narrowed = value as f32;
+                self.push_narrowed(value, narrowed.is_finite(), narrowed.to_le_bytes())
+            }
+            DataType::Fp64 => self.push_narrowed(value, true, value.to_le_bytes()),
+            DataType::Fp16 => {
+                let narrowed = half::f16::from_f64(value);
+                self.push_narrowed(value, narrowed.is_finite(), narrowed.to_le_bytes())
+            }
+            DataType::Bf16 => {
+                let narrowed = half::bf16::from_f64(value);
+                self.push_narrowed(value, narrowed.is_finite(), narrowed.to_le_bytes())
+            }
+            other => Err(self.fail(format!("expected {}, got the number {value}", kind(other)))),
+        }
+    }
+
+    /// Appends `value` as it is in the declared type (`bytes`). JSON has no infinities: a number that
+    /// became one there (`finite` false) is out of the type's range.
+    fn push_narrowed<E: de::Error, const N: usize>(&mut self, value: f64, finite: bool, bytes: [u8; N]) -> Result<(), E> {
         if !finite {
             return Err(self.fail(format!("value {} is out of range for {}", scientific(value), self.datatype)));
         }
-        match self.datatype {
-            DataType::Fp32 => self.bytes.extend_from_slice(&(value as f32).to_le_bytes()),
-            DataType::Fp64 => self.bytes.extend_from_slice(&value.to_le_bytes()),
-            DataType::Fp16 => self.bytes.extend_from_slice(&half::f16::from_f64(value).to_le_bytes()),
-            DataType::Bf16 => self.bytes.extend_from_slice(&half::bf16::from_f64(value).to_le_bytes()),
-            other => {
-                return Err(self.fail(format!("expected {}, got the number {value}", kind(other))));
-            }
-        }
+        self.bytes.extend_from_slice(&bytes);
         Ok(())
     }
 

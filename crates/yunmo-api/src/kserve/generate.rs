@@ -110,7 +110,8 @@ async fn generate_response(
 ) -> Result<Response, ApiError> {
     let kserve = ApiError::kserve;
     let (parts, body) = request.into_parts();
-    let (bytes, _charge) = crate::body::read_body(&state, &parts.headers, body, super::body_limit(&state)).await.map_err(kserve)?;
+    let (bytes, _charge) =
+        crate::body::read_body(&state, &parts.headers, body, crate::body::Limit::inference(&state.config)).await.map_err(kserve)?;
     let request: GenerateBody = crate::body::parse_json(&bytes).map_err(kserve)?;
     let mut sampling = sampling(request.parameters, request.top_level).map_err(kserve)?;
     if sampling.n.is_some_and(|n| n != 1) {

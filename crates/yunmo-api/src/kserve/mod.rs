@@ -147,7 +147,7 @@ async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers
             )))
         })?),
     };
-    let (body, mut charge) = read_body(&state, &headers, body, body_limit(&state)).await.map_err(ApiError::kserve)?;
+    let (body, mut charge) = read_body(&state, &headers, body, Limit::inference(&state.config)).await.map_err(ApiError::kserve)?;
     let limits = decode::DecodeLimits { max_tensor_elements: state.config.max_tensor_elements };
     let decode::Decoded { input, encoding, model_name, model_version } =
         decode::decode_request(body.clone(), header_length, limits).map_err(ApiError::kserve)?;
@@ -182,11 +182,6 @@ fn check_body_model(path: ModelRef, name: Option<String>, version: Option<String
         }
         _ => Ok(ModelRef::new(path.name, Some(version))),
     }
-}
-
-/// The limit of inference bodies.
-pub(crate) fn body_limit(state: &AppState) -> Limit {
-    Limit { bytes: state.config.max_body_bytes, setting: "server.max_body_bytes" }
 }
 
 /// Elements in `tensors`.

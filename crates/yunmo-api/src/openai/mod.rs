@@ -48,7 +48,7 @@ impl<T: for<'de> Deserialize<'de>> FromRequest<AppState> for OpenAiJson<T> {
     type Rejection = ApiError;
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
-        let limit = crate::body::Limit { bytes: state.config.max_body_bytes, setting: "server.max_body_bytes" };
+        let limit = crate::body::Limit::inference(&state.config);
         let (bytes, _charge) = crate::body::read_body(state, &parts.headers, body, limit).await.map_err(openai)?;
         Ok(OpenAiJson(crate::body::parse_json(&bytes).map_err(openai)?))
     }
