@@ -24,6 +24,13 @@ fixture_hash=$(cat tests/fixtures/*.py tests/clients/requirements.txt | sha256su
 export YUNMO_FIXTURES="$YUNMO_CACHE/fixtures-$fixture_hash"
 "$PY" tests/fixtures/make_models.py "$YUNMO_FIXTURES" "$YUNMO_CACHE" >&2
 
+step "Formatting and lints (cargo fmt --check, cargo clippy -D warnings)"
+for tool in fmt clippy; do
+    cargo "$tool" --version >/dev/null 2>&1 || rustup component add "$([ "$tool" = fmt ] && echo rustfmt || echo clippy)"
+done
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 step "Rust tests (cargo test --workspace)"
 cargo test --workspace --locked
 

@@ -67,6 +67,7 @@ pub(crate) fn to_value(allocator: &Allocator, tensor: &Tensor) -> Result<DynValu
             if len > 0 {
                 // SAFETY: the tensor was allocated by ONNX Runtime on the CPU for exactly `len` bytes: its
                 // element count times the element size, the same product `Tensor::new` checked `bytes` against.
+                #[allow(unsafe_code)]
                 let target = unsafe { std::slice::from_raw_parts_mut(value.data_ptr_mut().cast::<u8>(), len) };
                 target.copy_from_slice(bytes);
             }
@@ -111,7 +112,9 @@ pub(crate) fn from_value(name: &str, value: &DynValue) -> Result<Tensor, Backend
         } else {
             // SAFETY: ONNX Runtime owns `len` bytes of CPU memory behind a fixed-size tensor of this shape and
             // element type; `value` outlives the copy.
-            unsafe { std::slice::from_raw_parts(tensor.data_ptr().cast::<u8>(), len) }.to_vec()
+            #[allow(unsafe_code)]
+            let view = unsafe { std::slice::from_raw_parts(tensor.data_ptr().cast::<u8>(), len) };
+            view.to_vec()
         };
         TensorData::Fixed(Bytes::from(bytes))
     };
