@@ -269,7 +269,8 @@ impl Caller {
 
 /// The gRPC side of the gate: wraps the KServe gRPC service so every call is authenticated from its
 /// metadata (`authorization: Bearer <key>` or `api-key`) by the same [`yunmo_auth::Gate::authenticate`]
-/// before any method runs. `ServerLive` and `ServerReady` are open when `/v2/health/*` is.
+/// before any method runs, and gets its request id (`x-request-id` metadata, echoed in the initial
+/// metadata; see [`crate::request_id`]). `ServerLive` and `ServerReady` are open when `/v2/health/*` is.
 #[derive(Clone)]
 pub struct GrpcAuth<S> {
     inner: S,
@@ -315,17 +316,24 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
-        Box::pin(async move {
+        let id = crate::request_id::RequestId::from_headers(request.headers());
+        let id_value = id.header_value();
+        request.extensions_mut().insert(id.clone());
+        Box::pin(id.scope(async move {
             let open = grpc_open_equivalent(request.uri().path()).is_some_and(|path| gate.is_open(path));
-            if !open {
-                match gate.authenticate(credentials(request.headers())).await {
-                    Ok(principal) => {
+            let principal = if open { Ok(None) } else { gate.authenticate(credentials(request.headers())).await.map(Some) };
+            let mut response = match principal {
+                Ok(principal) => {
+                    if let Some(principal) = principal {
                         request.extensions_mut().insert(principal);
                     }
-                    Err(error) => return Ok(crate::grpc::status(error).into_http()),
+                    inner.call(request).await?
                 }
-            }
-            inner.call(request).await
-        })
+                Err(error) => crate::grpc::status(error).into_http(),
+            };
+            // The initial metadata of a gRPC answer is its HTTP headers.
+            response.headers_mut().insert(crate::request_id::HEADER, id_value);
+            Ok(response)
+        }))
     }
 }

@@ -56,11 +56,18 @@ pub fn openai_type(code: Code) -> &'static str {
     }
 }
 
+/// What the client is told of an error, for the request being served on this task (see
+/// [`client_message_for`]).
+pub fn client_message(code: Code, message: &str) -> String {
+    client_message_for(code, message, crate::request_id::current().as_ref())
+}
+
 /// What the client is told of an error. A server failure (500: the runtime failed, or a bug) is logged
 /// with its details (which may hold a runtime's source paths and internals) and the client gets a fixed
-/// message; every other message is written for the client and goes out as it is.
-pub fn client_message(code: Code, message: &str) -> String {
-    match code {
+/// message; every other message is written for the client and goes out as it is. Every server error
+/// (5xx) names the request id, which the server's log lines of the request carry too.
+pub fn client_message_for(code: Code, message: &str, request_id: Option<&crate::request_id::RequestId>) -> String {
+    let text = match code {
         Code::InferenceFailed => {
             tracing::error!(code = code.as_str(), error = %message, "Request failed.");
             "inference failed: the model's runtime could not compute this request (the details are in the server log)".to_string()
@@ -70,6 +77,10 @@ pub fn client_message(code: Code, message: &str) -> String {
             "internal server error (the details are in the server log)".to_string()
         }
         _ => message.to_string(),
+    };
+    match request_id {
+        Some(id) if http_status(code).is_server_error() => format!("{text} [request id {id}]"),
+        _ => text,
     }
 }
 

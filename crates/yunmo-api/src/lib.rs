@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod kserve;
 pub mod openai;
 pub mod openapi;
+pub mod request_id;
 pub mod schema;
 pub mod tenancy;
 
@@ -106,19 +107,29 @@ pub fn router(state: AppState) -> Router {
 
 /// What every request passes through, in one layer (each axum middleware layer costs a clone of the
 /// route stack per request): HTTP metrics, the header limits, authentication (and the audit of management
-/// actions), and the route group's body on a 405.
-async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// actions), the route group's body on a 405, and the request id ([`request_id`]): taken or made, in a span
+/// around the request, echoed in `x-request-id`.
+async fn front(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let method = request.method().clone();
     let started = Instant::now();
-    let response = match header_limits(&state, &request) {
-        Some(refusal) => refusal,
-        None => {
-            let path = request.uri().path().to_string();
-            let response = auth::authenticate(State(state), request, next).await;
-            shape_method_not_allowed(&method, &path, response)
-        }
-    };
+    let id = request_id::RequestId::from_headers(request.headers());
+    let id_header = id.header_value();
+    request.extensions_mut().insert(id.clone());
+    let request_method = method.clone();
+    let mut response = id
+        .scope(async move {
+            match header_limits(&state, &request) {
+                Some(refusal) => refusal,
+                None => {
+                    let path = request.uri().path().to_string();
+                    let response = auth::authenticate(State(state), request, next).await;
+                    shape_method_not_allowed(&request_method, &path, response)
+                }
+            }
+        })
+        .await;
+    response.headers_mut().insert(request_id::HEADER, id_header);
     let method = method.as_str().to_string();
     let status = status_class(response.status());
     ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => status)

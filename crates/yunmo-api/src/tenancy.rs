@@ -98,7 +98,10 @@ pub async fn delete_tenant(
     Query(query): Query<DeleteTenantQuery>,
 ) -> AdminResult<StatusCode> {
     caller.principal.require(Scope::Admin).map_err(admin)?;
-    state.gate.delete_tenant(&state.service, &name, query.delete_models.unwrap_or(false)).await.map_err(admin)?;
+    let result = state.service.delete_tenant(&name, query.delete_models.unwrap_or(false)).await;
+    // The tenant's keys are refused from the next request on, whether or not the models went too.
+    state.gate.forget_keys();
+    result.map_err(admin)?;
     tracing::info!(tenant = %name, "Tenant deleted.");
     Ok(StatusCode::NO_CONTENT)
 }

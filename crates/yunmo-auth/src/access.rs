@@ -1,8 +1,8 @@
 //! Who may do what to which model. Pure functions of the caller and the model record.
 
 use yunmo_registry::{DEFAULT_TENANT, ModelRecord};
-use yunmo_service::{Code, ServiceError};
 use yunmo_types::Scope;
+use yunmo_types::{Code, ServiceError};
 
 use crate::Principal;
 

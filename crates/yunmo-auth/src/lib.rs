@@ -10,6 +10,7 @@ pub mod key;
 mod limits;
 mod meter;
 mod principal;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,9 +20,9 @@ pub use access::{Action, can_see, check, pick};
 pub use limits::{Admission, Limiter, Subject};
 pub use meter::{Meter, UsageGuard};
 pub use principal::Principal;
+pub use usage::UsageCell;
 use yunmo_registry::{AuditEntry, DEFAULT_TENANT, KeyRecord, ModelRecord, NewKey, Registry, UsageEvent};
-use yunmo_service::{Code, ServiceError, UsageCell};
-use yunmo_types::{Limits, Scope};
+use yunmo_types::{Code, Limits, Scope, ServiceError};
 
 /// How callers are authenticated.
 #[derive(Debug, Clone)]
@@ -217,16 +218,10 @@ impl Gate {
         Ok(result?)
     }
 
-    /// Deletes a tenant (see [`InferenceService::delete_tenant`]); its keys are refused from the next request on.
-    pub async fn delete_tenant(
-        &self,
-        service: &yunmo_service::InferenceService,
-        name: &str,
-        with_models: bool,
-    ) -> Result<(), ServiceError> {
-        let result = service.delete_tenant(name, with_models).await;
+    /// Forgets every cached key, so that a change to keys or tenants made around the gate (a deleted
+    /// tenant's keys) applies from the next request on.
+    pub fn forget_keys(&self) {
         self.0.keys.clear();
-        result
     }
 
     /// Replaces a tenant's limits; they apply from the next request on.

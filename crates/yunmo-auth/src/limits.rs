@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use yunmo_registry::{Registry, UsageSubject, UsageTotals};
-use yunmo_service::{Code, ServiceError};
 use yunmo_types::Limits;
+use yunmo_types::{Code, ServiceError};
 
 use crate::Principal;
 use crate::calendar;

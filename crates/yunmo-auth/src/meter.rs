@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::UsageCell;
 use tokio::sync::{mpsc, oneshot};
 use yunmo_registry::{Registry, UsageEvent};
-use yunmo_service::UsageCell;
 use yunmo_types::Price;
 
 use crate::limits::{Admission, Limiter};

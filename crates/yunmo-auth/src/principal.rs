@@ -1,7 +1,7 @@
 //! The authenticated caller.
 
 use yunmo_registry::{DEFAULT_TENANT, KeyRecord};
-use yunmo_service::{Code, ServiceError};
+use yunmo_types::{Code, ServiceError};
 use yunmo_types::{Limits, Scope};
 
 /// Who is calling: a key, its tenant, scopes, model allow-list and the limits that apply.

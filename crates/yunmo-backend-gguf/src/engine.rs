@@ -225,16 +225,49 @@ fn engine_thread(
             }
         }
         state.waiting.extend(requests.try_iter());
-        state.drop_cancelled();
-        state.admit();
-        if state.running.is_empty() {
-            continue;
+        // A panic in one step (sampling, text assembly, a bug) fails the sequences in it, not the engine:
+        // the next request still finds a working model.
+        let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.turn(&mut batch)));
+        if let Err(payload) = turn {
+            state.recover(&panic_message(payload.as_ref()));
         }
-        state.step(&mut batch);
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".to_string(),
     }
 }
 
 impl State<'_> {
+    /// One round: drops cancelled requests, admits waiting ones into free slots and decodes one step.
+    fn turn(&mut self, batch: &mut LlamaBatch) {
+        self.drop_cancelled();
+        self.admit();
+        if !self.running.is_empty() {
+            self.step(batch);
+        }
+    }
+
+    /// After a panic inside [`State::turn`]: fails every running sequence with an error naming the panic,
+    /// empties the KV cache and frees every slot. Requests still waiting are served next.
+    fn recover(&mut self, message: &str) {
+        tracing::error!(panic = %message, sequences = self.running.len(), "The engine panicked; its running sequences fail and it goes on.");
+        let error = BackendError::Inference(format!("the engine panicked ({message}); the sequence was stopped"));
+        let failed: Vec<Sequence> = self.running.drain(..).collect();
+        // Free everything first, so that stats read after the last event already show it free.
+        self.context.clear_kv_cache();
+        self.free_slots = (0..self.config.max_sequences as i32).rev().collect();
+        self.publish();
+        for sequence in failed {
+            let _ = sequence.events.send(GenerateEvent::Failed(error.clone()));
+        }
+    }
+
     fn drop_cancelled(&mut self) {
         let before = self.waiting.len();
         self.waiting.retain(|pending| !pending.events.is_disconnected());
@@ -290,6 +323,10 @@ impl State<'_> {
     }
 
     fn step(&mut self, batch: &mut LlamaBatch) {
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::PANIC_NEXT_STEP.swap(false, Ordering::SeqCst) {
+            panic!("fault injected for a test");
+        }
         let phases: Vec<Phase> = self.running.iter().map(Sequence::phase).collect();
         let plan = plan_step(&phases, self.config.batch_tokens as usize);
         batch.clear();

@@ -6,6 +6,13 @@
 //! with stop strings ([`text`]) are pure Rust. Only this crate and `yunmo-backend-onnx` touch native code.
 
 mod engine;
+#[cfg(feature = "fault-injection")]
+pub mod fault {
+    //! Switches the tests use to make the engine fail (feature `fault-injection`, never in a release).
+
+    /// When set, the next decode step of any engine in this process panics (and clears the switch).
+    pub static PANIC_NEXT_STEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+}
 pub mod plan;
 pub mod sampler;
 pub mod text;

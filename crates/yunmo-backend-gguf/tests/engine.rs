@@ -1,21 +1,14 @@
 //! The engine on the real SmolLM2-135M-Instruct GGUF (fetched by `scripts/fetch-assets.sh smollm`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::model_path;
 use yunmo_backend::{BackendFactory, GenerateBackend, GenerateEvent, GenerateRequest};
 use yunmo_backend_gguf::{GgufConfig, GgufFactory};
 use yunmo_types::{FinishReason, GenerateParams};
-
-fn model_path() -> PathBuf {
-    let cache = std::env::var_os("YUNMO_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/yunmo"));
-    let path = cache.join("models/smollm2-135m-instruct-q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run scripts/fetch-assets.sh smollm (scripts/test.sh does)", path.display());
-    path
-}
 
 fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
     let config = GgufConfig { threads: 2, max_sequences, context_per_sequence: 512, batch_tokens: 64, queue_capacity: 4, gpu_layers: 0 };

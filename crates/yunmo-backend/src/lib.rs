@@ -37,6 +37,19 @@ pub enum BackendError {
     Overloaded(String),
 }
 
+impl From<BackendError> for yunmo_types::ServiceError {
+    fn from(error: BackendError) -> Self {
+        use yunmo_types::Code;
+        let code = match &error {
+            BackendError::InvalidModel(_) | BackendError::Unsupported(_) | BackendError::InvalidInput(_) => Code::InvalidRequest,
+            BackendError::Runtime(_) => Code::ModelNotReady,
+            BackendError::Inference(_) => Code::InferenceFailed,
+            BackendError::Overloaded(_) => Code::Overloaded,
+        };
+        yunmo_types::ServiceError::new(code, error.to_string())
+    }
+}
+
 /// What kind of runtime a format loads into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeKind {

@@ -63,6 +63,20 @@ pub enum RegistryError {
     Store(#[from] std::io::Error),
 }
 
+impl From<RegistryError> for yunmo_types::ServiceError {
+    fn from(error: RegistryError) -> Self {
+        use yunmo_types::Code;
+        let code = match &error {
+            RegistryError::NotFound(_) => Code::ModelNotFound,
+            RegistryError::ResourceNotFound(_) => Code::NotFound,
+            RegistryError::AlreadyExists(_) => Code::Conflict,
+            RegistryError::Invalid(_) => Code::InvalidRequest,
+            RegistryError::Database(_) | RegistryError::Store(_) => Code::Internal,
+        };
+        yunmo_types::ServiceError::new(code, error.to_string())
+    }
+}
+
 impl RegistryError {
     /// A model that does not exist.
     pub fn model_not_found(name: &str) -> Self {

@@ -49,6 +49,18 @@ pub(crate) struct Embedder {
     items: flume::Sender<Item>,
     /// Length of the vectors it returns.
     dimensions: Option<usize>,
+    /// Requests being embedded now, at most `capacity` (the version's `queue_capacity`); past it, `overloaded`.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    capacity: usize,
+}
+
+/// One admitted embedding request; gives its place back when dropped, however the request ends.
+struct Admitted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 struct BatchTask {
@@ -79,6 +91,7 @@ impl Embedder {
         queue: TensorQueue,
         instances: usize,
     ) -> Result<Self, ServiceError> {
+        let capacity = queue.capacity();
         let name = &spec.key.0;
         let json = spec.tokenizer.as_deref().ok_or_else(|| {
             ServiceError::not_ready(format!(
@@ -123,11 +136,12 @@ impl Embedder {
             }),
         };
         tokio::spawn(task.run());
-        Ok(Embedder { tokenizer: Arc::new(tokenizer), config, items, dimensions })
+        Ok(Embedder { tokenizer: Arc::new(tokenizer), config, items, dimensions, in_flight: Arc::default(), capacity })
     }
 
     /// Tokenises and checks every input, then embeds them all.
     pub(crate) async fn embed(&self, model: &str, input: EmbedInput) -> Result<(Vec<Vec<f32>>, u64), ServiceError> {
+        let _admitted = admit(&self.in_flight, self.capacity, model)?;
         let tokenizer = self.tokenizer.clone();
         let config = self.config.clone();
         let model_name = model.to_string();
@@ -153,6 +167,19 @@ impl Embedder {
     pub(crate) fn dimensions(&self) -> Option<usize> {
         self.dimensions
     }
+}
+
+/// A place among the requests being embedded, or `overloaded` when all `capacity` are taken.
+fn admit(in_flight: &Arc<std::sync::atomic::AtomicUsize>, capacity: usize, model: &str) -> Result<Admitted, ServiceError> {
+    // Counted first, so the place is given back on every path, refusal included.
+    let admitted = Admitted(in_flight.clone());
+    if in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= capacity {
+        return Err(ServiceError::new(
+            crate::Code::Overloaded,
+            format!("model '{model}' has {capacity} embedding requests in progress, its queue_capacity; retry later"),
+        ));
+    }
+    Ok(admitted)
 }
 
 fn encode_all(tokenizer: &EmbedTokenizer, config: &EmbeddingConfig, model: &str, input: EmbedInput) -> Result<Vec<Encoded>, ServiceError> {
@@ -293,5 +320,23 @@ fn float_values(tensor: Option<Tensor>) -> Result<Vec<f32>, ServiceError> {
 fn fail(batch: Vec<Item>, error: ServiceError) {
     for item in batch {
         let _ = item.reply.send(Err(error.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_requests_past_queue_capacity_are_overloaded_and_places_come_back() {
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let first = admit(&in_flight, 2, "m").unwrap();
+        let _second = admit(&in_flight, 2, "m").unwrap();
+        let refused = admit(&in_flight, 2, "m").err().expect("the third of capacity 2 is refused");
+        assert_eq!((refused.code, refused.retry_after), (crate::Code::Overloaded, Some(1)));
+        assert!(refused.message.contains("queue_capacity"), "{}", refused.message);
+        drop(first);
+        let _third = admit(&in_flight, 2, "m").expect("a finished request gives its place back");
+        assert_eq!(in_flight.load(std::sync::atomic::Ordering::SeqCst), 2, "a refusal holds no place");
     }
 }

@@ -144,7 +144,11 @@ impl InferenceService {
         };
         validate_params(&params)?;
         let generator = prompt.loaded.generator().expect("prepare_prompt checked. This is a bug.");
-        let events = generator.submit(GenerateRequest { prompt: prompt.tokens.clone(), params })?;
+        let events = generator.submit(GenerateRequest { prompt: prompt.tokens.clone(), params }).inspect_err(|error| {
+            if matches!(error, yunmo_backend::BackendError::Runtime(_)) {
+                self.models().forget_instance(&prompt.loaded);
+            }
+        })?;
         let model = prompt.model.clone();
         let first = !prompt.prompt_counted.swap(true, std::sync::atomic::Ordering::Relaxed);
         let prompt_tokens = if first { prompt.tokens.len() as u64 } else { 0 };

@@ -8,11 +8,9 @@
 
 mod classify;
 pub mod embed;
-mod error;
 pub mod generate;
 pub mod metrics;
 pub mod models;
-mod usage;
 mod validate;
 
 use std::sync::Arc;
@@ -25,10 +23,10 @@ use yunmo_registry::{Registry, StagedArtifact, VersionRecord};
 use yunmo_types::{InferInput, InferOutput, ModelRef, Signature, VersionConfig};
 
 pub use embed::{EmbedInput, Embeddings};
-pub use error::{Code, ServiceError};
 pub use generate::{Generation, Prompt, PromptInput};
 pub use models::{LoadedModel, ModelManager, WorkerConfig};
-pub use usage::UsageCell;
+pub use yunmo_auth::UsageCell;
+pub use yunmo_types::{Code, ServiceError};
 
 /// Service-wide options.
 #[derive(Debug, Clone)]
@@ -371,7 +369,7 @@ impl InferenceService {
             .map_err(|_| {
                 ServiceError::new(Code::Timeout, format!("the request took longer than request_timeout = {} ms", timeout.as_millis()))
             })?
-            .map_err(|_| ServiceError::internal("the model worker stopped"))?;
+            .map_err(|_| ServiceError::new(Code::InferenceFailed, "the model worker failed while running this request"))?;
         let labels = [("model", version.model.clone()), ("version", version.version.to_string())];
         ::metrics::histogram!(metrics::QUEUE_DURATION_SECONDS, &labels).record(done.queue_time.as_secs_f64());
         ::metrics::histogram!(metrics::COMPUTE_DURATION_SECONDS, &labels).record(done.compute_time.as_secs_f64());

@@ -128,6 +128,11 @@ impl LoadedModel {
 }
 
 impl TensorQueue {
+    /// Requests that may wait (`queue_capacity`).
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub(crate) fn submit(&self, job: Job) -> Result<(), ServiceError> {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -289,6 +294,16 @@ impl ModelManager {
     pub fn unload(&self, key: &VersionKey) -> bool {
         self.unloaded.lock().expect("unloaded set lock").insert(key.clone());
         self.forget(key)
+    }
+
+    /// Drops `loaded` from the table if it is still the loaded instance of its version (an engine that
+    /// died): the next request loads the version again.
+    pub fn forget_instance(&self, loaded: &Arc<LoadedModel>) {
+        let mut slots = self.slots.lock().expect("model table lock");
+        if slots.get(&loaded.key).and_then(|slot| slot.cell.get()).is_some_and(|current| Arc::ptr_eq(current, loaded)) {
+            tracing::warn!(model = %loaded.key.0, version = loaded.key.1, "The model's engine has stopped; the next request loads it again.");
+            slots.remove(&loaded.key);
+        }
     }
 
     /// Drops a version from the table without blocking lazy loads (after its config changed or it was deleted).
@@ -532,7 +547,12 @@ impl Worker {
             }
         };
         while let Ok(batch) = self.batches.recv() {
-            self.run_batch(backend.as_mut(), batch);
+            // A panic outside the runtime's call (merging, splitting) drops the batch's replies, which fails
+            // its requests; the worker and its permit go on.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_batch(backend.as_mut(), batch)));
+            if ran.is_err() {
+                tracing::error!(model = %self.labels.model, version = %self.labels.version, "A worker panicked outside the runtime; its batch failed.");
+            }
             self.idle.add_permits(1);
         }
     }

@@ -1,5 +1,6 @@
 //! Domain vocabulary of Yunmo: [`DataType`], [`Tensor`], [`TensorSpec`], [`Signature`], [`ModelRef`],
-//! and the per-request types [`InferInput`] / [`InferOutput`].
+//! the per-request types [`InferInput`] / [`InferOutput`], and the one error table ([`ServiceError`], [`Code`]) every
+//! layer returns and every transport maps.
 //!
 //! Tensors hold their elements as little-endian, row-major bytes ([`TensorData::Fixed`]) or as a list of
 //! byte strings ([`TensorData::Bytes`]), which is the shape every wire format (JSON, Triton binary, gRPC raw)
@@ -8,11 +9,13 @@
 #![warn(missing_docs)]
 
 mod datatype;
+mod error;
 mod generate;
 mod tenancy;
 mod tensor;
 
 pub use datatype::DataType;
+pub use error::{Code, ServiceError};
 pub use generate::{EmbeddingConfig, FinishReason, GenerateParams, Pooling, TextChunk, TokenLogprob, Usage};
 pub use tenancy::{Limits, Price, Scope, Sharing};
 pub use tensor::{Tensor, TensorData, TensorError, element_count as element_count_of};

@@ -172,8 +172,8 @@ impl StreamFormat for GenerateFormat {
         None
     }
 
-    fn error(&self, error: &ServiceError) -> Value {
-        json!({ "error": crate::error::client_message(error.code, &error.message) })
+    fn error(&self, error: &ServiceError, request_id: Option<&crate::request_id::RequestId>) -> Value {
+        json!({ "error": crate::error::client_message_for(error.code, &error.message, request_id) })
     }
 
     fn done_marker(&self) -> bool {

@@ -13,6 +13,7 @@ use yunmo_service::{Code, Generation, InferenceService, Prompt, ServiceError};
 use yunmo_types::{FinishReason, GenerateParams, TextChunk, TokenLogprob, Usage};
 
 use super::wire::Sampling;
+use crate::request_id::RequestId;
 
 /// Most choices per prompt.
 pub const MAX_N: u32 = 16;
@@ -202,9 +203,9 @@ pub trait StreamFormat: Send + 'static {
     fn finish(&self, index: u32, reason: FinishReason, usage: Usage) -> Option<Value>;
     /// The event with total usage, after every choice ended (when `include_usage`).
     fn usage(&self, usage: Usage) -> Option<Value>;
-    /// The event for a failure.
-    fn error(&self, error: &ServiceError) -> Value {
-        crate::error::openai_body(error.code, &crate::error::client_message(error.code, &error.message))
+    /// The event for a failure of the request `request_id`.
+    fn error(&self, error: &ServiceError, request_id: Option<&RequestId>) -> Value {
+        crate::error::openai_body(error.code, &crate::error::client_message_for(error.code, &error.message, request_id))
     }
     /// Whether to end with `data: [DONE]`.
     fn done_marker(&self) -> bool {
@@ -220,6 +221,8 @@ enum Item {
 /// An SSE response over every choice, in the order events arrive.
 fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usage: bool, n: u32) -> Response {
     let count = choices.len();
+    // The stream is sent after the handler returns, outside the request's scope.
+    let request_id = crate::request_id::current();
     let per_choice: Vec<BoxStream<'static, Item>> = choices
         .into_iter()
         .map(|(index, generation)| {
@@ -250,7 +253,7 @@ fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usag
                 }
                 Item::Event(_, GenerateEvent::Failed(error)) => {
                     failed = true;
-                    Some(data(format.error(&error.into())))
+                    Some(data(format.error(&error.into(), request_id.as_ref())))
                 }
                 Item::AllEnded => {
                     let mut tail = String::new();

@@ -1,8 +1,5 @@
 //! The service error and its code: the one table every transport maps from.
 
-use yunmo_backend::BackendError;
-use yunmo_registry::RegistryError;
-
 /// What went wrong, in the terms every protocol can express. Transports map each code exhaustively:
 /// see `yunmo_api::error` for the HTTP status, gRPC code and OpenAI error type of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,30 +124,5 @@ impl ServiceError {
     /// Internal failure.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Code::Internal, message)
-    }
-}
-
-impl From<RegistryError> for ServiceError {
-    fn from(error: RegistryError) -> Self {
-        let code = match &error {
-            RegistryError::NotFound(_) => Code::ModelNotFound,
-            RegistryError::ResourceNotFound(_) => Code::NotFound,
-            RegistryError::AlreadyExists(_) => Code::Conflict,
-            RegistryError::Invalid(_) => Code::InvalidRequest,
-            RegistryError::Database(_) | RegistryError::Store(_) => Code::Internal,
-        };
-        ServiceError::new(code, error.to_string())
-    }
-}
-
-impl From<BackendError> for ServiceError {
-    fn from(error: BackendError) -> Self {
-        let code = match &error {
-            BackendError::InvalidModel(_) | BackendError::Unsupported(_) | BackendError::InvalidInput(_) => Code::InvalidRequest,
-            BackendError::Runtime(_) => Code::ModelNotReady,
-            BackendError::Inference(_) => Code::InferenceFailed,
-            BackendError::Overloaded(_) => Code::Overloaded,
-        };
-        ServiceError::new(code, error.to_string())
     }
 }
