@@ -2,7 +2,6 @@
 //! `{"error": {"code", "message"}}`. Documented by the OpenAPI description in [`crate::openapi`].
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -13,8 +12,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use yunmo_registry::{ModelPatch, ModelRecord, NewModel, StagedArtifact, VersionRecord};
-use yunmo_service::{Code, ServiceError, UploadOptions};
-use yunmo_types::{VersionConfig, VersionPolicy};
+use yunmo_service::{Code, ServiceError, Target, UploadOptions};
+use yunmo_types::{ModelRef, VersionConfig, VersionPolicy};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -294,7 +293,7 @@ fn specs(specs: &[yunmo_types::TensorSpec]) -> Vec<TensorSpecDto> {
 
 /// A version as `caller` sees it (its model named as the caller calls it).
 fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> VersionDto {
-    let loaded = state.service.models().is_loaded(&(record.model.clone(), record.version));
+    let loaded = state.service.is_loaded(&record);
     VersionDto {
         inputs: specs(&record.signature.inputs),
         outputs: specs(&record.signature.outputs),
@@ -309,7 +308,7 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
         },
         has_tokenizer: record.has_tokenizer,
         loaded,
-        model: yunmo_registry::name_for(&record.model, &caller.principal.tenant).to_string(),
+        model: yunmo_registry::name_for(&record.model, &caller.principal().tenant).to_string(),
         version: record.version,
         format: record.format,
         sha256: record.sha256,
@@ -321,12 +320,13 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
 /// A model as `caller` may see it: who else it is shared with is shown to its owner and admins only; a
 /// tenant it is shared with sees itself in the list and nobody else.
 async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> AdminResult<ModelDto> {
-    let principal = &caller.principal;
+    let principal = caller.principal();
     let mut sharing: SharingDto = record.sharing.clone().into();
     if !principal.is_admin() && principal.tenant != record.tenant {
         sharing.tenants.retain(|tenant| *tenant == principal.tenant);
     }
-    let versions = state.service.registry().list_versions(&record.name).await.map_err(|e| admin(e.into()))?;
+    let target = caller.target(state, &record.name, Action::Read).await.map_err(admin)?;
+    let versions = state.service.list_versions(&caller.call, &target).await.map_err(admin)?;
     Ok(ModelDto {
         versions: versions.into_iter().map(|v| version_dto(state, caller, v)).collect(),
         name: record.name_for(&principal.tenant).to_string(),
@@ -346,11 +346,11 @@ async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> Ad
 #[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
 pub async fn list_models(State(state): State<AppState>, caller: Caller) -> AdminResult<Json<ModelList>> {
     caller
-        .principal
+        .principal()
         .has_any(&[Scope::ModelsRead, Scope::ModelsWrite])
         .then_some(())
-        .ok_or_else(|| admin(caller.principal.lacks(Scope::ModelsRead)))?;
-    let records = state.gate.visible_models(&caller.principal).await.map_err(admin)?;
+        .ok_or_else(|| admin(caller.principal().lacks(Scope::ModelsRead)))?;
+    let records = state.service.visible_models(&caller.call).await.map_err(admin)?;
     let mut models = Vec::with_capacity(records.len());
     for record in records {
         models.push(model_dto(&state, &caller, record).await?);
@@ -362,18 +362,10 @@ pub async fn list_models(State(state): State<AppState>, caller: Caller) -> Admin
 #[utoipa::path(post, path = "/api/v1/models", request_body = CreateModel,
     responses((status = 201, body = ModelDto), (status = 400), (status = 409)))]
 pub async fn create_model(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateModel>) -> AdminResult<Response> {
-    caller.principal.require(Scope::ModelsWrite).map_err(admin)?;
+    caller.principal().require(Scope::ModelsWrite).map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
-    let tenant = match body.tenant {
-        Some(tenant) if tenant != caller.principal.tenant => {
-            caller.principal.require(Scope::Admin).map_err(admin)?;
-            known_tenant(&state, &tenant, "tenant").await?;
-            tenant
-        }
-        _ => caller.principal.tenant.clone(),
-    };
     let new_model = NewModel {
-        tenant,
+        tenant: body.tenant.unwrap_or_default(),
         sharing: body.sharing.map(Into::into).unwrap_or_default(),
         name: body.name,
         description: body.description,
@@ -382,21 +374,15 @@ pub async fn create_model(State(state): State<AppState>, caller: Caller, body: L
         metadata: metadata_object(Some(body.metadata))?.unwrap_or_else(|| serde_json::json!({})),
         version_policy: body.version_policy.map(Into::into).unwrap_or_default(),
     };
-    if let VersionPolicy::Pinned { version } = new_model.version_policy {
-        return Err(admin(ServiceError::invalid(format!(
-            "version_policy: a new model has no versions, so it cannot pin version {version}; create it with 'latest'"
-        ))));
-    }
-    let record = state.service.create_model(new_model).await.map_err(admin)?;
-    tracing::info!(model = %record.name, "Model created.");
+    let record = state.service.create_model(&caller.call, new_model).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(model_dto(&state, &caller, record).await?)).into_response())
 }
 
 /// One model with its versions.
 #[utoipa::path(get, path = "/api/v1/models/{name}", responses((status = 200, body = ModelDto), (status = 404)))]
 pub async fn get_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<ModelDto>> {
-    let record = caller.model(&state, &name, Action::Read).await.map_err(admin)?;
-    Ok(Json(model_dto(&state, &caller, Arc::unwrap_or_clone(record)).await?))
+    let target = caller.target(&state, &name, Action::Read).await.map_err(admin)?;
+    Ok(Json(model_dto(&state, &caller, ModelRecord::clone(target.record())).await?))
 }
 
 /// Changes a model's description, task, labels, metadata or version policy.
@@ -408,7 +394,7 @@ pub async fn update_model(
     Path(name): Path<String>,
     body: LazyJson<UpdateModel>,
 ) -> AdminResult<Json<ModelDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
+    let target = caller.target(&state, &name, Action::Write).await.map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
     let patch = ModelPatch {
         sharing: None,
@@ -418,24 +404,24 @@ pub async fn update_model(
         metadata: metadata_object(body.metadata)?,
         version_policy: body.version_policy.map(Into::into),
     };
-    let record = state.service.update_model(&name, patch).await.map_err(admin)?;
+    let record = state.service.update_model(&caller.call, &target, patch).await.map_err(admin)?;
     Ok(Json(model_dto(&state, &caller, record).await?))
 }
 
 /// Deletes a model, all its versions and their files.
 #[utoipa::path(delete, path = "/api/v1/models/{name}", responses((status = 204), (status = 404)))]
 pub async fn delete_model(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<StatusCode> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
-    state.service.delete_model(&name).await.map_err(admin)?;
-    tracing::info!(model = %name, "Model deleted.");
+    let target = caller.target(&state, &name, Action::Write).await.map_err(admin)?;
+    state.service.delete_model(&caller.call, &target).await.map_err(admin)?;
+    tracing::info!(model = %target.name(), "Model deleted.");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Versions of a model.
 #[utoipa::path(get, path = "/api/v1/models/{name}/versions", responses((status = 200, body = Vec<VersionDto>), (status = 404)))]
 pub async fn list_versions(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<Vec<VersionDto>>> {
-    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name.clone();
-    let versions = state.service.registry().list_versions(&name).await.map_err(|e| admin(e.into()))?;
+    let target = caller.target(&state, &name, Action::Read).await.map_err(admin)?;
+    let versions = state.service.list_versions(&caller.call, &target).await.map_err(admin)?;
     Ok(Json(versions.into_iter().map(|v| version_dto(&state, &caller, v)).collect()))
 }
 
@@ -450,8 +436,8 @@ pub async fn get_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Read).await.map_err(admin)?.name.clone();
-    let record = state.service.registry().get_version(&name, parse_version(&version)?).await.map_err(|e| admin(e.into()))?;
+    let target = caller.target(&state, &name, Action::Read).await.map_err(admin)?;
+    let record = state.service.get_version(&caller.call, &target, parse_version(&version)?).await.map_err(admin)?;
     Ok(Json(version_dto(&state, &caller, record)))
 }
 
@@ -462,8 +448,8 @@ pub async fn delete_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<StatusCode> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
-    state.service.delete_version(&name, parse_version(&version)?).await.map_err(admin)?;
+    let target = caller.target(&state, &name, Action::Write).await.map_err(admin)?;
+    state.service.delete_version(&caller.call, &target, parse_version(&version)?).await.map_err(admin)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -476,9 +462,9 @@ pub async fn set_config(
     Path((name, version)): Path<(String, String)>,
     body: LazyJson<VersionConfigDto>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
+    let target = caller.target(&state, &name, Action::Write).await.map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
-    let record = state.service.set_version_config(&name, parse_version(&version)?, body.into()).await.map_err(admin)?;
+    let record = state.service.set_version_config(&caller.call, &target, parse_version(&version)?, body.into()).await.map_err(admin)?;
     Ok(Json(version_dto(&state, &caller, record)))
 }
 
@@ -489,8 +475,9 @@ pub async fn load_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
-    let record = state.service.load(&name, Some(parse_version(&version)?)).await.map_err(admin)?;
+    let model_ref = ModelRef::new(name, Some(parse_version(&version)?));
+    let target = caller.target_ref(&state, &model_ref, Action::Write).await.map_err(admin)?;
+    let record = state.service.load(&caller.call, &target).await.map_err(admin)?;
     Ok(Json(version_dto(&state, &caller, record)))
 }
 
@@ -501,10 +488,10 @@ pub async fn unload_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
     let version = parse_version(&version)?;
-    state.service.unload(&name, Some(version)).await.map_err(admin)?;
-    let record = state.service.registry().get_version(&name, version).await.map_err(|e| admin(e.into()))?;
+    let target = caller.target_ref(&state, &ModelRef::new(name, Some(version)), Action::Write).await.map_err(admin)?;
+    state.service.unload(&caller.call, &target).await.map_err(admin)?;
+    let record = state.service.get_version(&caller.call, &target, version).await.map_err(admin)?;
     Ok(Json(version_dto(&state, &caller, record)))
 }
 
@@ -519,13 +506,13 @@ pub async fn set_tokenizer(
     Path((name, version)): Path<(String, String)>,
     request: Request,
 ) -> AdminResult<Json<VersionDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
+    let target = caller.target(&state, &name, Action::Write).await.map_err(admin)?;
     let version = parse_version(&version)?;
     let (parts, body) = request.into_parts();
     let limit = crate::body::Limit { bytes: yunmo_service::MAX_TOKENIZER_BYTES, setting: "the tokenizer limit" };
     let (bytes, _charge) = crate::body::read_body(&state, &parts.headers, body, limit).await.map_err(admin)?;
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| admin(ServiceError::invalid("tokenizer.json is not UTF-8")))?;
-    let record = state.service.set_tokenizer(&name, version, text).await.map_err(admin)?;
+    let record = state.service.set_tokenizer(&caller.call, &target, version, text).await.map_err(admin)?;
     Ok(Json(version_dto(&state, &caller, record)))
 }
 
@@ -543,9 +530,9 @@ pub async fn upload_version(
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> AdminResult<Response> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
+    let target = caller.target(&state, &name, Action::Write).await.map_err(admin)?;
     // Unknown models and taken versions fail before the body is read.
-    state.service.check_new_version(&name, query.version).await.map_err(admin)?;
+    state.service.check_new_version(&caller.call, &target, query.version).await.map_err(admin)?;
     let mut config = match &query.config {
         Some(text) => Some(parse_config(text)?),
         None => None,
@@ -569,7 +556,7 @@ pub async fn upload_version(
             match field.name() {
                 Some("file") => {
                     let stream = field.map(|chunk| chunk.map_err(|e| e.to_string()));
-                    artifact = Some(stage(&state, stream, limit).await?);
+                    artifact = Some(stage(&state, &caller, &target, stream, limit).await?);
                 }
                 Some("config") => {
                     let text = field_text(field, "config", state.config.max_json_bytes).await?;
@@ -589,11 +576,11 @@ pub async fn upload_version(
         (artifact, tokenizer)
     } else {
         let stream = request.into_body().into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string()));
-        (stage(&state, stream, limit).await?, None)
+        (stage(&state, &caller, &target, stream, limit).await?, None)
     };
     let (artifact, tokenizer) = artifact;
     let options = UploadOptions { version: query.version, config: config.map(Into::into).unwrap_or_default(), tokenizer };
-    let record = state.service.add_version(&name, artifact, options).await.map_err(admin)?;
+    let record = state.service.add_version(&caller.call, &target, artifact, options).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(version_dto(&state, &caller, record))).into_response())
 }
 
@@ -603,17 +590,6 @@ fn metadata_object(metadata: Option<serde_json::Value>) -> AdminResult<Option<se
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(object @ serde_json::Value::Object(_)) => Ok(Some(object)),
         Some(other) => Err(admin(ServiceError::invalid(format!("metadata must be a JSON object, got {other}")))),
-    }
-}
-
-/// A tenant named in a request body must exist: otherwise a 400 naming the field (the path's resource exists).
-async fn known_tenant(state: &AppState, tenant: &str, field: &str) -> AdminResult<()> {
-    match state.service.registry().get_tenant(tenant).await {
-        Ok(_) => Ok(()),
-        Err(yunmo_registry::RegistryError::ResourceNotFound(_)) => {
-            Err(admin(ServiceError::invalid(format!("{field}: there is no tenant '{tenant}'"))))
-        }
-        Err(error) => Err(admin(error.into())),
     }
 }
 
@@ -637,12 +613,12 @@ fn parse_config(text: &str) -> AdminResult<VersionConfigDto> {
 }
 
 /// Streams an upload into a staging file, enforcing the size limit as bytes arrive.
-async fn stage<S>(state: &AppState, mut stream: S, limit: u64) -> AdminResult<StagedArtifact>
+async fn stage<S>(state: &AppState, caller: &Caller, target: &Target, mut stream: S, limit: u64) -> AdminResult<StagedArtifact>
 where
     S: futures::Stream<Item = Result<bytes::Bytes, String>> + Unpin,
 {
     let io = |e: std::io::Error| admin(ServiceError::internal(format!("cannot stage the upload: {e}")));
-    let mut staging = state.service.registry().store().stage().await.map_err(io)?;
+    let mut staging = state.service.stage_upload(&caller.call, target).await.map_err(admin)?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| admin(ServiceError::invalid(format!("the upload was cut off: {e}"))))?;
         if staging.size() + chunk.len() as u64 > limit {
@@ -662,13 +638,10 @@ pub async fn set_sharing(
     Path(name): Path<String>,
     body: LazyJson<SharingDto>,
 ) -> AdminResult<Json<ModelDto>> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(admin)?.name.clone();
+    let target = caller.target(&state, &name, Action::Write).await.map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
-    for tenant in &body.tenants {
-        known_tenant(&state, tenant, "tenants").await?;
-    }
     let patch = ModelPatch { sharing: Some(body.into()), ..ModelPatch::default() };
-    let record = state.service.update_model(&name, patch).await.map_err(admin)?;
+    let record = state.service.update_model(&caller.call, &target, patch).await.map_err(admin)?;
     Ok(Json(model_dto(&state, &caller, record).await?))
 }
 

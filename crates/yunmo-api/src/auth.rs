@@ -15,12 +15,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use yunmo_auth::{Action, Credentials, Principal, UsageGuard};
-use yunmo_registry::{AuditEntry, ModelRecord};
-use yunmo_service::{Code, Prompt, PromptInput, ServiceError, UsageCell};
+use yunmo_registry::AuditEntry;
+use yunmo_service::{Call, Code, Prompt, PromptInput, ServiceError, Target};
 use yunmo_types::ModelRef;
 
 use crate::AppState;
 use crate::error::{ApiError, Shape};
+use crate::request_id::RequestId;
 
 /// The error body a path's route group uses.
 pub fn shape_of(path: &str) -> Shape {
@@ -85,14 +86,14 @@ pub struct ErrorCode(pub Code);
 /// Route layer of inference routes: admits the request past rate limits and quotas, then meters it, body
 /// bytes included, until its response body has been sent (or dropped: `cancelled`).
 pub async fn meter(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let principal = request.extensions().get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::local()));
+    let mut call = call_of(request.extensions());
     let protocol = if request.uri().path().starts_with("/v1/") { "openai" } else { "rest" };
-    let guard = match state.gate.admit(&principal, protocol).await {
+    let guard = match state.service.admit(&mut call, protocol).await {
         Ok(guard) => guard,
         Err(error) => return ApiError::new(error, shape_of(request.uri().path())).into_response(),
     };
     let cell = guard.cell().clone();
-    request.extensions_mut().insert(cell.clone());
+    request.extensions_mut().insert(call);
     // Bytes in: the declared length (a request refused before its body is read still sent it), else the
     // bytes as they are read.
     let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -172,98 +173,61 @@ impl Drop for Metered {
     }
 }
 
-/// The model the caller means by `name` ([`resolve`]) if `principal` may do `action` on it (a model it cannot
-/// see is "not found"), for every transport. The record's `name` is the model's qualified name, which every
-/// service call takes. For inference, a refusal is counted like a request for a missing model, and an
-/// allowed request's usage record gets the model (its version once served; a failed request keeps 0).
-pub async fn allow(
-    state: &AppState,
-    principal: &Principal,
-    name: &str,
-    action: Action,
-    usage: Option<&UsageCell>,
-) -> Result<Arc<ModelRecord>, ServiceError> {
-    let result = match resolve(state, principal, name).await {
-        Ok(model) => yunmo_auth::check(principal, &model, action).map(|()| model),
-        Err(error) => Err(error),
-    };
-    match (&result, action, usage) {
-        (Err(error), Action::Infer, _) => state.service.count_refused(error),
-        (Ok(model), Action::Infer, Some(usage)) => usage.set_model(&model.name, 0),
-        _ => {}
-    }
-    result
+/// The service's view of a request: its caller and request id from the extensions the front middleware
+/// put there (a request without a caller is the local admin, as with auth off).
+fn call_of(extensions: &axum::http::Extensions) -> Call {
+    let principal = extensions.get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::local()));
+    let id = extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
+    Call::new(principal, id.as_str())
 }
 
-/// The model a caller means by `name`: `tenant/name` as it is; a short name by [`yunmo_auth::pick`] (the
-/// caller's own model first). Names are unique per tenant, so nothing here tells a caller that another
-/// tenant's private model exists.
-pub async fn resolve(state: &AppState, principal: &Principal, name: &str) -> Result<Arc<ModelRecord>, ServiceError> {
-    if let Some((tenant, short)) = name.split_once('/') {
-        // `default/name` is how others may qualify a model of the default tenant (stored as `name`).
-        let qualified = yunmo_registry::qualified_name(tenant, short);
-        let model = state.service.model_record(&qualified).await?;
-        return if yunmo_auth::can_see(principal, &model) {
-            Ok(model)
-        } else {
-            Err(ServiceError::not_found(format!("model '{name}' not found")))
-        };
-    }
-    let candidates = state.service.models_named(name).await?;
-    yunmo_auth::pick(principal, name, &candidates)
-}
-
-/// The authenticated caller of a handler and, on inference routes, its usage record.
+/// The authenticated caller of a handler, as the service's [`Call`] (on inference routes, admitted and
+/// with its usage record).
 pub struct Caller {
-    /// Who is calling (shared with the request, not copied).
-    pub principal: Arc<Principal>,
-    /// The request's usage record (inference routes only).
-    pub usage: Option<UsageCell>,
+    /// The request as the service sees it.
+    pub call: Call,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let principal = parts.extensions.get::<Arc<Principal>>().cloned().ok_or_else(|| {
-            ApiError::new(ServiceError::new(Code::Unauthenticated, "no caller on this request"), shape_of(parts.uri.path()))
-        })?;
-        Ok(Caller { principal, usage: parts.extensions.get::<UsageCell>().cloned() })
+        if let Some(call) = parts.extensions.get::<Call>() {
+            return Ok(Caller { call: call.clone() });
+        }
+        if parts.extensions.get::<Arc<Principal>>().is_none() {
+            return Err(ApiError::new(ServiceError::new(Code::Unauthenticated, "no caller on this request"), shape_of(parts.uri.path())));
+        }
+        Ok(Caller { call: call_of(&parts.extensions) })
     }
 }
 
 impl Caller {
-    /// The model `name` if this caller may do `action` on it.
-    pub async fn model(&self, state: &AppState, name: &str, action: Action) -> Result<Arc<ModelRecord>, ServiceError> {
-        allow(state, &self.principal, name, action, self.usage.as_ref()).await
+    /// Who is calling.
+    pub fn principal(&self) -> &Principal {
+        &self.call.principal
     }
 
-    /// `model_ref` with the qualified name of the model this caller means, if it may do `action` on it.
-    pub async fn served(&self, state: &AppState, model_ref: &ModelRef, action: Action) -> Result<ModelRef, ServiceError> {
-        let model = self.model(state, &model_ref.name, action).await?;
-        Ok(ModelRef::new(model.name.clone(), model_ref.version))
+    /// The model this caller means by `name`, if it may do `action` on it (the service's access check).
+    pub async fn target(&self, state: &AppState, name: &str, action: Action) -> Result<Target, ServiceError> {
+        state.service.authorize(&self.call, &ModelRef::new(name, None), action).await
     }
 
-    /// Checks that this caller may run `model_ref`, then tokenises the prompt and ties its generations
-    /// to this request's usage record.
+    /// The model and version `model_ref` names, if this caller may do `action` on it.
+    pub async fn target_ref(&self, state: &AppState, model_ref: &ModelRef, action: Action) -> Result<Target, ServiceError> {
+        state.service.authorize(&self.call, model_ref, action).await
+    }
+
+    /// Checks that this caller may run `model_ref`, then tokenises the prompt; its generations are metered
+    /// on this request's usage record.
     pub async fn prompt(&self, state: &AppState, model_ref: &ModelRef, input: PromptInput) -> Result<Prompt, ServiceError> {
-        let served = self.served(state, model_ref, Action::Infer).await?;
-        let mut prompt = state.service.prepare_prompt(&served, input).await?;
-        prompt.usage = self.usage.clone();
-        Ok(prompt)
+        let target = self.target_ref(state, model_ref, Action::Infer).await?;
+        state.service.prepare_prompt(&self.call, &target, input).await
     }
 
     /// Names of the models this caller can see.
     pub async fn visible_names(&self, state: &AppState) -> Result<std::collections::HashSet<String>, ServiceError> {
-        Ok(state.gate.visible_models(&self.principal).await?.into_iter().map(|model| model.name).collect())
-    }
-
-    /// Records what served the request (the model's qualified name) and how long it took.
-    pub fn record_served(&self, model: &str, version: u64, queue_us: u64, compute_us: u64) {
-        if let Some(usage) = &self.usage {
-            usage.set_model(model, version);
-            usage.add_time_us(queue_us, compute_us);
-        }
+        Ok(state.service.visible_models(&self.call).await?.into_iter().map(|model| model.name).collect())
     }
 }
 

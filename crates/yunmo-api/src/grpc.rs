@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tonic::{Request, Response, Status};
 use yunmo_proto::inference as pb;
 use yunmo_proto::inference::grpc_inference_service_server::GrpcInferenceService;
-use yunmo_service::{Code, ServiceError};
+use yunmo_service::{Call, Code, ServiceError, Target};
 use yunmo_types::{DataType, InferInput, ModelRef, RequestedOutput, Tensor, TensorData, TensorSpec};
 
 use crate::AppState;
@@ -61,16 +61,25 @@ impl GrpcService {
         crate::auth::GrpcAuth::new(server, gate)
     }
 
-    /// Checks that the caller of `request` may do `action` on model `name`; returns the model's qualified name.
-    async fn allow<T>(&self, request: &Request<T>, name: &str, action: Action) -> Result<String, Status> {
-        let principal = caller(request)?;
-        Ok(crate::auth::allow(&self.state, &principal, name, action, None).await.map_err(status)?.name.clone())
+    /// The call of `request` and the model `name` (at `version`, empty: the policy's) if its caller may do
+    /// `action` on it (the service's access check).
+    async fn target<T>(&self, request: &Request<T>, name: &str, version: &str, action: Action) -> Result<(Call, Target), Status> {
+        let call = call_of(request)?;
+        let model_ref = model_ref(name.to_string(), version)?;
+        let target = self.state.service.authorize(&call, &model_ref, action).await.map_err(status)?;
+        Ok((call, target))
     }
 }
 
-/// The principal the auth layer put on the call.
-fn caller<T>(request: &Request<T>) -> Result<std::sync::Arc<Principal>, Status> {
-    request.extensions().get::<std::sync::Arc<Principal>>().cloned().ok_or_else(|| Status::unauthenticated("no caller on this call"))
+/// The service's view of a call: the caller and request id the auth layer put on it.
+fn call_of<T>(request: &Request<T>) -> Result<Call, Status> {
+    let principal = request
+        .extensions()
+        .get::<std::sync::Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no caller on this call"))?;
+    let id = request.extensions().get::<crate::request_id::RequestId>().cloned().unwrap_or_else(crate::request_id::RequestId::generate);
+    Ok(Call::new(principal, id.as_str()))
 }
 
 fn model_ref(name: String, version: &str) -> Result<ModelRef, Status> {
@@ -103,15 +112,13 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_ready(&self, request: Request<pb::ModelReadyRequest>) -> Result<Response<pb::ModelReadyResponse>, Status> {
-        let qualified = match self.allow(&request, &request.get_ref().name, Action::Read).await {
-            Ok(qualified) => qualified,
+        let (call, target) = match self.target(&request, &request.get_ref().name, &request.get_ref().version, Action::Read).await {
+            Ok(found) => found,
             // Ready answers false for models that do not exist; one the caller cannot see is the same.
             Err(error) if error.code() == tonic::Code::NotFound => return Ok(Response::new(pb::ModelReadyResponse { ready: false })),
             Err(error) => return Err(error),
         };
-        let request = request.into_inner();
-        let model_ref = model_ref(qualified, &request.version)?;
-        let ready = match self.state.service.model_ready(&model_ref).await {
+        let ready = match self.state.service.model_ready(&call, &target).await {
             Ok(ready) => ready,
             Err(error) if error.code == Code::ModelNotFound => false,
             Err(error) => return Err(status(error)),
@@ -128,10 +135,9 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_metadata(&self, request: Request<pb::ModelMetadataRequest>) -> Result<Response<pb::ModelMetadataResponse>, Status> {
-        let qualified = self.allow(&request, &request.get_ref().name, Action::Read).await?;
+        let (call, target) = self.target(&request, &request.get_ref().name, &request.get_ref().version, Action::Read).await?;
         let request = request.into_inner();
-        let model_ref = model_ref(qualified, &request.version)?;
-        let metadata = self.state.service.model_metadata(&model_ref).await.map_err(status)?;
+        let metadata = self.state.service.model_metadata(&call, &target).await.map_err(status)?;
         Ok(Response::new(pb::ModelMetadataResponse {
             name: request.name,
             versions: metadata.versions.iter().map(u64::to_string).collect(),
@@ -142,10 +148,10 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Result<Response<pb::ModelInferResponse>, Status> {
-        let principal = caller(&request)?;
-        let guard = self.state.gate.admit(&principal, "grpc").await.map_err(status)?;
+        let mut call = call_of(&request)?;
+        let guard = self.state.service.admit(&mut call, "grpc").await.map_err(status)?;
         let usage = guard.cell().clone();
-        let result = self.infer(principal, request, &usage).await;
+        let result = self.infer(&call, request).await;
         match &result {
             Ok(response) => {
                 usage.add_bytes(0, prost::Message::encoded_len(response.get_ref()) as u64);
@@ -160,17 +166,14 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
-        let principal = caller(&request)?;
+        let call = call_of(&request)?;
         let ready_only = request.into_inner().ready;
-        let visible: std::collections::HashSet<String> =
-            self.state.gate.visible_models(&principal).await.map_err(status)?.into_iter().map(|model| model.name).collect();
-        let entries = self.state.service.repository_index().await.map_err(status)?;
+        let entries = self.state.service.repository_index(&call).await.map_err(status)?;
         let models = entries
             .into_iter()
-            .filter(|entry| visible.contains(&entry.name))
             .filter(|entry| !ready_only || entry.state == "READY")
             .map(|entry| pb::repository_index_response::ModelIndex {
-                name: yunmo_registry::name_for(&entry.name, &principal.tenant).to_string(),
+                name: yunmo_registry::name_for(&entry.name, &call.principal.tenant).to_string(),
                 version: entry.version.to_string(),
                 state: entry.state.to_string(),
                 reason: entry.reason,
@@ -183,12 +186,12 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
-        let qualified = self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
+        let (call, target) = self.target(&request, &request.get_ref().model_name, "", Action::Write).await?;
         let request = request.into_inner();
         yunmo_service::InferenceService::check_repository_load(&request.model_name, request.parameters.keys().map(String::as_str))
             .map_err(status)?;
-        let version = repository_version(&request.parameters)?;
-        self.state.service.load(&qualified, version).await.map_err(status)?;
+        let target = target.with_version(repository_version(&request.parameters)?);
+        self.state.service.load(&call, &target).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
     }
 
@@ -196,10 +199,10 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
-        let qualified = self.allow(&request, &request.get_ref().model_name, Action::Write).await?;
+        let (call, target) = self.target(&request, &request.get_ref().model_name, "", Action::Write).await?;
         let request = request.into_inner();
-        let version = repository_version(&request.parameters)?;
-        self.state.service.unload(&qualified, version).await.map_err(status)?;
+        let target = target.with_version(repository_version(&request.parameters)?);
+        self.state.service.unload(&call, &target).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 }
@@ -208,9 +211,8 @@ impl GrpcService {
     /// Runs one infer call, filling in its usage record; errors carry their service code for the record.
     async fn infer(
         &self,
-        principal: std::sync::Arc<Principal>,
+        call: &Call,
         request: Request<pb::ModelInferRequest>,
-        usage: &yunmo_service::UsageCell,
     ) -> Result<Response<pb::ModelInferResponse>, (Status, Code)> {
         let fail = |error: ServiceError| {
             let code = error.code;
@@ -218,15 +220,16 @@ impl GrpcService {
         };
         let request = request.into_inner();
         let size = prost::Message::encoded_len(&request);
-        usage.add_bytes(size as u64, 0);
+        if let Some(usage) = &call.usage {
+            usage.add_bytes(size as u64, 0);
+        }
         // The message is already decoded (tonic bounds it by max_body_bytes); it and the tensors made from
         // typed contents (raw contents are shared, not copied) are charged and held until the answer is
         // built. Past the budget the call is refused at once, so its memory is freed.
         let mut charge = self.state.budget.charge(size).map_err(fail)?;
         let typed = request.raw_input_contents.is_empty();
-        let qualified =
-            crate::auth::allow(&self.state, &principal, &request.model_name, Action::Infer, Some(usage)).await.map_err(fail)?.name.clone();
-        let model_ref = model_ref(qualified, &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
+        let model_ref = model_ref(request.model_name.clone(), &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
+        let target = self.state.service.authorize(call, &model_ref, Action::Infer).await.map_err(fail)?;
         let asked_for = request.model_name.clone();
         let limits = DecodeLimits { max_tensor_elements: self.state.config.max_tensor_elements };
         let input = decode_request(request, limits).map_err(fail)?;
@@ -234,11 +237,7 @@ impl GrpcService {
             let bytes = input.inputs.iter().map(|tensor| tensor.binary_size()).sum();
             charge.merge(self.state.budget.charge(bytes).map_err(fail)?);
         }
-        let input_elements = crate::kserve::elements(input.inputs.iter());
-        let output = self.state.service.infer(&model_ref, input).await.map_err(fail)?;
-        usage.set_model(&model_ref.name, output.model_version);
-        usage.add_time_us(output.queue_us, output.compute_us);
-        usage.add_elements(input_elements, crate::kserve::elements(output.outputs.iter()));
+        let output = self.state.service.infer(call, &target, input).await.map_err(fail)?;
         let mut response = pb::ModelInferResponse {
             model_name: asked_for,
             model_version: output.model_version.to_string(),

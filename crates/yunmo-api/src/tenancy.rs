@@ -57,24 +57,22 @@ pub struct CreateTenant {
 /// Creates a tenant (admin).
 #[utoipa::path(post, path = "/api/v1/tenants", request_body = CreateTenant, responses((status = 201, body = TenantSchema), (status = 409, body = ErrorBody)))]
 pub async fn create_tenant(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateTenant>) -> AdminResult<Response> {
-    caller.principal.require(Scope::Admin).map_err(admin)?;
+    caller.principal().require(Scope::Admin).map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
-    let record = state.service.registry().create_tenant(&body.name, &body.limits).await.map_err(admin)?;
+    let record = state.service.create_tenant(&caller.call, &body.name, &body.limits).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }
 
 /// Lists tenants (admin).
 #[utoipa::path(get, path = "/api/v1/tenants", responses((status = 200, body = Vec<TenantSchema>)))]
 pub async fn list_tenants(State(state): State<AppState>, caller: Caller) -> AdminResult<Json<Vec<TenantRecord>>> {
-    caller.principal.require(Scope::Admin).map_err(admin)?;
-    Ok(Json(state.service.registry().list_tenants().await.map_err(admin)?))
+    Ok(Json(state.service.list_tenants(&caller.call).await.map_err(admin)?))
 }
 
 /// One tenant (admin, or a key of that tenant).
 #[utoipa::path(get, path = "/api/v1/tenants/{name}", responses((status = 200, body = TenantSchema)))]
 pub async fn get_tenant(State(state): State<AppState>, caller: Caller, Path(name): Path<String>) -> AdminResult<Json<TenantRecord>> {
-    caller.principal.tenant_filter(Some(&name)).map_err(admin)?;
-    Ok(Json(state.service.registry().get_tenant(&name).await.map_err(admin)?))
+    Ok(Json(state.service.get_tenant(&caller.call, &name).await.map_err(admin)?))
 }
 
 /// Options of a tenant deletion.
@@ -97,12 +95,7 @@ pub async fn delete_tenant(
     Path(name): Path<String>,
     Query(query): Query<DeleteTenantQuery>,
 ) -> AdminResult<StatusCode> {
-    caller.principal.require(Scope::Admin).map_err(admin)?;
-    let result = state.service.delete_tenant(&name, query.delete_models.unwrap_or(false)).await;
-    // The tenant's keys are refused from the next request on, whether or not the models went too.
-    state.gate.forget_keys();
-    result.map_err(admin)?;
-    tracing::info!(tenant = %name, "Tenant deleted.");
+    state.service.delete_tenant(&caller.call, &name, query.delete_models.unwrap_or(false)).await.map_err(admin)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -114,9 +107,9 @@ pub async fn set_tenant_limits(
     Path(name): Path<String>,
     limits: LazyJson<Limits>,
 ) -> AdminResult<Json<TenantRecord>> {
-    caller.principal.require(Scope::Admin).map_err(admin)?;
+    caller.principal().require(Scope::Admin).map_err(admin)?;
     let limits = limits.read(&state).await.map_err(admin)?;
-    Ok(Json(state.gate.set_tenant_limits(&name, &limits).await.map_err(admin)?))
+    Ok(Json(state.service.set_tenant_limits(&caller.call, &name, &limits).await.map_err(admin)?))
 }
 
 /// A key to create.
@@ -157,17 +150,17 @@ pub struct CreatedKey {
 /// Creates a key (admin). The response holds the key itself, once.
 #[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey, responses((status = 201, body = CreatedKeySchema)))]
 pub async fn create_key(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateKey>) -> AdminResult<Response> {
-    caller.principal.require(Scope::Admin).map_err(admin)?;
+    caller.principal().require(Scope::Admin).map_err(admin)?;
     let body = body.read(&state).await.map_err(admin)?;
     let request = KeyRequest {
-        tenant: body.tenant.unwrap_or_else(|| caller.principal.tenant.clone()),
+        tenant: body.tenant.unwrap_or_else(|| caller.principal().tenant.clone()),
         name: body.name,
         scopes: body.scopes,
         models: body.models,
         limits: body.limits,
         expires_at: body.expires_at,
     };
-    let (record, key) = state.gate.create_key(request).await.map_err(admin)?;
+    let (record, key) = state.service.create_key(&caller.call, request).await.map_err(admin)?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, record })).into_response())
 }
 
@@ -197,15 +190,13 @@ pub async fn list_keys(
     caller: Caller,
     Query(query): Query<TenantQuery>,
 ) -> AdminResult<Json<Vec<KeyRecord>>> {
-    let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
-    Ok(Json(state.service.registry().list_keys(tenant.as_deref()).await.map_err(admin)?))
+    Ok(Json(state.service.list_keys(&caller.call, query.tenant.as_deref()).await.map_err(admin)?))
 }
 
 /// Revokes a key (admin); it is refused from the next request on.
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", responses((status = 200, body = KeySchema)))]
 pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> AdminResult<Json<KeyRecord>> {
-    caller.principal.require(Scope::Admin).map_err(admin)?;
-    Ok(Json(state.gate.revoke_key(&id).await.map_err(admin)?))
+    Ok(Json(state.service.revoke_key(&caller.call, &id).await.map_err(admin)?))
 }
 
 /// Usage report parameters.
@@ -235,7 +226,8 @@ fn parse_time(field: &str, text: Option<&str>, default: i64) -> AdminResult<i64>
 /// Usage and cost per tenant, grouped by model, key or day, as JSON or CSV.
 #[utoipa::path(get, path = "/api/v1/usage", params(UsageQuery), responses((status = 200, content((UsageReportSchema = "application/json"), (String = "text/csv"))), (status = 503, body = ErrorBody)))]
 pub async fn usage(State(state): State<AppState>, caller: Caller, Query(query): Query<UsageQuery>) -> AdminResult<Response> {
-    let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
+    // Asking for another tenant is refused before the query is read further.
+    caller.principal().tenant_filter(query.tenant.as_deref()).map_err(admin)?;
     let now = calendar::now_ms();
     let from = parse_time("from", query.from.as_deref(), calendar::month_start_ms(now))?;
     let to = parse_time("to", query.to.as_deref(), now + 1)?;
@@ -245,20 +237,8 @@ pub async fn usage(State(state): State<AppState>, caller: Caller, Query(query): 
         Some("day") => UsageGroup::Day,
         Some(other) => return Err(admin(ServiceError::invalid(format!("group_by must be model, key or day, got '{other}'")))),
     };
-    // Events still waiting for the writer are included; a report that would miss some is refused.
-    if let Err(unwritten) = state.gate.flush().await {
-        return Err(admin(ServiceError::not_ready(format!(
-            "{unwritten} usage events could not be written to the database yet (see the server log); they are retried, ask again shortly"
-        ))
-        .with_retry_after(1)));
-    }
-    let mut rows = state.service.registry().usage_report(from, to, tenant.as_deref(), group).await.map_err(admin)?;
-    if group == UsageGroup::Model {
-        // Each tenant's rows name models as that tenant calls them (its own by name, others' as tenant/name).
-        for row in &mut rows {
-            row.group = yunmo_registry::name_for(&row.group, &row.tenant).to_string();
-        }
-    }
+    let usage_query = yunmo_service::UsageQuery { from_ms: from, to_ms: to, tenant: query.tenant.as_deref(), group };
+    let rows = state.service.usage_report(&caller.call, usage_query).await.map_err(admin)?;
     match query.format.as_deref() {
         None | Some("json") => Ok(Json(serde_json::json!({
             "from": calendar::format_utc(from), "to": calendar::format_utc(to), "group_by": query.group_by.as_deref().unwrap_or("model"), "rows": rows,
@@ -299,12 +279,7 @@ pub fn csv(rows: &[UsageRow]) -> String {
 /// The newest audit entries first: admins all or `?tenant=`, others their tenant's.
 #[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), responses((status = 200, body = Vec<AuditSchema>)))]
 pub async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<AuditQuery>) -> AdminResult<Json<Vec<AuditDto>>> {
-    let tenant = caller.principal.tenant_filter(query.tenant.as_deref()).map_err(admin)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(admin(ServiceError::invalid(format!("limit must be between 1 and 10000, got {limit}"))));
-    }
-    let entries = state.service.registry().list_audit(tenant.as_deref(), limit).await.map_err(admin)?;
+    let entries = state.service.list_audit(&caller.call, query.tenant.as_deref(), query.limit.unwrap_or(100)).await.map_err(admin)?;
     Ok(Json(entries.into_iter().map(|entry| AuditDto { at: calendar::format_utc(entry.at_ms), entry }).collect()))
 }
 
@@ -321,7 +296,7 @@ pub struct AuditDto {
 /// The caller: key id, tenant and scopes.
 #[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = WhoamiSchema)))]
 pub async fn whoami(caller: Caller) -> Json<serde_json::Value> {
-    let principal = caller.principal;
+    let principal = caller.call.principal;
     Json(serde_json::json!({
         "key_id": principal.key_id, "tenant": principal.tenant, "scopes": principal.scopes, "models": principal.models,
     }))

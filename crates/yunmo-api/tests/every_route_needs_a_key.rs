@@ -59,6 +59,7 @@ async fn state(dir: &Path) -> AppState {
             },
             request_timeout: Duration::from_secs(5),
         },
+        gate.clone(),
     );
     AppState::new(yunmo_api::AppParts {
         service,

@@ -124,6 +124,7 @@ pub async fn run(
     let registry = Registry::open(&registry_config)
         .await
         .with_context(|| format!("cannot open the registry in {}", settings.storage.data_dir.display()))?;
+    let gate = gate(&settings, registry.clone()).await?;
     let service = InferenceService::new(
         registry,
         backends(&settings)?,
@@ -136,8 +137,8 @@ pub async fn run(
             },
             request_timeout: Duration::from_millis(settings.scheduler.request_timeout_ms),
         },
+        gate.clone(),
     );
-    let gate = gate(&settings, service.registry().clone()).await?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = AppState::new(yunmo_api::AppParts {
         service,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use yunmo_backend::{GenerateEvent, GenerateRequest};
 use yunmo_text::chat::{ChatMessage, SpecialTokens};
-use yunmo_types::{GenerateParams, ModelRef, Usage};
+use yunmo_types::{GenerateParams, Usage};
 
 use crate::models::LoadedModel;
 use crate::{InferenceService, ServiceError, metrics};
@@ -40,7 +40,7 @@ pub struct Prompt {
     /// counted (metrics and usage records) once, as the response's `usage` counts it.
     prompt_counted: std::sync::atomic::AtomicBool,
     /// Where generations from this prompt add their tokens and time (the request's usage record).
-    pub usage: Option<crate::UsageCell>,
+    pub(crate) usage: Option<crate::UsageCell>,
 }
 
 /// Bounds of sampling parameters (OpenAI's, where it has them).
@@ -85,8 +85,24 @@ pub fn validate_params(params: &GenerateParams) -> Result<(), ServiceError> {
 
 impl InferenceService {
     /// Resolves and loads a text-generation model and tokenises the prompt for it.
-    pub async fn prepare_prompt(&self, model_ref: &ModelRef, input: PromptInput) -> Result<Prompt, ServiceError> {
-        let version = self.resolve(model_ref).await?;
+    /// The prompt's generations are metered on `call`'s usage record.
+    pub async fn prepare_prompt(&self, call: &crate::Call, target: &crate::Target, input: PromptInput) -> Result<Prompt, ServiceError> {
+        target.permits(call, yunmo_auth::Action::Infer)?;
+        let mut prompt = self.build_prompt(target, input).await?;
+        prompt.usage = call.usage.clone();
+        Ok(prompt)
+    }
+
+    /// The tokens the model would read for `input` and the context per sequence they go into, for a
+    /// caller that may read the model. Not a [`Prompt`]: nothing can be generated from it.
+    pub async fn tokenize(&self, call: &crate::Call, target: &crate::Target, input: PromptInput) -> Result<(Vec<u32>, u32), ServiceError> {
+        target.permits(call, yunmo_auth::Action::Read)?;
+        let prompt = self.build_prompt(target, input).await?;
+        Ok((prompt.tokens, prompt.context))
+    }
+
+    async fn build_prompt(&self, target: &crate::Target, input: PromptInput) -> Result<Prompt, ServiceError> {
+        let version = self.resolve(&target.model_ref()).await?;
         let loaded = self.loaded(&version).await?;
         let generator = loaded.generator().ok_or_else(|| {
             ServiceError::invalid(format!("model '{}' does not generate text (its format is {})", version.model, version.format))

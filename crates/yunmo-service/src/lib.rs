@@ -6,26 +6,30 @@
 //! load, unload) also live here, so that REST, gRPC and the CLI share one behaviour.
 //! It knows no wire format and no HTTP status: errors carry a [`Code`] that transports map.
 
+mod call;
 mod classify;
 pub mod embed;
 pub mod generate;
+mod manage;
 pub mod metrics;
 pub mod models;
+mod tenancy;
 mod validate;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 use yunmo_backend::BackendFactory;
-use yunmo_registry::{Registry, StagedArtifact, VersionRecord};
+use yunmo_registry::{Registry, VersionRecord};
 use yunmo_types::{InferInput, InferOutput, ModelRef, Signature, VersionConfig};
 
+pub use call::{Call, Target};
 pub use embed::{EmbedInput, Embeddings};
 pub use generate::{Generation, Prompt, PromptInput};
 pub use models::{LoadedModel, ModelManager, WorkerConfig};
-pub use yunmo_auth::UsageCell;
+pub use tenancy::{MAX_AUDIT_ENTRIES, UsageQuery};
+pub use yunmo_auth::{Action, UsageCell};
 pub use yunmo_types::{Code, ServiceError};
 
 /// Service-wide options.
@@ -91,6 +95,8 @@ pub struct InferenceService {
 
 struct Inner {
     registry: Registry,
+    /// Access, admission, metering and keys: the service calls it for every request.
+    gate: yunmo_auth::Gate,
     /// Which version each (name, explicit version) resolved to. Every registry write goes through this
     /// service and drops the model's entries, so a hit is never stale within this process.
     resolved: std::sync::RwLock<std::collections::HashMap<(String, Option<u64>), VersionRecord>>,
@@ -107,13 +113,14 @@ struct Inner {
 }
 
 impl InferenceService {
-    /// A service over `registry`, running artifacts with `factories` (one per format).
-    pub fn new(registry: Registry, factories: Vec<Arc<dyn BackendFactory>>, config: ServiceConfig) -> Self {
+    /// A service over `registry`, running artifacts with `factories` (one per format), checking every call
+    /// with `gate`.
+    pub fn new(registry: Registry, factories: Vec<Arc<dyn BackendFactory>>, config: ServiceConfig, gate: yunmo_auth::Gate) -> Self {
         metrics::describe();
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
         let (resolved, records, named, generation) = Default::default();
-        let inner = Inner { registry, resolved, records, named, generation, models, factories, request_timeout };
+        let inner = Inner { registry, gate, resolved, records, named, generation, models, factories, request_timeout };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
             let weak = Arc::downgrade(&service.inner);
@@ -143,8 +150,16 @@ impl InferenceService {
     }
 
     /// Embeds texts or token lists with an encoder that has an embedding config.
-    pub async fn embed(&self, model_ref: &ModelRef, input: EmbedInput, dimensions: Option<usize>) -> Result<Embeddings, ServiceError> {
-        let version = self.resolve(model_ref).await?;
+    pub async fn embed(
+        &self,
+        call: &Call,
+        target: &Target,
+        input: EmbedInput,
+        dimensions: Option<usize>,
+    ) -> Result<Embeddings, ServiceError> {
+        target.permits(call, Action::Infer)?;
+        let started = Instant::now();
+        let version = self.resolve(&target.model_ref()).await?;
         let loaded = self.loaded(&version).await?;
         let embedder = loaded.embedder.as_ref().ok_or_else(|| {
             let hint = if loaded.generator().is_some() {
@@ -163,39 +178,33 @@ impl InferenceService {
             )));
         }
         let (vectors, prompt_tokens) = embedder.embed(&version.model, input).await?;
+        call.record_served(&version.model, version.version, 0, started.elapsed().as_micros() as u64);
+        if let Some(usage) = &call.usage {
+            usage.add_tokens(prompt_tokens, 0);
+        }
         tracing::info!(target: "yunmo::usage", model = %version.model, version = version.version, inputs = vectors.len(), prompt_tokens, "Embeddings computed.");
         Ok(Embeddings { model: version.model.clone(), version: version.version, vectors, prompt_tokens })
     }
 
-    /// Stores the `tokenizer.json` of a version (checked by parsing it); a loaded version reloads with it.
-    pub async fn set_tokenizer(&self, name: &str, version: u64, tokenizer: String) -> Result<VersionRecord, ServiceError> {
-        check_tokenizer(&tokenizer)?;
-        let result = self.inner.registry.set_tokenizer(name, version, &tokenizer).await;
-        self.invalidate(name);
-        let record = result?;
-        self.inner.models.forget(&(name.to_string(), version));
-        Ok(record)
-    }
-
     /// Names of every model whose resolved version generates text or serves embeddings, with its format,
     /// for `/v1/models`.
-    pub async fn list_served(&self) -> Result<Vec<(yunmo_registry::ModelRecord, Option<VersionRecord>)>, ServiceError> {
+    pub async fn list_served(&self, call: &Call) -> Result<Vec<(yunmo_registry::ModelRecord, Option<VersionRecord>)>, ServiceError> {
         let mut served = Vec::new();
-        for model in self.inner.registry.list_models().await? {
+        for model in self.visible_models(call).await? {
             let version = self.resolve(&ModelRef::new(model.name.clone(), None)).await.ok();
             served.push((model, version));
         }
         Ok(served)
     }
 
-    /// The registry (for listing and describing models).
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The table of loaded models.
+    pub(crate) fn models(&self) -> &ModelManager {
+        &self.inner.models
     }
 
-    /// The table of loaded models.
-    pub fn models(&self) -> &ModelManager {
-        &self.inner.models
+    /// Whether `version` is loaded now.
+    pub fn is_loaded(&self, version: &VersionRecord) -> bool {
+        self.inner.models.is_loaded(&(version.model.clone(), version.version))
     }
 
     fn factory(&self, format: &str) -> Result<Arc<dyn BackendFactory>, ServiceError> {
@@ -222,7 +231,7 @@ impl InferenceService {
     }
 
     /// The stored record of model `name`, cached like resolutions (access checks read it on every request).
-    pub async fn model_record(&self, name: &str) -> Result<Arc<yunmo_registry::ModelRecord>, ServiceError> {
+    pub(crate) async fn model_record(&self, name: &str) -> Result<Arc<yunmo_registry::ModelRecord>, ServiceError> {
         if let Some(hit) = self.inner.records.read().expect("record cache lock").get(name) {
             return Ok(hit.clone());
         }
@@ -237,7 +246,7 @@ impl InferenceService {
 
     /// Every model, of any tenant, whose name within its tenant is `short` (cached like records), for
     /// resolving the name a caller gives.
-    pub async fn models_named(&self, short: &str) -> Result<Arc<[Arc<yunmo_registry::ModelRecord>]>, ServiceError> {
+    pub(crate) async fn models_named(&self, short: &str) -> Result<Arc<[Arc<yunmo_registry::ModelRecord>]>, ServiceError> {
         if let Some(hit) = self.inner.named.read().expect("name cache lock").get(short) {
             return Ok(hit.clone());
         }
@@ -267,21 +276,6 @@ impl InferenceService {
         resolved.retain(|(cached, _), _| cached != name);
         records.remove(name);
         named.remove(name.rsplit('/').next().unwrap_or(name));
-    }
-
-    /// Creates a model (its name is unique within its tenant).
-    pub async fn create_model(&self, model: yunmo_registry::NewModel) -> Result<yunmo_registry::ModelRecord, ServiceError> {
-        let qualified = yunmo_registry::qualified_name(&model.tenant, &model.name);
-        let result = self.inner.registry.create_model(model).await;
-        self.invalidate(&qualified);
-        Ok(result?)
-    }
-
-    /// Changes a model's description, task, labels, metadata or version policy.
-    pub async fn update_model(&self, name: &str, patch: yunmo_registry::ModelPatch) -> Result<yunmo_registry::ModelRecord, ServiceError> {
-        let result = self.inner.registry.update_model(name, patch).await;
-        self.invalidate(name);
-        Ok(result?)
     }
 
     /// Returns the loaded version, loading it unless it was explicitly unloaded.
@@ -328,14 +322,15 @@ impl InferenceService {
 
     /// Counts an inference request refused before it reached a model (unknown or not permitted), as
     /// [`InferenceService::infer`] counts one for a model that does not exist.
-    pub fn count_refused(&self, error: &ServiceError) {
+    pub(crate) fn count_refused(&self, error: &ServiceError) {
         ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str()).increment(1);
     }
 
     /// Runs one inference request.
-    pub async fn infer(&self, model_ref: &ModelRef, input: InferInput) -> Result<InferOutput, ServiceError> {
+    pub async fn infer(&self, call: &Call, target: &Target, input: InferInput) -> Result<InferOutput, ServiceError> {
+        target.permits(call, Action::Infer)?;
         let started = Instant::now();
-        let version = match self.resolve(model_ref).await {
+        let version = match self.resolve(&target.model_ref()).await {
             Ok(version) => version,
             Err(error) => {
                 ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str()).increment(1);
@@ -344,7 +339,14 @@ impl InferenceService {
         };
         let model_label = version.model.clone();
         let version_label = version.version.to_string();
+        let input_elements = elements(&input.inputs);
         let result = self.infer_loaded(&version, input).await;
+        if let Ok(output) = &result {
+            call.record_served(&version.model, output.model_version, output.queue_us, output.compute_us);
+            if let Some(usage) = &call.usage {
+                usage.add_elements(input_elements, elements(&output.outputs));
+            }
+        }
         let outcome = match &result {
             Ok(_) => "ok",
             Err(error) => error.code.as_str(),
@@ -388,9 +390,10 @@ impl InferenceService {
         })
     }
 
-    /// Metadata of the version `model_ref` resolves to.
-    pub async fn model_metadata(&self, model_ref: &ModelRef) -> Result<ModelMetadata, ServiceError> {
-        let version = self.resolve(model_ref).await?;
+    /// Metadata of the version `target` resolves to.
+    pub async fn model_metadata(&self, call: &Call, target: &Target) -> Result<ModelMetadata, ServiceError> {
+        target.permits(call, Action::Read)?;
+        let version = self.resolve(&target.model_ref()).await?;
         let versions = self.inner.registry.list_versions(&version.model).await?;
         Ok(ModelMetadata {
             name: version.model.clone(),
@@ -403,8 +406,9 @@ impl InferenceService {
 
     /// Whether the version `model_ref` resolves to can serve: loaded, or loadable now (a lazy load is
     /// triggered and awaited). An explicitly unloaded version is not ready.
-    pub async fn model_ready(&self, model_ref: &ModelRef) -> Result<bool, ServiceError> {
-        let version = self.resolve(model_ref).await?;
+    pub async fn model_ready(&self, call: &Call, target: &Target) -> Result<bool, ServiceError> {
+        target.permits(call, Action::Read)?;
+        let version = self.resolve(&target.model_ref()).await?;
         match self.loaded(&version).await {
             Ok(_) => Ok(true),
             Err(error) if error.code == Code::ModelNotReady => Ok(false),
@@ -422,162 +426,18 @@ impl InferenceService {
             None => Ok(()),
         }
     }
-
-    /// Loads a version (the policy's choice when `version` is `None`).
-    pub async fn load(&self, name: &str, version: Option<u64>) -> Result<VersionRecord, ServiceError> {
-        let version = self.resolve(&ModelRef::new(name, version)).await?;
-        self.load_version(&version).await?;
-        Ok(version)
-    }
-
-    /// Unloads one version, or every loaded version of the model when `version` is `None`.
-    /// Returns the versions unloaded.
-    pub async fn unload(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>, ServiceError> {
-        let versions = match version {
-            Some(version) => vec![self.inner.registry.get_version(name, version).await?],
-            None => self.inner.registry.list_versions(name).await?,
-        };
-        let mut unloaded = Vec::new();
-        for record in versions {
-            if self.inner.models.unload(&(record.model.clone(), record.version)) {
-                unloaded.push(record.version);
-            }
-        }
-        Ok(unloaded)
-    }
-
-    /// Every version with its state.
-    pub async fn repository_index(&self) -> Result<Vec<IndexEntry>, ServiceError> {
-        let versions = self.inner.registry.all_versions().await?;
-        Ok(versions
-            .into_iter()
-            .map(|record| {
-                let key = (record.model.clone(), record.version);
-                let (state, reason) = if self.inner.models.is_loaded(&key) {
-                    ("READY", "")
-                } else if self.inner.models.is_unloaded(&key) {
-                    ("UNAVAILABLE", "unloaded")
-                } else {
-                    ("AVAILABLE", "loads on first request")
-                };
-                IndexEntry { name: record.model, version: record.version, state, reason: reason.to_string() }
-            })
-            .collect())
-    }
-
-    /// Checks an uploaded file and adds it as a new version. The file is inspected by the runtime for its
-    /// format (read from its first bytes) before anything is stored; on any error nothing is stored.
-    pub async fn add_version(&self, name: &str, artifact: StagedArtifact, options: UploadOptions) -> Result<VersionRecord, ServiceError> {
-        options.config.validate().map_err(ServiceError::invalid)?;
-        if let Some(tokenizer) = &options.tokenizer {
-            check_tokenizer(tokenizer)?;
-        }
-        // Fail early on an unknown model, before spending time on inspection.
-        self.inner.registry.get_model(name).await?;
-        if artifact.size() == 0 {
-            return Err(ServiceError::invalid("the uploaded model file is empty"));
-        }
-        let mut head = [0u8; 16];
-        let mut file = tokio::fs::File::open(artifact.path()).await.map_err(|e| ServiceError::internal(e.to_string()))?;
-        let n = file.read(&mut head).await.map_err(|e| ServiceError::internal(e.to_string()))?;
-        let factory = self.inner.factories.iter().find(|factory| factory.sniff(&head[..n])).cloned().ok_or_else(|| {
-            let formats: Vec<&str> = self.inner.factories.iter().map(|f| f.format()).collect();
-            ServiceError::invalid(format!(
-                "the uploaded file is not a model in a supported format ({}): its first bytes are {:02x?}",
-                formats.join(", "),
-                &head[..n.min(8)]
-            ))
-        })?;
-        let path = artifact.path().to_path_buf();
-        let inspect_factory = factory.clone();
-        let signature = tokio::task::spawn_blocking(move || inspect_factory.inspect(&path))
-            .await
-            .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
-            .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
-        let new_version = yunmo_registry::NewVersion {
-            version: options.version,
-            format: factory.format().to_string(),
-            signature,
-            config: options.config,
-            artifact,
-            tokenizer: options.tokenizer,
-        };
-        let result = self.inner.registry.add_version(name, new_version).await;
-        self.invalidate(name);
-        let record = result?;
-        tracing::info!(model = %name, version = record.version, sha256 = %record.sha256, "Model version added.");
-        Ok(record)
-    }
-
-    /// Fails unless `name` exists and `version` (if given) is free: lets transports refuse an upload
-    /// before reading its body.
-    pub async fn check_new_version(&self, name: &str, version: Option<u64>) -> Result<(), ServiceError> {
-        self.inner.registry.get_model(name).await?;
-        if let Some(version) = version
-            && self.inner.registry.get_version(name, version).await.is_ok()
-        {
-            return Err(ServiceError::new(Code::Conflict, format!("model '{name}' already has version {version}")));
-        }
-        Ok(())
-    }
-
-    /// Replaces a version's serving options; a loaded version is reloaded with them on its next request.
-    pub async fn set_version_config(&self, name: &str, version: u64, config: VersionConfig) -> Result<VersionRecord, ServiceError> {
-        let result = self.inner.registry.set_version_config(name, version, config).await;
-        self.invalidate(name);
-        let record = result?;
-        self.inner.models.forget(&(name.to_string(), version));
-        Ok(record)
-    }
-
-    /// Deletes a version and unloads it.
-    pub async fn delete_version(&self, name: &str, version: u64) -> Result<VersionRecord, ServiceError> {
-        let result = self.inner.registry.delete_version(name, version).await;
-        self.invalidate(name);
-        let record = result?;
-        self.inner.models.forget(&(name.to_string(), version));
-        Ok(record)
-    }
-
-    /// Deletes a tenant with its keys and, with `with_models`, its models (unloading them). Callers drop the
-    /// tenant's cached keys (the gate does).
-    pub async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<(), ServiceError> {
-        let versions = self.inner.registry.delete_tenant(name, with_models).await?;
-        self.invalidate_all();
-        for record in versions {
-            self.inner.models.forget(&(record.model, record.version));
-        }
-        Ok(())
-    }
-
-    /// Forgets every cached resolution and record (a change that touches many models).
-    fn invalidate_all(&self) {
-        let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
-        let mut records = self.inner.records.write().expect("record cache lock");
-        let mut named = self.inner.named.write().expect("name cache lock");
-        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        resolved.clear();
-        records.clear();
-        named.clear();
-    }
-
-    /// Deletes a model with all its versions and unloads them.
-    pub async fn delete_model(&self, name: &str) -> Result<(), ServiceError> {
-        let result = self.inner.registry.delete_model(name).await;
-        self.invalidate(name);
-        let versions = result?;
-        for record in versions {
-            self.inner.models.forget(&(record.model, record.version));
-        }
-        Ok(())
-    }
 }
 
 /// Refuses a `tokenizer.json` that is too large or that the tokenizers library cannot read.
-fn check_tokenizer(tokenizer: &str) -> Result<(), ServiceError> {
+pub(crate) fn check_tokenizer(tokenizer: &str) -> Result<(), ServiceError> {
     if tokenizer.len() > MAX_TOKENIZER_BYTES {
         return Err(ServiceError::invalid(format!("tokenizer.json must be at most {MAX_TOKENIZER_BYTES} bytes, got {}", tokenizer.len())));
     }
     yunmo_text::embed::EmbedTokenizer::from_json(tokenizer.as_bytes()).map_err(|error| ServiceError::invalid(error.to_string()))?;
     Ok(())
+}
+
+/// Elements in `tensors`, for the usage record.
+fn elements(tensors: &[yunmo_types::Tensor]) -> u64 {
+    tensors.iter().map(|tensor| tensor.element_count() as u64).sum()
 }

@@ -80,8 +80,8 @@ fn specs(specs: &[TensorSpec]) -> serde_json::Value {
 }
 
 async fn metadata(state: AppState, caller: Caller, model_ref: ModelRef) -> Result<Json<serde_json::Value>, ApiError> {
-    let served = caller.served(&state, &model_ref, Action::Read).await.map_err(ApiError::kserve)?;
-    let metadata = state.service.model_metadata(&served).await.map_err(ApiError::kserve)?;
+    let target = caller.target_ref(&state, &model_ref, Action::Read).await.map_err(ApiError::kserve)?;
+    let metadata = state.service.model_metadata(&caller.call, &target).await.map_err(ApiError::kserve)?;
     Ok(Json(json!({
         "name": model_ref.name,
         "versions": metadata.versions.iter().map(u64::to_string).collect::<Vec<_>>(),
@@ -108,11 +108,11 @@ async fn model_metadata_version(
 }
 
 async fn readiness(state: AppState, caller: Caller, model_ref: ModelRef) -> Response {
-    let served = match caller.served(&state, &model_ref, Action::Read).await {
-        Ok(served) => served,
+    let target = match caller.target_ref(&state, &model_ref, Action::Read).await {
+        Ok(target) => target,
         Err(error) => return ApiError::kserve(error).into_response(),
     };
-    match state.service.model_ready(&served).await {
+    match state.service.model_ready(&caller.call, &target).await {
         Ok(true) => Json(json!({ "name": model_ref.name, "ready": true })).into_response(),
         Ok(false) => {
             let mut response = Json(json!({ "name": model_ref.name, "ready": false })).into_response();
@@ -138,7 +138,7 @@ async fn model_ready_version(State(state): State<AppState>, caller: Caller, Path
 }
 
 async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let served = caller.served(&state, &model_ref, Action::Infer).await.map_err(ApiError::kserve)?;
+    let target = caller.target_ref(&state, &model_ref, Action::Infer).await.map_err(ApiError::kserve)?;
     let header_length = match headers.get(encode::HEADER_LENGTH) {
         None => None,
         Some(value) => Some(value.to_str().ok().and_then(|text| text.trim().parse::<usize>().ok()).ok_or_else(|| {
@@ -152,17 +152,12 @@ async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers
     let decode::Decoded { input, encoding, model_name, model_version } =
         decode::decode_request(body.clone(), header_length, limits).map_err(ApiError::kserve)?;
     let model_ref = check_body_model(model_ref, model_name, model_version).map_err(ApiError::kserve)?;
-    let served = ModelRef::new(served.name, model_ref.version);
+    let target = target.with_version(model_ref.version);
     // Tensors decoded from JSON are new memory (binary ones are slices of the body): charged too, and held
     // with the body until the answer is encoded.
     charge.merge(state.budget.charge(decode::allocated_bytes(&input, &body)).map_err(ApiError::kserve)?);
     drop(body);
-    let input_elements = elements(input.inputs.iter());
-    let output = state.service.infer(&served, input).await.map_err(ApiError::kserve)?;
-    caller.record_served(&served.name, output.model_version, output.queue_us, output.compute_us);
-    if let Some(usage) = &caller.usage {
-        usage.add_elements(input_elements, elements(output.outputs.iter()));
-    }
+    let output = state.service.infer(&caller.call, &target, input).await.map_err(ApiError::kserve)?;
     let response = encode::encode_response(&model_ref.name, &output, &encoding);
     drop(charge);
     Ok(response)
@@ -182,11 +177,6 @@ fn check_body_model(path: ModelRef, name: Option<String>, version: Option<String
         }
         _ => Ok(ModelRef::new(path.name, Some(version))),
     }
-}
-
-/// Elements in `tensors`.
-pub(crate) fn elements<'a>(tensors: impl Iterator<Item = &'a yunmo_types::Tensor>) -> u64 {
-    tensors.map(|tensor| tensor.element_count() as u64).sum()
 }
 
 async fn infer(

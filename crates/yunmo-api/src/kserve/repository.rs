@@ -34,12 +34,10 @@ struct LoadRequest {
 
 async fn index(State(state): State<AppState>, caller: Caller, body: LazyJson<IndexRequest>) -> Result<Json<Value>, ApiError> {
     let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
-    let visible = caller.visible_names(&state).await.map_err(ApiError::kserve)?;
-    let entries = state.service.repository_index().await.map_err(ApiError::kserve)?;
-    let tenant = &caller.principal.tenant;
+    let entries = state.service.repository_index(&caller.call).await.map_err(ApiError::kserve)?;
+    let tenant = &caller.principal().tenant;
     let entries: Vec<Value> = entries
         .into_iter()
-        .filter(|entry| visible.contains(&entry.name))
         .filter(|entry| !request.ready || entry.state == "READY")
         .map(|entry| {
             json!({ "name": yunmo_registry::name_for(&entry.name, tenant), "version": entry.version.to_string(),
@@ -67,12 +65,12 @@ async fn load(
     Path(name): Path<String>,
     body: LazyJson<LoadRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name.clone();
+    let target = caller.target(&state, &name, Action::Write).await.map_err(ApiError::kserve)?;
     let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
     yunmo_service::InferenceService::check_repository_load(&name, request.parameters.keys().map(String::as_str))
         .map_err(ApiError::kserve)?;
-    let version = version_parameter(&request.parameters)?;
-    state.service.load(&name, version).await.map_err(ApiError::kserve)?;
+    let target = target.with_version(version_parameter(&request.parameters)?);
+    state.service.load(&caller.call, &target).await.map_err(ApiError::kserve)?;
     Ok(Json(json!({})))
 }
 
@@ -82,9 +80,9 @@ async fn unload(
     Path(name): Path<String>,
     body: LazyJson<LoadRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = caller.model(&state, &name, Action::Write).await.map_err(ApiError::kserve)?.name.clone();
+    let target = caller.target(&state, &name, Action::Write).await.map_err(ApiError::kserve)?;
     let request = body.read_optional(&state).await.map_err(ApiError::kserve)?;
-    let version = version_parameter(&request.parameters)?;
-    state.service.unload(&name, version).await.map_err(ApiError::kserve)?;
+    let target = target.with_version(version_parameter(&request.parameters)?);
+    state.service.unload(&caller.call, &target).await.map_err(ApiError::kserve)?;
     Ok(Json(json!({})))
 }

@@ -45,13 +45,8 @@ pub(crate) async fn embeddings(
         return Err(openai(ServiceError::invalid("dimensions must be at least 1, got 0")));
     }
     let model_ref = model_ref(&request.model).map_err(openai)?;
-    let served = caller.served(&state, &model_ref, yunmo_auth::Action::Infer).await.map_err(openai)?;
-    let started = std::time::Instant::now();
-    let embeddings = state.service.embed(&served, input, request.dimensions).await.map_err(openai)?;
-    caller.record_served(&embeddings.model, embeddings.version, 0, started.elapsed().as_micros() as u64);
-    if let Some(usage) = &caller.usage {
-        usage.add_tokens(embeddings.prompt_tokens, 0);
-    }
+    let target = caller.target_ref(&state, &model_ref, yunmo_auth::Action::Infer).await.map_err(openai)?;
+    let embeddings = state.service.embed(&caller.call, &target, input, request.dimensions).await.map_err(openai)?;
     let data: Vec<Value> = embeddings
         .vectors
         .iter()

@@ -114,15 +114,13 @@ pub(crate) fn chat_messages(messages: Vec<wire::ChatMessageIn>) -> Result<Vec<Ch
 }
 
 async fn list_models(State(state): State<AppState>, caller: crate::auth::Caller) -> OpenAiResult<Json<Value>> {
-    let visible = caller.visible_names(&state).await.map_err(openai)?;
-    let served = state.service.list_served().await.map_err(openai)?;
+    let served = state.service.list_served(&caller.call).await.map_err(openai)?;
     let data: Vec<Value> = served
         .into_iter()
-        .filter(|(model, _)| visible.contains(&model.name))
         .filter_map(|(model, version)| {
             let version = version?;
             Some(json!({
-                "id": model.name_for(&caller.principal.tenant),
+                "id": model.name_for(&caller.principal().tenant),
                 "object": "model",
                 "created": model.created_at,
                 "owned_by": model.tenant,
@@ -141,8 +139,9 @@ async fn get_model(
     axum::extract::Path(model): axum::extract::Path<String>,
 ) -> OpenAiResult<Json<Value>> {
     let model_ref = model_ref(&model).map_err(openai)?;
-    let record = caller.model(&state, &model_ref.name, yunmo_auth::Action::Read).await.map_err(openai)?;
-    let metadata = state.service.model_metadata(&ModelRef::new(record.name.clone(), model_ref.version)).await.map_err(openai)?;
+    let target = caller.target_ref(&state, &model_ref, yunmo_auth::Action::Read).await.map_err(openai)?;
+    let metadata = state.service.model_metadata(&caller.call, &target).await.map_err(openai)?;
+    let record = target.record();
     Ok(Json(json!({
         "id": model,
         "object": "model",
@@ -166,7 +165,7 @@ async fn tokenize(
         }
     };
     let model_ref = model_ref(&request.model).map_err(openai)?;
-    let served = caller.served(&state, &model_ref, yunmo_auth::Action::Read).await.map_err(openai)?;
-    let prompt = state.service.prepare_prompt(&served, input).await.map_err(openai)?;
-    Ok(Json(json!({ "tokens": prompt.tokens, "count": prompt.tokens.len(), "max_model_len": prompt.context })))
+    let target = caller.target_ref(&state, &model_ref, yunmo_auth::Action::Read).await.map_err(openai)?;
+    let (tokens, context) = state.service.tokenize(&caller.call, &target, input).await.map_err(openai)?;
+    Ok(Json(json!({ "count": tokens.len(), "tokens": tokens, "max_model_len": context })))
 }
