@@ -57,14 +57,14 @@ async fn usage_survives_a_full_disk_exactly() {
     let _ = file.sync_all();
     drop(file);
     infer_n(&server, 30).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The report flushes first, which cannot write to the full disk.
     let (status, _) = requests_in_report(&server).await;
     assert_eq!(status, 503, "a report that would miss unwritten events is refused");
 
     // Free it: the kept events are written, and later ones too, on connections that work.
     std::fs::remove_file(&filler).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     infer_n(&server, 25).await;
+    // Traffic spread over several flush intervals (100 ms): each flush after the disk came back must work.
     for _ in 0..10 {
         infer_n(&server, 1).await;
         tokio::time::sleep(Duration::from_millis(150)).await;

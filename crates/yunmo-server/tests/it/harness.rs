@@ -84,6 +84,19 @@ impl TestServer {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
+    /// Waits until `/metrics` has a line starting with `prefix` (the server reached the state it shows).
+    pub async fn wait_for_metric(&self, prefix: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, text) = self.get_text("/metrics").await;
+            if text.lines().any(|line| line.starts_with(prefix)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no metric {prefix} after 30 s:\n{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self.client.post(format!("{}{path}", self.url)).json(body).send().await.unwrap();
         parse(response).await

@@ -180,6 +180,7 @@ async fn slow_heads_and_idle_connections_are_closed() {
     let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
     let mut idle_h2 = send(&server.address, preface, &settings, read);
+    // What is under test is time itself: 0.3 s in, well before the 1 s header timeout, all are open.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let open_now = |stream: &mut TcpStream| {
         stream.set_nonblocking(true).unwrap();
@@ -188,9 +189,9 @@ async fn slow_heads_and_idle_connections_are_closed() {
         open
     };
     assert!(slow.iter_mut().all(open_now), "closed before the header timeout");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Each read blocks until the server closes the connection (about 1 s in), or fails the test at 4 s.
     for stream in &mut slow {
-        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
         assert!(closed(stream), "a connection that never finished its head is still open");
     }
     idle_h2.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -202,7 +203,10 @@ async fn slow_heads_and_idle_connections_are_closed() {
     let rows = 2048;
     let body = json!({"inputs": [{"name": "x", "shape": [rows, 1], "datatype": "FP32", "data": vec![1.0f32; rows]}]});
     let started = Instant::now();
-    let (status, response_body) = server.post_json("/v2/models/slow/infer", &body).await;
+    // On a new connection: the client's pooled one from the upload may be closing as idle right now.
+    let response = reqwest::Client::new().post(format!("{}/v2/models/slow/infer", server.url)).json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let response_body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{response_body}");
     assert!(started.elapsed() > Duration::from_millis(1500), "the slow model was fast: the test proves nothing");
     server.stop();

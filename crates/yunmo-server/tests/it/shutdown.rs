@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use crate::harness::TestServer;
 
 #[tokio::test]
@@ -21,7 +19,8 @@ async fn sigterm_finishes_in_flight_requests() {
         .body(body)
         .send();
     let in_flight = tokio::spawn(request);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The batch is with the worker once the queue's depth is reported.
+    server.wait_for_metric("yunmo_inference_queue_depth{model=\"effnet\"").await;
     let pid = server.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let response = in_flight.await.unwrap().expect("the in-flight request completes");
