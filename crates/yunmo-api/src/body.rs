@@ -53,6 +53,11 @@ impl InflightBudget {
         InflightBudget { semaphore: Arc::new(Semaphore::new(total)), total }
     }
 
+    /// Bytes charged now.
+    pub fn held(&self) -> usize {
+        self.total - self.semaphore.available_permits()
+    }
+
     /// Charges `bytes`, or refuses with `overloaded` (429, `Retry-After`) when the budget has not that much left.
     pub fn charge(&self, bytes: usize) -> Result<Charge, ServiceError> {
         if bytes == 0 {

@@ -206,6 +206,7 @@ async fn render_metrics(State(state): State<AppState>, request: Request) -> Resp
     match &state.prometheus {
         Some(handle) => {
             state.service.refresh_gauges();
+            ::metrics::gauge!(metrics::INFLIGHT_REQUEST_BYTES).set(state.budget.held() as f64);
             ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
         }
         None => (axum::http::StatusCode::NOT_FOUND, "metrics are disabled").into_response(),

@@ -51,6 +51,10 @@ pub const EMBEDDING_TOKENS_TOTAL: &str = "yunmo_embedding_tokens_total";
 /// Padded tokens (rows × longest) per encoder call, by `model`.
 pub const EMBEDDING_BATCH_TOKENS: &str = "yunmo_embedding_batch_tokens";
 
+/// Bytes of request data held now across all requests (`server.max_inflight_bytes` bounds it); set when
+/// `/metrics` is rendered.
+pub const INFLIGHT_REQUEST_BYTES: &str = "yunmo_inflight_request_bytes";
+
 /// Registers a help text for each metric.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -60,6 +64,7 @@ pub fn describe() {
     describe_histogram!(COMPUTE_DURATION_SECONDS, Unit::Seconds, "Time computing in the runtime.");
     describe_counter!(DROPPED_TOTAL, "Requests dropped before compute because the client went away.");
     describe_gauge!(QUEUE_DEPTH, "Requests admitted and waiting for a worker.");
+    describe_gauge!(INFLIGHT_REQUEST_BYTES, Unit::Bytes, "Request bytes held now across all requests (server.max_inflight_bytes).");
     describe_histogram!(BATCH_SIZE, Unit::Count, "Rows per runtime call after dynamic batching.");
     describe_histogram!(BATCH_REQUESTS, Unit::Count, "Requests merged into one runtime call.");
     describe_gauge!(MODELS_LOADED, "Model versions loaded.");

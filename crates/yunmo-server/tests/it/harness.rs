@@ -86,10 +86,16 @@ impl TestServer {
 
     /// Waits until `/metrics` has a line starting with `prefix` (the server reached the state it shows).
     pub async fn wait_for_metric(&self, prefix: &str) {
+        self.wait_for_metric_value(prefix, |_| true).await;
+    }
+
+    /// Waits until `/metrics` has a line starting with `prefix` whose value passes `ok`.
+    pub async fn wait_for_metric_value(&self, prefix: &str, ok: impl Fn(f64) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, text) = self.get_text("/metrics").await;
-            if text.lines().any(|line| line.starts_with(prefix)) {
+            let value = |line: &str| line.rsplit(' ').next().and_then(|value| value.parse::<f64>().ok());
+            if text.lines().any(|line| line.starts_with(prefix) && value(line).is_some_and(&ok)) {
                 return;
             }
             assert!(Instant::now() < deadline, "no metric {prefix} after 30 s:\n{text}");

@@ -144,7 +144,8 @@ async fn request_bytes_in_flight_are_bounded_by_one_budget() {
     };
     // A holds 900 kB of an unfinished body.
     let mut holder = send(&server.address, &head(1_000_000), &vec![b' '; 900_000], Duration::from_secs(5));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server holds A's bytes once /metrics says so.
+    server.wait_for_metric_value("yunmo_inflight_request_bytes ", |held| held >= 900_000.0).await;
     // A small request still fits.
     let (status, body) = server.infer_iris("/v2/models/iris/infer").await;
     assert_eq!(status, 200, "{body}");
