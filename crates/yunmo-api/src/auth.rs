@@ -178,7 +178,7 @@ impl Drop for Metered {
 fn call_of(extensions: &axum::http::Extensions) -> Call {
     let principal = extensions.get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::local()));
     let id = extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
-    Call::new(principal, id.as_str())
+    Call::new(principal, id.shared())
 }
 
 /// The authenticated caller of a handler, as the service's [`Call`] (on inference routes, admitted and

@@ -79,7 +79,7 @@ fn call_of<T>(request: &Request<T>) -> Result<Call, Status> {
         .cloned()
         .ok_or_else(|| Status::unauthenticated("no caller on this call"))?;
     let id = request.extensions().get::<crate::request_id::RequestId>().cloned().unwrap_or_else(crate::request_id::RequestId::generate);
-    Ok(Call::new(principal, id.as_str()))
+    Ok(Call::new(principal, id.shared()))
 }
 
 fn model_ref(name: String, version: &str) -> Result<ModelRef, Status> {

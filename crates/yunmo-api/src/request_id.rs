@@ -49,6 +49,11 @@ impl RequestId {
         &self.0
     }
 
+    /// The id, shared (for the service's `Call`, without copying it).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
     /// The id as a header value.
     pub fn header_value(&self) -> HeaderValue {
         HeaderValue::from_str(&self.0).expect("ids are visible ASCII (checked or generated). This is a bug.")
