@@ -422,7 +422,12 @@ mod tests {
             }
         }
         gate.flush().await.unwrap();
-        let rows = gate.0.registry.usage_report(0, i64::MAX, None, yunmo_registry::UsageGroup::Key).await.unwrap();
+        let rows = gate
+            .0
+            .registry
+            .usage_report(yunmo_registry::UsageQuery { from_ms: 0, to_ms: i64::MAX, tenant: None, group: yunmo_registry::UsageGroup::Key })
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].requests, rows[0].failed, rows[0].input_elements, rows[0].output_elements), (3, 2, 12, 9));
     }

@@ -1,26 +1,42 @@
 //! Model metadata and artifacts: the only crate that touches the database or the artifact store.
 //!
-//! [`Registry`] keeps models and their versions in SQLite (WAL) and model files in an [`ArtifactStore`]
-//! addressed by sha256. A version row is written only after its file is durable under its final name, and a
-//! file is removed only after no row refers to it, so a crash at any point leaves either the old state or the
-//! new one, plus at most an unreferenced file that [`Registry::open`] sweeps away.
+//! [`Registry`] keeps models, versions, tenants, keys, usage and audit in a [`MetadataStore`] and model files
+//! in an [`ArtifactStore`] addressed by sha256; SQLite ([`SqliteStore`]) and a local folder
+//! ([`LocalArtifacts`]) are the embedded defaults, [`SealedArtifacts`] encrypts any artifact store at rest,
+//! and [`conformance`] is the suite every implementation passes. A version row is committed only after its
+//! file is durable under its final name, and a file is removed only after no row refers to it, both under
+//! the metadata store's lock, so a crash at any point leaves either the old state or the new one, plus at
+//! most an unreferenced file that a later sweep removes once it is older than the grace period.
 //! It knows nothing of runtimes: callers check a file (through a backend) between staging and committing it.
 
-mod db;
+mod artifacts;
+pub mod conformance;
+mod local;
+mod metadata;
+mod records;
 mod seal;
-mod store;
+mod sealed;
+mod sqlite;
+mod staging;
 mod tenancy;
-mod tx;
 
-pub use db::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord, name_for, qualified_name};
+pub use artifacts::{ArtifactStore, LocalFile, Prepared, ReadableArtifact, StoredObject};
+pub use local::LocalArtifacts;
+pub use metadata::{ArtifactWork, MetadataStore, UsageQuery};
+pub use records::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, name_for, qualified_name};
 pub use seal::EncryptionKey;
-pub use store::{ArtifactStore, PreparedArtifact, ReadableArtifact, StagedArtifact, StagingFile};
-pub use tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals};
+pub use sealed::{RefuseSealed, SealedArtifacts};
+pub use sqlite::SqliteStore;
+pub use staging::{StagedArtifact, Staging, StagingFile};
+pub use tenancy::{
+    AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals, aggregate_usage,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use yunmo_types::{ModelRef, Signature, VersionConfig};
+use yunmo_types::{Limits, ModelRef, Signature, VersionConfig};
 
 /// Where the registry keeps its data.
 #[derive(Debug, Clone)]
@@ -31,12 +47,23 @@ pub struct RegistryConfig {
     pub encryption_key: Option<Arc<EncryptionKey>>,
     /// Keys files may still be sealed with; at open they are re-sealed under `encryption_key`.
     pub previous_encryption_keys: Vec<Arc<EncryptionKey>>,
+    /// How old a stored file no version refers to must be before a sweep removes it (another process may
+    /// be adding the version that refers to it).
+    pub orphan_grace: Duration,
 }
+
+/// The default [`RegistryConfig::orphan_grace`]: an hour.
+pub const DEFAULT_ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 impl RegistryConfig {
     /// A registry in `data_dir` without encryption.
     pub fn new(data_dir: impl Into<PathBuf>) -> RegistryConfig {
-        RegistryConfig { data_dir: data_dir.into(), encryption_key: None, previous_encryption_keys: Vec::new() }
+        RegistryConfig {
+            data_dir: data_dir.into(),
+            encryption_key: None,
+            previous_encryption_keys: Vec::new(),
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
+        }
     }
 }
 
@@ -61,6 +88,9 @@ pub enum RegistryError {
     /// The artifact store failed.
     #[error("artifact store error: {0}")]
     Store(#[from] std::io::Error),
+    /// The database's schema cannot be used by this build.
+    #[error("{0}")]
+    Schema(String),
 }
 
 impl From<RegistryError> for yunmo_types::ServiceError {
@@ -71,7 +101,7 @@ impl From<RegistryError> for yunmo_types::ServiceError {
             RegistryError::ResourceNotFound(_) => Code::NotFound,
             RegistryError::AlreadyExists(_) => Code::Conflict,
             RegistryError::Invalid(_) => Code::InvalidRequest,
-            RegistryError::Database(_) | RegistryError::Store(_) => Code::Internal,
+            RegistryError::Database(_) | RegistryError::Store(_) | RegistryError::Schema(_) => Code::Internal,
         };
         yunmo_types::ServiceError::new(code, error.to_string())
     }
@@ -105,73 +135,123 @@ pub struct NewVersion {
     pub tokenizer: Option<String>,
 }
 
-/// Models, versions and their files.
+/// Models, versions, tenants, keys, usage and audit, and the model files.
 #[derive(Clone)]
 pub struct Registry {
-    db: db::Db,
-    store: ArtifactStore,
+    meta: Arc<dyn MetadataStore>,
+    artifacts: Arc<dyn ArtifactStore>,
+    staging: Staging,
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Staging files whose writer was gone.
+    pub staging: usize,
+    /// Stored files no version referred to, older than the grace period.
+    pub artifacts: usize,
 }
 
 impl Registry {
-    /// Opens (creating if needed) the database and the store, then removes staging leftovers and files no
-    /// version refers to.
+    /// The embedded default: SQLite at `data_dir/yunmo.db` and files under `data_dir/artifacts/` (sealed with
+    /// the configured key). Applies migrations, sweeps (see [`Registry::sweep`]) and brings every stored file
+    /// under the current key.
     pub async fn open(config: &RegistryConfig) -> Result<Registry, RegistryError> {
         tokio::fs::create_dir_all(&config.data_dir).await?;
-        let db = db::Db::open(&config.data_dir.join("yunmo.db")).await?;
-        let store = ArtifactStore::open(config.data_dir.join("artifacts"), config.encryption_key.clone()).await?;
-        let registry = Registry { db, store };
-        let referenced = registry.db.referenced_artifacts().await?;
-        let removed = registry.store.sweep(&referenced).await?;
-        if removed > 0 {
-            tracing::info!(removed, "Removed unreferenced artifacts and staging files.");
+        let meta = Arc::new(SqliteStore::open(&config.data_dir.join("yunmo.db")).await?);
+        let root = config.data_dir.join("artifacts");
+        let staging = Staging::open(root.join("staging"), config.encryption_key.is_some()).await?;
+        let local: Arc<dyn ArtifactStore> = Arc::new(LocalArtifacts::open(root.join("sha256"), staging.clone()).await?);
+        let sealed = config.encryption_key.clone().map(|key| SealedArtifacts::new(local.clone(), key, staging.clone()));
+        let artifacts: Arc<dyn ArtifactStore> = match &sealed {
+            Some(sealed) => Arc::new(sealed.clone()),
+            None => Arc::new(RefuseSealed(local)),
+        };
+        let registry = Registry::from_parts(meta, artifacts, staging);
+        registry.sweep(config.orphan_grace).await?;
+        if let Some(sealed) = sealed {
+            sealed.seal_under_current_key(&config.previous_encryption_keys).await?;
         }
-        registry.store.seal_under_current_key(&config.previous_encryption_keys).await?;
         Ok(registry)
     }
 
-    /// The artifact store (for staging uploads and locating files).
-    pub fn store(&self) -> &ArtifactStore {
-        &self.store
+    /// A registry over any stores; `staging` is this machine's folder for uploads.
+    pub fn from_parts(meta: Arc<dyn MetadataStore>, artifacts: Arc<dyn ArtifactStore>, staging: Staging) -> Registry {
+        Registry { meta, artifacts, staging }
+    }
+
+    /// The metadata store's schema version.
+    pub async fn schema_version(&self) -> Result<u32, RegistryError> {
+        self.meta.schema_version().await
+    }
+
+    /// Removes staging files whose writer is gone, and stored files no version refers to that are older than
+    /// `grace` (a younger one may belong to a version another process is adding right now).
+    pub async fn sweep(&self, grace: Duration) -> Result<Swept, RegistryError> {
+        let staging = self.staging.sweep().await?;
+        let referenced = self.meta.referenced_artifacts().await?;
+        let now = std::time::SystemTime::now();
+        let mut artifacts = 0;
+        for object in self.artifacts.list().await? {
+            let age = now.duration_since(object.modified).unwrap_or_default();
+            if referenced.contains(&object.sha256) || age < grace {
+                continue;
+            }
+            if self.remove_if_unreferenced(&object.sha256).await? {
+                artifacts += 1;
+            }
+        }
+        let swept = Swept { staging, artifacts };
+        if swept != Swept::default() {
+            tracing::info!(staging, artifacts, "Removed unreferenced artifacts and abandoned staging files.");
+        }
+        Ok(swept)
+    }
+
+    /// Starts staging an upload on this machine.
+    pub async fn stage(&self) -> std::io::Result<StagingFile> {
+        self.staging.stage().await
     }
 
     /// Creates a model.
     pub async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError> {
-        self.db.create_model(model).await
+        records::validate_name(&model.name)?;
+        self.meta.create_model(model).await
     }
 
     /// All models, by name.
     pub async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError> {
-        self.db.list_models().await
+        self.meta.list_models().await
     }
 
     /// Every model whose name within its tenant is `short`.
     pub async fn models_named(&self, short: &str) -> Result<Vec<ModelRecord>, RegistryError> {
-        self.db.models_named(short).await
+        self.meta.models_named(short).await
     }
 
     /// One model, by its qualified name.
     pub async fn get_model(&self, name: &str) -> Result<ModelRecord, RegistryError> {
-        self.db.get_model(name).await
+        self.meta.get_model(name).await
     }
 
     /// Changes a model's description, task, labels, metadata or version policy.
     pub async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<ModelRecord, RegistryError> {
-        self.db.update_model(name, patch).await
+        self.meta.update_model(name, patch).await
     }
 
     /// Deletes a model, its versions, and files no other version uses. Returns the deleted versions.
     pub async fn delete_model(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
-        let versions = self.db.delete_model(name).await?;
+        let versions = self.meta.delete_model(name).await?;
         self.remove_unreferenced(&versions).await;
         Ok(versions)
     }
 
-    /// Adds a version: readies the staged file (sealing it when the store is encrypted), then, holding the
-    /// database's write lock, moves it into the store and records the version in one transaction. A
-    /// concurrent removal of the same content takes that lock too ([`Registry::remove_unreferenced_sha`]),
-    /// so it either runs first (and the file is put back) or sees the new row (and keeps the file).
+    /// Adds a version: readies the staged file (sealing it when the store is encrypted), then the metadata
+    /// store records the version and publishes the file in one transaction, under the lock a removal of the
+    /// same content also takes ([`MetadataStore::remove_artifact_if_unreferenced`]), so a concurrent removal
+    /// either runs first (and the file is put back) or sees the new row (and keeps the file).
     pub async fn add_version(&self, name: &str, new_version: NewVersion) -> Result<VersionRecord, RegistryError> {
-        let model = self.db.get_model(name).await?;
+        let model = self.meta.get_model(name).await?;
         if let Some(version) = new_version.version {
             if version == 0 {
                 return Err(RegistryError::Invalid("version must be at least 1, got 0".into()));
@@ -183,66 +263,59 @@ impl Registry {
         let NewVersion { version, format, signature, config, artifact, tokenizer } = new_version;
         let sha256 = artifact.sha256().to_string();
         let size = artifact.size();
-        let prepared = self.store.prepare(artifact).await?;
-        let row = db::VersionRow { model_id: model.id, version, format, sha256, size, signature, config, tokenizer };
-        let mut tx = self.db.write_transaction().await?;
-        let version = db::Db::insert_version(&mut tx, row).await?;
-        // The file goes in place only once the row is written in the open transaction: an error before
-        // this leaves the store untouched; a failed commit leaves an unreferenced file the next start sweeps.
-        self.store.publish(prepared).await?;
-        tx.commit().await?;
-        self.db.get_version(model.id, name, version).await
+        let prepared = self.artifacts.prepare(&sha256, artifact.into_file()).await?;
+        let row = VersionRow { model_id: model.id, version, format, sha256, size, signature, config, tokenizer };
+        let artifacts = self.artifacts.clone();
+        self.meta.insert_version(row, Box::pin(async move { artifacts.publish(prepared).await })).await
     }
 
     /// Versions of a model, lowest first.
     pub async fn list_versions(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
-        let model = self.db.get_model(name).await?;
-        self.db.list_versions(model.id).await
+        let model = self.meta.get_model(name).await?;
+        self.meta.list_versions(&model).await
     }
 
     /// One version.
     pub async fn get_version(&self, name: &str, version: u64) -> Result<VersionRecord, RegistryError> {
-        let model = self.db.get_model(name).await?;
-        self.db.get_version(model.id, name, version).await
+        let model = self.meta.get_model(name).await?;
+        self.meta.get_version(&model, version).await
     }
 
     /// Replaces a version's serving options.
     pub async fn set_version_config(&self, name: &str, version: u64, config: VersionConfig) -> Result<VersionRecord, RegistryError> {
         config.validate().map_err(RegistryError::Invalid)?;
-        let model = self.db.get_model(name).await?;
-        self.db.set_version_config(model.id, name, version, &config).await
+        let model = self.meta.get_model(name).await?;
+        self.meta.set_version_config(&model, version, &config).await
     }
 
     /// Stores (or replaces) the `tokenizer.json` of a version.
     pub async fn set_tokenizer(&self, name: &str, version: u64, tokenizer: &str) -> Result<VersionRecord, RegistryError> {
-        let model = self.db.get_model(name).await?;
-        self.db.set_tokenizer(model.id, name, version, tokenizer).await
+        let model = self.meta.get_model(name).await?;
+        self.meta.set_tokenizer(&model, version, tokenizer).await
     }
 
     /// The `tokenizer.json` stored with a version, if any.
     pub async fn tokenizer(&self, name: &str, version: u64) -> Result<Option<String>, RegistryError> {
-        let model = self.db.get_model(name).await?;
-        self.db.tokenizer(model.id, name, version).await
+        let model = self.meta.get_model(name).await?;
+        self.meta.tokenizer(&model, version).await
     }
 
     /// Deletes a version and its file if no other version uses it.
     pub async fn delete_version(&self, name: &str, version: u64) -> Result<VersionRecord, RegistryError> {
-        let model = self.db.get_model(name).await?;
-        let record = self.db.delete_version(model.id, name, version).await?;
+        let model = self.meta.get_model(name).await?;
+        let record = self.meta.delete_version(&model, version).await?;
         self.remove_unreferenced(std::slice::from_ref(&record)).await;
         Ok(record)
     }
 
     /// The version a request for `model_ref` gets: the explicit one, else the model's policy.
     pub async fn resolve(&self, model_ref: &ModelRef) -> Result<(ModelRecord, VersionRecord), RegistryError> {
-        let model = self.db.get_model(&model_ref.name).await?;
+        let model = self.meta.get_model(&model_ref.name).await?;
         let version = match (model_ref.version, model.version_policy) {
-            (Some(version), _) | (None, yunmo_types::VersionPolicy::Pinned { version }) => {
-                self.db.get_version(model.id, &model.name, version).await?
-            }
+            (Some(version), _) | (None, yunmo_types::VersionPolicy::Pinned { version }) => self.meta.get_version(&model, version).await?,
             (None, yunmo_types::VersionPolicy::Latest) => self
-                .db
-                .latest_version(model.id)
+                .meta
+                .latest_version(&model)
                 .await?
                 .ok_or_else(|| RegistryError::NotFound(format!("model '{}' has no versions yet", model.name)))?,
         };
@@ -251,119 +324,112 @@ impl Registry {
 
     /// Every version of every model (for the repository index).
     pub async fn all_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
-        self.db.all_versions().await
+        self.meta.all_versions().await
     }
 
     /// Creates a tenant.
-    pub async fn create_tenant(&self, name: &str, limits: &yunmo_types::Limits) -> Result<TenantRecord, RegistryError> {
-        self.db.create_tenant(name, limits).await
+    pub async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
+        records::validate_tenant(name)?;
+        limits.validate().map_err(RegistryError::Invalid)?;
+        self.meta.create_tenant(name, limits).await
     }
 
     /// One tenant.
     pub async fn get_tenant(&self, name: &str) -> Result<TenantRecord, RegistryError> {
-        self.db.get_tenant(name).await
+        self.meta.get_tenant(name).await
     }
 
     /// All tenants, by name.
     pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError> {
-        self.db.list_tenants().await
+        self.meta.list_tenants().await
     }
 
     /// Deletes a tenant, its keys and (with `with_models`) its models and their files; see
-    /// `Db::delete_tenant`. Returns the deleted versions.
+    /// [`MetadataStore::delete_tenant`]. Returns the deleted versions.
     pub async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<Vec<VersionRecord>, RegistryError> {
-        let versions = self.db.delete_tenant(name, with_models).await?;
+        if name == DEFAULT_TENANT {
+            return Err(RegistryError::Invalid(format!("the '{name}' tenant cannot be deleted")));
+        }
+        let versions = self.meta.delete_tenant(name, with_models).await?;
         self.remove_unreferenced(&versions).await;
         Ok(versions)
     }
 
     /// Replaces a tenant's limits.
-    pub async fn set_tenant_limits(&self, name: &str, limits: &yunmo_types::Limits) -> Result<TenantRecord, RegistryError> {
-        self.db.set_tenant_limits(name, limits).await
+    pub async fn set_tenant_limits(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
+        limits.validate().map_err(RegistryError::Invalid)?;
+        self.meta.set_tenant_limits(name, limits).await
     }
 
     /// Stores a key (its hash).
     pub async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, RegistryError> {
-        self.db.insert_key(key).await
+        key.limits.validate().map_err(RegistryError::Invalid)?;
+        self.meta.insert_key(key).await
     }
 
     /// A key by its visible id, with its tenant's limits.
     pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, RegistryError> {
-        self.db.get_key(id).await
+        self.meta.get_key(id).await
     }
 
     /// Keys, of one tenant or all.
     pub async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, RegistryError> {
-        self.db.list_keys(tenant).await
+        self.meta.list_keys(tenant).await
     }
 
     /// How many keys exist (revoked ones included).
     pub async fn count_keys(&self) -> Result<u64, RegistryError> {
-        self.db.count_keys().await
+        self.meta.count_keys().await
     }
 
     /// Revokes a key (idempotent).
     pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord, RegistryError> {
-        self.db.revoke_key(id).await
+        self.meta.revoke_key(id).await
     }
 
     /// Appends usage events in one transaction.
     pub async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), RegistryError> {
-        self.db.insert_usage(events).await
+        self.meta.insert_usage(events).await
     }
 
     /// Usage in `[from_ms, to_ms)`, grouped, of one tenant or all.
-    pub async fn usage_report(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-        tenant: Option<&str>,
-        group: UsageGroup,
-    ) -> Result<Vec<UsageRow>, RegistryError> {
-        self.db.usage_report(from_ms, to_ms, tenant, group).await
+    pub async fn usage_report(&self, query: UsageQuery<'_>) -> Result<Vec<UsageRow>, RegistryError> {
+        self.meta.usage_report(query).await
     }
 
     /// Totals of one key or tenant since `from_ms`.
     pub async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError> {
-        self.db.usage_totals(subject, from_ms).await
+        self.meta.usage_totals(subject, from_ms).await
     }
 
     /// Appends an audit entry.
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
-        self.db.append_audit(entry).await
+        self.meta.append_audit(entry).await
     }
 
     /// The newest audit entries first, of one tenant or all.
     pub async fn list_audit(&self, tenant: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, RegistryError> {
-        self.db.list_audit(tenant, limit).await
+        self.meta.list_audit(tenant, limit).await
     }
 
     /// A version's file in plaintext, for loading (decrypted into memory when the store is encrypted).
     pub async fn readable_artifact(&self, version: &VersionRecord) -> Result<ReadableArtifact, RegistryError> {
-        Ok(self.store.readable(&version.sha256).await?)
+        Ok(self.artifacts.get(&version.sha256).await?)
     }
 
+    /// Removes the files of `versions` that no version refers to any more; a failure is logged (a later
+    /// sweep removes the file).
     async fn remove_unreferenced(&self, versions: &[VersionRecord]) {
-        let shas: Vec<String> = versions.iter().map(|version| version.sha256.clone()).collect();
-        self.remove_unreferenced_sha(&shas).await;
-    }
-
-    /// Removes the files of `shas` that no version refers to. Each check and removal happens under the
-    /// database's write lock, which every version insert also holds while it puts its file in place.
-    async fn remove_unreferenced_sha(&self, shas: &[String]) {
-        for sha in shas {
-            if let Err(error) = self.remove_if_unreferenced(sha).await {
-                tracing::warn!(%sha, %error, "Could not remove an unreferenced artifact; the next start sweeps it.");
+        for version in versions {
+            if let Err(error) = self.remove_if_unreferenced(&version.sha256).await {
+                tracing::warn!(sha = %version.sha256, %error, "Could not remove an unreferenced artifact; a later sweep removes it.");
             }
         }
     }
 
-    async fn remove_if_unreferenced(&self, sha256: &str) -> Result<(), RegistryError> {
-        let mut tx = self.db.write_transaction().await?;
-        if !db::Db::artifact_in_use(&mut tx, sha256).await? {
-            self.store.remove(sha256).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    async fn remove_if_unreferenced(&self, sha256: &str) -> Result<bool, RegistryError> {
+        let artifacts = self.artifacts.clone();
+        let sha = sha256.to_string();
+        self.meta.remove_artifact_if_unreferenced(sha256, Box::pin(async move { artifacts.delete(&sha).await })).await
     }
 }

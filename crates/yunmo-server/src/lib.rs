@@ -120,7 +120,12 @@ pub async fn run(
     if let Some(key) = &encryption_key {
         tracing::info!(key_file = %settings.storage.encryption_key_file, key_id = %key.id(), "Model files are encrypted at rest (AES-256-GCM).");
     }
-    let registry_config = RegistryConfig { data_dir: settings.storage.data_dir.clone(), encryption_key, previous_encryption_keys };
+    let registry_config = RegistryConfig {
+        data_dir: settings.storage.data_dir.clone(),
+        encryption_key,
+        previous_encryption_keys,
+        orphan_grace: std::time::Duration::from_secs(settings.storage.orphan_grace_s),
+    };
     let registry = Registry::open(&registry_config)
         .await
         .with_context(|| format!("cannot open the registry in {}", settings.storage.data_dir.display()))?;

@@ -153,6 +153,8 @@ pub struct StorageSettings {
     pub encryption_key_file: String,
     /// Key files model files may still be sealed with; they are re-sealed under the current key at start.
     pub previous_encryption_key_files: Vec<String>,
+    /// Seconds an unreferenced stored file must be old before the start sweep removes it.
+    pub orphan_grace_s: u64,
 }
 
 /// `[backends]`.

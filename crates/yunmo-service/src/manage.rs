@@ -64,7 +64,7 @@ impl InferenceService {
     /// A staging file for an upload to the model (see [`InferenceService::add_version`]).
     pub async fn stage_upload(&self, call: &Call, target: &Target) -> Result<StagingFile, ServiceError> {
         target.permits(call, Action::Write)?;
-        self.inner.registry.store().stage().await.map_err(|error| ServiceError::internal(format!("cannot stage the upload: {error}")))
+        self.inner.registry.stage().await.map_err(|error| ServiceError::internal(format!("cannot stage the upload: {error}")))
     }
 
     /// Stores the `tokenizer.json` of a version (checked by parsing it); a loaded version reloads with it.

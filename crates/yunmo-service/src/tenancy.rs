@@ -3,23 +3,11 @@
 //! tenant's own record are readable by its keys), so the transports only decode and encode.
 
 use yunmo_auth::KeyRequest;
+pub use yunmo_registry::UsageQuery;
 use yunmo_registry::{AuditEntry, KeyRecord, TenantRecord, UsageGroup, UsageRow};
 use yunmo_types::{Limits, Scope, ServiceError};
 
 use crate::{Call, InferenceService};
-
-/// A usage report to read.
-#[derive(Debug, Clone, Copy)]
-pub struct UsageQuery<'a> {
-    /// First millisecond (Unix), inclusive.
-    pub from_ms: i64,
-    /// Last millisecond (Unix), exclusive.
-    pub to_ms: i64,
-    /// The tenant asked for (`None`: the caller's own, or every tenant for an admin).
-    pub tenant: Option<&'a str>,
-    /// How rows are grouped.
-    pub group: UsageGroup,
-}
 
 /// Most audit entries in one answer.
 pub const MAX_AUDIT_ENTRIES: u32 = 10_000;
@@ -78,7 +66,7 @@ impl InferenceService {
         self.inner.gate.revoke_key(id).await
     }
 
-    /// Usage rows (admins: any tenant or all; others: their own). Events still waiting for the writer are
+    /// Usage rows (admins: the tenant asked for, or all when `query.tenant` is `None`; others: their own). Events still waiting for the writer are
     /// included; a report that would miss some is refused (`model_not_ready`, retry shortly). Grouped by
     /// model, each tenant's rows name models as that tenant calls them.
     pub async fn usage_report(&self, call: &Call, query: UsageQuery<'_>) -> Result<Vec<UsageRow>, ServiceError> {
@@ -89,7 +77,7 @@ impl InferenceService {
             ))
             .with_retry_after(1));
         }
-        let mut rows = self.inner.registry.usage_report(query.from_ms, query.to_ms, tenant.as_deref(), query.group).await?;
+        let mut rows = self.inner.registry.usage_report(UsageQuery { tenant: tenant.as_deref(), ..query }).await?;
         if query.group == UsageGroup::Model {
             for row in &mut rows {
                 row.group = yunmo_registry::name_for(&row.group, &row.tenant).to_string();

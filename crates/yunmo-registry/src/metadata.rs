@@ -1,0 +1,119 @@
+//! The metadata store: where models, versions, tenants, keys, usage and audit entries live.
+//!
+//! [`crate::Registry`] validates names and limits and then calls one of these; an implementation only
+//! stores and reads. SQLite ([`crate::SqliteStore`]) is the embedded default; every implementation must
+//! pass [`crate::conformance`].
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use yunmo_types::{Limits, VersionConfig};
+
+use crate::RegistryError;
+use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow};
+use crate::tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals};
+
+/// Work on the artifact store that must happen inside a metadata transaction: not yet started when passed,
+/// awaited by the store while it holds the lock that [`MetadataStore::insert_version`] and
+/// [`MetadataStore::remove_artifact_if_unreferenced`] share.
+pub type ArtifactWork<'a> = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>>;
+
+/// Models, versions, tenants, keys, usage and audit entries.
+///
+/// Contract (checked by [`crate::conformance::metadata`]): a failed call changes nothing; names are unique
+/// (`AlreadyExists` otherwise); missing models and versions are `NotFound`, missing tenants and keys
+/// `ResourceNotFound`; the artifact work passed to `insert_version` and `remove_artifact_if_unreferenced`
+/// runs under one lock, so a file is never removed while a version that refers to it is being added.
+#[async_trait::async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// The schema version the store is at (the highest migration applied).
+    async fn schema_version(&self) -> Result<u32, RegistryError>;
+
+    /// Creates a model under its qualified name (the name is already validated).
+    async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError>;
+    /// All models, by name.
+    async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError>;
+    /// Every model whose name within its tenant is `short`, of any tenant.
+    async fn models_named(&self, short: &str) -> Result<Vec<ModelRecord>, RegistryError>;
+    /// One model, by its qualified name.
+    async fn get_model(&self, name: &str) -> Result<ModelRecord, RegistryError>;
+    /// Applies a patch; pinning a version the model does not have is `Invalid`.
+    async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<ModelRecord, RegistryError>;
+    /// Deletes a model and its versions; returns the versions.
+    async fn delete_model(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError>;
+
+    /// Inserts a version and, in the same transaction, awaits `publish` (which puts its file in place); the
+    /// row is committed only if `publish` succeeds. Returns the stored version.
+    async fn insert_version(&self, row: VersionRow, publish: ArtifactWork<'_>) -> Result<VersionRecord, RegistryError>;
+    /// Versions of a model, lowest first.
+    async fn list_versions(&self, model: &ModelRecord) -> Result<Vec<VersionRecord>, RegistryError>;
+    /// Every version of every model, by model name and version.
+    async fn all_versions(&self) -> Result<Vec<VersionRecord>, RegistryError>;
+    /// One version.
+    async fn get_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError>;
+    /// The highest version, if any.
+    async fn latest_version(&self, model: &ModelRecord) -> Result<Option<VersionRecord>, RegistryError>;
+    /// Replaces a version's serving options.
+    async fn set_version_config(&self, model: &ModelRecord, version: u64, config: &VersionConfig) -> Result<VersionRecord, RegistryError>;
+    /// Stores (or replaces) a version's `tokenizer.json`.
+    async fn set_tokenizer(&self, model: &ModelRecord, version: u64, tokenizer: &str) -> Result<VersionRecord, RegistryError>;
+    /// A version's `tokenizer.json`, if it has one.
+    async fn tokenizer(&self, model: &ModelRecord, version: u64) -> Result<Option<String>, RegistryError>;
+    /// Deletes a version; the version a model's policy pins is `Invalid`.
+    async fn delete_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError>;
+    /// The sha256 of every file a version refers to.
+    async fn referenced_artifacts(&self) -> Result<HashSet<String>, RegistryError>;
+    /// Awaits `remove` if no version refers to `sha256`, under the lock `insert_version` holds while it
+    /// publishes; returns whether it ran.
+    async fn remove_artifact_if_unreferenced(&self, sha256: &str, remove: ArtifactWork<'_>) -> Result<bool, RegistryError>;
+
+    /// Creates a tenant (name and limits already validated).
+    async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError>;
+    /// One tenant.
+    async fn get_tenant(&self, name: &str) -> Result<TenantRecord, RegistryError>;
+    /// All tenants, by name.
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError>;
+    /// Replaces a tenant's limits.
+    async fn set_tenant_limits(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError>;
+    /// Deletes a tenant, its keys and its place in every model's sharing, and (with `with_models`) its models,
+    /// in one transaction; a tenant that owns models without `with_models` is `AlreadyExists` naming them.
+    /// Returns the deleted versions. Usage and audit entries stay.
+    async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<Vec<VersionRecord>, RegistryError>;
+
+    /// Stores a key (its hash); its tenant must exist.
+    async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, RegistryError>;
+    /// A key by its visible id, with its tenant's limits.
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, RegistryError>;
+    /// Keys of one tenant or all, oldest first.
+    async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, RegistryError>;
+    /// How many keys exist, revoked ones included.
+    async fn count_keys(&self) -> Result<u64, RegistryError>;
+    /// Revokes a key (idempotent: the first revocation time stays).
+    async fn revoke_key(&self, id: &str) -> Result<KeyRecord, RegistryError>;
+
+    /// Appends usage events in one transaction, all or none.
+    async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), RegistryError>;
+    /// Usage in `[from_ms, to_ms)`, grouped, of one tenant or all.
+    async fn usage_report(&self, query: UsageQuery<'_>) -> Result<Vec<UsageRow>, RegistryError>;
+    /// Totals of one key or tenant since `from_ms`.
+    async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError>;
+
+    /// Appends an audit entry.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError>;
+    /// The newest audit entries first, of one tenant or all.
+    async fn list_audit(&self, tenant: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, RegistryError>;
+}
+
+/// Which usage to report.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageQuery<'a> {
+    /// Unix milliseconds, inclusive.
+    pub from_ms: i64,
+    /// Unix milliseconds, exclusive.
+    pub to_ms: i64,
+    /// One tenant, or all.
+    pub tenant: Option<&'a str>,
+    /// How rows are grouped.
+    pub group: UsageGroup,
+}

@@ -1,0 +1,296 @@
+//! SQLite: tenants, API keys, usage events and the audit log.
+//!
+//! Usage events and audit entries are append-only: triggers refuse UPDATE and DELETE on both tables.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use yunmo_types::Limits;
+
+use super::{SqliteStore, json, now, parse};
+use crate::RegistryError;
+use crate::metadata::UsageQuery;
+use crate::records::VersionRecord;
+use crate::tenancy::{
+    AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals, aggregate_usage,
+};
+
+/// Usage rows per INSERT statement: 17 parameters each stay under SQLite's 32,766.
+const USAGE_ROWS_PER_INSERT: usize = 1000;
+
+const KEY_COLUMNS: &str = "k.id, k.tenant, k.name, k.hash, k.scopes, k.models, k.limits, t.limits AS tenant_limits, k.expires_at, \
+     k.revoked_at, k.created_at";
+
+impl SqliteStore {
+    fn tenant(row: &SqliteRow) -> Result<TenantRecord, RegistryError> {
+        Ok(TenantRecord { name: row.get("name"), limits: parse(row.get("limits"), "limits")?, created_at: row.get("created_at") })
+    }
+
+    fn key(row: &SqliteRow) -> Result<KeyRecord, RegistryError> {
+        let models: Option<String> = row.get("models");
+        Ok(KeyRecord {
+            id: row.get("id"),
+            tenant: row.get("tenant"),
+            name: row.get("name"),
+            hash: row.get("hash"),
+            scopes: parse(row.get("scopes"), "scopes")?,
+            models: models.map(|text| parse(&text, "models")).transpose()?,
+            limits: parse(row.get("limits"), "limits")?,
+            tenant_limits: parse(row.get("tenant_limits"), "limits")?,
+            expires_at: row.get("expires_at"),
+            revoked_at: row.get("revoked_at"),
+            created_at: row.get("created_at"),
+        })
+    }
+
+    pub(super) async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
+        let result = sqlx::query("INSERT INTO tenants (name, limits, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(json(limits))
+            .bind(now())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                Err(RegistryError::AlreadyExists(format!("tenant '{name}' already exists")))
+            }
+            Err(error) => Err(error.into()),
+            Ok(_) => self.get_tenant(name).await,
+        }
+    }
+
+    pub(super) async fn get_tenant(&self, name: &str) -> Result<TenantRecord, RegistryError> {
+        let row = sqlx::query("SELECT name, limits, created_at FROM tenants WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::tenant).transpose()?.ok_or_else(|| RegistryError::ResourceNotFound(format!("tenant '{name}' not found")))
+    }
+
+    pub(super) async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError> {
+        let rows = sqlx::query("SELECT name, limits, created_at FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(Self::tenant).collect()
+    }
+
+    pub(super) async fn set_tenant_limits(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
+        let updated = sqlx::query("UPDATE tenants SET limits = ? WHERE name = ?").bind(json(limits)).bind(name).execute(&self.pool).await?;
+        if updated.rows_affected() == 0 {
+            return Err(RegistryError::ResourceNotFound(format!("tenant '{name}' not found")));
+        }
+        self.get_tenant(name).await
+    }
+
+    /// Deletes a tenant with its keys, drops it from every model's sharing list, and (with `with_models`)
+    /// deletes the models it owns; in one transaction. Without `with_models`, a tenant that owns models is
+    /// refused naming them. Returns the versions of the deleted models. Usage and audit records stay.
+    pub(super) async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<Vec<VersionRecord>, RegistryError> {
+        let mut tx = self.write_transaction().await?;
+        let exists = sqlx::query("SELECT 1 FROM tenants WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?;
+        if exists.is_none() {
+            return Err(RegistryError::ResourceNotFound(format!("tenant '{name}' not found")));
+        }
+        let owned: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM models WHERE tenant = ? ORDER BY name").bind(name).fetch_all(&mut *tx).await?;
+        if !owned.is_empty() && !with_models {
+            return Err(RegistryError::AlreadyExists(format!(
+                "tenant '{name}' owns {} models ({}); delete them first, or delete the tenant with delete_models=true",
+                owned.len(),
+                owned.iter().map(|model| crate::records::name_for(model, name)).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let mut versions = Vec::new();
+        for model in &owned {
+            versions.extend(Self::delete_model_in(&mut tx, model).await?);
+        }
+        let shared: Vec<(i64, String)> = sqlx::query_as("SELECT id, sharing FROM models").fetch_all(&mut *tx).await?;
+        for (id, text) in shared {
+            let mut sharing: yunmo_types::Sharing = parse(&text, "sharing")?;
+            if sharing.tenants.iter().any(|tenant| tenant == name) {
+                sharing.tenants.retain(|tenant| tenant != name);
+                sqlx::query("UPDATE models SET sharing = ? WHERE id = ?").bind(json(&sharing)).bind(id).execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query("DELETE FROM api_keys WHERE tenant = ?").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tenants WHERE name = ?").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(versions)
+    }
+
+    pub(super) async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, RegistryError> {
+        self.get_tenant(&key.tenant).await?;
+        let result = sqlx::query(
+            "INSERT INTO api_keys (id, tenant, name, hash, scopes, models, limits, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant)
+        .bind(&key.name)
+        .bind(&key.hash)
+        .bind(json(&key.scopes))
+        .bind(key.models.as_ref().map(json))
+        .bind(json(&key.limits))
+        .bind(key.expires_at)
+        .bind(now())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                Err(RegistryError::AlreadyExists(format!("key id '{}' already exists", key.id)))
+            }
+            Err(error) => Err(error.into()),
+            Ok(_) => self.get_key(&key.id).await?.ok_or_else(|| RegistryError::ResourceNotFound(format!("key '{}' not found", key.id))),
+        }
+    }
+
+    pub(super) async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, RegistryError> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(Self::key).transpose()
+    }
+
+    pub(super) async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, RegistryError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE (? IS NULL OR k.tenant = ?) ORDER BY k.created_at, k.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(tenant).fetch_all(&self.pool).await?;
+        rows.iter().map(Self::key).collect()
+    }
+
+    pub(super) async fn count_keys(&self) -> Result<u64, RegistryError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys").fetch_one(&self.pool).await?;
+        Ok(count as u64)
+    }
+
+    pub(super) async fn revoke_key(&self, id: &str) -> Result<KeyRecord, RegistryError> {
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.get_key(id).await?.ok_or_else(|| RegistryError::ResourceNotFound(format!("key '{id}' not found")))
+    }
+
+    /// Writes events in one transaction: all or none. Events of one day with the same tenant, key, model,
+    /// version, protocol and outcome are stored as one row with their sums and their count (`requests`;
+    /// `at_ms` is the first one's), so that the database does one row's work per subject per flush instead
+    /// of one per request, and reports stay exact per day. Rows go in multi-row INSERTs of up to
+    /// [`USAGE_ROWS_PER_INSERT`] (each statement is a round trip to the connection's thread).
+    pub(super) async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), RegistryError> {
+        let rows = aggregate_usage(events);
+        let mut tx = self.write_transaction().await?;
+        for chunk in rows.chunks(USAGE_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO usage_events (at_ms, tenant, key_id, model, version, protocol, outcome, requests, input_tokens, \
+                 output_tokens, input_elements, output_elements, queue_ms, compute_ms, bytes_in, bytes_out, cost) ",
+            );
+            insert.push_values(chunk, |mut row, (event, requests)| {
+                row.push_bind(event.at_ms)
+                    .push_bind(&event.tenant)
+                    .push_bind(&event.key_id)
+                    .push_bind(&event.model)
+                    .push_bind(event.version as i64)
+                    .push_bind(event.protocol)
+                    .push_bind(event.outcome)
+                    .push_bind(*requests as i64)
+                    .push_bind(event.input_tokens as i64)
+                    .push_bind(event.output_tokens as i64)
+                    .push_bind(event.input_elements as i64)
+                    .push_bind(event.output_elements as i64)
+                    .push_bind(event.queue_ms as i64)
+                    .push_bind(event.compute_ms as i64)
+                    .push_bind(event.bytes_in as i64)
+                    .push_bind(event.bytes_out as i64)
+                    .push_bind(event.cost);
+            });
+            insert.build().persistent(false).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn usage_report(&self, query: UsageQuery<'_>) -> Result<Vec<UsageRow>, RegistryError> {
+        let UsageQuery { from_ms, to_ms, tenant, group } = query;
+        let group_sql = match group {
+            UsageGroup::Model => "model",
+            UsageGroup::Key => "key_id",
+            UsageGroup::Day => "strftime('%Y-%m-%d', at_ms / 1000, 'unixepoch')",
+        };
+        let sql = format!(
+            "SELECT tenant, {group_sql} AS grp, SUM(requests) AS requests, SUM(CASE WHEN outcome != 'ok' THEN requests ELSE 0 END) AS failed, \
+             SUM(input_tokens) AS input_tokens, \
+             SUM(output_tokens) AS output_tokens, SUM(input_elements) AS input_elements, SUM(output_elements) AS output_elements, \
+             SUM(compute_ms) AS compute_ms, SUM(bytes_in) AS bytes_in, SUM(bytes_out) AS bytes_out, SUM(cost) AS cost \
+             FROM usage_events WHERE at_ms >= ? AND at_ms < ? AND (? IS NULL OR tenant = ?) GROUP BY tenant, grp ORDER BY tenant, grp"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from_ms).bind(to_ms).bind(tenant).bind(tenant).fetch_all(&self.pool).await?;
+        let count = |row: &SqliteRow, name: &str| row.get::<i64, _>(name) as u64;
+        Ok(rows
+            .iter()
+            .map(|row| UsageRow {
+                tenant: row.get("tenant"),
+                group: row.get("grp"),
+                requests: count(row, "requests"),
+                failed: count(row, "failed"),
+                input_tokens: count(row, "input_tokens"),
+                output_tokens: count(row, "output_tokens"),
+                input_elements: count(row, "input_elements"),
+                output_elements: count(row, "output_elements"),
+                compute_ms: count(row, "compute_ms"),
+                bytes_in: count(row, "bytes_in"),
+                bytes_out: count(row, "bytes_out"),
+                cost: row.get("cost"),
+            })
+            .collect())
+    }
+
+    /// Totals of one key or tenant since `from_ms`.
+    pub(super) async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError> {
+        let (sql, value) = match subject {
+            UsageSubject::Key(id) => ("key_id = ?", id),
+            UsageSubject::Tenant(name) => ("tenant = ?", name),
+        };
+        let sql = format!(
+            "SELECT COALESCE(SUM(requests), 0) AS requests, COALESCE(SUM(input_tokens + output_tokens), 0) AS tokens, COALESCE(SUM(compute_ms), 0) AS compute_ms \
+             FROM usage_events WHERE {sql} AND at_ms >= ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).bind(from_ms).fetch_one(&self.pool).await?;
+        Ok(UsageTotals {
+            requests: row.get::<i64, _>("requests") as u64,
+            tokens: row.get::<i64, _>("tokens") as u64,
+            compute_ms: row.get::<i64, _>("compute_ms") as u64,
+        })
+    }
+
+    pub(super) async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
+        sqlx::query("INSERT INTO audit_log (at_ms, key_id, tenant, action, target, remote, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(entry.at_ms)
+            .bind(&entry.key_id)
+            .bind(&entry.tenant)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(&entry.remote)
+            .bind(&entry.outcome)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn list_audit(&self, tenant: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, key_id, tenant, action, target, remote, outcome FROM audit_log WHERE (? IS NULL OR tenant = ?) \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(tenant)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditEntry {
+                at_ms: row.get("at_ms"),
+                key_id: row.get("key_id"),
+                tenant: row.get("tenant"),
+                action: row.get("action"),
+                target: row.get("target"),
+                remote: row.get("remote"),
+                outcome: row.get("outcome"),
+            })
+            .collect())
+    }
+}
