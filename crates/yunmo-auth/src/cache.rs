@@ -97,6 +97,15 @@ impl KeyCache {
         entries.insert(id.to_string(), (known, Instant::now()));
     }
 
+    /// Makes every entry `by` older (tests of the TTL, without waiting for it).
+    #[cfg(test)]
+    pub(crate) fn age(&self, by: Duration) {
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (_, fetched) in entries.values_mut() {
+            *fetched = fetched.checked_sub(by).expect("the monotonic clock started long enough ago");
+        }
+    }
+
     /// Drops one key.
     pub(crate) fn forget(&self, id: &str) {
         let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());

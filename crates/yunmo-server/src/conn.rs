@@ -84,10 +84,15 @@ impl Slots {
     /// Accepts the next connection on `listener` once a slot is free. Accept errors (the process is out of
     /// file descriptors, say) are logged, rate-limited, and retried after a pause.
     pub async fn accept(&self, listener: &TcpListener, server: &'static str) -> (GuardedIo, SocketAddr) {
-        let slot = self.acquire(server).await;
         loop {
+            // Wait until a slot is free without holding it while no one connects: the HTTP and gRPC listeners
+            // share the slots, and an idle listener must not keep one from the other.
+            drop(self.acquire(server).await);
             match listener.accept().await {
                 Ok((stream, remote)) => {
+                    // Free a moment ago; if the other listener took the last one since, this connection
+                    // waits here, accepted but not yet read.
+                    let slot = Slot::new(self.acquire(server).await);
                     let _ = stream.set_nodelay(true);
                     return (GuardedIo::new(stream, slot, self.limits.idle_timeout), remote);
                 }
@@ -99,6 +104,25 @@ impl Slots {
                 }
             }
         }
+    }
+}
+
+/// One connection's slot, from accept until its lingering close ends: counted in the connections gauge
+/// ([`yunmo_service::metrics::CONNECTIONS`]) while held.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit) -> Slot {
+        metrics::gauge!(yunmo_service::metrics::CONNECTIONS).increment(1.0);
+        Slot { _permit: permit }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        metrics::gauge!(yunmo_service::metrics::CONNECTIONS).decrement(1.0);
     }
 }
 
@@ -149,7 +173,7 @@ impl Drop for InFlight {
 /// An accepted TCP connection holding its slot: closed when idle, and closed lingering.
 pub struct GuardedIo {
     stream: Option<TcpStream>,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Option<Slot>,
     activity: Arc<Activity>,
     idle_timeout: Duration,
     idle_check: Pin<Box<Sleep>>,
@@ -157,7 +181,7 @@ pub struct GuardedIo {
 }
 
 impl GuardedIo {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, idle_timeout: Duration) -> GuardedIo {
+    fn new(stream: TcpStream, slot: Slot, idle_timeout: Duration) -> GuardedIo {
         let remote = stream.peer_addr().ok();
         let idle_check = Box::pin(tokio::time::sleep(idle_timeout));
         GuardedIo { stream: Some(stream), slot: Some(slot), activity: Activity::new(), idle_timeout, idle_check, remote }
@@ -244,7 +268,7 @@ impl Drop for GuardedIo {
 
 /// Shuts down the write side, then discards what the peer still sends until it closes, stops sending for
 /// [`LINGER_READ`], or [`LINGER_TOTAL`] passes.
-async fn linger(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
+async fn linger(mut stream: TcpStream, _slot: Slot) {
     let _ = stream.shutdown().await;
     let deadline = tokio::time::Instant::now() + LINGER_TOTAL;
     let mut sink = vec![0u8; 16 << 10];

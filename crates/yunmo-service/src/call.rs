@@ -64,11 +64,6 @@ impl Target {
         self.version
     }
 
-    /// The model (qualified name) and the version asked for.
-    pub(crate) fn model_ref(&self) -> ModelRef {
-        ModelRef::new(self.model.name.clone(), self.version)
-    }
-
     /// The same model with `version` asked for instead (access is per model, not per version).
     pub fn with_version(mut self, version: Option<u64>) -> Target {
         self.version = version;

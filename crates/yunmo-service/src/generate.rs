@@ -102,7 +102,7 @@ impl InferenceService {
     }
 
     async fn build_prompt(&self, target: &crate::Target, input: PromptInput) -> Result<Prompt, ServiceError> {
-        let version = self.resolve(&target.model_ref()).await?;
+        let version = self.resolve(target.name(), target.version()).await?;
         let loaded = self.loaded(&version).await?;
         let generator = loaded.generator().ok_or_else(|| {
             ServiceError::invalid(format!("model '{}' does not generate text (its format is {})", version.model, version.format))

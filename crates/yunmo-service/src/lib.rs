@@ -93,13 +93,17 @@ pub struct InferenceService {
     inner: Arc<Inner>,
 }
 
+/// Resolved versions by model name, then by the version asked for (`None`: the policy's).
+type Resolutions = std::collections::HashMap<String, std::collections::HashMap<Option<u64>, Arc<VersionRecord>>>;
+
 struct Inner {
     registry: Registry,
     /// Access, admission, metering and keys: the service calls it for every request.
     gate: yunmo_auth::Gate,
     /// Which version each (name, explicit version) resolved to. Every registry write goes through this
     /// service and drops the model's entries, so a hit is never stale within this process.
-    resolved: std::sync::RwLock<std::collections::HashMap<(String, Option<u64>), VersionRecord>>,
+    /// Keyed by name, then by the version asked for, so a lookup allocates nothing; shared, not copied.
+    resolved: std::sync::RwLock<Resolutions>,
     /// Model records by name (owner and sharing, for access checks), dropped with the resolutions.
     records: std::sync::RwLock<std::collections::HashMap<String, Arc<yunmo_registry::ModelRecord>>>,
     /// The models of every tenant with a given short name (to resolve a name a caller gives), dropped with them.
@@ -159,7 +163,7 @@ impl InferenceService {
     ) -> Result<Embeddings, ServiceError> {
         target.permits(call, Action::Infer)?;
         let started = Instant::now();
-        let version = self.resolve(&target.model_ref()).await?;
+        let version = self.resolve(target.name(), target.version()).await?;
         let loaded = self.loaded(&version).await?;
         let embedder = loaded.embedder.as_ref().ok_or_else(|| {
             let hint = if loaded.generator().is_some() {
@@ -191,7 +195,7 @@ impl InferenceService {
     pub async fn list_served(&self, call: &Call) -> Result<Vec<(yunmo_registry::ModelRecord, Option<VersionRecord>)>, ServiceError> {
         let mut served = Vec::new();
         for model in self.visible_models(call).await? {
-            let version = self.resolve(&ModelRef::new(model.name.clone(), None)).await.ok();
+            let version = self.resolve(&model.name, None).await.ok().map(|version| (*version).clone());
             served.push((model, version));
         }
         Ok(served)
@@ -216,18 +220,18 @@ impl InferenceService {
             .ok_or_else(|| ServiceError::not_ready(format!("no runtime for format '{format}' is enabled")))
     }
 
-    async fn resolve(&self, model_ref: &ModelRef) -> Result<VersionRecord, ServiceError> {
-        let key = (model_ref.name.clone(), model_ref.version);
-        if let Some(hit) = self.inner.resolved.read().expect("resolve cache lock").get(&key) {
+    async fn resolve(&self, name: &str, version: Option<u64>) -> Result<Arc<VersionRecord>, ServiceError> {
+        if let Some(hit) = self.inner.resolved.read().expect("resolve cache lock").get(name).and_then(|versions| versions.get(&version)) {
             return Ok(hit.clone());
         }
         let generation = self.generation();
-        let (_, version) = self.inner.registry.resolve(model_ref).await?;
+        let (_, record) = self.inner.registry.resolve(&ModelRef::new(name.to_string(), version)).await?;
+        let record = Arc::new(record);
         let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
         if self.generation() == generation {
-            resolved.insert(key, version.clone());
+            resolved.entry(name.to_string()).or_default().insert(version, record.clone());
         }
-        Ok(version)
+        Ok(record)
     }
 
     /// The stored record of model `name`, cached like resolutions (access checks read it on every request).
@@ -273,7 +277,7 @@ impl InferenceService {
         let mut records = self.inner.records.write().expect("record cache lock");
         let mut named = self.inner.named.write().expect("name cache lock");
         self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        resolved.retain(|(cached, _), _| cached != name);
+        resolved.remove(name);
         records.remove(name);
         named.remove(name.rsplit('/').next().unwrap_or(name));
     }
@@ -330,36 +334,37 @@ impl InferenceService {
     pub async fn infer(&self, call: &Call, target: &Target, input: InferInput) -> Result<InferOutput, ServiceError> {
         target.permits(call, Action::Infer)?;
         let started = Instant::now();
-        let version = match self.resolve(&target.model_ref()).await {
+        let version = match self.resolve(target.name(), target.version()).await {
             Ok(version) => version,
             Err(error) => {
                 ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str()).increment(1);
                 return Err(error);
             }
         };
-        let model_label = version.model.clone();
-        let version_label = version.version.to_string();
         let input_elements = elements(&input.inputs);
-        let result = self.infer_loaded(&version, input).await;
-        if let Ok(output) = &result {
-            call.record_served(&version.model, output.model_version, output.queue_us, output.compute_us);
-            if let Some(usage) = &call.usage {
-                usage.add_elements(input_elements, elements(&output.outputs));
+        let loaded = match self.loaded(&version).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                metrics::VersionMetrics::new(&version.model, version.version).failed(error.code);
+                return Err(error);
             }
-        }
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(error) => error.code.as_str(),
         };
-        ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => model_label.clone(), "version" => version_label.clone(), "outcome" => outcome)
-            .increment(1);
-        ::metrics::histogram!(metrics::REQUEST_DURATION_SECONDS, "model" => model_label, "version" => version_label)
-            .record(started.elapsed().as_secs_f64());
+        let result = self.infer_loaded(&version, &loaded, input).await;
+        match &result {
+            Ok(output) => {
+                call.record_served(&version.model, output.model_version, output.queue_us, output.compute_us);
+                if let Some(usage) = &call.usage {
+                    usage.add_elements(input_elements, elements(&output.outputs));
+                }
+                loaded.metrics.ok.increment(1);
+            }
+            Err(error) => loaded.metrics.failed(error.code),
+        }
+        loaded.metrics.duration.record(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn infer_loaded(&self, version: &VersionRecord, input: InferInput) -> Result<InferOutput, ServiceError> {
-        let loaded = self.loaded(version).await?;
+    async fn infer_loaded(&self, version: &VersionRecord, loaded: &LoadedModel, input: InferInput) -> Result<InferOutput, ServiceError> {
         let output_names = validate::check_request(&version.model, &loaded.signature, &loaded.config, &input)?;
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
@@ -372,9 +377,8 @@ impl InferenceService {
                 ServiceError::new(Code::Timeout, format!("the request took longer than request_timeout = {} ms", timeout.as_millis()))
             })?
             .map_err(|_| ServiceError::new(Code::InferenceFailed, "the model worker failed while running this request"))?;
-        let labels = [("model", version.model.clone()), ("version", version.version.to_string())];
-        ::metrics::histogram!(metrics::QUEUE_DURATION_SECONDS, &labels).record(done.queue_time.as_secs_f64());
-        ::metrics::histogram!(metrics::COMPUTE_DURATION_SECONDS, &labels).record(done.compute_time.as_secs_f64());
+        loaded.metrics.queue.record(done.queue_time.as_secs_f64());
+        loaded.metrics.compute.record(done.compute_time.as_secs_f64());
         let mut tensors = done.result?;
         for (tensor, request) in tensors.iter_mut().zip(&requested) {
             if let Some(class_count) = request.class_count {
@@ -393,14 +397,14 @@ impl InferenceService {
     /// Metadata of the version `target` resolves to.
     pub async fn model_metadata(&self, call: &Call, target: &Target) -> Result<ModelMetadata, ServiceError> {
         target.permits(call, Action::Read)?;
-        let version = self.resolve(&target.model_ref()).await?;
+        let version = self.resolve(target.name(), target.version()).await?;
         let versions = self.inner.registry.list_versions(&version.model).await?;
         Ok(ModelMetadata {
             name: version.model.clone(),
             versions: versions.iter().map(|v| v.version).collect(),
             version: version.version,
             platform: self.factory(&version.format).map(|f| f.platform().to_string()).unwrap_or(version.format.clone()),
-            signature: version.signature,
+            signature: version.signature.clone(),
         })
     }
 
@@ -408,7 +412,7 @@ impl InferenceService {
     /// triggered and awaited). An explicitly unloaded version is not ready.
     pub async fn model_ready(&self, call: &Call, target: &Target) -> Result<bool, ServiceError> {
         target.permits(call, Action::Read)?;
-        let version = self.resolve(&target.model_ref()).await?;
+        let version = self.resolve(target.name(), target.version()).await?;
         match self.loaded(&version).await {
             Ok(_) => Ok(true),
             Err(error) if error.code == Code::ModelNotReady => Ok(false),

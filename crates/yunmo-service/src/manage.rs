@@ -99,9 +99,9 @@ impl InferenceService {
     /// Loads a version (the policy's choice when `version` is `None`).
     pub async fn load(&self, call: &Call, target: &Target) -> Result<VersionRecord, ServiceError> {
         target.permits(call, Action::Write)?;
-        let version = self.resolve(&target.model_ref()).await?;
+        let version = self.resolve(target.name(), target.version()).await?;
         self.load_version(&version).await?;
-        Ok(version)
+        Ok((*version).clone())
     }
 
     /// Unloads one version, or every loaded version of the model when `version` is `None`.

@@ -55,6 +55,46 @@ pub const EMBEDDING_BATCH_TOKENS: &str = "yunmo_embedding_batch_tokens";
 /// `/metrics` is rendered.
 pub const INFLIGHT_REQUEST_BYTES: &str = "yunmo_inflight_request_bytes";
 
+/// Connection slots held now (`server.max_connections` bounds them): open connections, HTTP and gRPC, and
+/// those still closing.
+pub const CONNECTIONS: &str = "yunmo_connections";
+
+/// The per-request metrics of one loaded version, with their label sets built once at load.
+pub(crate) struct VersionMetrics {
+    /// `REQUESTS_TOTAL` with outcome `ok`.
+    pub ok: metrics::Counter,
+    /// `REQUEST_DURATION_SECONDS`.
+    pub duration: metrics::Histogram,
+    /// `QUEUE_DURATION_SECONDS`.
+    pub queue: metrics::Histogram,
+    /// `COMPUTE_DURATION_SECONDS`.
+    pub compute: metrics::Histogram,
+    model: String,
+    version: String,
+}
+
+impl VersionMetrics {
+    /// The handles of `model` at `version`.
+    pub(crate) fn new(model: &str, version: u64) -> VersionMetrics {
+        let (model, version) = (model.to_string(), version.to_string());
+        let labels = [("model", model.clone()), ("version", version.clone())];
+        VersionMetrics {
+            ok: metrics::counter!(REQUESTS_TOTAL, "model" => model.clone(), "version" => version.clone(), "outcome" => "ok"),
+            duration: metrics::histogram!(REQUEST_DURATION_SECONDS, &labels),
+            queue: metrics::histogram!(QUEUE_DURATION_SECONDS, &labels),
+            compute: metrics::histogram!(COMPUTE_DURATION_SECONDS, &labels),
+            model,
+            version,
+        }
+    }
+
+    /// Counts a request that failed with `code` (rare: its label set is built each time).
+    pub(crate) fn failed(&self, code: crate::Code) {
+        metrics::counter!(REQUESTS_TOTAL, "model" => self.model.clone(), "version" => self.version.clone(), "outcome" => code.as_str())
+            .increment(1);
+    }
+}
+
 /// Registers a help text for each metric.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -64,6 +104,7 @@ pub fn describe() {
     describe_histogram!(COMPUTE_DURATION_SECONDS, Unit::Seconds, "Time computing in the runtime.");
     describe_counter!(DROPPED_TOTAL, "Requests dropped before compute because the client went away.");
     describe_gauge!(QUEUE_DEPTH, "Requests admitted and waiting for a worker.");
+    describe_gauge!(CONNECTIONS, "Connection slots held now (server.max_connections): open connections and those still closing.");
     describe_gauge!(INFLIGHT_REQUEST_BYTES, Unit::Bytes, "Request bytes held now across all requests (server.max_inflight_bytes).");
     describe_histogram!(BATCH_SIZE, Unit::Count, "Rows per runtime call after dynamic batching.");
     describe_histogram!(BATCH_REQUESTS, Unit::Count, "Requests merged into one runtime call.");

@@ -83,6 +83,8 @@ pub struct LoadedModel {
     pub(crate) embedder: Option<crate::embed::Embedder>,
     /// The parsed chat template of a text-generation model (or why there is none).
     pub(crate) chat_template: Result<yunmo_text::chat::ChatTemplate, String>,
+    /// Its request metrics, labelled once.
+    pub(crate) metrics: metrics::VersionMetrics,
     last_used_ms: AtomicU64,
     /// Order of last use (a logical clock: milliseconds are too coarse to order requests).
     last_used_order: AtomicU64,
@@ -388,6 +390,7 @@ async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> Result<Arc<L
     ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
     tracing::info!(model = %spec.key.0, version = spec.key.1, instances = instance_count, seconds = elapsed.as_secs_f64(), "Model loaded.");
     Ok(Arc::new(LoadedModel {
+        metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
         key: spec.key,
         signature,
         memory_bytes: spec.size_bytes * instance_count as u64,
@@ -426,6 +429,7 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
     );
     Ok(Arc::new(LoadedModel {
         memory_bytes: info.memory_bytes,
+        metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
         key: spec.key,
         signature: spec.signature,
         config: spec.config,

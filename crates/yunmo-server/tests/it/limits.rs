@@ -213,6 +213,36 @@ async fn slow_heads_and_idle_connections_are_closed() {
     server.stop();
 }
 
+/// `yunmo_connections` as `GET /metrics` on `stream` (kept alive) reports it.
+fn connections_gauge(stream: &mut TcpStream) -> Option<f64> {
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let (head_end, length) = loop {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(read > 0, "the server closed the metrics connection");
+        bytes.extend_from_slice(&chunk[..read]);
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .expect("a content-length")
+                .trim()
+                .parse::<usize>()
+                .unwrap();
+            break (end + 4, length);
+        }
+    };
+    while bytes.len() < head_end + length {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(read > 0, "the server closed the metrics connection");
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+    let text = String::from_utf8_lossy(&bytes[head_end..head_end + length]).into_owned();
+    text.lines().find(|line| line.starts_with("yunmo_connections ")).and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
 /// At max_connections new connections wait (with a warning in the log) until one closes; the open-file
 /// limit is raised to its maximum at start.
 #[tokio::test]
@@ -223,8 +253,15 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
     let open_files: Vec<&str> = limits.lines().find(|line| line.starts_with("Max open files")).unwrap().split_whitespace().collect();
     assert_eq!(open_files[3], open_files[4], "the soft open-file limit is raised to the hard one: {limits}");
 
-    let held: Vec<TcpStream> = (0..3).map(|_| send(&server.address, "", b"", Duration::from_secs(1))).collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two connections that send nothing, and a third that reads the connections gauge until the server
+    // shows all three accepted (each holding its slot); it stays open too.
+    let mut held: Vec<TcpStream> = (0..2).map(|_| send(&server.address, "", b"", Duration::from_secs(1))).collect();
+    let mut watcher = send(&server.address, "", b"", Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connections_gauge(&mut watcher) != Some(3.0) {
+        assert!(Instant::now() < deadline, "the server never showed 3 connections");
+    }
+    held.push(watcher);
     let client = reqwest::Client::builder().timeout(Duration::from_millis(800)).build().unwrap();
     let waiting = client.get(format!("{}/v2/health/live", server.url)).send().await;
     assert!(waiting.is_err(), "a fourth connection was served: {waiting:?}");
