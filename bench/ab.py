@@ -59,6 +59,7 @@ def main():
     parser.add_argument("--llm", action="store_true", help="also one LLM stream (SmolLM2 GGUF) at a time")
     parser.add_argument("--llm-runs", type=int, default=5)
     parser.add_argument("--auth", action="store_true", help="auth on (as shipped) instead of off")
+    parser.add_argument("--llm-only", action="store_true", help="only the LLM stream (implies --llm)")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     body_dir = tempfile.mkdtemp(prefix="yunmo-ab-")
@@ -71,6 +72,8 @@ def main():
     if args.grpc:
         for c in [int(c) for c in args.concurrency.split(",")]:
             loads.append((f"mlp grpc c={c}", lambda s, c=c: ["grpc", "--address", s.grpc, "--model", "mlp", "--body", body, "--concurrency", str(c)] + s.grpc_auth()))
+    if args.llm_only:
+        args.llm, loads = True, []
     results = {(side, label): [] for side in "ab" for label, _ in loads}
     streams = {side: [] for side in "ab"}
     for round_index in range(args.rounds):
