@@ -20,7 +20,7 @@ use yunmo_service::{Call, Code, Prompt, PromptInput, ServiceError, Target};
 use yunmo_types::ModelRef;
 
 use crate::AppState;
-use crate::error::{ApiError, Shape};
+use crate::error::{ApiError, ErrorCode, Shape};
 use crate::request_id::RequestId;
 
 /// The error body a path's route group uses.
@@ -78,10 +78,6 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 fn is_management(method: &Method, path: &str) -> bool {
     (path.starts_with("/api/") && method != Method::GET) || path.starts_with("/v2/repository/models/")
 }
-
-/// The error code of an error response, for the usage record's outcome.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub Code);
 
 /// Route layer of inference routes: admits the request past rate limits and quotas, then meters it, body
 /// bytes included, until its response body has been sent (or dropped: `cancelled`).
@@ -293,7 +289,7 @@ where
                     }
                     inner.call(request).await?
                 }
-                Err(error) => crate::grpc::status(error).into_http(),
+                Err(error) => crate::error::grpc_status(error).into_http(),
             };
             // The initial metadata of a gRPC answer is its HTTP headers.
             response.headers_mut().insert(crate::request_id::HEADER, id_value);

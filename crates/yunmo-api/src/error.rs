@@ -1,4 +1,5 @@
-//! The one mapping from service error codes to HTTP status, and the error bodies of each route group.
+//! The mappings from service error codes to HTTP status and to gRPC status (each exhaustive), and the error
+//! bodies of each route group.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -131,7 +132,7 @@ impl IntoResponse for ApiError {
             Shape::OpenAi => openai_body(self.code, &message),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        response.extensions_mut().insert(crate::auth::ErrorCode(self.code));
+        response.extensions_mut().insert(ErrorCode(self.code));
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
         }
@@ -145,6 +146,36 @@ impl IntoResponse for ApiError {
 /// The OpenAI error body (also sent as the last event of a failed stream).
 pub fn openai_body(code: Code, message: &str) -> serde_json::Value {
     serde_json::json!({ "error": { "message": message, "type": openai_type(code), "param": null, "code": code.as_str() } })
+}
+
+/// The error code of an error response (an extension on it), for the usage record's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub Code);
+
+/// gRPC status of each code. Exhaustive on purpose: a new code must be placed here.
+pub fn grpc_code(code: Code) -> tonic::Code {
+    match code {
+        Code::InvalidRequest | Code::UnsupportedMediaType => tonic::Code::InvalidArgument,
+        Code::PayloadTooLarge | Code::HeadersTooLarge | Code::Overloaded => tonic::Code::ResourceExhausted,
+        Code::ModelNotFound | Code::NotFound => tonic::Code::NotFound,
+        Code::MethodNotAllowed => tonic::Code::Unimplemented,
+        Code::Conflict => tonic::Code::AlreadyExists,
+        Code::ModelNotReady => tonic::Code::Unavailable,
+        Code::Timeout => tonic::Code::DeadlineExceeded,
+        Code::InferenceFailed | Code::Internal => tonic::Code::Internal,
+        Code::Unauthenticated => tonic::Code::Unauthenticated,
+        Code::PermissionDenied => tonic::Code::PermissionDenied,
+        Code::RateLimited | Code::QuotaExceeded => tonic::Code::ResourceExhausted,
+    }
+}
+
+pub(crate) fn grpc_status(error: ServiceError) -> tonic::Status {
+    let message = client_message(error.code, &error.message);
+    let mut status = tonic::Status::new(grpc_code(error.code), message);
+    if let Some(seconds) = error.retry_after {
+        status.metadata_mut().insert("retry-after", tonic::metadata::MetadataValue::from(seconds));
+    }
+    status
 }
 
 #[cfg(test)]
@@ -161,5 +192,12 @@ mod tests {
         assert_eq!(http_status(Code::ModelNotFound), StatusCode::NOT_FOUND);
         assert_eq!(http_status(Code::ModelNotReady), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(http_status(Code::InferenceFailed), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn every_code_has_a_grpc_code() {
+        for code in Code::ALL {
+            assert_ne!(grpc_code(code), tonic::Code::Ok);
+        }
     }
 }

@@ -12,7 +12,8 @@ use tokio::sync::{Semaphore, oneshot};
 use yunmo_text::embed::{EmbedTokenizer, Encoded, pad, pool};
 use yunmo_types::{DataType, EmbeddingConfig, Signature, Tensor, TensorData};
 
-use crate::models::{Job, LoadSpec, TensorQueue};
+use crate::VersionKey;
+use crate::batching::{Job, TensorQueue};
 use crate::{ServiceError, metrics};
 
 /// Inputs to embed.
@@ -83,9 +84,19 @@ struct BatchPlan {
     model: String,
 }
 
+/// The version an encoder serves, as loading knows it.
+pub(crate) struct EncoderVersion<'a> {
+    /// Model name and version.
+    pub key: &'a VersionKey,
+    /// Its `tokenizer.json`.
+    pub tokenizer: Option<&'a str>,
+    /// Its `max_batch_size` (0: one row per call).
+    pub max_batch_size: u32,
+}
+
 impl Embedder {
     pub(crate) fn start(
-        spec: &LoadSpec,
+        spec: EncoderVersion<'_>,
         config: EmbeddingConfig,
         signature: &Signature,
         queue: TensorQueue,
@@ -93,7 +104,7 @@ impl Embedder {
     ) -> Result<Self, ServiceError> {
         let capacity = queue.capacity();
         let name = &spec.key.0;
-        let json = spec.tokenizer.as_deref().ok_or_else(|| {
+        let json = spec.tokenizer.ok_or_else(|| {
             ServiceError::not_ready(format!(
                 "model '{name}' version {} has an embedding config but no tokenizer.json; upload one with PUT /api/v1/models/{name}/versions/{}/tokenizer",
                 spec.key.1, spec.key.1
@@ -122,7 +133,7 @@ impl Embedder {
         let (items, receiver) = flume::unbounded();
         let task = BatchTask {
             items: receiver,
-            max_rows: if spec.config.max_batch_size > 0 { spec.config.max_batch_size as usize } else { usize::MAX },
+            max_rows: if spec.max_batch_size > 0 { spec.max_batch_size as usize } else { usize::MAX },
             max_batch_tokens: config.max_batch_tokens as usize,
             free: Arc::new(Semaphore::new(instances.max(1))),
             plan: Arc::new(BatchPlan {

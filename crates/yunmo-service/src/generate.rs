@@ -9,7 +9,7 @@ use yunmo_backend::{GenerateEvent, GenerateRequest};
 use yunmo_text::chat::{ChatMessage, SpecialTokens};
 use yunmo_types::{GenerateParams, Usage};
 
-use crate::models::LoadedModel;
+use crate::loaded::LoadedModel;
 use crate::{InferenceService, ServiceError, metrics};
 
 /// What to generate from.

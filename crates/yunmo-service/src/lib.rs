@@ -1,20 +1,24 @@
 //! The one service layer of Yunmo, under every transport.
 //!
 //! [`InferenceService`] resolves a [`ModelRef`] through the registry, loads the version on first use
-//! ([`models::ModelManager`]), checks the request against the model's signature, queues it for a worker
+//! ([`ModelManager`]), checks the request against the model's signature, queues it for a worker
 //! thread, post-processes (classification) and records metrics. The management operations (upload, delete,
 //! load, unload) also live here, so that REST, gRPC and the CLI share one behaviour.
 //! It knows no wire format and no HTTP status: errors carry a [`Code`] that transports map.
 
+mod batching;
 mod call;
 mod classify;
 pub mod embed;
 pub mod generate;
+mod load;
+mod loaded;
 mod manage;
 pub mod metrics;
-pub mod models;
+mod residency;
 mod tenancy;
 mod validate;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +31,11 @@ use yunmo_types::{InferInput, InferOutput, ModelRef, Signature, VersionConfig};
 pub use call::{Call, Target};
 pub use embed::{EmbedInput, Embeddings};
 pub use generate::{Generation, Prompt, PromptInput};
-pub use models::{LoadedModel, ModelManager, WorkerConfig};
+pub use loaded::{LoadSpec, LoadedModel, WorkerConfig};
+pub use residency::ModelManager;
+
+/// Key of a loaded version: model name and version.
+pub type VersionKey = (String, u64);
 pub use tenancy::{MAX_AUDIT_ENTRIES, UsageQuery};
 pub use yunmo_auth::{Action, UsageCell};
 pub use yunmo_types::{Code, ServiceError};
@@ -306,7 +314,7 @@ impl InferenceService {
         let artifact = self.inner.registry.readable_artifact(version).await.map_err(|error| {
             ServiceError::not_ready(format!("model '{}' version {} cannot be read: {error}", version.model, version.version))
         })?;
-        let spec = models::LoadSpec {
+        let spec = loaded::LoadSpec {
             key: (version.model.clone(), version.version),
             artifact,
             factory: self.factory(&version.format)?,
@@ -368,7 +376,7 @@ impl InferenceService {
         let output_names = validate::check_request(&version.model, &loaded.signature, &loaded.config, &input)?;
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
-        loaded.submit(models::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply })?;
+        loaded.submit(batching::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply })?;
         // On timeout the receiver is dropped, so a request still queued is skipped before compute.
         let timeout = self.inner.request_timeout;
         let done = tokio::time::timeout(timeout, receiver)

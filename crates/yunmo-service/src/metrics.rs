@@ -95,6 +95,32 @@ impl VersionMetrics {
     }
 }
 
+/// The batching and worker metrics of one loaded tensor version, labelled once at load.
+#[derive(Clone)]
+pub(crate) struct BatchMetrics {
+    /// `QUEUE_DEPTH`.
+    pub queue_depth: metrics::Gauge,
+    /// `BATCH_SIZE`.
+    pub batch_size: metrics::Histogram,
+    /// `BATCH_REQUESTS`.
+    pub batch_requests: metrics::Histogram,
+    /// `DROPPED_TOTAL`.
+    pub dropped: metrics::Counter,
+}
+
+impl BatchMetrics {
+    /// The handles of `model` at `version`.
+    pub(crate) fn new(model: &str, version: u64) -> BatchMetrics {
+        let labels = [("model", model.to_string()), ("version", version.to_string())];
+        BatchMetrics {
+            queue_depth: metrics::gauge!(QUEUE_DEPTH, &labels),
+            batch_size: metrics::histogram!(BATCH_SIZE, &labels),
+            batch_requests: metrics::histogram!(BATCH_REQUESTS, &labels),
+            dropped: metrics::counter!(DROPPED_TOTAL, &labels),
+        }
+    }
+}
+
 /// Registers a help text for each metric.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};

@@ -94,8 +94,8 @@ async fn a_full_queue_answers_429_with_retry_after() {
     // The long request holds the only instance; meanwhile ten small ones arrive: two fit in the queue,
     // eight are refused.
     let long = tokio::spawn(send(slow_request(1024)));
-    // The batching task has handed the long request to the instance once it reports the queue's depth.
-    server.wait_for_metric("yunmo_inference_queue_depth{model=\"slow\"").await;
+    // The batching task has handed the long request to the instance once it has recorded a batch.
+    server.wait_for_metric_value("yunmo_inference_batch_size_count{model=\"slow\"", |batches| batches >= 1.0).await;
     let small: Vec<_> = (0..10).map(|_| tokio::spawn(send(slow_request(1)))).collect();
     let mut ok = 0;
     let mut refused = 0;
@@ -122,7 +122,7 @@ async fn slow_requests_time_out_with_504_and_abandoned_ones_are_not_computed() {
     // The first occupies the only instance for over a second; the second waits behind it, times out,
     // and is never computed.
     let first = tokio::spawn(infer(slow_request(1024)));
-    server.wait_for_metric("yunmo_inference_queue_depth{model=\"slow\"").await;
+    server.wait_for_metric_value("yunmo_inference_batch_size_count{model=\"slow\"", |batches| batches >= 1.0).await;
     let second = infer(slow_request(1)).await.unwrap();
     assert_eq!(second.status().as_u16(), 504);
     let message: Value = second.json().await.unwrap();

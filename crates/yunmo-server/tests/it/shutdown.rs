@@ -19,8 +19,8 @@ async fn sigterm_finishes_in_flight_requests() {
         .body(body)
         .send();
     let in_flight = tokio::spawn(request);
-    // The batch is with the worker once the queue's depth is reported.
-    server.wait_for_metric("yunmo_inference_queue_depth{model=\"effnet\"").await;
+    // The batch is with the worker once the batching task has recorded it.
+    server.wait_for_metric_value("yunmo_inference_batch_size_count{model=\"effnet\"", |batches| batches >= 1.0).await;
     let pid = server.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let response = in_flight.await.unwrap().expect("the in-flight request completes");

@@ -1,0 +1,136 @@
+//! Loading a version: the worker threads and batching task of a tensor model, or the engine of an LLM.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, oneshot};
+use yunmo_backend::{LoadOptions, RuntimeKind};
+use yunmo_scheduler::PolicyConfig;
+
+use crate::batching::{Batcher, Job, TensorQueue};
+use crate::loaded::{LoadSpec, LoadedModel, Runtime, WorkerConfig};
+use crate::workers::Worker;
+use crate::{ServiceError, metrics};
+
+pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
+    if spec.factory.kind() == RuntimeKind::Generate {
+        return load_generate(spec, now_ms).await;
+    }
+    let started = Instant::now();
+    let batch_metrics = metrics::BatchMetrics::new(&spec.key.0, spec.key.1);
+    let (batch_sender, batch_receiver) = flume::unbounded::<Vec<Job>>();
+    let instance_count = spec.config.instance_count.max(1) as usize;
+    let idle = Arc::new(Semaphore::new(instance_count));
+    let mut ready = Vec::with_capacity(instance_count);
+    for instance in 0..instance_count {
+        let (ready_sender, ready_receiver) = oneshot::channel();
+        ready.push(ready_receiver);
+        let worker = Worker {
+            batches: batch_receiver.clone(),
+            idle: idle.clone(),
+            factory: spec.factory.clone(),
+            path: spec.artifact.path().to_path_buf(),
+            options: LoadOptions { intra_op_threads: config.intra_op_threads },
+            key: spec.key.clone(),
+            dropped: batch_metrics.dropped.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("yunmo-worker-{}-{}-{instance}", spec.key.0, spec.key.1))
+            .spawn(move || worker.run(ready_sender))
+            .map_err(|error| ServiceError::internal(format!("cannot start a worker thread: {error}")))?;
+    }
+    drop(batch_receiver);
+    let mut signature = None;
+    for ready_receiver in ready {
+        let loaded = ready_receiver
+            .await
+            .map_err(|_| ServiceError::internal("a worker thread died while loading"))
+            .and_then(|result| result.map_err(ServiceError::from));
+        match loaded {
+            Ok(loaded_signature) => signature = Some(loaded_signature),
+            Err(error) => {
+                ::metrics::counter!(metrics::MODEL_LOAD_FAILURES_TOTAL, "model" => spec.key.0.clone()).increment(1);
+                tracing::warn!(model = %spec.key.0, version = spec.key.1, %error, "Model load failed.");
+                // Dropping the batch sender stops the instances that did load.
+                return Err(error);
+            }
+        }
+    }
+    let signature = signature.expect("instance_count is at least 1. This is a bug.");
+    let (sender, requests) = flume::unbounded::<Job>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let queue = TensorQueue { key: spec.key.clone(), sender, queued: queued.clone(), capacity: config.queue_capacity };
+    let embedder = match &spec.config.embedding {
+        Some(embedding) => {
+            let version = crate::embed::EncoderVersion {
+                key: &spec.key,
+                tokenizer: spec.tokenizer.as_deref(),
+                max_batch_size: spec.config.max_batch_size,
+            };
+            Some(crate::embed::Embedder::start(version, embedding.clone(), &signature, queue.clone(), instance_count)?)
+        }
+        None => None,
+    };
+    let policy = PolicyConfig {
+        max_batch_size: spec.config.max_batch_size as usize,
+        max_queue_delay: Duration::from_micros(spec.config.max_queue_delay_us),
+    };
+    let batcher =
+        Batcher { requests, batches: batch_sender, idle, queued: queued.clone(), metrics: batch_metrics, unique: AtomicU64::new(0) };
+    tokio::spawn(batcher.run(policy));
+    let elapsed = started.elapsed();
+    ::metrics::histogram!(metrics::MODEL_LOAD_DURATION_SECONDS, "model" => spec.key.0.clone()).record(elapsed.as_secs_f64());
+    ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
+    tracing::info!(model = %spec.key.0, version = spec.key.1, instances = instance_count, seconds = elapsed.as_secs_f64(), "Model loaded.");
+    Ok(Arc::new(LoadedModel {
+        metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
+        key: spec.key,
+        signature,
+        memory_bytes: spec.size_bytes * instance_count as u64,
+        config: spec.config,
+        runtime: Runtime::Tensor(queue),
+        embedder,
+        chat_template: Err("it is not a text-generation model".into()),
+        last_used_ms: AtomicU64::new(now_ms),
+        last_used_order: AtomicU64::new(0),
+    }))
+}
+
+async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
+    let started = Instant::now();
+    let factory = spec.factory.clone();
+    let path = spec.artifact.path().to_path_buf();
+    let backend = tokio::task::spawn_blocking(move || factory.load_generate(&path))
+        .await
+        .map_err(|error| ServiceError::internal(format!("model loading panicked: {error}")))?
+        .inspect_err(|error| {
+            ::metrics::counter!(metrics::MODEL_LOAD_FAILURES_TOTAL, "model" => spec.key.0.clone()).increment(1);
+            tracing::warn!(model = %spec.key.0, version = spec.key.1, %error, "Model load failed.");
+        })?;
+    let info = backend.info();
+    let chat_template = match spec.config.chat_template.as_deref().or(info.chat_template.as_deref()) {
+        Some(source) => yunmo_text::chat::ChatTemplate::new(source).map_err(|error| error.to_string()),
+        None => Err("its file has no tokenizer.chat_template and its version config sets no chat_template".into()),
+    };
+    let elapsed = started.elapsed();
+    ::metrics::histogram!(metrics::MODEL_LOAD_DURATION_SECONDS, "model" => spec.key.0.clone()).record(elapsed.as_secs_f64());
+    ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
+    tracing::info!(
+        model = %spec.key.0, version = spec.key.1, architecture = %info.architecture, sequences = info.max_sequences,
+        context_per_sequence = info.context_per_sequence, memory_bytes = info.memory_bytes, seconds = elapsed.as_secs_f64(),
+        "Model loaded."
+    );
+    Ok(Arc::new(LoadedModel {
+        memory_bytes: info.memory_bytes,
+        metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
+        key: spec.key,
+        signature: spec.signature,
+        config: spec.config,
+        runtime: Runtime::Generate(backend),
+        embedder: None,
+        chat_template,
+        last_used_ms: AtomicU64::new(now_ms),
+        last_used_order: AtomicU64::new(0),
+    }))
+}
