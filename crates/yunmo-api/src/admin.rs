@@ -320,14 +320,19 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
 /// A model as `caller` may see it: who else it is shared with is shown to its owner and admins only; a
 /// tenant it is shared with sees itself in the list and nobody else.
 async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> AdminResult<ModelDto> {
+    let target = caller.target(state, &record.name, Action::Read).await.map_err(admin)?;
+    let versions = state.service.list_versions(&caller.call, &target).await.map_err(admin)?;
+    Ok(model_dto_with(state, caller, record, versions))
+}
+
+/// A model as the caller of `caller` sees it (another tenant's sharing list shows only the caller's tenant).
+fn model_dto_with(state: &AppState, caller: &Caller, record: ModelRecord, versions: Vec<VersionRecord>) -> ModelDto {
     let principal = caller.principal();
     let mut sharing: SharingDto = record.sharing.clone().into();
     if !principal.is_admin() && principal.tenant != record.tenant {
         sharing.tenants.retain(|tenant| *tenant == principal.tenant);
     }
-    let target = caller.target(state, &record.name, Action::Read).await.map_err(admin)?;
-    let versions = state.service.list_versions(&caller.call, &target).await.map_err(admin)?;
-    Ok(ModelDto {
+    ModelDto {
         versions: versions.into_iter().map(|v| version_dto(state, caller, v)).collect(),
         name: record.name_for(&principal.tenant).to_string(),
         description: record.description,
@@ -339,22 +344,14 @@ async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> Ad
         tenant: record.tenant,
         sharing,
         created_at: record.created_at,
-    })
+    }
 }
 
 /// Lists models with their versions.
 #[utoipa::path(get, path = "/api/v1/models", responses((status = 200, body = ModelList)))]
 pub async fn list_models(State(state): State<AppState>, caller: Caller) -> AdminResult<Json<ModelList>> {
-    caller
-        .principal()
-        .has_any(&[Scope::ModelsRead, Scope::ModelsWrite])
-        .then_some(())
-        .ok_or_else(|| admin(caller.principal().lacks(Scope::ModelsRead)))?;
-    let records = state.service.visible_models(&caller.call).await.map_err(admin)?;
-    let mut models = Vec::with_capacity(records.len());
-    for record in records {
-        models.push(model_dto(&state, &caller, record).await?);
-    }
+    let listed = state.service.models_with_versions(&caller.call).await.map_err(admin)?;
+    let models = listed.into_iter().map(|(record, versions)| model_dto_with(&state, &caller, record, versions)).collect();
     Ok(Json(ModelList { models }))
 }
 

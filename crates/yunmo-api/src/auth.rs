@@ -42,14 +42,12 @@ pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     }
 }
 
-/// Authenticates every request except the open paths and puts the [`Principal`] in its extensions.
+/// Finds the caller of every request ([`yunmo_auth::Gate::caller`]: its key's, or on an open path without
+/// a key the anonymous caller) and puts the [`Principal`] in its extensions.
 /// Management actions (anything but GET under `/api/`, repository load/unload) are audited.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    if state.gate.is_open(&path) {
-        return next.run(request).await;
-    }
-    let principal = match state.gate.authenticate(credentials(request.headers())).await {
+    let principal = match state.gate.caller(state.gate.is_open(&path), credentials(request.headers())).await {
         Ok(principal) => principal,
         Err(error) => return ApiError::new(error, shape_of(&path)).into_response(),
     };
@@ -170,10 +168,16 @@ impl Drop for Metered {
 }
 
 /// The service's view of a request: its caller and request id from the extensions the front middleware
-/// put there (a request without a caller is the local admin, as with auth off).
+/// put there (every request has one: its key's, or the open-path caller; a request without one is anonymous).
 fn call_of(extensions: &axum::http::Extensions) -> Call {
-    let principal = extensions.get::<Arc<Principal>>().cloned().unwrap_or_else(|| Arc::new(Principal::local()));
-    let id = extensions.get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
+    call_for(extensions.get::<Arc<Principal>>(), extensions.get::<RequestId>())
+}
+
+/// The service's view of a request of any transport from what its auth layer found: the caller (anonymous
+/// when none was put there, never an admin by omission) and the request id (made when missing).
+pub(crate) fn call_for(principal: Option<&Arc<Principal>>, id: Option<&RequestId>) -> Call {
+    let principal = principal.cloned().unwrap_or_else(|| Arc::new(Principal::anonymous()));
+    let id = id.cloned().unwrap_or_else(RequestId::generate);
     Call::new(principal, id.shared())
 }
 
@@ -281,12 +285,10 @@ where
         request.extensions_mut().insert(id.clone());
         Box::pin(id.scope(async move {
             let open = grpc_open_equivalent(request.uri().path()).is_some_and(|path| gate.is_open(path));
-            let principal = if open { Ok(None) } else { gate.authenticate(credentials(request.headers())).await.map(Some) };
+            let principal = gate.caller(open, credentials(request.headers())).await;
             let mut response = match principal {
                 Ok(principal) => {
-                    if let Some(principal) = principal {
-                        request.extensions_mut().insert(principal);
-                    }
+                    request.extensions_mut().insert(principal);
                     inner.call(request).await?
                 }
                 Err(error) => crate::error::grpc_status(error).into_http(),

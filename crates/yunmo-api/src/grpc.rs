@@ -48,13 +48,8 @@ impl GrpcService {
 
 /// The service's view of a call: the caller and request id the auth layer put on it.
 fn call_of<T>(request: &Request<T>) -> Result<Call, Status> {
-    let principal = request
-        .extensions()
-        .get::<std::sync::Arc<Principal>>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("no caller on this call"))?;
-    let id = request.extensions().get::<crate::request_id::RequestId>().cloned().unwrap_or_else(crate::request_id::RequestId::generate);
-    Ok(Call::new(principal, id.shared()))
+    let extensions = request.extensions();
+    Ok(crate::auth::call_for(extensions.get::<std::sync::Arc<Principal>>(), extensions.get::<crate::request_id::RequestId>()))
 }
 
 fn model_ref(name: String, version: &str) -> Result<ModelRef, Status> {

@@ -198,7 +198,8 @@ fn shape_method_not_allowed(method: &axum::http::Method, path: &str, response: R
 /// `/metrics` names every tenant's models, so it needs a key with the `metrics` scope (or `admin`), unless
 /// the operator lists it in `auth.open_paths`.
 async fn render_metrics(State(state): State<AppState>, request: Request) -> Response {
-    if let Some(principal) = request.extensions().get::<Arc<yunmo_auth::Principal>>()
+    if !state.gate.is_open(request.uri().path())
+        && let Some(principal) = request.extensions().get::<Arc<yunmo_auth::Principal>>()
         && let Err(error) = principal.require(yunmo_types::Scope::Metrics)
     {
         return error::ApiError::kserve(error).into_response();

@@ -112,6 +112,24 @@ impl Gate {
         })
     }
 
+    /// The caller of a request, by one rule for every transport: the key's, checked; on an open path
+    /// (`open`), a valid key still counts as itself, and no key or one that fails is [`Gate::open_caller`]
+    /// (so a probe is never refused for what it sends).
+    pub async fn caller(&self, open: bool, credentials: Credentials<'_>) -> Result<Arc<Principal>, ServiceError> {
+        match self.authenticate(credentials).await {
+            Err(_) if open => Ok(self.open_caller()),
+            found => found,
+        }
+    }
+
+    /// The caller of a request on an open path, served without a key: [`Principal::anonymous`] (no scopes)
+    /// with auth on, [`Principal::local`] with auth off (as on every path). Never an admin by omission.
+    pub fn open_caller(&self) -> Arc<Principal> {
+        static LOCAL: std::sync::LazyLock<Arc<Principal>> = std::sync::LazyLock::new(|| Arc::new(Principal::local()));
+        static ANONYMOUS: std::sync::LazyLock<Arc<Principal>> = std::sync::LazyLock::new(|| Arc::new(Principal::anonymous()));
+        if self.enabled() { ANONYMOUS.clone() } else { LOCAL.clone() }
+    }
+
     /// The caller behind `credentials`. With auth off, every caller is [`Principal::local`].
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Arc<Principal>, ServiceError> {
         if !self.enabled() {

@@ -34,6 +34,19 @@ impl Principal {
         }
     }
 
+    /// The caller on an open path (`auth.open_paths`) with auth on: no key and no scopes, so a route that
+    /// needs one refuses it by name.
+    pub fn anonymous() -> Principal {
+        Principal {
+            key_id: "anonymous".into(),
+            tenant: DEFAULT_TENANT.into(),
+            scopes: Vec::new(),
+            models: Some(Vec::new()),
+            key_limits: Limits::default(),
+            tenant_limits: Limits::default(),
+        }
+    }
+
     /// The caller a stored key stands for.
     pub fn from_key(key: KeyRecord) -> Principal {
         Principal {

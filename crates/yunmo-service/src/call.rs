@@ -25,7 +25,8 @@ pub struct Call {
     pub span: tracing::Span,
     /// The request's usage record, once admitted ([`InferenceService::admit`]).
     pub usage: Option<UsageCell>,
-    /// When the request must be answered by (set at admission from `request_timeout`).
+    /// When the request must be answered by: set at admission from `request_timeout`, so time spent reading
+    /// and decoding the request counts; tensor inference answers `timeout` (504) once it has passed.
     pub deadline: Option<Instant>,
 }
 

@@ -357,7 +357,8 @@ impl InferenceService {
                 return Err(error);
             }
         };
-        let result = self.infer_loaded(&version, &loaded, input).await;
+        let deadline = call.deadline.unwrap_or_else(|| started + self.inner.request_timeout);
+        let result = self.infer_loaded(&version, &loaded, input, deadline).await;
         match &result {
             Ok(output) => {
                 call.record_served(&version.model, output.model_version, output.queue_us, output.compute_us);
@@ -372,14 +373,21 @@ impl InferenceService {
         result
     }
 
-    async fn infer_loaded(&self, version: &VersionRecord, loaded: &LoadedModel, input: InferInput) -> Result<InferOutput, ServiceError> {
+    /// Queues `input` for `loaded` and waits for its answer until `deadline` (the call's, from admission).
+    async fn infer_loaded(
+        &self,
+        version: &VersionRecord,
+        loaded: &LoadedModel,
+        input: InferInput,
+        deadline: Instant,
+    ) -> Result<InferOutput, ServiceError> {
         let output_names = validate::check_request(&version.model, &loaded.signature, &loaded.config, &input)?;
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
         loaded.submit(batching::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply })?;
         // On timeout the receiver is dropped, so a request still queued is skipped before compute.
         let timeout = self.inner.request_timeout;
-        let done = tokio::time::timeout(timeout, receiver)
+        let done = tokio::time::timeout_at(deadline.into(), receiver)
             .await
             .map_err(|_| {
                 ServiceError::new(Code::Timeout, format!("the request took longer than request_timeout = {} ms", timeout.as_millis()))

@@ -55,6 +55,26 @@ impl InferenceService {
         Ok(self.inner.registry.list_versions(target.name()).await?)
     }
 
+    /// Every model the caller can see, each with its versions (lowest first): two registry reads, whatever
+    /// the number of models. Needs `models:read` or `models:write`.
+    pub async fn models_with_versions(&self, call: &Call) -> Result<Vec<(ModelRecord, Vec<VersionRecord>)>, ServiceError> {
+        if !call.principal.has_any(&[Scope::ModelsRead, Scope::ModelsWrite]) {
+            return Err(call.principal.lacks(Scope::ModelsRead));
+        }
+        let models = self.visible_models(call).await?;
+        let mut versions: std::collections::HashMap<String, Vec<VersionRecord>> = std::collections::HashMap::new();
+        for version in self.inner.registry.all_versions().await? {
+            versions.entry(version.model.clone()).or_default().push(version);
+        }
+        Ok(models
+            .into_iter()
+            .map(|model| {
+                let listed = versions.remove(&model.name).unwrap_or_default();
+                (model, listed)
+            })
+            .collect())
+    }
+
     /// One version of the model.
     pub async fn get_version(&self, call: &Call, target: &Target, version: u64) -> Result<VersionRecord, ServiceError> {
         target.permits(call, Action::Read)?;

@@ -84,11 +84,6 @@ impl TestServer {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
-    /// Waits until `/metrics` has a line starting with `prefix` (the server reached the state it shows).
-    pub async fn wait_for_metric(&self, prefix: &str) {
-        self.wait_for_metric_value(prefix, |_| true).await;
-    }
-
     /// Waits until `/metrics` has a line starting with `prefix` whose value passes `ok`.
     pub async fn wait_for_metric_value(&self, prefix: &str, ok: impl Fn(f64) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -108,3 +108,33 @@ async fn model_names_are_per_tenant_and_never_confirm_another_tenants_private_mo
     assert_eq!(usage["rows"][0]["group"], "iris", "{usage}");
     server.stop();
 }
+
+/// A path in `auth.open_paths` is served without a key as an anonymous caller with no scopes, never as an
+/// admin: management and inference routes listed there refuse; health and a listed `/metrics` answer.
+#[tokio::test]
+async fn an_open_path_grants_no_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = r#"["/v2/health/*", "/metrics", "/api/*", "/v2/models/*"]"#;
+    let server = TestServer::start(dir.path(), &[("YUNMO__AUTH__ENABLED", "true"), ("YUNMO__AUTH__OPEN_PATHS", open)]).await;
+    let bootstrap = std::fs::read_to_string(dir.path().join("data/bootstrap-admin.key")).unwrap().trim().to_string();
+    let admin = Api { server: &server, key: bootstrap };
+    admin.push("iris").await;
+    let anonymous = Api { server: &server, key: String::new() };
+    let url = |path: &str| format!("{}{path}", server.url);
+
+    let response = server.client.post(url("/api/v1/tenants")).json(&json!({"name": "mallory"})).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 403, "an open management route made a tenant without a key: {body}");
+    assert!(body.contains("admin"), "the refusal names the scope: {body}");
+    let (status, _) = anonymous.call(reqwest::Method::DELETE, "/api/v1/models/iris", None).await;
+    assert!(status == 403 || status == 404, "an open path deleted a model without a key: {status}");
+    let (status, body) = anonymous.infer("iris").await;
+    assert!(status == 403 || status == 404, "an open path ran inference without a key: {status} {body}");
+    let (status, body) = admin.infer("iris").await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(server.client.get(url("/metrics")).send().await.unwrap().status(), 200, "a listed /metrics is open");
+    assert_eq!(server.client.get(url("/v2/health/live")).send().await.unwrap().status(), 200);
+    server.stop();
+}
