@@ -11,6 +11,7 @@ pub mod body;
 pub mod error;
 pub mod extract;
 pub mod grpc;
+mod http_metrics;
 pub mod kserve;
 pub mod openai;
 pub mod openapi;
@@ -110,7 +111,7 @@ pub fn router(state: AppState) -> Router {
 /// actions), the route group's body on a 405, and the request id ([`request_id`]): taken or made, in a span
 /// around the request, echoed in `x-request-id`.
 async fn front(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let started = Instant::now();
     let id = request_id::RequestId::from_headers(request.headers());
@@ -130,23 +131,9 @@ async fn front(State(state): State<AppState>, mut request: Request, next: Next) 
         })
         .await;
     response.headers_mut().insert(request_id::HEADER, id_header);
-    let method = method.as_str().to_string();
-    let status = status_class(response.status());
-    ::metrics::counter!(metrics::HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    http_metrics::record(route, &method, response.status(), started.elapsed().as_secs_f64());
     response
-}
-
-fn status_class(status: axum::http::StatusCode) -> &'static str {
-    match status.as_u16() / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
-    }
 }
 
 /// Route prefixes followed by a model name.
