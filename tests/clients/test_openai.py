@@ -58,6 +58,21 @@ def test_greedy_chat_says_paris(client):
     assert response.object == "chat.completion"
 
 
+def test_a_streamed_generation_logs_its_end_under_the_request_id(client, llm):
+    # The stream outlives the handler (hyper polls the body after it returned): the generation's last log
+    # line must still carry the request's id.
+    stream = chat(client, max_tokens=8, stream=True, extra_headers={"x-request-id": "trace-stream-end"})
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    deadline = time.time() + 10
+    while True:
+        with open(os.path.join(llm.data_dir, "server.log"), encoding="utf-8", errors="replace") as log:
+            lines = [line for line in log if "Generation ended." in line and "trace-stream-end" in line]
+        if lines or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert lines, "the end of a streamed generation is logged without its request id"
+
+
 def test_streaming_equals_non_streaming(client):
     whole = chat(client, max_tokens=40).choices[0].message.content
     stream = chat(client, max_tokens=40, stream=True, stream_options={"include_usage": True})

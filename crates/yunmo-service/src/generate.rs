@@ -41,6 +41,8 @@ pub struct Prompt {
     prompt_counted: std::sync::atomic::AtomicBool,
     /// Where generations from this prompt add their tokens and time (the request's usage record).
     pub(crate) usage: Option<crate::UsageCell>,
+    /// The request's span: a generation's last log line is written in it wherever the stream is dropped.
+    pub(crate) span: tracing::Span,
 }
 
 /// Bounds of sampling parameters (OpenAI's, where it has them).
@@ -90,6 +92,7 @@ impl InferenceService {
         target.permits(call, yunmo_auth::Action::Infer)?;
         let mut prompt = self.build_prompt(target, input).await?;
         prompt.usage = call.usage.clone();
+        prompt.span = call.span.clone();
         Ok(prompt)
     }
 
@@ -141,6 +144,7 @@ impl InferenceService {
             loaded,
             prompt_counted: Default::default(),
             usage: None,
+            span: tracing::Span::none(),
         })
     }
 
@@ -168,7 +172,8 @@ impl InferenceService {
         let model = prompt.model.clone();
         let first = !prompt.prompt_counted.swap(true, std::sync::atomic::Ordering::Relaxed);
         let prompt_tokens = if first { prompt.tokens.len() as u64 } else { 0 };
-        ::metrics::counter!(metrics::LLM_PROMPT_TOKENS_TOTAL, "model" => model.clone()).increment(prompt_tokens);
+        let metrics = prompt.loaded.llm_metrics.clone().unwrap_or_else(|| metrics::LlmMetrics::new(&model));
+        metrics.prompt.increment(prompt_tokens);
         Ok(Generation {
             events,
             _loaded: prompt.loaded.clone(),
@@ -181,6 +186,8 @@ impl InferenceService {
                 usage: Usage { prompt_tokens, completion_tokens: 0 },
                 outcome: None,
                 cell: prompt.usage.clone(),
+                metrics,
+                span: prompt.span.clone(),
             },
         })
     }
@@ -207,13 +214,9 @@ impl Generation {
         let now = Instant::now();
         match &event {
             GenerateEvent::Chunk(_) => {
-                let labels = [("model", self.record.model.clone())];
                 match self.record.last_token {
-                    None => ::metrics::histogram!(metrics::LLM_TIME_TO_FIRST_TOKEN_SECONDS, &labels)
-                        .record((now - self.record.started).as_secs_f64()),
-                    Some(last) => {
-                        ::metrics::histogram!(metrics::LLM_INTER_TOKEN_LATENCY_SECONDS, &labels).record((now - last).as_secs_f64())
-                    }
+                    None => self.record.metrics.ttft.record((now - self.record.started).as_secs_f64()),
+                    Some(last) => self.record.metrics.itl.record((now - last).as_secs_f64()),
                 }
                 self.record.first_token.get_or_insert(now);
                 self.record.last_token = Some(now);
@@ -248,6 +251,8 @@ struct UsageRecord {
     usage: Usage,
     outcome: Option<&'static str>,
     cell: Option<crate::UsageCell>,
+    metrics: metrics::LlmMetrics,
+    span: tracing::Span,
 }
 
 impl Drop for UsageRecord {
@@ -258,16 +263,16 @@ impl Drop for UsageRecord {
             cell.add_tokens(self.usage.prompt_tokens, self.usage.completion_tokens);
             cell.add_time_us(0, self.started.elapsed().as_micros() as u64);
         }
-        let labels = [("model", self.model.clone())];
-        ::metrics::counter!(metrics::LLM_GENERATED_TOKENS_TOTAL, &labels).increment(self.usage.completion_tokens);
-        ::metrics::counter!(metrics::LLM_REQUESTS_TOTAL, "model" => self.model.clone(), "outcome" => outcome).increment(1);
+        self.metrics.generated.increment(self.usage.completion_tokens);
+        self.metrics.ended(outcome);
         if let (Some(first), Some(last)) = (self.first_token, self.last_token) {
             let decode = (last - first).as_secs_f64();
             if self.usage.completion_tokens > 1 && decode > 0.0 {
-                ::metrics::histogram!(metrics::LLM_REQUEST_TOKENS_PER_SECOND, &labels)
-                    .record((self.usage.completion_tokens - 1) as f64 / decode);
+                self.metrics.tokens_per_second.record((self.usage.completion_tokens - 1) as f64 / decode);
             }
         }
+        // A stream is often dropped outside the request's task (the response body outlives the handler).
+        let _request = self.span.enter();
         tracing::info!(
             target: "yunmo::usage",
             model = %self.model, version = self.version, outcome,

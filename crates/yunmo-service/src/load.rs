@@ -92,6 +92,7 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
         runtime: Runtime::Tensor(queue),
         embedder,
         chat_template: Err("it is not a text-generation model".into()),
+        llm_metrics: None,
         last_used_ms: AtomicU64::new(now_ms),
         last_used_order: AtomicU64::new(0),
     }))
@@ -124,6 +125,7 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
     Ok(Arc::new(LoadedModel {
         memory_bytes: info.memory_bytes,
         metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
+        llm_metrics: Some(metrics::LlmMetrics::new(&spec.key.0)),
         key: spec.key,
         signature: spec.signature,
         config: spec.config,

@@ -61,6 +61,8 @@ pub struct LoadedModel {
     pub(crate) chat_template: Result<yunmo_text::chat::ChatTemplate, String>,
     /// Its request metrics, labelled once.
     pub(crate) metrics: metrics::VersionMetrics,
+    /// Its generation metrics, labelled once (LLMs only).
+    pub(crate) llm_metrics: Option<metrics::LlmMetrics>,
     pub(crate) last_used_ms: AtomicU64,
     /// Order of last use (a logical clock: milliseconds are too coarse to order requests).
     pub(crate) last_used_order: AtomicU64,

@@ -121,6 +121,48 @@ impl BatchMetrics {
     }
 }
 
+/// The generation metrics of one loaded LLM, labelled once at load.
+#[derive(Clone)]
+pub(crate) struct LlmMetrics {
+    /// `LLM_TIME_TO_FIRST_TOKEN_SECONDS`.
+    pub ttft: metrics::Histogram,
+    /// `LLM_INTER_TOKEN_LATENCY_SECONDS`.
+    pub itl: metrics::Histogram,
+    /// `LLM_REQUEST_TOKENS_PER_SECOND`.
+    pub tokens_per_second: metrics::Histogram,
+    /// `LLM_GENERATED_TOKENS_TOTAL`.
+    pub generated: metrics::Counter,
+    /// `LLM_PROMPT_TOKENS_TOTAL`.
+    pub prompt: metrics::Counter,
+    /// `LLM_REQUESTS_TOTAL` with outcome `ok`.
+    ok: metrics::Counter,
+    model: String,
+}
+
+impl LlmMetrics {
+    /// The handles of `model`.
+    pub(crate) fn new(model: &str) -> LlmMetrics {
+        let labels = [("model", model.to_string())];
+        LlmMetrics {
+            ttft: metrics::histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS, &labels),
+            itl: metrics::histogram!(LLM_INTER_TOKEN_LATENCY_SECONDS, &labels),
+            tokens_per_second: metrics::histogram!(LLM_REQUEST_TOKENS_PER_SECOND, &labels),
+            generated: metrics::counter!(LLM_GENERATED_TOKENS_TOTAL, &labels),
+            prompt: metrics::counter!(LLM_PROMPT_TOKENS_TOTAL, &labels),
+            ok: metrics::counter!(LLM_REQUESTS_TOTAL, "model" => model.to_string(), "outcome" => "ok"),
+            model: model.to_string(),
+        }
+    }
+
+    /// Counts a generation that ended with `outcome` (`ok` through its handle; others are rare).
+    pub(crate) fn ended(&self, outcome: &'static str) {
+        match outcome {
+            "ok" => self.ok.increment(1),
+            _ => metrics::counter!(LLM_REQUESTS_TOTAL, "model" => self.model.clone(), "outcome" => outcome).increment(1),
+        }
+    }
+}
+
 /// Registers a help text for each metric.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
