@@ -34,12 +34,13 @@ impl Principal {
         }
     }
 
-    /// The caller on an open path (`auth.open_paths`) with auth on: no key and no scopes, so a route that
-    /// needs one refuses it by name.
+    /// The caller on an open path (`auth.open_paths`) with auth on: no key, no scopes and no tenant (an
+    /// empty name, which no tenant can have), so a route that needs a scope refuses it by name and no
+    /// tenant's records, models or quota are its own.
     pub fn anonymous() -> Principal {
         Principal {
             key_id: "anonymous".into(),
-            tenant: DEFAULT_TENANT.into(),
+            tenant: String::new(),
             scopes: Vec::new(),
             models: Some(Vec::new()),
             key_limits: Limits::default(),
@@ -87,6 +88,9 @@ impl Principal {
     /// The tenant whose data a request may read: `requested` for admins (all tenants when `None`), else
     /// the caller's own (asking for another tenant is refused).
     pub fn tenant_filter(&self, requested: Option<&str>) -> Result<Option<String>, ServiceError> {
+        if self.tenant.is_empty() {
+            return Err(ServiceError::new(Code::PermissionDenied, "a caller without a key reads no tenant's records; send an API key"));
+        }
         match requested {
             _ if self.is_admin() => Ok(requested.map(str::to_string)),
             Some(tenant) if tenant != self.tenant => Err(ServiceError::new(

@@ -48,7 +48,12 @@ impl SealedArtifacts {
     pub async fn seal_under_current_key(&self, previous: &[Arc<EncryptionKey>]) -> io::Result<usize> {
         let mut changed = 0;
         for object in self.inner.list().await? {
-            let stored = self.inner.get(&object.sha256).await?;
+            let stored = match self.inner.get(&object.sha256).await {
+                Ok(stored) => stored,
+                // Deleted (by another process) since it was listed: nothing to re-seal.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
             let path = stored.path().to_path_buf();
             let head = blocking(move || read_head(&mut std::fs::File::open(path)?)).await?;
             let plaintext = !seal::is_sealed(&head);

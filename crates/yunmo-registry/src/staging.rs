@@ -52,12 +52,16 @@ impl Staging {
 
     /// Creates a new, locked file in the staging folder, for a store's own temporary copies.
     pub fn create(&self, purpose: &str) -> io::Result<(std::fs::File, PathBuf)> {
-        let path = self.root.join(format!("{purpose}-{}-{}", std::process::id(), unique_suffix()));
-        let file = std::fs::OpenOptions::new().write(true).read(true).create_new(true).open(&path)?;
-        if !try_lock(&file)? {
-            return Err(io::Error::other(format!("cannot lock the new staging file {}", path.display())));
+        // Between creating the file and locking it, another process's sweep may take the lock and unlink it:
+        // then the path no longer names this file, and a new one is made.
+        for _ in 0..8 {
+            let path = self.root.join(format!("{purpose}-{}-{}", std::process::id(), unique_suffix()));
+            let file = std::fs::OpenOptions::new().write(true).read(true).create_new(true).open(&path)?;
+            if try_lock(&file)? && same_file(&file, &path)? {
+                return Ok((file, path));
+            }
         }
-        Ok((file, path))
+        Err(io::Error::other(format!("cannot create a staging file in {} that stays in place", self.root.display())))
     }
 
     /// Removes every staging file whose writer is gone (no one holds its lock); returns how many.
@@ -134,6 +138,17 @@ impl StagedArtifact {
     /// The file, for the artifact store to take.
     pub fn into_file(self) -> LocalFile {
         self.file
+    }
+}
+
+/// Whether `path` still names the open `file`.
+fn same_file(file: &std::fs::File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(named) => Ok(named.dev() == open.dev() && named.ino() == open.ino()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
     }
 }
 

@@ -350,6 +350,7 @@ impl InferenceService {
             }
         };
         let input_elements = elements(&input.inputs);
+        let loading = Instant::now();
         let loaded = match self.loaded(&version).await {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -357,7 +358,9 @@ impl InferenceService {
                 return Err(error);
             }
         };
-        let deadline = call.deadline.unwrap_or_else(|| started + self.inner.request_timeout);
+        // The time a lazy load took does not count against the request (as before the deadline moved to
+        // admission): only reading, decoding, queueing and compute do.
+        let deadline = call.deadline.unwrap_or_else(|| started + self.inner.request_timeout) + loading.elapsed();
         let result = self.infer_loaded(&version, &loaded, input, deadline).await;
         match &result {
             Ok(output) => {
@@ -373,6 +376,14 @@ impl InferenceService {
         result
     }
 
+    /// The answer of a request past its deadline.
+    fn timed_out(&self) -> ServiceError {
+        ServiceError::new(
+            Code::Timeout,
+            format!("the request took longer than request_timeout = {} ms", self.inner.request_timeout.as_millis()),
+        )
+    }
+
     /// Queues `input` for `loaded` and waits for its answer until `deadline` (the call's, from admission).
     async fn infer_loaded(
         &self,
@@ -384,14 +395,14 @@ impl InferenceService {
         let output_names = validate::check_request(&version.model, &loaded.signature, &loaded.config, &input)?;
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
+        if Instant::now() >= deadline {
+            return Err(self.timed_out());
+        }
         loaded.submit(batching::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply })?;
         // On timeout the receiver is dropped, so a request still queued is skipped before compute.
-        let timeout = self.inner.request_timeout;
         let done = tokio::time::timeout_at(deadline.into(), receiver)
             .await
-            .map_err(|_| {
-                ServiceError::new(Code::Timeout, format!("the request took longer than request_timeout = {} ms", timeout.as_millis()))
-            })?
+            .map_err(|_| self.timed_out())?
             .map_err(|_| ServiceError::new(Code::InferenceFailed, "the model worker failed while running this request"))?;
         loaded.metrics.queue.record(done.queue_time.as_secs_f64());
         loaded.metrics.compute.record(done.compute_time.as_secs_f64());

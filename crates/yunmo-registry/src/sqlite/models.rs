@@ -311,6 +311,9 @@ impl SqliteStore {
     }
 
     pub(super) async fn delete_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError> {
+        // Read before the write transaction: a pool read inside it could wait for a connection that the
+        // writers queued behind this transaction's lock hold.
+        let record = self.get_version(model, version).await?;
         let mut tx = self.write_transaction().await?;
         let policy: String =
             sqlx::query_scalar("SELECT version_policy FROM models WHERE id = ?").bind(model.id).fetch_one(&mut *tx).await?;
@@ -320,12 +323,14 @@ impl SqliteStore {
                 model.name
             )));
         }
-        let record = self.get_version(model, version).await?;
-        sqlx::query("DELETE FROM versions WHERE model_id = ? AND version = ?")
+        let deleted = sqlx::query("DELETE FROM versions WHERE model_id = ? AND version = ?")
             .bind(model.id)
             .bind(version as i64)
             .execute(&mut *tx)
             .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(RegistryError::version_not_found(&model.name, version));
+        }
         tx.commit().await?;
         Ok(record)
     }

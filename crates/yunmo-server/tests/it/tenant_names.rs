@@ -127,6 +127,11 @@ async fn an_open_path_grants_no_scopes() {
     let body = response.text().await.unwrap();
     assert_eq!(status, 403, "an open management route made a tenant without a key: {body}");
     assert!(body.contains("admin"), "the refusal names the scope: {body}");
+    // Records that any key of a tenant may read (its keys, usage, audit, tenant) are no one's without a key.
+    for path in ["/api/v1/keys", "/api/v1/usage", "/api/v1/audit", "/api/v1/tenants/default"] {
+        let response = server.client.get(url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 403, "{path} answered without a key: {}", response.text().await.unwrap());
+    }
     let (status, _) = anonymous.call(reqwest::Method::DELETE, "/api/v1/models/iris", None).await;
     assert!(status == 403 || status == 404, "an open path deleted a model without a key: {status}");
     let (status, body) = anonymous.infer("iris").await;
