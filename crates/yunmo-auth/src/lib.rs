@@ -116,6 +116,10 @@ impl Gate {
     /// (`open`), a valid key still counts as itself, and no key or one that fails is [`Gate::open_caller`]
     /// (so a probe is never refused for what it sends).
     pub async fn caller(&self, open: bool, credentials: Credentials<'_>) -> Result<Arc<Principal>, ServiceError> {
+        // The common open request (a probe) sends nothing: answer it without building a refusal.
+        if open && credentials.key().is_none() {
+            return Ok(self.open_caller());
+        }
         match self.authenticate(credentials).await {
             Err(_) if open => Ok(self.open_caller()),
             found => found,
