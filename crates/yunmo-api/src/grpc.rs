@@ -39,7 +39,7 @@ impl GrpcService {
     /// The call of `request` and the model `name` (at `version`, empty: the policy's) if its caller may do
     /// `action` on it (the service's access check).
     async fn target<T>(&self, request: &Request<T>, name: &str, version: &str, action: Action) -> Result<(Call, Target), Status> {
-        let call = call_of(request)?;
+        let call = call_of(request);
         let model_ref = model_ref(name.to_string(), version)?;
         let target = self.state.service.authorize(&call, &model_ref, action).await.map_err(status)?;
         Ok((call, target))
@@ -47,9 +47,9 @@ impl GrpcService {
 }
 
 /// The service's view of a call: the caller and request id the auth layer put on it.
-fn call_of<T>(request: &Request<T>) -> Result<Call, Status> {
+fn call_of<T>(request: &Request<T>) -> Call {
     let extensions = request.extensions();
-    Ok(crate::auth::call_for(extensions.get::<std::sync::Arc<Principal>>(), extensions.get::<crate::request_id::RequestId>()))
+    crate::auth::call_for(extensions.get::<std::sync::Arc<Principal>>(), extensions.get::<crate::request_id::RequestId>())
 }
 
 fn model_ref(name: String, version: &str) -> Result<ModelRef, Status> {
@@ -118,7 +118,7 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Result<Response<pb::ModelInferResponse>, Status> {
-        let mut call = call_of(&request)?;
+        let mut call = call_of(&request);
         let guard = self.state.service.admit(&mut call, "grpc").await.map_err(status)?;
         let usage = guard.cell().clone();
         let result = self.infer(&call, request).await;
@@ -136,7 +136,7 @@ impl GrpcInferenceService for GrpcService {
         &self,
         request: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
-        let call = call_of(&request)?;
+        let call = call_of(&request);
         let ready_only = request.into_inner().ready;
         let entries = self.state.service.repository_index(&call).await.map_err(status)?;
         let models = entries

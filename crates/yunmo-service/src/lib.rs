@@ -335,7 +335,7 @@ impl InferenceService {
     /// Counts an inference request refused before it reached a model (unknown or not permitted), as
     /// [`InferenceService::infer`] counts one for a model that does not exist.
     pub(crate) fn count_refused(&self, error: &ServiceError) {
-        ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str()).increment(1);
+        metrics::count_failed("", "", error.code);
     }
 
     /// Runs one inference request.
@@ -345,7 +345,7 @@ impl InferenceService {
         let version = match self.resolve(target.name(), target.version()).await {
             Ok(version) => version,
             Err(error) => {
-                ::metrics::counter!(metrics::REQUESTS_TOTAL, "model" => "", "version" => "", "outcome" => error.code.as_str()).increment(1);
+                self.count_refused(&error);
                 return Err(error);
             }
         };
@@ -354,7 +354,7 @@ impl InferenceService {
         let loaded = match self.loaded(&version).await {
             Ok(loaded) => loaded,
             Err(error) => {
-                metrics::VersionMetrics::new(&version.model, version.version).failed(error.code);
+                metrics::count_failed(&version.model, &version.version.to_string(), error.code);
                 return Err(error);
             }
         };

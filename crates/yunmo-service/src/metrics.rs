@@ -88,11 +88,17 @@ impl VersionMetrics {
         }
     }
 
-    /// Counts a request that failed with `code` (rare: its label set is built each time).
+    /// Counts a request that failed with `code`.
     pub(crate) fn failed(&self, code: crate::Code) {
-        metrics::counter!(REQUESTS_TOTAL, "model" => self.model.clone(), "version" => self.version.clone(), "outcome" => code.as_str())
-            .increment(1);
+        count_failed(&self.model, &self.version, code);
     }
+}
+
+/// Counts an inference request to `model` at `version` that failed with `code` (rare: its label set is
+/// built each time, and nothing else of the version is registered).
+pub(crate) fn count_failed(model: &str, version: &str, code: crate::Code) {
+    metrics::counter!(REQUESTS_TOTAL, "model" => model.to_string(), "version" => version.to_string(), "outcome" => code.as_str())
+        .increment(1);
 }
 
 /// The batching and worker metrics of one loaded tensor version, labelled once at load.
