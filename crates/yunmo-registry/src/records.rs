@@ -62,6 +62,30 @@ pub struct ModelPatch {
     pub sharing: Option<Sharing>,
 }
 
+impl ModelPatch {
+    /// Sets the fields the patch names on `model`.
+    pub fn apply(self, model: &mut ModelRecord) {
+        if let Some(description) = self.description {
+            model.description = description;
+        }
+        if let Some(task) = self.task {
+            model.task = task;
+        }
+        if let Some(labels) = self.labels {
+            model.labels = labels;
+        }
+        if let Some(metadata) = self.metadata {
+            model.metadata = metadata;
+        }
+        if let Some(policy) = self.version_policy {
+            model.version_policy = policy;
+        }
+        if let Some(sharing) = self.sharing {
+            model.sharing = sharing;
+        }
+    }
+}
+
 /// The name a model is stored and served under, unique across tenants: its own name for a model of the
 /// `default` tenant, `tenant/name` for any other. Names are unique per tenant, so one tenant's name can
 /// never tell another that a model exists.

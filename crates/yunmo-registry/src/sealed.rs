@@ -132,6 +132,9 @@ impl ArtifactStore for SealedArtifacts {
     async fn list(&self) -> io::Result<Vec<StoredObject>> {
         self.inner.list().await
     }
+    async fn sweep_incomplete(&self) -> io::Result<usize> {
+        self.inner.sweep_incomplete().await
+    }
 }
 
 /// The store's files as they are, without a key: loading a sealed one fails with a message that says what
@@ -172,6 +175,9 @@ impl ArtifactStore for RefuseSealed {
 
     async fn list(&self) -> io::Result<Vec<StoredObject>> {
         self.0.list().await
+    }
+    async fn sweep_incomplete(&self) -> io::Result<usize> {
+        self.0.sweep_incomplete().await
     }
 }
 

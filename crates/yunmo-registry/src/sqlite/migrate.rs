@@ -6,30 +6,19 @@
 //! Databases made before migrations were numbered are adopted once: their ad-hoc columns are brought to
 //! the shape of the migrations they already hold, which are then recorded as applied.
 
-use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
 
 use super::now;
 use super::tx::WriteTx;
 use crate::RegistryError;
-
-/// One schema change.
-pub(super) struct Migration {
-    pub version: u32,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
+use crate::migrations::{Migration, checksum, newest, pending};
 
 /// Every migration, in order. A released migration is never edited: a change is a new one.
-pub(super) const MIGRATIONS: &[Migration] = &[
+const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "models", sql: include_str!("../../migrations/sqlite/0001_models.sql") },
     Migration { version: 2, name: "tenancy", sql: include_str!("../../migrations/sqlite/0002_tenancy.sql") },
 ];
-
-fn checksum(sql: &str) -> String {
-    hex::encode(Sha256::digest(sql.as_bytes()))
-}
 
 /// Brings the database to the newest schema; returns its version.
 pub(super) async fn migrate(pool: &SqlitePool) -> Result<u32, RegistryError> {
@@ -45,30 +34,13 @@ pub(super) async fn migrate(pool: &SqlitePool) -> Result<u32, RegistryError> {
     }
     let applied: Vec<(i64, String)> =
         sqlx::query_as("SELECT version, checksum FROM schema_migrations ORDER BY version").fetch_all(&mut *tx).await?;
-    let newest = MIGRATIONS.last().map_or(0, |migration| migration.version);
-    for (version, recorded) in &applied {
-        let Some(migration) = MIGRATIONS.iter().find(|migration| i64::from(migration.version) == *version) else {
-            return Err(RegistryError::Schema(format!(
-                "the database is at schema version {version}, newer than this Yunmo knows (up to {newest}); run a Yunmo at least as new as the one that wrote it"
-            )));
-        };
-        if *recorded != checksum(migration.sql) {
-            return Err(RegistryError::Schema(format!(
-                "schema migration {version} ({}) recorded in the database differs from this Yunmo's; the database was written by another build",
-                migration.name
-            )));
-        }
-    }
-    for migration in MIGRATIONS {
-        if applied.iter().any(|(version, _)| *version == i64::from(migration.version)) {
-            continue;
-        }
+    for migration in pending(MIGRATIONS, &applied)? {
         sqlx::raw_sql(sqlx::AssertSqlSafe(migration.sql)).execute(&mut *tx).await?;
         record(&mut tx, migration).await?;
         tracing::info!(version = migration.version, name = migration.name, "Applied a schema migration.");
     }
     tx.commit().await?;
-    Ok(newest)
+    Ok(newest(MIGRATIONS))
 }
 
 async fn record(connection: &mut SqliteConnection, migration: &Migration) -> Result<(), RegistryError> {

