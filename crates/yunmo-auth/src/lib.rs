@@ -289,7 +289,11 @@ impl Gate {
             write_secret_file(key_file, &key)
                 .map_err(|error| ServiceError::internal(format!("cannot write the bootstrap key to {}: {error}", key_file.display())))?;
         }
-        self.0.registry.insert_key(&new).await?;
+        match self.0.registry.insert_key(&new).await {
+            // Replicas starting together on one empty database each install the configured key: one wins.
+            Err(yunmo_registry::RegistryError::AlreadyExists(_)) if !generated => return Ok(None),
+            other => other?,
+        };
         Ok(generated.then(|| (key_file.to_path_buf(), key)))
     }
 }

@@ -28,7 +28,7 @@ mod tenancy;
 pub use artifacts::{ArtifactStore, LocalFile, Prepared, ReadableArtifact, StoredObject};
 pub use cache::DiskCache;
 pub use local::LocalArtifacts;
-pub use metadata::{ArtifactWork, MetadataStore, UsageQuery};
+pub use metadata::{ArtifactWork, Change, DesiredState, MaintenanceLock, MetadataStore, UsageQuery};
 pub use postgres::{PgStore, PgStoreOptions, redact_url};
 pub use records::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, name_for, qualified_name};
 pub use s3::{S3Artifacts, S3Options};
@@ -58,6 +58,11 @@ pub struct RegistryConfig {
     /// How old a stored file no version refers to must be before a sweep removes it (another process may
     /// be adding the version that refers to it).
     pub orphan_grace: Duration,
+    /// PostgreSQL instead of SQLite in `data_dir`.
+    pub postgres: Option<PgStoreOptions>,
+    /// An S3 bucket instead of `data_dir/artifacts`, with a cache in `data_dir/cache` of at most this many
+    /// bytes.
+    pub s3: Option<(S3Options, u64)>,
 }
 
 /// The default [`RegistryConfig::orphan_grace`]: an hour.
@@ -71,6 +76,8 @@ impl RegistryConfig {
             encryption_key: None,
             previous_encryption_keys: Vec::new(),
             orphan_grace: DEFAULT_ORPHAN_GRACE,
+            postgres: None,
+            s3: None,
         }
     }
 }
@@ -163,24 +170,45 @@ pub struct Swept {
 }
 
 impl Registry {
-    /// The embedded default: SQLite at `data_dir/yunmo.db` and files under `data_dir/artifacts/` (sealed with
-    /// the configured key). Applies migrations, sweeps (see [`Registry::sweep`]) and brings every stored file
-    /// under the current key.
+    /// Opens the configured stores: by default SQLite at `data_dir/yunmo.db` and files under
+    /// `data_dir/artifacts/`; PostgreSQL and an S3 bucket (cached in `data_dir/cache`) when configured. Files
+    /// are sealed with the configured key. Applies migrations, sweeps (see [`Registry::sweep`]) and brings
+    /// every stored file under the current key. Uploads are staged in `data_dir/artifacts/staging` always.
     pub async fn open(config: &RegistryConfig) -> Result<Registry, RegistryError> {
         tokio::fs::create_dir_all(&config.data_dir).await?;
-        let meta = Arc::new(SqliteStore::open(&config.data_dir.join("yunmo.db")).await?);
+        let meta: Arc<dyn MetadataStore> = match &config.postgres {
+            Some(options) => Arc::new(PgStore::connect(options).await?),
+            None => Arc::new(SqliteStore::open(&config.data_dir.join("yunmo.db")).await?),
+        };
         let root = config.data_dir.join("artifacts");
         let staging = Staging::open(root.join("staging"), config.encryption_key.is_some()).await?;
-        let local: Arc<dyn ArtifactStore> = Arc::new(LocalArtifacts::open(root.join("sha256"), staging.clone()).await?);
+        let local: Arc<dyn ArtifactStore> = match &config.s3 {
+            Some((options, cache_bytes)) => {
+                let cache = Arc::new(DiskCache::open(config.data_dir.join("cache"), *cache_bytes).await?);
+                Arc::new(S3Artifacts::new(options, cache)?)
+            }
+            None => Arc::new(LocalArtifacts::open(root.join("sha256"), staging.clone()).await?),
+        };
         let sealed = config.encryption_key.clone().map(|key| SealedArtifacts::new(local.clone(), key, staging.clone()));
         let artifacts: Arc<dyn ArtifactStore> = match &sealed {
             Some(sealed) => Arc::new(sealed.clone()),
             None => Arc::new(RefuseSealed(local)),
         };
         let registry = Registry::from_parts(meta, artifacts, staging);
-        registry.sweep(config.orphan_grace).await?;
-        if let Some(sealed) = sealed {
-            sealed.seal_under_current_key(&config.previous_encryption_keys).await?;
+        let maintenance = async {
+            registry.sweep(config.orphan_grace).await?;
+            if let Some(sealed) = sealed {
+                sealed.seal_under_current_key(&config.previous_encryption_keys).await?;
+            }
+            Ok::<(), RegistryError>(())
+        };
+        match maintenance.await {
+            // A bucket that cannot be reached must not keep a replica from serving what it has cached: the
+            // sweep and the re-sealing run again at the next start.
+            Err(RegistryError::Store(error)) if config.s3.is_some() => {
+                tracing::warn!(error = %error, "Could not sweep or re-seal the bucket at start; serving from the local cache.");
+            }
+            other => other?,
         }
         Ok(registry)
     }
@@ -188,6 +216,23 @@ impl Registry {
     /// A registry over any stores; `staging` is this machine's folder for uploads.
     pub fn from_parts(meta: Arc<dyn MetadataStore>, artifacts: Arc<dyn ArtifactStore>, staging: Staging) -> Registry {
         Registry { meta, artifacts, staging }
+    }
+
+    /// Changes committed by other processes sharing the metadata store (`None` when it is not shared).
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        self.meta.changes()
+    }
+
+    /// Records whether a version is kept loaded, unloaded, or (`None`) loaded on first request, for every
+    /// process that shares the store.
+    pub async fn set_desired_state(&self, name: &str, version: u64, state: Option<DesiredState>) -> Result<(), RegistryError> {
+        let model = self.meta.get_model(name).await?;
+        self.meta.set_desired_state(&model, version, state).await
+    }
+
+    /// Every version with a desired state.
+    pub async fn desired_states(&self) -> Result<Vec<(String, u64, DesiredState)>, RegistryError> {
+        self.meta.desired_states().await
     }
 
     /// The metadata store's schema version.
@@ -199,6 +244,10 @@ impl Registry {
     /// `grace` (a younger one may belong to a version another process is adding right now).
     pub async fn sweep(&self, grace: Duration) -> Result<Swept, RegistryError> {
         let staging = self.staging.sweep().await?;
+        // The shared stores are swept by one process at a time; another holding the lock is sweeping now.
+        let Some(_lock) = self.meta.try_maintenance_lock().await? else {
+            return Ok(Swept { staging, ..Swept::default() });
+        };
         let uploads = self.artifacts.sweep_incomplete().await?;
         let referenced = self.meta.referenced_artifacts().await?;
         let now = std::time::SystemTime::now();

@@ -103,6 +103,99 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError>;
     /// The newest audit entries first, of one tenant or all.
     async fn list_audit(&self, tenant: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, RegistryError>;
+
+    /// Records whether a version is kept loaded, kept unloaded, or (`None`) loaded on first request.
+    async fn set_desired_state(&self, model: &ModelRecord, version: u64, state: Option<DesiredState>) -> Result<(), RegistryError>;
+    /// Every version with a desired state: (qualified model name, version, state).
+    async fn desired_states(&self) -> Result<Vec<(String, u64, DesiredState)>, RegistryError>;
+
+    /// Changes committed by any process, as they commit (`None`: the store is not shared, so every change
+    /// is made through this process). A receiver that lags has missed changes and must act as on
+    /// [`Change::Resync`].
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+    /// Takes the lock that lets one process of those sharing the store do maintenance (the sweep of
+    /// unreferenced files), if no other holds it; held until the value is dropped. A store that is not
+    /// shared always grants it.
+    async fn try_maintenance_lock(&self) -> Result<Option<MaintenanceLock>, RegistryError> {
+        Ok(Some(MaintenanceLock::unshared()))
+    }
+}
+
+/// What [`MetadataStore::changes`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Models or versions changed (names, policies, sharing, configs, versions added or removed, what
+    /// should be loaded).
+    Models,
+    /// Tenants or keys changed (limits, keys created or revoked).
+    Keys,
+    /// The connection that reports changes was lost and is back: changes may have been missed, so every
+    /// cache must be dropped.
+    Resync,
+}
+
+/// Whether a version is kept loaded or unloaded across the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DesiredState {
+    /// Loaded by every replica (at start, and when it is asked to).
+    Loaded,
+    /// Refused by every replica until it is loaded again.
+    Unloaded,
+}
+
+impl DesiredState {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Loaded => "loaded",
+            DesiredState::Unloaded => "unloaded",
+        }
+    }
+
+    /// From what is stored.
+    pub fn parse(text: &str) -> Option<DesiredState> {
+        match text {
+            "loaded" => Some(DesiredState::Loaded),
+            "unloaded" => Some(DesiredState::Unloaded),
+            _ => None,
+        }
+    }
+
+    /// The stored states from rows of [`DesiredState::QUERY`]; a value this build does not know is skipped.
+    pub(crate) fn from_rows(rows: Vec<(String, i64, String)>) -> Vec<(String, u64, DesiredState)> {
+        rows.into_iter()
+            .filter_map(|(name, version, state)| Some((name, u64::try_from(version).ok()?, DesiredState::parse(&state)?)))
+            .collect()
+    }
+
+    /// Every version with a desired state, as (model name, version, state); the same SQL in both stores.
+    pub(crate) const QUERY: &'static str = "SELECT m.name, v.version, v.desired_state FROM versions v JOIN models m ON m.id = v.model_id \
+         WHERE v.desired_state IS NOT NULL ORDER BY m.name, v.version";
+}
+
+/// The maintenance lock ([`MetadataStore::try_maintenance_lock`]); released when dropped.
+pub struct MaintenanceLock {
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl MaintenanceLock {
+    /// A lock that holds nothing (a store that is not shared).
+    pub(crate) fn unshared() -> MaintenanceLock {
+        MaintenanceLock { _guard: None }
+    }
+
+    /// A lock held while `guard` lives.
+    pub(crate) fn holding(guard: impl std::any::Any + Send + Sync) -> MaintenanceLock {
+        MaintenanceLock { _guard: Some(Box::new(guard)) }
+    }
+}
+
+impl std::fmt::Debug for MaintenanceLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaintenanceLock")
+    }
 }
 
 /// Which usage to report.
@@ -234,6 +327,23 @@ macro_rules! store_by_inherent_methods {
                 }
                 async fn list_audit(&self, tenant: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, RegistryError> {
                     $store::list_audit(self, tenant, limit).await
+                }
+                async fn set_desired_state(
+                    &self,
+                    model: &ModelRecord,
+                    version: u64,
+                    state: Option<$crate::metadata::DesiredState>,
+                ) -> Result<(), RegistryError> {
+                    $store::set_desired_state(self, model, version, state).await
+                }
+                async fn desired_states(&self) -> Result<Vec<(String, u64, $crate::metadata::DesiredState)>, RegistryError> {
+                    $store::desired_states(self).await
+                }
+                fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<$crate::metadata::Change>> {
+                    $store::changes(self)
+                }
+                async fn try_maintenance_lock(&self) -> Result<Option<$crate::metadata::MaintenanceLock>, RegistryError> {
+                    $store::try_maintenance_lock(self).await
                 }
             }
         };

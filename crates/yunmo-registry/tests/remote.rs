@@ -57,7 +57,7 @@ async fn replicas_starting_at_once_on_an_empty_database_all_come_up() {
     });
     for start in futures::future::join_all(starts).await {
         let store = start.unwrap().expect("every replica migrates or finds the schema migrated");
-        assert_eq!(store.schema_version().await.unwrap(), 2);
+        assert_eq!(store.schema_version().await.unwrap(), 3);
     }
     let store = PgStore::connect(&PgStoreOptions::new(url)).await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap().len(), 1, "the default tenant was inserted once");
@@ -156,4 +156,84 @@ async fn the_cache_keeps_the_most_recently_used_files_within_its_budget() {
     drop(replica);
     let reopened = s3_store(&server, &dir.path().join("replica"), budget).await;
     assert!(reopened.cache().contains(a) && reopened.cache().contains(c), "the cache survives a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_through_one_replica_reach_the_others_and_a_lost_listener_resyncs() {
+    use yunmo_registry::Change;
+    let mut server = Postgres::start();
+    let url = server.create_database("changes");
+    let a = PgStore::connect(&PgStoreOptions::new(url.clone())).await.unwrap();
+    let b = PgStore::connect(&PgStoreOptions::new(url.clone())).await.unwrap();
+    let mut changes = b.changes().expect("a shared store reports changes");
+    // The listener connects in the background: wait until a change is seen at all.
+    let next = |changes: &mut tokio::sync::broadcast::Receiver<Change>| {
+        let mut changes = changes.resubscribe();
+        async move { tokio::time::timeout(std::time::Duration::from_secs(1), changes.recv()).await }
+    };
+    let mut seen = false;
+    for attempt in 0..50 {
+        let waiting = next(&mut changes);
+        a.create_tenant(&format!("warmup{attempt}"), &Default::default()).await.unwrap();
+        if let Ok(Ok(change)) = waiting.await {
+            assert_eq!(change, Change::Keys);
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "replica B never heard of a change made through A");
+    let waiting = next(&mut changes);
+    a.create_model(yunmo_registry::NewModel {
+        name: "m".into(),
+        tenant: "default".into(),
+        description: String::new(),
+        task: String::new(),
+        labels: Default::default(),
+        metadata: serde_json::Value::Null,
+        version_policy: Default::default(),
+        sharing: Default::default(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(waiting.await.expect("within a second").unwrap(), Change::Models);
+
+    // One replica sweeps at a time.
+    let held = a.try_maintenance_lock().await.unwrap();
+    assert!(held.is_some());
+    assert!(b.try_maintenance_lock().await.unwrap().is_none(), "the lock is held by A");
+    drop(held);
+    let mut taken = None;
+    for _ in 0..50 {
+        taken = b.try_maintenance_lock().await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(taken.is_some(), "released when dropped");
+    drop(taken);
+
+    // PostgreSQL restarts: B says to drop every cache, and hears changes again afterwards.
+    let mut resync = changes.resubscribe();
+    server.pause();
+    server.resume();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut resyncs = 0;
+    while resyncs < 2 && std::time::Instant::now() < deadline {
+        if let Ok(Ok(Change::Resync)) = tokio::time::timeout(std::time::Duration::from_secs(1), resync.recv()).await {
+            resyncs += 1;
+        }
+    }
+    assert_eq!(resyncs, 2, "a Resync when the connection is lost and one when it listens again");
+    let waiting = next(&mut changes);
+    let mut revoked = false;
+    for _ in 0..50 {
+        if a.create_tenant("after", &Default::default()).await.is_ok() {
+            revoked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(revoked, "A writes again once PostgreSQL is back");
+    assert_eq!(waiting.await.expect("within a second").unwrap(), Change::Keys);
 }

@@ -125,10 +125,14 @@ pub async fn run(
         encryption_key,
         previous_encryption_keys,
         orphan_grace: std::time::Duration::from_secs(settings.storage.orphan_grace_s),
+        postgres: postgres_options(&settings.storage),
+        s3: s3_options(&settings.storage.s3),
     };
-    let registry = Registry::open(&registry_config)
-        .await
-        .with_context(|| format!("cannot open the registry in {}", settings.storage.data_dir.display()))?;
+    let registry = Registry::open(&registry_config).await.with_context(|| match &registry_config.postgres {
+        Some(options) => format!("cannot open the registry in PostgreSQL at {}", yunmo_registry::redact_url(&options.url)),
+        None => format!("cannot open the registry in {}", settings.storage.data_dir.display()),
+    })?;
+    let registry_changes = registry.changes();
     let gate = gate(&settings, registry.clone()).await?;
     let service = InferenceService::new(
         registry,
@@ -144,6 +148,10 @@ pub async fn run(
         },
         gate.clone(),
     );
+    if let Err(error) = service.apply_desired_states().await {
+        tracing::warn!(error = %error.message, "Could not read which versions the cluster keeps loaded; continuing.");
+    }
+    watch_changes(&registry_changes, &service);
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = AppState::new(yunmo_api::AppParts {
         service,
@@ -332,4 +340,50 @@ pub fn init_tracing(settings: &settings::TelemetrySettings) {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if settings.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// The metadata store in PostgreSQL, when configured.
+fn postgres_options(storage: &settings::StorageSettings) -> Option<yunmo_registry::PgStoreOptions> {
+    let url = storage.postgres_url.expose();
+    (!url.is_empty()).then(|| yunmo_registry::PgStoreOptions {
+        max_connections: storage.postgres_max_connections,
+        ..yunmo_registry::PgStoreOptions::new(url)
+    })
+}
+
+/// Model files in S3, when configured, with this replica's cache budget.
+fn s3_options(s3: &settings::S3Settings) -> Option<(yunmo_registry::S3Options, u64)> {
+    let set = |value: &str| (!value.is_empty()).then(|| value.to_string());
+    let options = yunmo_registry::S3Options {
+        bucket: s3.bucket.clone(),
+        prefix: s3.prefix.clone(),
+        endpoint: set(&s3.endpoint),
+        region: set(&s3.region),
+        access_key_id: set(&s3.access_key_id),
+        secret_access_key: set(s3.secret_access_key.expose()),
+        path_style: s3.path_style,
+    };
+    (!s3.bucket.is_empty()).then_some((options, s3.cache_max_bytes))
+}
+
+/// Applies what other replicas commit to the shared metadata store as it commits (a store that is not
+/// shared reports nothing). A receiver that fell behind missed changes: it resyncs.
+fn watch_changes(changes: &Option<tokio::sync::broadcast::Receiver<yunmo_registry::Change>>, service: &InferenceService) {
+    let Some(changes) = changes else { return };
+    let mut changes = changes.resubscribe();
+    let service = service.clone();
+    tokio::spawn(async move {
+        loop {
+            let change = match changes.recv().await {
+                Ok(change) => change,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => yunmo_registry::Change::Resync,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            if let Err(error) = service.apply_change(change).await {
+                // The caches were dropped before the store was read again; what failed is retried on the
+                // next change, and the key cache's time limit bounds how long a key may be reused.
+                tracing::warn!(error = %error.message, ?change, "Could not apply a change from another replica.");
+            }
+        }
+    });
 }

@@ -155,6 +155,34 @@ pub struct StorageSettings {
     pub previous_encryption_key_files: Vec<String>,
     /// Seconds an unreferenced stored file must be old before the start sweep removes it.
     pub orphan_grace_s: u64,
+    /// PostgreSQL URL of the metadata store shared by replicas ("" = SQLite in `data_dir`).
+    pub postgres_url: Secret,
+    /// Connections to PostgreSQL per process.
+    pub postgres_max_connections: u32,
+    /// Model files in an S3 bucket instead of `data_dir`.
+    pub s3: S3Settings,
+}
+
+/// `[storage.s3]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// Bucket ("" = model files in `data_dir/artifacts`).
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    pub prefix: String,
+    /// Endpoint of an S3-compatible server ("" = AWS).
+    pub endpoint: String,
+    /// Region ("" = `AWS_REGION`, else us-east-1).
+    pub region: String,
+    /// Access key id ("" = `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: String,
+    /// Secret access key ("" = `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Secret,
+    /// Path-style requests (most S3-compatible servers need them).
+    pub path_style: bool,
+    /// Bytes of model files this replica keeps in `data_dir/cache`.
+    pub cache_max_bytes: u64,
 }
 
 /// `[backends]`.
@@ -309,6 +337,16 @@ impl Settings {
         }
         if self.server.tls.cert_file.is_empty() != self.server.tls.key_file.is_empty() {
             return Err("server.tls.cert_file and server.tls.key_file must be set together".into());
+        }
+        let url = self.storage.postgres_url.expose();
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("storage.postgres_url must start with postgres:// or postgresql://".into());
+        }
+        if self.storage.postgres_max_connections == 0 {
+            return Err("storage.postgres_max_connections must be at least 1, got 0".into());
+        }
+        if !self.storage.s3.bucket.is_empty() && self.storage.s3.cache_max_bytes == 0 {
+            return Err("storage.s3.cache_max_bytes must be at least 1 when storage.s3.bucket is set, got 0".into());
         }
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return Err(format!("telemetry.log_format must be \"text\" or \"json\", got {:?}", self.telemetry.log_format));

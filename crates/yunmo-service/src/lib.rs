@@ -9,6 +9,7 @@
 mod batching;
 mod call;
 mod classify;
+mod cluster;
 pub mod embed;
 pub mod generate;
 mod load;

@@ -121,6 +121,8 @@ impl InferenceService {
         target.permits(call, Action::Write)?;
         let version = self.resolve(target.name(), target.version()).await?;
         self.load_version(&version).await?;
+        // Every process sharing the store loads it too, and a restarted one loads it at start.
+        self.inner.registry.set_desired_state(&version.model, version.version, Some(yunmo_registry::DesiredState::Loaded)).await?;
         Ok((*version).clone())
     }
 
@@ -135,6 +137,8 @@ impl InferenceService {
         };
         let mut unloaded = Vec::new();
         for record in versions {
+            // Recorded first: if the store cannot take it, nothing is unloaded here either.
+            self.inner.registry.set_desired_state(&record.model, record.version, Some(yunmo_registry::DesiredState::Unloaded)).await?;
             if self.inner.models.unload(&(record.model.clone(), record.version)) {
                 unloaded.push(record.version);
             }
@@ -268,7 +272,7 @@ impl InferenceService {
     }
 
     /// Forgets every cached resolution and record (a change that touches many models).
-    fn invalidate_all(&self) {
+    pub(crate) fn invalidate_all(&self) {
         let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
         let mut records = self.inner.records.write().expect("record cache lock");
         let mut named = self.inner.named.write().expect("name cache lock");

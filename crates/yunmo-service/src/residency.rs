@@ -110,6 +110,14 @@ impl ModelManager {
         (!idle.is_zero()).then(|| (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)))
     }
 
+    /// Replaces the set of explicitly unloaded versions (with the store's, which another process may have
+    /// changed) and unloads those of them that are loaded here. Returns the versions unloaded.
+    pub fn set_unloaded(&self, keys: HashSet<VersionKey>) -> Vec<VersionKey> {
+        let unloaded: Vec<VersionKey> = keys.iter().filter(|key| self.forget(key)).cloned().collect();
+        *self.unloaded.lock().expect("unloaded set lock") = keys;
+        unloaded
+    }
+
     /// Whether the version was explicitly unloaded (and so is not loaded lazily).
     pub fn is_unloaded(&self, key: &VersionKey) -> bool {
         self.unloaded.lock().expect("unloaded set lock").contains(key)

@@ -21,11 +21,13 @@ use yunmo_service::{
 use yunmo_types::{DataType, InferInput, Limits, ModelRef, Scope, Sharing, Tensor, TensorData, VersionConfig};
 
 /// Public methods of `InferenceService` that take no `Call`, and why that is safe.
-const NEEDS_NO_CALL: [&str; 4] = [
+const NEEDS_NO_CALL: [&str; 6] = [
     "new",                   // constructs the service
     "refresh_gauges",        // metrics of loaded models, for /metrics (scope-checked by the transport)
     "is_loaded",             // takes a version record the caller already got through a checked method
     "check_repository_load", // validates parameter names; touches nothing
+    "apply_change",          // a change notice from the metadata store: drops caches, answers nobody
+    "apply_desired_states",  // loads what the metadata store says at start; no caller, nothing returned
 ];
 /// `generate` takes a `Prompt`, which only `prepare_prompt` makes, after the `Infer` check.
 const NEEDS_NO_CALL_PROMPT: &str = "generate";

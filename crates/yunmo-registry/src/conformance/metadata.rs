@@ -7,7 +7,7 @@ use std::time::Duration;
 use yunmo_types::{Limits, Scope, Sharing, Signature, VersionConfig, VersionPolicy};
 
 use crate::RegistryError;
-use crate::metadata::{ArtifactWork, MetadataStore, UsageQuery};
+use crate::metadata::{ArtifactWork, DesiredState, MetadataStore, UsageQuery};
 use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRow};
 use crate::tenancy::{AuditEntry, NewKey, UsageEvent, UsageGroup, UsageSubject};
 
@@ -145,11 +145,29 @@ async fn versions(store: Arc<dyn MetadataStore>) {
 
     publish_and_remove_exclude_each_other(store.clone(), &a).await;
 
+    // What the cluster keeps loaded or unloaded: set, replaced, cleared, gone with the version.
+    assert!(store.desired_states().await.expect("desired").is_empty());
+    store.set_desired_state(&a, 1, Some(DesiredState::Unloaded)).await.expect("desire");
+    store.set_desired_state(&a, 5, Some(DesiredState::Loaded)).await.expect("desire");
+    store.set_desired_state(&b, 1, Some(DesiredState::Loaded)).await.expect("desire");
+    store.set_desired_state(&a, 5, Some(DesiredState::Unloaded)).await.expect("desire");
+    store.set_desired_state(&b, 1, None).await.expect("clear");
+    assert_eq!(
+        store.desired_states().await.expect("desired"),
+        [("a".to_string(), 1, DesiredState::Unloaded), ("a".to_string(), 5, DesiredState::Unloaded)]
+    );
+    assert!(matches!(store.set_desired_state(&a, 4, Some(DesiredState::Loaded)).await, Err(RegistryError::NotFound(_))));
+    let lock = store.try_maintenance_lock().await.expect("maintenance lock");
+    assert!(lock.is_some(), "a single process gets the maintenance lock");
+    drop(lock);
+
     // Deleting a model returns its versions.
     let b_versions = store.delete_model("b").await.expect("delete");
     assert_eq!(b_versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1]);
     assert!(matches!(store.get_model("b").await, Err(RegistryError::NotFound(_))));
     assert!(matches!(store.delete_model("b").await, Err(RegistryError::NotFound(_))));
+    store.delete_version(&a, 1).await.expect("delete");
+    assert_eq!(store.desired_states().await.expect("desired"), [("a".to_string(), 5, DesiredState::Unloaded)]);
 }
 
 /// A removal of a file that a version being inserted refers to waits for the insert, then keeps the file.

@@ -6,6 +6,7 @@
 //! `remove_artifact_if_unreferenced` is a transaction-scoped advisory lock on the file's name, held by
 //! whichever replica runs them.
 
+mod listen;
 mod migrate;
 mod models;
 mod tenancy;
@@ -78,6 +79,8 @@ pub fn redact_url(url: &str) -> String {
 pub struct PgStore {
     pool: PgPool,
     schema_version: u32,
+    changes: tokio::sync::broadcast::Sender<crate::metadata::Change>,
+    _listener: std::sync::Arc<listen::ListenerTask>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -99,7 +102,11 @@ impl PgStore {
             .connect_with(connect)
             .await?;
         match migrate::migrate(&pool).await {
-            Ok(schema_version) => Ok(PgStore { pool, schema_version }),
+            Ok(schema_version) => {
+                let (changes, _) = tokio::sync::broadcast::channel(1024);
+                let listener = std::sync::Arc::new(listen::spawn(pool.clone(), changes.clone()));
+                Ok(PgStore { pool, schema_version, changes, _listener: listener })
+            }
             Err(error) => {
                 pool.close().await;
                 Err(error)

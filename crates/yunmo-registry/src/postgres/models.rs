@@ -8,8 +8,11 @@ use yunmo_types::{VersionConfig, VersionPolicy};
 use super::{PgStore, json, now, parse, version_param};
 use crate::RegistryError;
 use crate::columns::StoredRow;
-use crate::metadata::ArtifactWork;
+use crate::metadata::{ArtifactWork, Change, DesiredState, MaintenanceLock};
 use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, qualified_name};
+
+/// The session advisory lock one replica holds while it sweeps.
+const MAINTENANCE_LOCK: i64 = 0x7975_6e6d_6f03;
 
 /// The first key of the advisory lock on a stored file's name (the second is a hash of the name).
 const ARTIFACT_LOCK_CLASS: i32 = 0x796d_0002;
@@ -307,5 +310,42 @@ impl PgStore {
     pub(super) async fn referenced_artifacts(&self) -> Result<HashSet<String>, RegistryError> {
         let shas: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM versions").fetch_all(&self.pool).await?;
         Ok(shas.into_iter().collect())
+    }
+    pub(super) async fn set_desired_state(
+        &self,
+        model: &ModelRecord,
+        version: u64,
+        state: Option<DesiredState>,
+    ) -> Result<(), RegistryError> {
+        let updated = sqlx::query("UPDATE versions SET desired_state = $1 WHERE model_id = $2 AND version = $3")
+            .bind(state.map(DesiredState::as_str))
+            .bind(model.id)
+            .bind(version_param(version))
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(RegistryError::version_not_found(&model.name, version));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn desired_states(&self) -> Result<Vec<(String, u64, DesiredState)>, RegistryError> {
+        Ok(DesiredState::from_rows(sqlx::query_as(DesiredState::QUERY).fetch_all(&self.pool).await?))
+    }
+
+    pub(super) fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
+    }
+
+    /// A session-level advisory lock, held by a connection taken out of the pool; dropping the lock closes
+    /// that connection, which releases it (also when this process dies).
+    pub(super) async fn try_maintenance_lock(&self) -> Result<Option<MaintenanceLock>, RegistryError> {
+        let mut connection = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(MAINTENANCE_LOCK).fetch_one(&mut *connection).await?;
+        if !locked {
+            return Ok(None);
+        }
+        connection.close_on_drop();
+        Ok(Some(MaintenanceLock::holding(connection)))
     }
 }

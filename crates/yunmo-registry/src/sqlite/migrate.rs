@@ -18,6 +18,7 @@ use crate::migrations::{Migration, checksum, newest, pending};
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "models", sql: include_str!("../../migrations/sqlite/0001_models.sql") },
     Migration { version: 2, name: "tenancy", sql: include_str!("../../migrations/sqlite/0002_tenancy.sql") },
+    Migration { version: 3, name: "cluster", sql: include_str!("../../migrations/sqlite/0003_cluster.sql") },
 ];
 
 /// Brings the database to the newest schema; returns its version.

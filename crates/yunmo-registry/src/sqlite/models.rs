@@ -9,7 +9,7 @@ use super::tx::WriteTx;
 use super::{SqliteStore, json, now, parse};
 use crate::RegistryError;
 use crate::columns::StoredRow;
-use crate::metadata::ArtifactWork;
+use crate::metadata::{ArtifactWork, Change, DesiredState, MaintenanceLock};
 use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, qualified_name};
 
 /// The text columns of a version that change after upload.
@@ -303,5 +303,35 @@ impl SqliteStore {
     pub(super) async fn referenced_artifacts(&self) -> Result<HashSet<String>, RegistryError> {
         let shas: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM versions").fetch_all(&self.pool).await?;
         Ok(shas.into_iter().collect())
+    }
+    pub(super) async fn set_desired_state(
+        &self,
+        model: &ModelRecord,
+        version: u64,
+        state: Option<DesiredState>,
+    ) -> Result<(), RegistryError> {
+        let updated = sqlx::query("UPDATE versions SET desired_state = ? WHERE model_id = ? AND version = ?")
+            .bind(state.map(DesiredState::as_str))
+            .bind(model.id)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(RegistryError::version_not_found(&model.name, version));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn desired_states(&self) -> Result<Vec<(String, u64, DesiredState)>, RegistryError> {
+        Ok(DesiredState::from_rows(sqlx::query_as(DesiredState::QUERY).fetch_all(&self.pool).await?))
+    }
+
+    pub(super) fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    /// One process uses the file (or each runs its own sweep safely: removal is under the write lock).
+    pub(super) async fn try_maintenance_lock(&self) -> Result<Option<MaintenanceLock>, RegistryError> {
+        Ok(Some(MaintenanceLock::unshared()))
     }
 }

@@ -49,7 +49,9 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready_file.exists() {
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("yunmo exited early with {status}; see {}", data_dir.join("server.log").display());
+                let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+                let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                panic!("yunmo exited early with {status}; the end of its log:\n{tail}");
             }
             assert!(Instant::now() < deadline, "yunmo did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;

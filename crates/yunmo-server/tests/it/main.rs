@@ -10,6 +10,8 @@ mod bad_input;
 mod batching;
 /// The `yunmo` client commands: sharing, load/unload, configs, tenants, audit, and clean failures.
 mod cli;
+/// Three replicas on PostgreSQL and S3: shared models, keys, limits and load state; a restart from the cache.
+mod cluster;
 /// SIGKILL in the middle of an upload, then a restart: the registry is consistent.
 mod crash;
 /// The data directory fills up and frees again (a small tmpfs): usage is counted exactly.

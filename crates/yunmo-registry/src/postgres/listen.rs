@@ -1,0 +1,67 @@
+//! Change notifications: every replica listens on `yunmo_changes`, which the triggers of migration 3 notify
+//! when a transaction that changes models, versions, tenants or keys commits.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::broadcast;
+
+use crate::metadata::Change;
+
+/// The channel the triggers notify.
+const CHANNEL: &str = "yunmo_changes";
+
+/// Stops the listener when the last copy of the store is dropped.
+pub(super) struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts listening; changes go to `sender`. When the listening connection is lost, [`Change::Resync`] is
+/// sent at once and again once a new connection listens (changes committed in between were not seen).
+pub(super) fn spawn(pool: PgPool, sender: broadcast::Sender<Change>) -> ListenerTask {
+    ListenerTask(tokio::spawn(async move {
+        let mut listening = false;
+        loop {
+            let mut listener = match connect(&pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(error = %error, "Cannot listen for changes in PostgreSQL; retrying in 1 s.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if listening {
+                tracing::info!("Listening for changes in PostgreSQL again; dropping every cache.");
+                let _ = sender.send(Change::Resync);
+            }
+            listening = true;
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        let change = match notification.payload() {
+                            "models" | "versions" => Change::Models,
+                            _ => Change::Keys,
+                        };
+                        let _ = sender.send(change);
+                    }
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("Lost the PostgreSQL connection that listens for changes; dropping every cache.");
+                        let _ = sender.send(Change::Resync);
+                        break;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}

@@ -1,0 +1,72 @@
+//! Keeping one process in line with a metadata store that others share: what they changed reaches this
+//! process's caches and loaded models, and load/unload through any of them applies to all.
+
+use std::collections::HashSet;
+
+use yunmo_registry::{Change, DesiredState, RegistryError};
+
+use crate::{InferenceService, ServiceError, VersionKey};
+
+impl InferenceService {
+    /// Applies a change another process committed: models and versions drop the resolve caches, unload
+    /// what was deleted or reconfigured, and apply what should be loaded or unloaded; keys and tenants drop
+    /// the key cache; a resync does both.
+    pub async fn apply_change(&self, change: Change) -> Result<(), ServiceError> {
+        if matches!(change, Change::Keys | Change::Resync) {
+            self.inner.gate.forget_keys();
+        }
+        if matches!(change, Change::Models | Change::Resync) {
+            self.invalidate_all();
+            self.forget_stale_versions().await?;
+            self.apply_desired_states().await?;
+        }
+        Ok(())
+    }
+
+    /// Unloads loaded versions that were deleted, or whose serving options changed, elsewhere: the next
+    /// request loads the stored version again.
+    async fn forget_stale_versions(&self) -> Result<(), ServiceError> {
+        for loaded in self.inner.models.loaded() {
+            let (name, version) = &loaded.key;
+            let stale = match self.inner.registry.get_version(name, *version).await {
+                Ok(record) => record.config != loaded.config,
+                Err(RegistryError::NotFound(_)) => true,
+                Err(error) => return Err(error.into()),
+            };
+            if stale && self.inner.models.forget(&loaded.key) {
+                tracing::info!(model = %name, version, "Unloaded a version that another replica deleted or reconfigured.");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes this process hold what the store says the cluster keeps loaded or unloaded: unloaded versions
+    /// are refused (and unloaded here), loaded ones are loaded in the background if they are not yet.
+    pub async fn apply_desired_states(&self) -> Result<(), ServiceError> {
+        let states = self.inner.registry.desired_states().await?;
+        let unloaded: HashSet<VersionKey> = states
+            .iter()
+            .filter(|(_, _, state)| *state == DesiredState::Unloaded)
+            .map(|(name, version, _)| (name.clone(), *version))
+            .collect();
+        for (name, version) in self.inner.models.set_unloaded(unloaded) {
+            tracing::info!(model = %name, version, "Unloaded a version the cluster keeps unloaded.");
+        }
+        for (name, version, state) in states {
+            if state != DesiredState::Loaded || self.inner.models.is_loaded(&(name.clone(), version)) {
+                continue;
+            }
+            let service = self.clone();
+            tokio::spawn(async move {
+                let loaded = match service.inner.registry.get_version(&name, version).await {
+                    Ok(record) => service.load_version(&record).await.map(|_| ()),
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = loaded {
+                    tracing::warn!(model = %name, version, error = %error.message, "Could not load a version the cluster keeps loaded.");
+                }
+            });
+        }
+        Ok(())
+    }
+}
