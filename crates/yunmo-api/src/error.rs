@@ -12,7 +12,7 @@ pub fn http_status(code: Code) -> StatusCode {
         Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Code::ModelNotFound => StatusCode::NOT_FOUND,
         Code::Conflict => StatusCode::CONFLICT,
-        Code::ModelNotReady => StatusCode::SERVICE_UNAVAILABLE,
+        Code::ModelNotReady | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
         Code::InferenceFailed | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -53,7 +53,7 @@ pub fn openai_type(code: Code) -> &'static str {
         Code::Unauthenticated => "authentication_error",
         Code::PermissionDenied => "permission_error",
         Code::Timeout => "timeout",
-        Code::ModelNotReady | Code::InferenceFailed | Code::Internal => "server_error",
+        Code::ModelNotReady | Code::Unavailable | Code::InferenceFailed | Code::Internal => "server_error",
     }
 }
 
@@ -160,7 +160,7 @@ pub fn grpc_code(code: Code) -> tonic::Code {
         Code::ModelNotFound | Code::NotFound => tonic::Code::NotFound,
         Code::MethodNotAllowed => tonic::Code::Unimplemented,
         Code::Conflict => tonic::Code::AlreadyExists,
-        Code::ModelNotReady => tonic::Code::Unavailable,
+        Code::ModelNotReady | Code::Unavailable => tonic::Code::Unavailable,
         Code::Timeout => tonic::Code::DeadlineExceeded,
         Code::InferenceFailed | Code::Internal => tonic::Code::Internal,
         Code::Unauthenticated => tonic::Code::Unauthenticated,

@@ -45,8 +45,10 @@ async fn state(dir: &Path) -> AppState {
         open_paths: vec!["/v2/health/*".into()],
         flush_interval: Duration::from_millis(100),
         key_cache_ttl: Duration::from_secs(5),
+        limits: yunmo_auth::LimitStore::Local,
+        key_outage_ttl: Duration::ZERO,
     };
-    let gate = yunmo_auth::Gate::new(registry.clone(), config);
+    let gate = yunmo_auth::Gate::new(registry.clone(), config).unwrap();
     let service = yunmo_service::InferenceService::new(
         registry,
         Vec::new(),

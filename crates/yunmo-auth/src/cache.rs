@@ -76,6 +76,13 @@ impl KeyCache {
         }
     }
 
+    /// What was cached of key `id` less than `max_age` ago, fresh or not: for when the database cannot be
+    /// reached. An unknown id is not answered from here (it is refused either way).
+    pub(crate) fn stale(&self, id: &str, max_age: Duration) -> Option<Arc<KnownKey>> {
+        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(id).filter(|(_, fetched)| fetched.elapsed() < max_age).and_then(|(known, _)| known.clone())
+    }
+
     /// The generation to pass to [`KeyCache::insert`] for a read that starts now.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

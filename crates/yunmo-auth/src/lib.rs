@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use access::{Action, can_see, check, pick};
-pub use limits::{Admission, Limiter, Subject};
+pub use limits::{Admission, LIMIT_STORE_FAILURES_TOTAL, LimitStore, Limiter, OnFailure, RedisLimits, Subject};
 pub use meter::{Meter, UsageGuard};
 pub use principal::Principal;
 pub use usage::UsageCell;
@@ -36,6 +36,11 @@ pub struct AuthConfig {
     /// How long a key read from the database is reused (zero: read it on every request). Changes made
     /// through this process take effect at once regardless; this bounds changes made by another process.
     pub key_cache_ttl: Duration,
+    /// Where rate limits and quotas are counted (this process, or Redis shared by every replica).
+    pub limits: LimitStore,
+    /// While the database cannot be reached, a key read from it less than this long ago is still accepted
+    /// (zero: never); a key never seen is refused with 503.
+    pub key_outage_ttl: Duration,
 }
 
 /// Credentials found on a request, whatever the transport.
@@ -91,12 +96,13 @@ fn unauthenticated(message: impl Into<String>) -> ServiceError {
 }
 
 impl Gate {
-    /// A gate on `registry`; starts the usage writer on the current runtime.
-    pub fn new(registry: Registry, config: AuthConfig) -> Gate {
+    /// A gate on `registry`; starts the usage writer (and the limit store's charge sender) on the current
+    /// runtime. Fails only on a malformed limit store URL.
+    pub fn new(registry: Registry, config: AuthConfig) -> Result<Gate, ServiceError> {
+        let limiter = Arc::new(Limiter::new(registry.clone(), &config.limits)?);
         let meter = Meter::start(registry.clone(), config.flush_interval);
-        let limiter = Arc::new(Limiter::new(registry.clone()));
         let keys = cache::KeyCache::new(config.key_cache_ttl);
-        Gate(Arc::new(Inner { registry, config, limiter, meter, keys }))
+        Ok(Gate(Arc::new(Inner { registry, config, limiter, meter, keys })))
     }
 
     /// Whether keys are required.
@@ -150,9 +156,19 @@ impl Gate {
             cache::Cached::Unknown => return Err(invalid()),
             cache::Cached::Miss => {
                 let generation = self.0.keys.generation();
-                let known = self.0.registry.get_key(id).await?.map(|record| Arc::new(cache::KnownKey::new(record)));
-                self.0.keys.insert(id, known.clone(), generation);
-                known.ok_or_else(invalid)?
+                match self.0.registry.get_key(id).await {
+                    Ok(record) => {
+                        let known = record.map(|record| Arc::new(cache::KnownKey::new(record)));
+                        self.0.keys.insert(id, known.clone(), generation);
+                        known.ok_or_else(invalid)?
+                    }
+                    Err(error) if error.is_unavailable() => {
+                        let Some(known) = self.0.keys.stale(id, self.0.config.key_outage_ttl) else { return Err(error.into()) };
+                        tracing::debug!(key = id, %error, "The database cannot be reached: using the key as last read.");
+                        known
+                    }
+                    Err(error) => return Err(error.into()),
+                }
             }
         };
         let record = &known.record;
@@ -322,8 +338,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
         let open_paths = vec!["/v2/health/*".into(), "/metrics".into()];
-        let config = AuthConfig { enabled, open_paths, flush_interval: Duration::from_millis(50), key_cache_ttl };
-        (Gate::new(registry, config), dir)
+        let config = AuthConfig {
+            enabled,
+            open_paths,
+            flush_interval: Duration::from_millis(50),
+            key_cache_ttl,
+            limits: LimitStore::Local,
+            key_outage_ttl: Duration::ZERO,
+        };
+        (Gate::new(registry, config).unwrap(), dir)
     }
 
     fn infer_key_request() -> KeyRequest {
@@ -465,12 +488,14 @@ mod tests {
             open_paths: vec!["/v2/health/*".into(), "/metrics".into()],
             flush_interval: Duration::from_secs(1),
             key_cache_ttl: Duration::from_secs(5),
+            limits: LimitStore::Local,
+            key_outage_ttl: Duration::ZERO,
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
-            let gate = Gate::new(registry, config);
+            let gate = Gate::new(registry, config).unwrap();
             assert!(gate.is_open("/v2/health/live") && gate.is_open("/metrics"));
             assert!(!gate.is_open("/metrics/x") && !gate.is_open("/v2/models/x") && !gate.is_open("/v2"));
         });

@@ -116,13 +116,41 @@ impl From<RegistryError> for yunmo_types::ServiceError {
             RegistryError::ResourceNotFound(_) => Code::NotFound,
             RegistryError::AlreadyExists(_) => Code::Conflict,
             RegistryError::Invalid(_) => Code::InvalidRequest,
+            _ if error.is_unavailable() => {
+                return yunmo_types::ServiceError::new(Code::Unavailable, error.to_string()).with_retry_after(UNAVAILABLE_RETRY_S);
+            }
             RegistryError::Database(_) | RegistryError::Store(_) | RegistryError::Schema(_) => Code::Internal,
         };
         yunmo_types::ServiceError::new(code, error.to_string())
     }
 }
 
+/// Seconds a client is told to wait when a store cannot be reached.
+const UNAVAILABLE_RETRY_S: u64 = 5;
+
 impl RegistryError {
+    /// Whether the metadata store or the artifact store could not be reached (a connection refused, reset or
+    /// timed out; a pool with no connection to give): the request may pass when retried later. Errors the
+    /// store answered (a constraint, a bad query) are not.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            RegistryError::Database(error) => {
+                matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed)
+            }
+            RegistryError::Store(error) => matches!(
+                error.kind(),
+                std::io::ErrorKind::NotConnected
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            ),
+            _ => false,
+        }
+    }
+
     /// A model that does not exist.
     pub fn model_not_found(name: &str) -> Self {
         RegistryError::NotFound(format!("model '{name}' not found"))

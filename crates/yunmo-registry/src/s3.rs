@@ -77,12 +77,17 @@ pub struct S3Artifacts {
     downloads: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
-/// An object store error as an I/O error: a missing object is `NotFound`; everything else (the server
-/// down, refused, timing out) is `Other` with the store's message, which names no secret.
+/// An object store error as an I/O error: a missing object is `NotFound`, refused credentials are
+/// `PermissionDenied` (a configuration error); everything else (the server down, refusing, timing out or
+/// failing after the retries) is `NotConnected`, which the service answers with 503 and Retry-After. The
+/// message is the store's, which names no secret.
 fn io_error(error: object_store::Error) -> io::Error {
     match error {
         object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, error.to_string()),
-        other => io::Error::other(format!("S3: {other}")),
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            io::Error::new(io::ErrorKind::PermissionDenied, format!("S3: {error}"))
+        }
+        other => io::Error::new(io::ErrorKind::NotConnected, format!("S3: {other}")),
     }
 }
 

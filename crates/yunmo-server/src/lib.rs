@@ -292,8 +292,10 @@ async fn gate(settings: &Settings, registry: Registry) -> anyhow::Result<yunmo_a
         open_paths: auth.open_paths.clone(),
         flush_interval: Duration::from_millis(auth.usage_flush_ms),
         key_cache_ttl: Duration::from_millis(auth.key_cache_ms),
+        limits: limit_store(&settings.limits),
+        key_outage_ttl: Duration::from_millis(auth.key_outage_ms),
     };
-    let gate = yunmo_auth::Gate::new(registry, config);
+    let gate = yunmo_auth::Gate::new(registry, config)?;
     if !auth.enabled {
         tracing::warn!("auth.enabled = false: every caller is an admin of tenant 'default'. Use this only on a trusted machine.");
         return Ok(gate);
@@ -349,6 +351,18 @@ fn postgres_options(storage: &settings::StorageSettings) -> Option<yunmo_registr
         max_connections: storage.postgres_max_connections,
         ..yunmo_registry::PgStoreOptions::new(url)
     })
+}
+
+/// Where limits are counted.
+fn limit_store(limits: &settings::LimitSettings) -> yunmo_auth::LimitStore {
+    match limits.store.as_str() {
+        "redis" => yunmo_auth::LimitStore::Redis(yunmo_auth::RedisLimits {
+            url: limits.redis_url.expose().to_string(),
+            timeout: Duration::from_millis(limits.store_timeout_ms),
+            on_failure: if limits.on_store_failure == "allow" { yunmo_auth::OnFailure::Allow } else { yunmo_auth::OnFailure::Deny },
+        }),
+        _ => yunmo_auth::LimitStore::Local,
+    }
 }
 
 /// Model files in S3, when configured, with this replica's cache budget.

@@ -25,6 +25,22 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// API keys and metering.
     pub auth: AuthSettings,
+    /// Where rate limits and quotas are counted.
+    pub limits: LimitSettings,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// "local" (this process) or "redis" (shared by replicas).
+    pub store: String,
+    /// Redis URL when `store` is "redis" (a secret).
+    pub redis_url: Secret,
+    /// Longest wait for Redis, in milliseconds, before it counts as down.
+    pub store_timeout_ms: u64,
+    /// "deny" (503) or "allow" (no limits) while Redis is down.
+    pub on_store_failure: String,
 }
 
 /// `[auth]`.
@@ -43,6 +59,8 @@ pub struct AuthSettings {
     pub usage_flush_ms: u64,
     /// How long a key read from the database is reused, in milliseconds (0: not cached).
     pub key_cache_ms: u64,
+    /// How long a key last read from the database is still accepted while the database cannot be reached.
+    pub key_outage_ms: u64,
 }
 
 /// A setting that holds a secret (a key, password, token or credential). It reads like a string, but its
@@ -348,8 +366,26 @@ impl Settings {
         if !self.storage.s3.bucket.is_empty() && self.storage.s3.cache_max_bytes == 0 {
             return Err("storage.s3.cache_max_bytes must be at least 1 when storage.s3.bucket is set, got 0".into());
         }
+        self.validate_limits()?;
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return Err(format!("telemetry.log_format must be \"text\" or \"json\", got {:?}", self.telemetry.log_format));
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), String> {
+        let limits = &self.limits;
+        match limits.store.as_str() {
+            "local" => {}
+            "redis" if limits.redis_url.expose().is_empty() => return Err("limits.store = \"redis\" needs limits.redis_url".into()),
+            "redis" => {}
+            other => return Err(format!("limits.store must be \"local\" or \"redis\", got {other:?}")),
+        }
+        if !matches!(limits.on_store_failure.as_str(), "deny" | "allow") {
+            return Err(format!("limits.on_store_failure must be \"deny\" or \"allow\", got {:?}", limits.on_store_failure));
+        }
+        if limits.store_timeout_ms == 0 {
+            return Err("limits.store_timeout_ms must be at least 1, got 0".into());
         }
         Ok(())
     }

@@ -313,7 +313,12 @@ impl InferenceService {
             None
         };
         let artifact = self.inner.registry.readable_artifact(version).await.map_err(|error| {
-            ServiceError::not_ready(format!("model '{}' version {} cannot be read: {error}", version.model, version.version))
+            let message = format!("model '{}' version {} cannot be read: {error}", version.model, version.version);
+            // Object storage that cannot be reached now (a cold load with S3 down) is worth a retry.
+            match ServiceError::from(error).retry_after {
+                Some(seconds) => ServiceError::new(Code::Unavailable, message).with_retry_after(seconds),
+                None => ServiceError::not_ready(message),
+            }
         })?;
         let spec = loaded::LoadSpec {
             key: (version.model.clone(), version.version),

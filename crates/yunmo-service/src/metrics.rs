@@ -188,6 +188,10 @@ pub fn describe() {
     describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests by route, method and status class.");
     describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request duration.");
     describe_counter!(MODEL_EVICTIONS_TOTAL, "Models unloaded for the memory budget or after idling.");
+    describe_counter!(
+        yunmo_auth::LIMIT_STORE_FAILURES_TOTAL,
+        "Requests that met an unreachable limit store, by behaviour: deny (503), allow (admitted unlimited), charge_dropped."
+    );
     describe_counter!(LLM_REQUESTS_TOTAL, "Generations by model and outcome.");
     describe_counter!(LLM_PROMPT_TOKENS_TOTAL, "Prompt tokens admitted.");
     describe_counter!(LLM_GENERATED_TOKENS_TOTAL, "Tokens generated.");

@@ -153,10 +153,17 @@ fn owner_call() -> Call {
 async fn service() -> (InferenceService, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(&RegistryConfig::new(dir.path())).await.unwrap();
-    let auth = AuthConfig { enabled: true, open_paths: Vec::new(), flush_interval: Duration::from_secs(1), key_cache_ttl: Duration::ZERO };
+    let auth = AuthConfig {
+        enabled: true,
+        open_paths: Vec::new(),
+        flush_interval: Duration::from_secs(1),
+        key_cache_ttl: Duration::ZERO,
+        limits: yunmo_auth::LimitStore::Local,
+        key_outage_ttl: Duration::ZERO,
+    };
     let workers = WorkerConfig { queue_capacity: 8, intra_op_threads: 1, memory_budget_bytes: 0, idle_unload: Duration::ZERO };
     let config = ServiceConfig { workers, request_timeout: Duration::from_secs(10) };
-    let service = InferenceService::new(registry.clone(), vec![Arc::new(EchoFactory)], config, Gate::new(registry, auth));
+    let service = InferenceService::new(registry.clone(), vec![Arc::new(EchoFactory)], config, Gate::new(registry, auth).unwrap());
     let admin = Call::new(Arc::new(Principal::local()), "admin");
     for tenant in ["a", "b"] {
         service.create_tenant(&admin, tenant, &Limits::default()).await.unwrap();

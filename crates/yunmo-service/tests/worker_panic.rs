@@ -8,7 +8,7 @@ use std::time::Duration;
 mod common;
 
 use common::{EchoFactory, POISON};
-use yunmo_auth::{AuthConfig, Gate, Principal};
+use yunmo_auth::{AuthConfig, Gate, LimitStore, Principal};
 use yunmo_registry::{NewModel, Registry, RegistryConfig};
 use yunmo_service::{Action, Call, Code, InferenceService, ServiceConfig, UploadOptions, WorkerConfig};
 use yunmo_types::{DataType, InferInput, ModelRef, Tensor, TensorData, VersionConfig};
@@ -24,8 +24,15 @@ async fn a_panicking_runtime_fails_the_request_and_the_model_serves_on() {
     let registry = Registry::open(&RegistryConfig::new(dir.path())).await.unwrap();
     let workers = WorkerConfig { queue_capacity: 8, intra_op_threads: 1, memory_budget_bytes: 0, idle_unload: Duration::ZERO };
     let config = ServiceConfig { workers, request_timeout: Duration::from_secs(10) };
-    let auth = AuthConfig { enabled: false, open_paths: Vec::new(), flush_interval: Duration::from_secs(1), key_cache_ttl: Duration::ZERO };
-    let gate = Gate::new(registry.clone(), auth);
+    let auth = AuthConfig {
+        enabled: false,
+        open_paths: Vec::new(),
+        flush_interval: Duration::from_secs(1),
+        key_cache_ttl: Duration::ZERO,
+        limits: LimitStore::Local,
+        key_outage_ttl: Duration::ZERO,
+    };
+    let gate = Gate::new(registry.clone(), auth).unwrap();
     let service = InferenceService::new(registry, vec![Arc::new(EchoFactory)], config, gate);
     let call = Call::new(Arc::new(Principal::local()), "test");
     service.create_model(&call, NewModel { name: "echo".into(), ..NewModel::default() }).await.unwrap();

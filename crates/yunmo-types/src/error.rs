@@ -38,11 +38,14 @@ pub enum Code {
     MethodNotAllowed,
     /// No such tenant, key or route (models have [`Code::ModelNotFound`]).
     NotFound,
+    /// A store the request needs (the database, object storage, the limit store) cannot be reached now;
+    /// a retry after Retry-After may pass.
+    Unavailable,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 18] = [
         Code::InvalidRequest,
         Code::PayloadTooLarge,
         Code::ModelNotFound,
@@ -60,6 +63,7 @@ impl Code {
         Code::UnsupportedMediaType,
         Code::MethodNotAllowed,
         Code::NotFound,
+        Code::Unavailable,
     ];
 
     /// Stable snake_case name.
@@ -82,6 +86,7 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::NotFound => "not_found",
+            Code::Unavailable => "unavailable",
         }
     }
 }

@@ -22,7 +22,9 @@ impl Drop for ListenerTask {
 }
 
 /// Starts listening; changes go to `sender`. When the listening connection is lost, [`Change::Resync`] is
-/// sent at once and again once a new connection listens (changes committed in between were not seen).
+/// sent once a new connection listens (changes committed in between were not seen). Not at the loss: while
+/// PostgreSQL cannot be reached, the caches are what keeps loaded models and known keys serving (the key
+/// cache's TTL bounds how long a key is trusted without the database).
 pub(super) fn spawn(pool: PgPool, sender: broadcast::Sender<Change>) -> ListenerTask {
     ListenerTask(tokio::spawn(async move {
         let mut listening = false;
@@ -50,8 +52,7 @@ pub(super) fn spawn(pool: PgPool, sender: broadcast::Sender<Change>) -> Listener
                         let _ = sender.send(change);
                     }
                     Ok(None) | Err(_) => {
-                        tracing::warn!("Lost the PostgreSQL connection that listens for changes; dropping every cache.");
-                        let _ = sender.send(Change::Resync);
+                        tracing::warn!("Lost the PostgreSQL connection that listens for changes; caches are dropped when it is back.");
                         break;
                     }
                 }

@@ -10,9 +10,9 @@ use yunmo_testkit::{Postgres, S3};
 
 use crate::harness::TestServer;
 
-const ADMIN: &str = "ym_cluster_bootstrap-admin-secret-0123456789abcdef";
+pub(crate) const ADMIN: &str = "ym_cluster_bootstrap-admin-secret-0123456789abcdef";
 
-fn cluster_env(postgres: &str, s3: &S3) -> Vec<(String, String)> {
+pub(crate) fn cluster_env(postgres: &str, s3: &S3) -> Vec<(String, String)> {
     [
         ("YUNMO__AUTH__ENABLED", "true"),
         ("YUNMO__AUTH__BOOTSTRAP_KEY", ADMIN),
@@ -29,13 +29,13 @@ fn cluster_env(postgres: &str, s3: &S3) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn start(dir: &std::path::Path, env: &[(String, String)]) -> TestServer {
+pub(crate) async fn start(dir: &std::path::Path, env: &[(String, String)]) -> TestServer {
     std::fs::create_dir_all(dir).unwrap();
     let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
     TestServer::start(dir, &env).await
 }
 
-async fn call(server: &TestServer, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(server: &TestServer, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = server.client.request(method, format!("{}{path}", server.url)).bearer_auth(key);
     if let Some(body) = body {
         request = request.json(&body);
@@ -45,12 +45,12 @@ async fn call(server: &TestServer, method: reqwest::Method, path: &str, key: &st
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn iris() -> Value {
+pub(crate) fn iris() -> Value {
     json!({ "inputs": [{ "name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2] }] })
 }
 
 /// Polls `probe` until it returns true; returns how long that took, failing after `limit`.
-async fn within(limit: Duration, what: &str, mut probe: impl AsyncFnMut() -> bool) -> Duration {
+pub(crate) async fn within(limit: Duration, what: &str, mut probe: impl AsyncFnMut() -> bool) -> Duration {
     let started = Instant::now();
     loop {
         if probe().await {

@@ -12,6 +12,10 @@ mod batching;
 mod cli;
 /// Three replicas on PostgreSQL and S3: shared models, keys, limits and load state; a restart from the cache.
 mod cluster;
+/// PostgreSQL, S3 and Redis down in turn and back, and a replica killed mid-upload: serving, 503s, recovery.
+mod cluster_faults;
+/// Cluster-wide rate limits and quotas (Redis) and exact metering across three replicas.
+mod cluster_limits;
 /// SIGKILL in the middle of an upload, then a restart: the registry is consistent.
 mod crash;
 /// The data directory fills up and frees again (a small tmpfs): usage is counted exactly.
