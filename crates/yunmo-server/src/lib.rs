@@ -353,6 +353,28 @@ fn postgres_options(storage: &settings::StorageSettings) -> Option<yunmo_registr
     })
 }
 
+/// Applies the configured metadata store's pending migrations (`yunmo migrate`); returns which store it is
+/// (its URL without the password) and its schema version.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<(String, u32)> {
+    use yunmo_registry::MetadataStore as _;
+    match postgres_options(&settings.storage) {
+        Some(options) => {
+            let store = yunmo_registry::PgStore::connect(&options).await?;
+            let version = store.schema_version().await?;
+            store.close().await;
+            Ok((format!("PostgreSQL {}", yunmo_registry::redact_url(&options.url)), version))
+        }
+        None => {
+            let path = settings.storage.data_dir.join("yunmo.db");
+            std::fs::create_dir_all(&settings.storage.data_dir)?;
+            let store = yunmo_registry::SqliteStore::open(&path).await?;
+            let version = store.schema_version().await?;
+            store.close().await;
+            Ok((format!("SQLite {}", path.display()), version))
+        }
+    }
+}
+
 /// Where limits are counted.
 fn limit_store(limits: &settings::LimitSettings) -> yunmo_auth::LimitStore {
     match limits.store.as_str() {

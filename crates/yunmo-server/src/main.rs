@@ -70,6 +70,17 @@ enum Command {
     },
     /// Print the management API's OpenAPI description.
     Openapi,
+    /// Apply the metadata store's pending migrations and exit (a Kubernetes pre-upgrade Job runs this).
+    ///
+    /// Reads the configuration as `yunmo serve` does (defaults, --config FILE, YUNMO__* variables) and opens
+    /// only the metadata store: PostgreSQL at storage.postgres_url under the same advisory lock replicas take
+    /// at start, or SQLite in storage.data_dir. Touches no model files and no keys. Fails, changing nothing,
+    /// on a database newer than this binary or a migration edited after it was applied.
+    Migrate {
+        /// TOML config file layered over the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `yunmo serve`: configuration comes from the compiled-in defaults (config/default.toml), then
@@ -106,6 +117,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Migrate { config } => migrate(config),
         command => client(command),
     };
     match result {
@@ -124,7 +136,7 @@ fn client(command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match command {
-            Command::Serve(_) => unreachable!("served by main"),
+            Command::Serve(_) | Command::Migrate { .. } => unreachable!("run by main"),
             Command::Models { server, command } => yunmo_cli::models(&server, command).await,
             Command::Infer { server, args } => yunmo_cli::infer(&server, args).await,
             Command::Tenants { server, command } => yunmo_cli::tenants(&server, command).await,
@@ -139,6 +151,16 @@ fn client(command: Command) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref(), std::env::vars(), &FlagOverrides::default()).map_err(anyhow::Error::msg)?;
+    yunmo_server::init_tracing(&settings.telemetry);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (store, version) = runtime.block_on(yunmo_server::migrate(&settings))?;
+    use std::io::Write as _;
+    writeln!(std::io::stdout().lock(), "{store} is at schema version {version}")?;
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
