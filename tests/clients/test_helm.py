@@ -427,6 +427,20 @@ def test_the_openai_sdk_gets_the_same_embeddings_from_every_replica(cluster):
     assert len(vectors[0]) == 2 and len(vectors[0][0]) == 384
     np.testing.assert_allclose(vectors[0], vectors[1], rtol=0, atol=1e-6)
 
+    # A tokenizer replaced through one replica is used by the others, which had loaded the old one: with
+    # lowercasing off, "HELLO" becomes other tokens (the vocabulary is lowercase) and another vector.
+    client = openai.OpenAI(base_url=f"{replicas[2].url}/v1", api_key=ADMIN, max_retries=0)
+    before = client.embeddings.create(model="minilm-embed", input="HELLO WORLD").data[0].embedding
+    with open(tokenizer_path) as f:
+        cased = json.load(f)
+    cased["normalizer"]["lowercase"] = False
+    status, body = replicas[0].request("PUT", "/api/v1/models/minilm-embed/versions/1/tokenizer", json.dumps(cased).encode(), {"Content-Type": "application/json"})
+    assert status == 200, body
+    deadline = time.time() + 3
+    while np.allclose(client.embeddings.create(model="minilm-embed", input="HELLO WORLD").data[0].embedding, before, atol=1e-6):
+        assert time.time() < deadline, "replica 2 still embeds with the old tokenizer"
+        time.sleep(0.1)
+
 
 def test_a_tenant_limit_is_counted_once_across_replicas(cluster):
     """With Redis as the limit store, a burst of 3 allows 3 requests in all, not 3 per replica."""

@@ -22,9 +22,10 @@ SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
 DEMO_ADDRESSES = ("localhost:8080", "127.0.0.1:8080")
 FENCE_LANGUAGE = {".sh": "sh", ".py": "python"}
-# The only blocks that are not run: the two top commands (they build, install and serve; scripts/test.sh runs
-# this very test) and the CLI synopsis, whose placeholders (NAME, FILE, [--version N]) are not runnable.
-NOT_RUN = {"scripts/demo.sh\n", "scripts/test.sh\n"}
+# The only blocks that are not run: the two top commands and the cluster's (they build, install and serve;
+# scripts/test.sh runs this very test) and the CLI synopsis, whose placeholders (NAME, FILE, [--version N]) are
+# not runnable.
+NOT_RUN = {"scripts/demo.sh\n", "scripts/test.sh\n", "scripts/cluster-demo.sh\n"}
 SYNOPSIS_FIRST_LINE = "yunmo serve ["
 
 

@@ -23,13 +23,13 @@ impl InferenceService {
         Ok(())
     }
 
-    /// Unloads loaded versions that were deleted, or whose serving options changed, elsewhere: the next
-    /// request loads the stored version again.
+    /// Unloads loaded versions that were deleted, or whose serving options or tokenizer changed, elsewhere:
+    /// the next request loads the stored version again.
     async fn forget_stale_versions(&self) -> Result<(), ServiceError> {
         for loaded in self.inner.models.loaded() {
             let (name, version) = &loaded.key;
             let stale = match self.inner.registry.get_version(name, *version).await {
-                Ok(record) => record.config != loaded.config,
+                Ok(record) => record.config != loaded.config || self.tokenizer_digest(&record).await? != loaded.tokenizer_digest,
                 Err(RegistryError::NotFound(_)) => true,
                 Err(error) => return Err(error.into()),
             };
@@ -38,6 +38,15 @@ impl InferenceService {
             }
         }
         Ok(())
+    }
+
+    /// The digest of the tokenizer a load of `record` would use (as `load_version` reads it).
+    async fn tokenizer_digest(&self, record: &yunmo_registry::VersionRecord) -> Result<Option<u64>, ServiceError> {
+        if !(record.has_tokenizer && record.config.embedding.is_some()) {
+            return Ok(None);
+        }
+        let text = self.inner.registry.tokenizer(&record.model, record.version).await?;
+        Ok(text.as_deref().map(crate::loaded::tokenizer_digest))
     }
 
     /// Makes this process hold what the store says the cluster keeps loaded or unloaded: unloaded versions

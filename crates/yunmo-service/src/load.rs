@@ -90,6 +90,7 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
         memory_bytes: spec.size_bytes * instance_count as u64,
         config: spec.config,
         runtime: Runtime::Tensor(queue),
+        tokenizer_digest: spec.tokenizer.as_deref().map(crate::loaded::tokenizer_digest),
         embedder,
         chat_template: Err("it is not a text-generation model".into()),
         llm_metrics: None,
@@ -134,5 +135,6 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
         chat_template,
         last_used_ms: AtomicU64::new(now_ms),
         last_used_order: AtomicU64::new(0),
+        tokenizer_digest: None,
     }))
 }

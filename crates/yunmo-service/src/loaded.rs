@@ -66,6 +66,16 @@ pub struct LoadedModel {
     pub(crate) last_used_ms: AtomicU64,
     /// Order of last use (a logical clock: milliseconds are too coarse to order requests).
     pub(crate) last_used_order: AtomicU64,
+    /// A digest of the `tokenizer.json` it was loaded with, to notice when another replica replaces it.
+    pub(crate) tokenizer_digest: Option<u64>,
+}
+
+/// A digest of a `tokenizer.json` (change detection, not security).
+pub(crate) fn tokenizer_digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 pub(crate) enum Runtime {

@@ -130,6 +130,33 @@ async fn replicas_ride_out_each_store_going_down_and_recover_without_a_restart()
     }
     let c = start(&dirs[2], &env).await;
     assert_eq!(infer_response(&c, "spare", ADMIN).await.status(), 200, "C serves again");
+
+    // C is killed in the middle of a load (of a file it has yet to download): A and B serve on, C's cache
+    // holds no partial file under a file's name, and once restarted C loads it.
+    assert_eq!(call(&a, reqwest::Method::POST, "/api/v1/models", ADMIN, Some(json!({"name": "big"}))).await.0, 201);
+    assert_eq!(upload(&a, "big", "efficientnet_lite0.onnx").await.status(), 201);
+    let load = {
+        let (client, url) = (c.client.clone(), format!("{}/v2/repository/models/big/load", c.url));
+        tokio::spawn(async move { client.post(url).bearer_auth(ADMIN).json(&json!({})).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    c.kill();
+    let _ = load.await;
+    for server in [&a, &b] {
+        assert_eq!(infer_response(server, "iris", ADMIN).await.status(), 200, "the others serve on");
+    }
+    let cache = dirs[2].join("data").join("cache");
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let output = std::process::Command::new("sha256sum").arg(&path).output().unwrap();
+            assert!(String::from_utf8_lossy(&output.stdout).starts_with(&name), "{name} in the cache holds other bytes");
+        }
+    }
+    let c = start(&dirs[2], &env).await;
+    let (status, body) = call(&c, reqwest::Method::POST, "/v2/repository/models/big/load", ADMIN, Some(json!({}))).await;
+    assert_eq!(status, 200, "C loads `big` after its restart: {body}");
     for server in [a, b, c] {
         server.stop();
     }
