@@ -95,37 +95,49 @@ def replica(work, env, models, fixtures):
     return server
 
 
+SIDES = [
+    ("SQLite + local folder", "embedded"),
+    ("PostgreSQL + S3, limits in memory", "shared"),
+    ("PostgreSQL + S3 + Redis limits", "cluster"),
+]
+
+
+def side_env(services, kind, round_index):
+    if kind == "embedded":
+        return {}
+    env = services.env(services.database(), f"round{round_index}-{kind}/")
+    if kind == "shared":
+        env = {k: v for k, v in env.items() if not k.startswith("YUNMO__LIMITS__")}
+    return env
+
+
 def throughput(args, services, fixtures, body):
-    results = {"sqlite": [], "cluster": []}
+    results = {kind: [] for _, kind in SIDES}
     db_cpu = []
     for round_index in range(args.rounds):
-        for side in ("sqlite", "cluster"):
-            work = tempfile.mkdtemp(prefix=f"yunmo-cluster-{side}-")
-            env = {} if side == "sqlite" else services.env(services.database(), f"round{round_index}/")
-            run.log(f"== round {round_index + 1}: {side}")
-            server = replica(work, env, ["mlp"], fixtures)
+        for label, kind in SIDES:
+            work = tempfile.mkdtemp(prefix=f"yunmo-cluster-{kind}-")
+            run.log(f"== round {round_index + 1}: {label}")
+            server = replica(work, side_env(services, kind, round_index), ["mlp"], fixtures)
             try:
                 extra = ["http", "--url", server.infer_url("mlp"), "--body", body, "--concurrency", str(args.concurrency)] + server.http_auth()
                 before = postgres_cpu_seconds()
                 result = run.measure(server, args, f"mlp rest c={args.concurrency}", extra)
                 # Let the last usage batch land before reading the database's CPU.
                 time.sleep(1.5)
-                if side == "cluster":
+                if kind != "embedded":
                     db_cpu.append((postgres_cpu_seconds() - before) / max(result["requests"], 1) * 1000)
-                results[side].append(result)
+                results[kind].append(result)
             finally:
                 server.stop()
                 shutil.rmtree(work, ignore_errors=True)
-    med = lambda side, key: statistics.median(r[key] for r in results[side])
-    return [
-        "| replica | req/s | p99 ms | replica CPU s/1k |",
-        "|---|---|---|---|",
-        f"| SQLite + local folder | {med('sqlite', 'rps'):.0f} | {med('sqlite', 'p99_ms'):.2f} | {med('sqlite', 'cpu_s_per_1k'):.3f} |",
-        f"| PostgreSQL + S3 + Redis | {med('cluster', 'rps'):.0f} | {med('cluster', 'p99_ms'):.2f} | {med('cluster', 'cpu_s_per_1k'):.3f} |",
-        f"| ratio cluster / embedded | {med('cluster', 'rps') / med('sqlite', 'rps'):.2f}x | {med('cluster', 'p99_ms') / med('sqlite', 'p99_ms'):.2f}x | |",
-        "",
-        f"PostgreSQL CPU per 1,000 metered requests: {statistics.median(db_cpu) * 1000:.1f} ms (median of {len(db_cpu)})",
-    ]
+    med = lambda kind, key: statistics.median(r[key] for r in results[kind])
+    lines = ["| replica | req/s | ratio to embedded | p99 ms | replica CPU s/1k |", "|---|---|---|---|---|"]
+    for label, kind in SIDES:
+        lines.append(f"| {label} | {med(kind, 'rps'):.0f} | {med(kind, 'rps') / med('embedded', 'rps'):.2f}x | {med(kind, 'p99_ms'):.2f} | "
+                     f"{med(kind, 'cpu_s_per_1k'):.3f} |")
+    lines += ["", f"PostgreSQL CPU per 1,000 metered requests: {statistics.median(db_cpu) * 1000:.1f} ms (median of {len(db_cpu)} runs)"]
+    return lines
 
 
 def first_answer(server_url, model, body, deadline_s=300):
