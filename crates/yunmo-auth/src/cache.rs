@@ -25,6 +25,8 @@ const MAX_ENTRIES: usize = 100_000;
 
 pub(crate) struct KeyCache {
     ttl: Duration,
+    /// Keep entries even with a zero `ttl`, for [`KeyCache::stale`] (answers while the database is down).
+    keep: bool,
     /// `None`: the database has no key with this id. Unknown ids are answered from here too, so that a
     /// made-up id costs no database read (no timing signal, no cheap load on the database).
     entries: RwLock<HashMap<String, Entry>>,
@@ -57,8 +59,8 @@ impl KnownKey {
 }
 
 impl KeyCache {
-    pub(crate) fn new(ttl: Duration) -> KeyCache {
-        KeyCache { ttl, entries: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
+    pub(crate) fn new(ttl: Duration, keep: bool) -> KeyCache {
+        KeyCache { ttl, keep, entries: RwLock::new(HashMap::new()), generation: AtomicU64::new(0) }
     }
 
     /// What is cached of key `id`, if fresh.
@@ -91,7 +93,7 @@ impl KeyCache {
     /// Stores what the database said of key `id` (`None`: no such key), unless an invalidation happened
     /// since `generation`.
     pub(crate) fn insert(&self, id: &str, known: Option<Arc<KnownKey>>, generation: u64) {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() && !self.keep {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -85,7 +85,15 @@ struct Inner {
     limiter: Arc<Limiter>,
     meter: Meter,
     keys: cache::KeyCache,
+    /// Until when (Unix ms) key lookups skip the database, which just failed to answer: known keys are
+    /// answered from the cache at once instead of each request waiting for a connection first.
+    database_down_until: std::sync::atomic::AtomicI64,
 }
+
+/// How long key lookups skip a database that could not be reached before trying it again.
+const DATABASE_RETRY_MS: i64 = 2000;
+/// How long a lookup of a key the cache still knows (past `key_cache_ms`) may wait for the database.
+const KNOWN_KEY_LOOKUP: Duration = Duration::from_millis(500);
 
 /// The one place requests are authenticated, authorized, limited and metered.
 #[derive(Clone)]
@@ -101,8 +109,9 @@ impl Gate {
     pub fn new(registry: Registry, config: AuthConfig) -> Result<Gate, ServiceError> {
         let limiter = Arc::new(Limiter::new(registry.clone(), &config.limits)?);
         let meter = Meter::start(registry.clone(), config.flush_interval);
-        let keys = cache::KeyCache::new(config.key_cache_ttl);
-        Ok(Gate(Arc::new(Inner { registry, config, limiter, meter, keys })))
+        let keys = cache::KeyCache::new(config.key_cache_ttl, !config.key_outage_ttl.is_zero());
+        let database_down_until = std::sync::atomic::AtomicI64::new(0);
+        Ok(Gate(Arc::new(Inner { registry, config, limiter, meter, keys, database_down_until })))
     }
 
     /// Whether keys are required.
@@ -154,22 +163,7 @@ impl Gate {
         let known = match self.0.keys.get(id) {
             cache::Cached::Known(known) => known,
             cache::Cached::Unknown => return Err(invalid()),
-            cache::Cached::Miss => {
-                let generation = self.0.keys.generation();
-                match self.0.registry.get_key(id).await {
-                    Ok(record) => {
-                        let known = record.map(|record| Arc::new(cache::KnownKey::new(record)));
-                        self.0.keys.insert(id, known.clone(), generation);
-                        known.ok_or_else(invalid)?
-                    }
-                    Err(error) if error.is_unavailable() => {
-                        let Some(known) = self.0.keys.stale(id, self.0.config.key_outage_ttl) else { return Err(error.into()) };
-                        tracing::debug!(key = id, %error, "The database cannot be reached: using the key as last read.");
-                        known
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            }
+            cache::Cached::Miss => self.read_key(id).await?.ok_or_else(invalid)?,
         };
         let record = &known.record;
         if !key::verify(presented, &record.hash) {
@@ -184,6 +178,42 @@ impl Gate {
             return Err(unauthenticated(format!("API key '{id}' expired at {}", calendar::format_utc(expires_at * 1000))));
         }
         Ok(known.principal.clone())
+    }
+
+    /// Key `id` from the database (`None`: no such key), cached; while the database cannot be reached, as
+    /// last read if that was less than `key_outage_ttl` ago.
+    async fn read_key(&self, id: &str) -> Result<Option<Arc<cache::KnownKey>>, ServiceError> {
+        use std::sync::atomic::Ordering;
+        let outage = |error: ServiceError| match self.0.keys.stale(id, self.0.config.key_outage_ttl) {
+            Some(known) => Ok(Some(known)),
+            None => Err(error),
+        };
+        if self.0.database_down_until.load(Ordering::Relaxed) > calendar::now_ms() {
+            return outage(ServiceError::from(yunmo_registry::RegistryError::unavailable("the metadata store")));
+        }
+        let generation = self.0.keys.generation();
+        // With an answer in hand, a lookup gets a short while: a database that is down (each new connection
+        // waits for its timeout) or overwhelmed does not hold up callers it already knows.
+        let lookup = self.0.registry.get_key(id);
+        let read = match self.0.keys.stale(id, self.0.config.key_outage_ttl) {
+            Some(_) => tokio::time::timeout(KNOWN_KEY_LOOKUP, lookup)
+                .await
+                .unwrap_or_else(|_| Err(yunmo_registry::RegistryError::unavailable("the metadata store"))),
+            None => lookup.await,
+        };
+        match read {
+            Ok(record) => {
+                let known = record.map(|record| Arc::new(cache::KnownKey::new(record)));
+                self.0.keys.insert(id, known.clone(), generation);
+                Ok(known)
+            }
+            Err(error) if error.is_unavailable() => {
+                tracing::debug!(key = id, %error, "The database cannot be reached: keys are answered as last read.");
+                self.0.database_down_until.store(calendar::now_ms() + DATABASE_RETRY_MS, Ordering::Relaxed);
+                outage(error.into())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The models `principal` can see (own, public, shared with its tenant; within its key's allow-list).

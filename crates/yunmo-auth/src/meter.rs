@@ -119,7 +119,16 @@ async fn write(registry: &Registry, pending: &mut Vec<UsageEvent>) -> bool {
         if !prices.contains_key(&key) {
             let price = match event.version {
                 0 => None,
-                version => registry.get_version(&event.model, version).await.ok().and_then(|record| record.config.price),
+                version => match registry.get_version(&event.model, version).await {
+                    Ok(record) => record.config.price,
+                    // A price that cannot be read now is not a price of zero: write nothing, try again later.
+                    Err(error) if error.is_unavailable() => {
+                        tracing::error!(%error, events = pending.len(), "Cannot price usage events; they are kept and retried at the next flush.");
+                        return false;
+                    }
+                    // The version is gone (deleted since): its requests are recorded without a cost.
+                    Err(_) => None,
+                },
             };
             prices.insert(key.clone(), price);
         }

@@ -106,6 +106,9 @@ pub enum RegistryError {
     /// The database's schema cannot be used by this build.
     #[error("{0}")]
     Schema(String),
+    /// A store (named) that could not be reached a moment ago is not tried again yet.
+    #[error("{0} cannot be reached")]
+    Unavailable(String),
 }
 
 impl From<RegistryError> for yunmo_types::ServiceError {
@@ -117,9 +120,19 @@ impl From<RegistryError> for yunmo_types::ServiceError {
             RegistryError::AlreadyExists(_) => Code::Conflict,
             RegistryError::Invalid(_) => Code::InvalidRequest,
             _ if error.is_unavailable() => {
-                return yunmo_types::ServiceError::new(Code::Unavailable, error.to_string()).with_retry_after(UNAVAILABLE_RETRY_S);
+                // The client learns which store; the driver's message (addresses, object keys) stays here.
+                tracing::debug!(%error, "A store cannot be reached.");
+                let store = match &error {
+                    RegistryError::Database(_) => "the metadata store",
+                    RegistryError::Unavailable(what) => what,
+                    _ => "the model file store",
+                };
+                let message = format!("{store} cannot be reached right now; retry later");
+                return yunmo_types::ServiceError::new(Code::Unavailable, message).with_retry_after(UNAVAILABLE_RETRY_S);
             }
-            RegistryError::Database(_) | RegistryError::Store(_) | RegistryError::Schema(_) => Code::Internal,
+            RegistryError::Database(_) | RegistryError::Store(_) | RegistryError::Schema(_) | RegistryError::Unavailable(_) => {
+                Code::Internal
+            }
         };
         yunmo_types::ServiceError::new(code, error.to_string())
     }
@@ -134,6 +147,7 @@ impl RegistryError {
     /// store answered (a constraint, a bad query) are not.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            RegistryError::Unavailable(_) => true,
             RegistryError::Database(error) => {
                 matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed)
             }
@@ -149,6 +163,11 @@ impl RegistryError {
             ),
             _ => false,
         }
+    }
+
+    /// `store` (a name for clients, e.g. "the metadata store") cannot be reached.
+    pub fn unavailable(store: &str) -> Self {
+        RegistryError::Unavailable(store.to_string())
     }
 
     /// A model that does not exist.

@@ -151,7 +151,7 @@ pub async fn run(
     if let Err(error) = service.apply_desired_states().await {
         tracing::warn!(error = %error.message, "Could not read which versions the cluster keeps loaded; continuing.");
     }
-    watch_changes(&registry_changes, &service);
+    watch_changes(registry_changes, &service);
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = AppState::new(yunmo_api::AppParts {
         service,
@@ -403,10 +403,11 @@ fn s3_options(s3: &settings::S3Settings) -> Option<(yunmo_registry::S3Options, u
 }
 
 /// Applies what other replicas commit to the shared metadata store as it commits (a store that is not
-/// shared reports nothing). A receiver that fell behind missed changes: it resyncs.
-fn watch_changes(changes: &Option<tokio::sync::broadcast::Receiver<yunmo_registry::Change>>, service: &InferenceService) {
-    let Some(changes) = changes else { return };
-    let mut changes = changes.resubscribe();
+/// shared reports nothing). `changes` was subscribed before the start read the store, so nothing committed
+/// since is missed. A receiver that fell behind missed changes: it resyncs. A change that could not be
+/// applied (the store unreachable) is tried again every second.
+fn watch_changes(changes: Option<tokio::sync::broadcast::Receiver<yunmo_registry::Change>>, service: &InferenceService) {
+    let Some(mut changes) = changes else { return };
     let service = service.clone();
     tokio::spawn(async move {
         loop {
@@ -415,10 +416,10 @@ fn watch_changes(changes: &Option<tokio::sync::broadcast::Receiver<yunmo_registr
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => yunmo_registry::Change::Resync,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
-            if let Err(error) = service.apply_change(change).await {
-                // The caches were dropped before the store was read again; what failed is retried on the
-                // next change, and the key cache's time limit bounds how long a key may be reused.
-                tracing::warn!(error = %error.message, ?change, "Could not apply a change from another replica.");
+            // A change that could not be read (the store unreachable) changed nothing here: try again.
+            while let Err(error) = service.apply_change(change).await {
+                tracing::warn!(error = %error.message, ?change, "Could not apply a change from another replica; retrying in 1 s.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     });

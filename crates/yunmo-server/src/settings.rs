@@ -360,8 +360,9 @@ impl Settings {
         if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("storage.postgres_url must start with postgres:// or postgresql://".into());
         }
-        if self.storage.postgres_max_connections == 0 {
-            return Err("storage.postgres_max_connections must be at least 1, got 0".into());
+        if self.storage.postgres_max_connections < 3 {
+            // One listens for changes for good and one holds the maintenance lock during the sweep.
+            return Err(format!("storage.postgres_max_connections must be at least 3, got {}", self.storage.postgres_max_connections));
         }
         if !self.storage.s3.bucket.is_empty() && self.storage.s3.cache_max_bytes == 0 {
             return Err("storage.s3.cache_max_bytes must be at least 1 when storage.s3.bucket is set, got 0".into());

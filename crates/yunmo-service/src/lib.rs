@@ -313,11 +313,14 @@ impl InferenceService {
             None
         };
         let artifact = self.inner.registry.readable_artifact(version).await.map_err(|error| {
-            let message = format!("model '{}' version {} cannot be read: {error}", version.model, version.version);
-            // Object storage that cannot be reached now (a cold load with S3 down) is worth a retry.
-            match ServiceError::from(error).retry_after {
-                Some(seconds) => ServiceError::new(Code::Unavailable, message).with_retry_after(seconds),
-                None => ServiceError::not_ready(message),
+            let (model, number) = (&version.model, version.version);
+            // Object storage that cannot be reached now (a cold load with S3 down) is worth a retry, and its
+            // message names no address; other failures are the server's, with the details.
+            if error.is_unavailable() {
+                let unavailable = ServiceError::from(error);
+                ServiceError { message: format!("model '{model}' version {number} cannot be read: {}", unavailable.message), ..unavailable }
+            } else {
+                ServiceError::not_ready(format!("model '{model}' version {number} cannot be read: {error}"))
             }
         })?;
         let spec = loaded::LoadSpec {

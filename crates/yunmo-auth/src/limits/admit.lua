@@ -13,6 +13,12 @@ local n = #KEYS / 3
 local ttl = tonumber(ARGV[1])
 local fields = {'requests', 'tokens', 'compute_ms'}
 
+-- How long an idle bucket must live: until it would have refilled to full (a bucket in debt keeps its
+-- debt), plus a minute; at most a day (a bucket gone after that is full anyway).
+local function idle_ms(level, capacity, per_second)
+  return math.floor(math.min(86400, math.max(0, capacity - level) / per_second + 60) * 1000)
+end
+
 local function refill(key, capacity, per_second)
   local state = redis.call('HMGET', key, 'level', 'at')
   local level, at = tonumber(state[1]), tonumber(state[2])
@@ -65,11 +71,11 @@ for i = 1, n do
   local rps, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   if levels[3 * i - 2] then
     redis.call('HSET', KEYS[3 * i - 2], 'level', tostring(levels[3 * i - 2] - 1), 'at', tostring(now))
-    redis.call('PEXPIRE', KEYS[3 * i - 2], math.ceil((burst / rps + 60) * 1000))
+    redis.call('PEXPIRE', KEYS[3 * i - 2], idle_ms(levels[3 * i - 2] - 1, burst, rps))
   end
   if levels[3 * i - 1] then
     redis.call('HSET', KEYS[3 * i - 1], 'level', tostring(levels[3 * i - 1]), 'at', tostring(now))
-    redis.call('PEXPIRE', KEYS[3 * i - 1], 120000)
+    redis.call('PEXPIRE', KEYS[3 * i - 1], idle_ms(levels[3 * i - 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 2]) / 60))
   end
   if tonumber(ARGV[a + 3]) >= 0 or tonumber(ARGV[a + 4]) >= 0 or tonumber(ARGV[a + 5]) >= 0 then
     redis.call('HINCRBY', KEYS[3 * i], 'requests', 1)

@@ -17,7 +17,8 @@ for i = 1, #KEYS / 2 do
       level = math.min(tpm, level + math.max(0, now - at) * tpm / 60)
     end
     redis.call('HSET', bucket, 'level', tostring(level - tokens), 'at', tostring(now))
-    redis.call('PEXPIRE', bucket, 120000)
+    -- Kept until it would have refilled to full (its debt is kept), plus a minute; at most a day.
+    redis.call('PEXPIRE', bucket, math.floor(math.min(86400, (tpm - (level - tokens)) / (tpm / 60) + 60) * 1000))
   end
   if quota == 1 and redis.call('EXISTS', usage) == 1 then
     redis.call('HINCRBY', usage, 'tokens', tokens)

@@ -24,6 +24,9 @@ use crate::calendar;
 const USAGE_TTL_MS: i64 = 40 * 24 * 3600 * 1000;
 /// Charges sent to Redis together at most.
 const CHARGE_BATCH: usize = 64;
+/// Charges waiting to be sent at most; past it (Redis far slower than the requests) they are dropped and
+/// counted, which bounds memory.
+const CHARGE_QUEUE: usize = 65_536;
 
 struct Connection {
     client: redis::Client,
@@ -39,7 +42,7 @@ struct Connection {
 pub(super) struct Shared {
     registry: Registry,
     connection: Arc<Connection>,
-    charges: mpsc::UnboundedSender<Charge>,
+    charges: mpsc::Sender<Charge>,
 }
 
 /// A charge waiting to be sent.
@@ -83,7 +86,7 @@ impl Shared {
             charge: Script::new(include_str!("charge.lua")),
             healthy: AtomicBool::new(true),
         });
-        let (charges, receiver) = mpsc::unbounded_channel();
+        let (charges, receiver) = mpsc::channel(CHARGE_QUEUE);
         tokio::spawn(send_charges(connection.clone(), receiver));
         Ok(Shared { registry, connection, charges })
     }
@@ -95,7 +98,9 @@ impl Shared {
         for _ in 0..=subjects.len() {
             let verdict = match self.connection.admit(&subjects, month, &seeds).await {
                 Ok(verdict) => verdict,
-                Err(error) => return self.connection.failed(error, Admission::unlimited()),
+                Err(error) if unreachable(&error) => return self.connection.failed(error, Admission::unlimited()),
+                // Redis answered, with an error (a script error): the server's fault, not an outage.
+                Err(error) => return Err(ServiceError::internal(format!("the limit store refused the admission script: {error}"))),
             };
             match verdict {
                 Verdict::Ok => return Ok(Admission { subjects }),
@@ -118,7 +123,10 @@ impl Shared {
             admission.subjects.iter().any(|(_, limits)| has_quota(limits) || (limits.tokens_per_minute.is_some() && tokens > 0));
         if worth_sending {
             let month = calendar::month_start_ms(calendar::now_ms());
-            let _ = self.charges.send(Charge { subjects: admission.subjects.clone(), month, tokens, compute_ms });
+            let charge = Charge { subjects: admission.subjects.clone(), month, tokens, compute_ms };
+            if self.charges.try_send(charge).is_err() {
+                metrics::counter!(LIMIT_STORE_FAILURES_TOTAL, "behaviour" => "charge_dropped").increment(1);
+            }
         }
     }
 }
@@ -210,7 +218,7 @@ impl Connection {
 /// Sends charges as they come, up to [`CHARGE_BATCH`] at once (the connection pipelines them). A charge
 /// that cannot be sent is counted and dropped: the database's usage totals still hold it, and reseed the
 /// counter if Redis loses it.
-async fn send_charges(connection: Arc<Connection>, mut receiver: mpsc::UnboundedReceiver<Charge>) {
+async fn send_charges(connection: Arc<Connection>, mut receiver: mpsc::Receiver<Charge>) {
     let mut batch = Vec::with_capacity(CHARGE_BATCH);
     while receiver.recv_many(&mut batch, CHARGE_BATCH).await > 0 {
         let results = futures::future::join_all(batch.iter().map(|charge| connection.charge(charge))).await;
@@ -222,6 +230,11 @@ async fn send_charges(connection: Arc<Connection>, mut receiver: mpsc::Unbounded
         }
         batch.clear();
     }
+}
+
+/// Whether an error means Redis could not be reached (not that it answered with an error).
+fn unreachable(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal()
 }
 
 /// Reads the admit script's answer.

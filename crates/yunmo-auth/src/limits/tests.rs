@@ -108,10 +108,7 @@ async fn replicas_sharing_redis_share_one_limit_and_a_lost_counter_is_read_again
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
     let replicas: Vec<Limiter> = (0..3).map(|_| Limiter::new(registry.clone(), &redis_store(&redis, OnFailure::Deny)).unwrap()).collect();
-    let caller = principal(
-        Limits::default(),
-        Limits { requests_per_second: Some(0.01), requests_burst: Some(5), monthly_requests: Some(100), ..Limits::default() },
-    );
+    let caller = principal(Limits::default(), Limits { requests_per_second: Some(0.01), requests_burst: Some(5), ..Limits::default() });
     let mut admitted = 0;
     for _ in 0..4 {
         for replica in &replicas {
@@ -120,11 +117,38 @@ async fn replicas_sharing_redis_share_one_limit_and_a_lost_counter_is_read_again
     }
     assert_eq!(admitted, 5, "a burst of 5 across three replicas, not 5 each");
 
-    // Redis loses everything: the quota counter is read from the database again (0 recorded there), and the
-    // bucket starts full.
+    // A monthly quota of 7 with 5 requests already in the database: 2 more across the replicas.
+    let event = yunmo_registry::UsageEvent {
+        at_ms: calendar::now_ms(),
+        tenant: "quota".into(),
+        key_id: "q".into(),
+        protocol: "kserve",
+        outcome: "ok",
+        ..yunmo_registry::UsageEvent::default()
+    };
+    registry.insert_usage(&vec![event; 5]).await.unwrap();
+    let quota = Principal {
+        tenant: "quota".into(),
+        key_id: "q".into(),
+        ..principal(Limits::default(), Limits { monthly_requests: Some(7), ..Limits::default() })
+    };
+    let count = async || {
+        let mut admitted = 0;
+        for replica in &replicas {
+            for _ in 0..2 {
+                admitted += usize::from(replica.admit(&quota).await.is_ok());
+            }
+        }
+        admitted
+    };
+    assert_eq!(count().await, 2, "5 recorded + 2 admitted = the quota of 7");
+
+    // Redis loses everything: the quota counter is read from the database again (still 5 there: these
+    // admissions were never metered), and the bucket starts full.
     let mut redis = redis;
     redis.pause();
     redis.resume();
+    assert_eq!(count().await, 2, "after Redis restarted empty, the counter starts again from the database's 5");
     let mut admitted = 0;
     for replica in &replicas {
         for _ in 0..3 {
@@ -173,4 +197,22 @@ async fn a_malformed_redis_url_is_refused_without_echoing_it() {
     });
     let Err(error) = Limiter::new(registry, &store) else { panic!("accepted a URL that is not redis://") };
     assert!(error.message.contains("limits.redis_url") && !error.message.contains("hunter2"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn a_token_debt_in_redis_outlives_two_idle_minutes() {
+    let redis = yunmo_testkit::Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&yunmo_registry::RegistryConfig::new(dir.path())).await.unwrap();
+    let limiter = Limiter::new(registry, &redis_store(&redis, OnFailure::Deny)).unwrap();
+    let caller =
+        Principal { key_id: "debt".into(), ..principal(Limits { tokens_per_minute: Some(1000), ..Limits::default() }, Limits::default()) };
+    let admission = limiter.admit(&caller).await.unwrap();
+    limiter.charge(&admission, 10_000, 0);
+    refused_soon(&limiter, &caller).await;
+    // 9,000 tokens in debt refill in 9 minutes at 1,000 a minute: the bucket must live that long, or an
+    // idle caller would come back to a full bucket after two minutes.
+    let mut connection = ::redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let ttl_ms: i64 = ::redis::cmd("PTTL").arg("yunmo:{limits}:k:debt:tok").query_async(&mut connection).await.unwrap();
+    assert!(ttl_ms > 9 * 60 * 1000, "the token bucket expires in {ttl_ms} ms");
 }

@@ -11,6 +11,10 @@ use crate::metadata::Change;
 
 /// The channel the triggers notify.
 const CHANNEL: &str = "yunmo_changes";
+/// After this long without a notification the listening connection is pinged.
+const QUIET_PING: Duration = Duration::from_secs(15);
+/// A ping not answered in this time counts as a lost connection (then every cache is dropped once it is back).
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Stops the listener when the last copy of the store is dropped.
 pub(super) struct ListenerTask(tokio::task::JoinHandle<()>);
@@ -43,7 +47,16 @@ pub(super) fn spawn(pool: PgPool, sender: broadcast::Sender<Change>) -> Listener
             }
             listening = true;
             loop {
-                match listener.try_recv().await {
+                let received = match tokio::time::timeout(QUIET_PING, listener.try_recv()).await {
+                    Ok(received) => received,
+                    // Quiet for a while: check the connection answers (a host that vanished without closing
+                    // it, or a network that drops packets, gives no error until TCP gives up, much later).
+                    Err(_) => match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&mut listener)).await {
+                        Ok(Ok(_)) => continue,
+                        _ => Ok(None),
+                    },
+                };
+                match received {
                     Ok(Some(notification)) => {
                         let change = match notification.payload() {
                             "models" | "versions" => Change::Models,

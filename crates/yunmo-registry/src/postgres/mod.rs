@@ -49,7 +49,12 @@ impl PgStoreOptions {
 /// `url` with its password replaced by `***`, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(authority, path)| (authority, Some(path)));
+    // The authority ends at the first '/' after the last '@': a password may hold a '/' (base64 does).
+    let host_from = rest.rfind('@').map_or(0, |at| at + 1);
+    let (authority, path) = match rest[host_from..].find('/') {
+        Some(slash) => (&rest[..host_from + slash], Some(&rest[host_from + slash + 1..])),
+        None => (rest, None),
+    };
     let authority = match authority.rsplit_once('@') {
         Some((credentials, host)) => match credentials.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
@@ -139,6 +144,11 @@ mod tests {
         assert_eq!(
             redact_url("postgres://yunmo@db/yunmo?sslmode=require&password=s3cret"),
             "postgres://yunmo@db/yunmo?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://yunmo:ab/c+d=@db:5432/yunmo"),
+            "postgres://yunmo:***@db:5432/yunmo",
+            "a password with a slash (base64) ends at the last '@'"
         );
         assert_eq!(redact_url("postgres://db"), "postgres://db");
         assert_eq!(redact_url("postgres://u:p@ss@db"), "postgres://u:***@db");
