@@ -21,8 +21,12 @@ DEMO="$YUNMO_CACHE/demo"
 
 work=$(mktemp -d -t yunmo-cluster-XXXX)
 pids=()
+services=""
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # The stores stop (and remove their data) when their starter's stdin closes; a signal would orphan them.
+  exec 3>&- 2>/dev/null || true
+  [ -n "$services" ] && wait "$services" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -31,7 +35,7 @@ trap cleanup EXIT INT TERM
 echo "==> Starting PostgreSQL, S3 and Redis" >&2
 mkfifo "$work/services.in"
 "$target/debug/yunmo-testkit" services --postgres --s3 --redis < "$work/services.in" > "$work/services.json" &
-pids+=($!)
+services=$!
 exec 3> "$work/services.in"   # held open: the services stop when this script ends
 for _ in $(seq 600); do [ -s "$work/services.json" ] && break; sleep 0.1; done
 field() { "$PY" -c "import json,sys; d=json.load(open('$work/services.json')); print(eval(sys.argv[1]))" "$1"; }

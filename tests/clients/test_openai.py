@@ -126,10 +126,31 @@ def test_tokenizer_golden_ids_and_usage_counts(llm, client):
     assert completion.usage.completion_tokens == 6
 
 
+def test_metric_buckets_fit_their_measures(llm, client):
+    """Tokens per second are counted in token-rate buckets (not the seconds buckets, where every rate above 30
+    lands in +Inf), with the model's version; loaded tensor versions show their queue capacity and instances."""
+    client.completions.create(model="smollm2", prompt="Once upon a time", max_tokens=8, temperature=0)
+    llm.push("iris-gauges", "iris_mlp.onnx", config={"instance_count": 2})
+    assert llm.request("POST", "/v2/models/iris-gauges/infer", {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})[0] == 200
+    status, body = llm.request("GET", "/metrics")
+    assert status == 200
+    samples = {}
+    for line in body.decode().splitlines():
+        if not line.startswith("#") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    prefix = 'yunmo_llm_request_tokens_per_second_bucket{model="smollm2",version="1",le='
+    buckets = {name[len(prefix):].strip('"}'): value for name, value in samples.items() if name.startswith(prefix)}
+    assert {"1", "100", "5000", "+Inf"} <= set(buckets), sorted(buckets)
+    assert buckets["+Inf"] >= 1 and buckets["5000"] == buckets["+Inf"], f"a generation's tokens/s fell past the last bucket: {buckets}"
+    assert samples['yunmo_inference_queue_capacity{model="iris-gauges",version="1"}'] == 1024
+    assert samples['yunmo_model_instances{model="iris-gauges",version="1"}'] == 2
+
+
 def prompt_tokens_counted(server):
     status, body = server.request("GET", "/metrics")
     for line in body.decode().splitlines():
-        if line.startswith('yunmo_llm_prompt_tokens_total{model="smollm2"}'):
+        if line.startswith('yunmo_llm_prompt_tokens_total{model="smollm2",version="1"}'):
             return float(line.split()[-1])
     return 0.0
 
@@ -172,7 +193,7 @@ def test_cancelled_stream_frees_its_slot(llm, client):
     def sequences_running():
         status, body = llm.request("GET", "/metrics")
         for line in body.decode().splitlines():
-            if line.startswith('yunmo_llm_sequences_running{model="smollm2"}'):
+            if line.startswith('yunmo_llm_sequences_running{model="smollm2",version="1"}'):
                 return float(line.split()[-1])
         return 0.0
 
@@ -188,7 +209,7 @@ def test_cancelled_stream_frees_its_slot(llm, client):
         # Recorded while the streams run (the token counters and per-request speed are written when each ends).
         for name in ("yunmo_llm_time_to_first_token_seconds_bucket", "yunmo_llm_inter_token_latency_seconds_bucket", "yunmo_llm_sequences_waiting"):
             assert name + '{' in text, (name, [line for line in text.splitlines() if "yunmo_llm" in line][:20])
-        kv = [float(line.split()[-1]) for line in text.splitlines() if line.startswith('yunmo_llm_kv_cache_usage_ratio{model="smollm2"}')]
+        kv = [float(line.split()[-1]) for line in text.splitlines() if line.startswith('yunmo_llm_kv_cache_usage_ratio{model="smollm2",version="1"}')]
         assert kv and kv[0] > 0, "eight running sequences hold KV cells"
         for stream in streams:
             stream.close()
@@ -200,7 +221,7 @@ def test_cancelled_stream_frees_its_slot(llm, client):
         time.sleep(0.05)
     assert sequences_running() == 0, "cancelled sequences kept their slots"
     status, body = llm.request("GET", "/metrics")
-    assert 'yunmo_llm_requests_total{model="smollm2",outcome="cancelled"}' in body.decode()
+    assert 'yunmo_llm_requests_total{model="smollm2",version="1",outcome="cancelled"}' in body.decode()
     started = time.time()
     response = chat(client, max_tokens=4)
     assert response.choices[0].finish_reason == "length"

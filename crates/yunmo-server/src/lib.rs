@@ -47,8 +47,11 @@ fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-            let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
+            let mut builder = PrometheusBuilder::new().set_buckets(&yunmo_service::metrics::SECONDS_BUCKETS).ok()?;
+            for (name, buckets) in yunmo_service::metrics::BUCKETS {
+                let matcher = metrics_exporter_prometheus::Matcher::Full(name.to_string());
+                builder = builder.set_buckets_for_metric(matcher, buckets).ok()?;
+            }
             builder.install_recorder().map_err(|error| tracing::warn!(%error, "Metrics recorder not installed.")).ok()
         })
         .clone()

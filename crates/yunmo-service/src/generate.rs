@@ -172,7 +172,7 @@ impl InferenceService {
         let model = prompt.model.clone();
         let first = !prompt.prompt_counted.swap(true, std::sync::atomic::Ordering::Relaxed);
         let prompt_tokens = if first { prompt.tokens.len() as u64 } else { 0 };
-        let metrics = prompt.loaded.llm_metrics.clone().unwrap_or_else(|| metrics::LlmMetrics::new(&model));
+        let metrics = prompt.loaded.llm_metrics.clone().unwrap_or_else(|| metrics::LlmMetrics::new(&model, prompt.loaded.key.1));
         metrics.prompt.increment(prompt_tokens);
         Ok(Generation {
             events,

@@ -153,7 +153,7 @@ impl InferenceService {
         for loaded in self.inner.models.loaded() {
             if let Some(generator) = loaded.generator() {
                 let stats = generator.stats();
-                let labels = [("model", loaded.key.0.clone())];
+                let labels = [("model", loaded.key.0.clone()), ("version", loaded.key.1.to_string())];
                 ::metrics::gauge!(metrics::LLM_SEQUENCES_RUNNING, &labels).set(stats.running as f64);
                 ::metrics::gauge!(metrics::LLM_SEQUENCES_WAITING, &labels).set(stats.waiting as f64);
                 let ratio = if stats.kv_cells_total == 0 { 0.0 } else { stats.kv_cells_used as f64 / stats.kv_cells_total as f64 };

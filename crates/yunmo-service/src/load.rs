@@ -61,6 +61,9 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
     let (sender, requests) = flume::unbounded::<Job>();
     let queued = Arc::new(AtomicUsize::new(0));
     let queue = TensorQueue { key: spec.key.clone(), sender, queued: queued.clone(), capacity: config.queue_capacity };
+    let labels = [("model", spec.key.0.clone()), ("version", spec.key.1.to_string())];
+    ::metrics::gauge!(metrics::QUEUE_CAPACITY, &labels).set(config.queue_capacity as f64);
+    ::metrics::gauge!(metrics::MODEL_INSTANCES, &labels).set(instance_count as f64);
     let embedder = match &spec.config.embedding {
         Some(embedding) => {
             let version = crate::embed::EncoderVersion {
@@ -126,7 +129,7 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
     Ok(Arc::new(LoadedModel {
         memory_bytes: info.memory_bytes,
         metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
-        llm_metrics: Some(metrics::LlmMetrics::new(&spec.key.0)),
+        llm_metrics: Some(metrics::LlmMetrics::new(&spec.key.0, spec.key.1)),
         key: spec.key,
         signature: spec.signature,
         config: spec.config,

@@ -58,6 +58,23 @@ pub const INFLIGHT_REQUEST_BYTES: &str = "yunmo_inflight_request_bytes";
 /// Connection slots held now (`server.max_connections` bounds them): open connections, HTTP and gRPC, and
 /// those still closing.
 pub const CONNECTIONS: &str = "yunmo_connections";
+/// Requests that may wait for a loaded version (`scheduler.queue_capacity`), by `model` and `version`: with
+/// `QUEUE_DEPTH`, its saturation.
+pub const QUEUE_CAPACITY: &str = "yunmo_inference_queue_capacity";
+/// Instances (sessions on their own threads) of a loaded tensor version, by `model` and `version`.
+pub const MODEL_INSTANCES: &str = "yunmo_model_instances";
+
+/// Histogram buckets fitted to each measure: `(metric name, upper bounds)`. Metrics not listed are
+/// durations in seconds and take [`SECONDS_BUCKETS`].
+pub const BUCKETS: [(&str, &[f64]); 4] = [
+    (LLM_REQUEST_TOKENS_PER_SECOND, &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]),
+    (BATCH_SIZE, &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
+    (BATCH_REQUESTS, &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+    (EMBEDDING_BATCH_TOKENS, &[16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0]),
+];
+/// Buckets of every duration histogram, in seconds (100 µs to 30 s).
+pub const SECONDS_BUCKETS: [f64; 17] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The per-request metrics of one loaded version, with their label sets built once at load.
 pub(crate) struct VersionMetrics {
@@ -127,7 +144,7 @@ impl BatchMetrics {
     }
 }
 
-/// The generation metrics of one loaded LLM, labelled once at load.
+/// The generation metrics of one loaded LLM version, labelled once at load.
 #[derive(Clone)]
 pub(crate) struct LlmMetrics {
     /// `LLM_TIME_TO_FIRST_TOKEN_SECONDS`.
@@ -143,20 +160,22 @@ pub(crate) struct LlmMetrics {
     /// `LLM_REQUESTS_TOTAL` with outcome `ok`.
     ok: metrics::Counter,
     model: String,
+    version: String,
 }
 
 impl LlmMetrics {
-    /// The handles of `model`.
-    pub(crate) fn new(model: &str) -> LlmMetrics {
-        let labels = [("model", model.to_string())];
+    /// The handles of `model` at `version`.
+    pub(crate) fn new(model: &str, version: u64) -> LlmMetrics {
+        let labels = [("model", model.to_string()), ("version", version.to_string())];
         LlmMetrics {
             ttft: metrics::histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS, &labels),
             itl: metrics::histogram!(LLM_INTER_TOKEN_LATENCY_SECONDS, &labels),
             tokens_per_second: metrics::histogram!(LLM_REQUEST_TOKENS_PER_SECOND, &labels),
             generated: metrics::counter!(LLM_GENERATED_TOKENS_TOTAL, &labels),
             prompt: metrics::counter!(LLM_PROMPT_TOKENS_TOTAL, &labels),
-            ok: metrics::counter!(LLM_REQUESTS_TOTAL, "model" => model.to_string(), "outcome" => "ok"),
+            ok: metrics::counter!(LLM_REQUESTS_TOTAL, "model" => model.to_string(), "version" => version.to_string(), "outcome" => "ok"),
             model: model.to_string(),
+            version: version.to_string(),
         }
     }
 
@@ -164,7 +183,8 @@ impl LlmMetrics {
     pub(crate) fn ended(&self, outcome: &'static str) {
         match outcome {
             "ok" => self.ok.increment(1),
-            _ => metrics::counter!(LLM_REQUESTS_TOTAL, "model" => self.model.clone(), "outcome" => outcome).increment(1),
+            _ => metrics::counter!(LLM_REQUESTS_TOTAL, "model" => self.model.clone(), "version" => self.version.clone(), "outcome" => outcome)
+                .increment(1),
         }
     }
 }
@@ -192,7 +212,9 @@ pub fn describe() {
         yunmo_auth::LIMIT_STORE_FAILURES_TOTAL,
         "Requests that met an unreachable limit store, by behaviour: deny (503), allow (admitted unlimited), charge_dropped."
     );
-    describe_counter!(LLM_REQUESTS_TOTAL, "Generations by model and outcome.");
+    describe_counter!(LLM_REQUESTS_TOTAL, "Generations by model, version and outcome.");
+    describe_gauge!(QUEUE_CAPACITY, "Requests that may wait for a loaded version (with the queue depth: saturation).");
+    describe_gauge!(MODEL_INSTANCES, "Instances of a loaded tensor version, each on its own thread.");
     describe_counter!(LLM_PROMPT_TOKENS_TOTAL, "Prompt tokens admitted.");
     describe_counter!(LLM_GENERATED_TOKENS_TOTAL, "Tokens generated.");
     describe_histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS, Unit::Seconds, "Time to the first generated token.");
