@@ -17,6 +17,7 @@ pub mod openai;
 pub mod openapi;
 pub mod request_id;
 pub mod schema;
+pub mod stats;
 pub mod tenancy;
 
 use std::sync::Arc;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(kserve::routes(&state))
         .merge(admin::routes())
         .merge(tenancy::routes())
+        .merge(stats::routes())
         .merge(openai::routes(&state))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)

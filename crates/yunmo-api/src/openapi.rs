@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 
 use serde_json::{Value, json};
 
-use crate::{admin, schema, tenancy};
+use crate::{admin, schema, stats, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,7 @@ use crate::{admin, schema, tenancy};
         tenancy::usage,
         tenancy::audit,
         tenancy::whoami,
+        stats::live_stats,
     ),
     components(schemas(
         admin::CreateModel,
@@ -62,6 +63,10 @@ use crate::{admin, schema, tenancy};
         schema::AuditSchema,
         schema::WhoamiSchema,
         schema::UploadForm,
+        stats::StatsDto,
+        stats::VersionStatsDto,
+        stats::TotalsDto,
+        stats::SeriesDto,
     ))
 )]
 struct ApiDoc;
@@ -77,13 +82,14 @@ pub fn document() -> Value {
 }
 
 /// Error answers every operation can give, besides those it declares.
-const COMMON_ERRORS: [(&str, &str); 6] = [
+const COMMON_ERRORS: [(&str, &str); 7] = [
     ("400", "Bad input: a malformed path, query or body; the message names the field and the bound."),
     ("401", "No key, or an unknown, revoked or expired one."),
     ("403", "The key lacks the scope, or the model belongs to another tenant."),
     ("404", "No such model, version, tenant or key (a model the caller cannot see is not found)."),
     ("405", "The path does not take this method."),
     ("500", "A server failure; the details are in the server log."),
+    ("503", "A store the request needs (the database, object storage, the limit store) cannot be reached now; retry after Retry-After."),
 ];
 
 /// Error answers of operations with a body.

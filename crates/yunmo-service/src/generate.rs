@@ -176,8 +176,8 @@ impl InferenceService {
         metrics.prompt.increment(prompt_tokens);
         Ok(Generation {
             events,
-            _loaded: prompt.loaded.clone(),
             record: UsageRecord {
+                loaded: prompt.loaded.clone(),
                 model,
                 version: prompt.version,
                 started: Instant::now(),
@@ -196,8 +196,6 @@ impl InferenceService {
 /// A running generation. Dropping it cancels the sequence.
 pub struct Generation {
     events: flume::Receiver<GenerateEvent>,
-    /// Keeps the model loaded while the stream is read.
-    _loaded: Arc<LoadedModel>,
     record: UsageRecord,
 }
 
@@ -243,6 +241,8 @@ impl Generation {
 
 /// Metrics and the usage line of one generation, written once on drop.
 struct UsageRecord {
+    /// Keeps the model loaded while the stream is read; its live statistics count the generation.
+    loaded: Arc<LoadedModel>,
     model: String,
     version: u64,
     started: Instant,
@@ -265,6 +265,7 @@ impl Drop for UsageRecord {
         }
         self.metrics.generated.increment(self.usage.completion_tokens);
         self.metrics.ended(outcome);
+        self.loaded.stats.record(outcome == "ok", self.started.elapsed(), self.usage.completion_tokens);
         if let (Some(first), Some(last)) = (self.first_token, self.last_token) {
             let decode = (last - first).as_secs_f64();
             if self.usage.completion_tokens > 1 && decode > 0.0 {

@@ -17,6 +17,7 @@ mod loaded;
 mod manage;
 pub mod metrics;
 mod residency;
+pub mod stats;
 mod tenancy;
 mod validate;
 mod workers;
@@ -190,7 +191,9 @@ impl InferenceService {
                 version.model
             )));
         }
-        let (vectors, prompt_tokens) = embedder.embed(&version.model, input).await?;
+        let embedded = embedder.embed(&version.model, input).await;
+        loaded.stats.record(embedded.is_ok(), started.elapsed(), 0);
+        let (vectors, prompt_tokens) = embedded?;
         call.record_served(&version.model, version.version, 0, started.elapsed().as_micros() as u64);
         if let Some(usage) = &call.usage {
             usage.add_tokens(prompt_tokens, 0);
@@ -382,6 +385,7 @@ impl InferenceService {
             Err(error) => loaded.metrics.failed(error.code),
         }
         loaded.metrics.duration.record(started.elapsed().as_secs_f64());
+        loaded.stats.record(result.is_ok(), started.elapsed(), 0);
         result
     }
 

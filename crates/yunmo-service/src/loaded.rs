@@ -68,6 +68,8 @@ pub struct LoadedModel {
     pub(crate) last_used_order: AtomicU64,
     /// A digest of the `tokenizer.json` it was loaded with, to notice when another replica replaces it.
     pub(crate) tokenizer_digest: Option<u64>,
+    /// Its requests second by second over the last 15 minutes (`/api/v1/stats`).
+    pub(crate) stats: crate::stats::StatsRing,
 }
 
 /// A digest of a `tokenizer.json` (change detection, not security).
@@ -91,6 +93,15 @@ impl LoadedModel {
                 "model '{}' generates text: use /v1/chat/completions, /v1/completions or the V2 generate endpoints",
                 self.key.0
             ))),
+        }
+    }
+
+    /// Requests waiting and the most that may wait: the tensor queue's, or an LLM's waiting sequences (its
+    /// bound is the queue capacity too).
+    pub(crate) fn queue(&self) -> (usize, Option<usize>) {
+        match &self.runtime {
+            Runtime::Tensor(queue) => (queue.queued.load(Ordering::Relaxed), Some(queue.capacity())),
+            Runtime::Generate(backend) => (backend.stats().waiting, None),
         }
     }
 

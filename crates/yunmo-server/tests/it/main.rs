@@ -32,6 +32,8 @@ mod residency;
 mod secrets;
 /// SIGTERM lets in-flight requests finish and exits cleanly.
 mod shutdown;
+/// Live statistics per loaded version: exact counts, visibility per key.
+mod stats;
 /// Model names are per tenant; short and qualified names; nothing confirms another tenant's private model.
 mod tenant_names;
 /// Mutated ONNX files through the upload path: stored or refused, never a crash or a leftover file.

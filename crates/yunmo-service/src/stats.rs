@@ -1,0 +1,266 @@
+//! Live statistics of each loaded version, second by second over the last 15 minutes, for the console's live
+//! charts and `GET /api/v1/stats`.
+//!
+//! A request costs two or three atomic updates and no lock or allocation: every counter is one `AtomicU64`
+//! whose high 32 bits stamp the second it counts and whose low 32 bits count, so a counter found stamped with
+//! an older second restarts at the new one in the same compare-and-swap, and a reader takes a count only
+//! where the stamp is the second it asks for. Counts are exact; nothing is lost at a second's turn.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds the ring holds.
+pub const SECONDS: u64 = 900;
+/// Latency buckets: bucket `i` holds latencies up to 100 µs × 2^i (the last one, everything above 28 min).
+const LATENCY_BUCKETS: usize = 25;
+
+/// One second's counters.
+struct Slot {
+    requests: AtomicU64,
+    failed: AtomicU64,
+    tokens: AtomicU64,
+    latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// The per-second counters of one loaded version.
+pub(crate) struct StatsRing {
+    slots: Box<[Slot]>,
+}
+
+/// The current Unix second.
+pub fn unix_second() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs())
+}
+
+/// Adds `amount` to `counter` for `second`, restarting it if it counted an older second.
+fn add(counter: &AtomicU64, second: u64, amount: u64) {
+    let stamp = (second & 0xffff_ffff) << 32;
+    let mut current = counter.load(Ordering::Relaxed);
+    loop {
+        let next = if current & !0xffff_ffff == stamp {
+            current + amount.min(0xffff_ffff - (current & 0xffff_ffff))
+        } else {
+            stamp | amount.min(0xffff_ffff)
+        };
+        match counter.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+/// What `counter` counted in `second` (0 if it holds another second).
+fn read(counter: &AtomicU64, second: u64) -> u64 {
+    let value = counter.load(Ordering::Relaxed);
+    if value >> 32 == second & 0xffff_ffff { value & 0xffff_ffff } else { 0 }
+}
+
+fn bucket(latency: Duration) -> usize {
+    let tenths_of_ms = latency.as_micros().div_ceil(100) as u64;
+    // Bucket i holds up to 2^i tenths of a millisecond.
+    (u64::BITS - tenths_of_ms.saturating_sub(1).leading_zeros()).min(LATENCY_BUCKETS as u32 - 1) as usize
+}
+
+/// The upper bound of bucket `i`, in milliseconds.
+fn bucket_ms(i: usize) -> f64 {
+    0.1 * (1u64 << i) as f64
+}
+
+/// One version's series over a window, one entry per second (oldest first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// Unix seconds.
+    pub seconds: Vec<u64>,
+    /// Requests that ended in that second (answered or failed).
+    pub requests: Vec<u64>,
+    /// Of them, failed.
+    pub failed: Vec<u64>,
+    /// Tokens generated (LLMs).
+    pub tokens: Vec<u64>,
+    /// Median latency in milliseconds (the upper bound of its bucket; `None` without requests).
+    pub p50_ms: Vec<Option<f64>>,
+    /// 99th percentile latency in milliseconds, likewise.
+    pub p99_ms: Vec<Option<f64>>,
+}
+
+impl StatsRing {
+    pub(crate) fn new() -> StatsRing {
+        let slots = (0..SECONDS)
+            .map(|_| Slot {
+                requests: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                tokens: AtomicU64::new(0),
+                latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            })
+            .collect();
+        StatsRing { slots }
+    }
+
+    fn slot(&self, second: u64) -> &Slot {
+        &self.slots[(second % SECONDS) as usize]
+    }
+
+    /// Records a request that ended now, after `latency`, and the tokens it generated.
+    pub(crate) fn record(&self, ok: bool, latency: Duration, tokens: u64) {
+        let second = unix_second();
+        let slot = self.slot(second);
+        add(&slot.requests, second, 1);
+        if !ok {
+            add(&slot.failed, second, 1);
+        }
+        if tokens > 0 {
+            add(&slot.tokens, second, tokens);
+        }
+        add(&slot.latency[bucket(latency)], second, 1);
+    }
+
+    /// The last `seconds` seconds up to and including `now` (at most [`SECONDS`]).
+    pub(crate) fn series(&self, now: u64, seconds: u64) -> Series {
+        let mut series = Series::default();
+        for second in now.saturating_sub(seconds.clamp(1, SECONDS) - 1)..=now {
+            let slot = self.slot(second);
+            let requests = read(&slot.requests, second);
+            series.seconds.push(second);
+            series.requests.push(requests);
+            series.failed.push(read(&slot.failed, second));
+            series.tokens.push(read(&slot.tokens, second));
+            let counts: Vec<u64> = slot.latency.iter().map(|counter| read(counter, second)).collect();
+            series.p50_ms.push(quantile(&counts, 0.5));
+            series.p99_ms.push(quantile(&counts, 0.99));
+        }
+        series
+    }
+}
+
+/// The upper bound (ms) of the bucket holding quantile `q` of `counts`.
+fn quantile(counts: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    counts
+        .iter()
+        .position(|count| {
+            seen += count;
+            seen >= rank
+        })
+        .map(bucket_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_exact_and_a_turned_second_restarts_its_slot() {
+        let ring = StatsRing::new();
+        let slot = ring.slot(1000);
+        for _ in 0..5 {
+            add(&slot.requests, 1000, 1);
+        }
+        assert_eq!(read(&slot.requests, 1000), 5);
+        assert_eq!(read(&slot.requests, 1000 + SECONDS), 0, "another second's count is not this one's");
+        add(&slot.requests, 1000 + SECONDS, 1);
+        assert_eq!(read(&slot.requests, 1000 + SECONDS), 1, "the slot restarts at the new second");
+        assert_eq!(read(&slot.requests, 1000), 0);
+    }
+
+    #[test]
+    fn concurrent_records_are_all_counted() {
+        let ring = std::sync::Arc::new(StatsRing::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let ring = ring.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000 {
+                        ring.record(i % 10 != 0, Duration::from_micros(500), 2);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let series = ring.series(unix_second(), 10);
+        assert_eq!(series.requests.iter().sum::<u64>(), 40_000);
+        assert_eq!(series.failed.iter().sum::<u64>(), 4_000);
+        assert_eq!(series.tokens.iter().sum::<u64>(), 80_000);
+    }
+
+    #[test]
+    fn quantiles_come_from_the_latency_buckets() {
+        assert_eq!(bucket(Duration::from_micros(50)), 0);
+        assert_eq!(bucket(Duration::from_micros(100)), 0);
+        assert_eq!(bucket(Duration::from_micros(101)), 1);
+        assert_eq!(bucket(Duration::from_millis(3)), 5, "3 ms is within 0.1 ms x 2^5 = 3.2 ms");
+        assert_eq!(bucket(Duration::from_secs(10_000)), LATENCY_BUCKETS - 1);
+        let mut counts = [0u64; LATENCY_BUCKETS];
+        counts[3] = 98;
+        counts[10] = 2;
+        assert_eq!(quantile(&counts, 0.5), Some(0.8));
+        assert_eq!(quantile(&counts, 0.99), Some(102.4));
+        assert_eq!(quantile(&[0; LATENCY_BUCKETS], 0.5), None);
+    }
+}
+
+/// One loaded version's live statistics.
+#[derive(Debug, Clone)]
+pub struct VersionStats {
+    /// The model, as the caller names it (its own without the tenant prefix).
+    pub model: String,
+    /// The version.
+    pub version: u64,
+    /// `tensor` (ONNX, embeddings) or `generate` (LLM).
+    pub kind: &'static str,
+    /// Requests waiting now (tensor queue, or an LLM's waiting sequences).
+    pub queue_depth: usize,
+    /// The most that may wait (tensor versions).
+    pub queue_capacity: Option<usize>,
+    /// Its second-by-second series.
+    pub series: Series,
+}
+
+impl crate::InferenceService {
+    /// Live statistics of the loaded versions the caller can see (of `model` only, when given, named as the
+    /// caller names it), second by second over the last `seconds` (1 to 900). Needs `models:read`,
+    /// `models:write` or `metrics`.
+    pub async fn live_stats(
+        &self,
+        call: &crate::Call,
+        model: Option<&str>,
+        seconds: u64,
+    ) -> Result<Vec<VersionStats>, crate::ServiceError> {
+        use yunmo_types::Scope;
+        if !call.principal.has_any(&[Scope::ModelsRead, Scope::ModelsWrite, Scope::Metrics]) {
+            return Err(call.principal.lacks(Scope::ModelsRead));
+        }
+        if !(1..=SECONDS).contains(&seconds) {
+            return Err(crate::ServiceError::invalid(format!("seconds must be between 1 and {SECONDS}, got {seconds}")));
+        }
+        let visible: std::collections::HashSet<String> = self.visible_models(call).await?.into_iter().map(|model| model.name).collect();
+        let tenant = &call.principal.tenant;
+        let now = unix_second();
+        let mut found: Vec<VersionStats> = self
+            .models()
+            .loaded()
+            .into_iter()
+            .filter(|loaded| visible.contains(&loaded.key.0))
+            .filter(|loaded| model.is_none_or(|wanted| wanted == loaded.key.0 || wanted == yunmo_registry::name_for(&loaded.key.0, tenant)))
+            .map(|loaded| {
+                let (queue_depth, queue_capacity) = loaded.queue();
+                VersionStats {
+                    model: yunmo_registry::name_for(&loaded.key.0, tenant).to_string(),
+                    version: loaded.key.1,
+                    kind: if loaded.generator().is_some() { "generate" } else { "tensor" },
+                    queue_depth,
+                    queue_capacity,
+                    series: loaded.stats.series(now, seconds),
+                }
+            })
+            .collect();
+        found.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
+        Ok(found)
+    }
+}
