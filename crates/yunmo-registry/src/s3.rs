@@ -78,17 +78,35 @@ pub struct S3Artifacts {
 }
 
 /// An object store error as an I/O error: a missing object is `NotFound`, refused credentials are
-/// `PermissionDenied` (a configuration error); everything else (the server down, refusing, timing out or
-/// failing after the retries) is `NotConnected`, which the service answers with 503 and Retry-After. The
-/// message is the store's, which names no secret.
+/// `PermissionDenied` (a configuration error); a server that could not be reached (connecting, sending or
+/// waiting failed after the retries) is `NotConnected`, which the service answers with 503 and Retry-After;
+/// anything the server answered otherwise (a wrong region or bucket, a refusal) is `Other`, a server error.
+/// The message is the store's, which names no secret.
 fn io_error(error: object_store::Error) -> io::Error {
     match error {
         object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, error.to_string()),
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
             io::Error::new(io::ErrorKind::PermissionDenied, format!("S3: {error}"))
         }
-        other => io::Error::new(io::ErrorKind::NotConnected, format!("S3: {other}")),
+        other if unreachable(&other) => io::Error::new(io::ErrorKind::NotConnected, format!("S3: {other}")),
+        other => io::Error::other(format!("S3: {other}")),
     }
+}
+
+/// Whether the error comes from the transport (no answer from the server), not from an answer.
+fn unreachable(error: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(http) = current.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout | HttpErrorKind::Interrupted
+            );
+        }
+        source = current.source();
+    }
+    false
 }
 
 impl S3Artifacts {

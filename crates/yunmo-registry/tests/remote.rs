@@ -243,3 +243,39 @@ async fn changes_through_one_replica_reach_the_others_and_a_lost_listener_resync
     assert!(revoked, "A writes again once PostgreSQL is back");
     assert_eq!(waiting.await.expect("within a second").unwrap(), Change::Keys);
 }
+
+/// A server that cannot be reached is `NotConnected` (the service answers 503 and Retry-After: it may come
+/// back); a server that answers with a refusal is another error (500: retrying will not help).
+#[tokio::test]
+async fn an_unreachable_store_is_told_apart_from_one_that_refuses() {
+    // An HTTP server that refuses every request with 400, as S3 does a malformed or misdirected one.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refusing = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let sha = "a".repeat(64);
+    let options = |endpoint: String| S3Options {
+        bucket: "models".into(),
+        prefix: "models/".into(),
+        endpoint: Some(endpoint),
+        region: None,
+        access_key_id: Some("id".into()),
+        secret_access_key: Some("secret".into()),
+        path_style: true,
+    };
+    let cache = Arc::new(DiskCache::open(dir.path().join("a"), 1 << 20).await.unwrap());
+    let refused = S3Artifacts::new(&options(format!("http://{refusing}")), cache).unwrap().get(&sha).await.unwrap_err();
+    assert_ne!(refused.kind(), std::io::ErrorKind::NotConnected, "{refused}");
+    let cache = Arc::new(DiskCache::open(dir.path().join("b"), 1 << 20).await.unwrap());
+    let nobody = options(format!("http://127.0.0.1:{}", yunmo_testkit::free_port()));
+    let unreachable = S3Artifacts::new(&nobody, cache).unwrap().get(&sha).await.unwrap_err();
+    assert_eq!(unreachable.kind(), std::io::ErrorKind::NotConnected, "{unreachable}");
+}
