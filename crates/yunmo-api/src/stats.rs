@@ -94,8 +94,7 @@ pub async fn live_stats(
     Query(query): Query<StatsQuery>,
 ) -> Result<Json<StatsDto>, ApiError> {
     let seconds = query.seconds.unwrap_or(60);
-    let found = state.service.live_stats(&caller.call, query.model.as_deref(), seconds).await.map_err(ApiError::admin)?;
-    let now = yunmo_service::stats::unix_second();
+    let (now, found) = state.service.live_stats(&caller.call, query.model.as_deref(), seconds).await.map_err(ApiError::admin)?;
     let versions = found
         .into_iter()
         .map(|stats| {

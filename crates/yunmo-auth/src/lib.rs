@@ -184,8 +184,10 @@ impl Gate {
     /// last read if that was less than `key_outage_ttl` ago.
     async fn read_key(&self, id: &str) -> Result<Option<Arc<cache::KnownKey>>, ServiceError> {
         use std::sync::atomic::Ordering;
-        let outage = |error: ServiceError| match self.0.keys.stale(id, self.0.config.key_outage_ttl) {
-            Some(known) => Ok(Some(known)),
+        // What was last read of the key, if recent enough to answer with while the database is down.
+        let last_read = self.0.keys.stale(id, self.0.config.key_outage_ttl);
+        let outage = |error: ServiceError| match &last_read {
+            Some(known) => Ok(Some(known.clone())),
             None => Err(error),
         };
         if self.0.database_down_until.load(Ordering::Relaxed) > calendar::now_ms() {
@@ -195,7 +197,7 @@ impl Gate {
         // With an answer in hand, a lookup gets a short while: a database that is down (each new connection
         // waits for its timeout) or overwhelmed does not hold up callers it already knows.
         let lookup = self.0.registry.get_key(id);
-        let read = match self.0.keys.stale(id, self.0.config.key_outage_ttl) {
+        let read = match &last_read {
             Some(_) => tokio::time::timeout(KNOWN_KEY_LOOKUP, lookup)
                 .await
                 .unwrap_or_else(|_| Err(yunmo_registry::RegistryError::unavailable("the metadata store"))),

@@ -28,7 +28,7 @@ pub(crate) struct StatsRing {
 }
 
 /// The current Unix second.
-pub fn unix_second() -> u64 {
+fn unix_second() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
@@ -224,14 +224,14 @@ pub struct VersionStats {
 
 impl crate::InferenceService {
     /// Live statistics of the loaded versions the caller can see (of `model` only, when given, named as the
-    /// caller names it), second by second over the last `seconds` (1 to 900). Needs `models:read`,
-    /// `models:write` or `metrics`.
+    /// caller names it), second by second over the last `seconds` (1 to 900), with the newest second of every
+    /// series. Needs `models:read`, `models:write` or `metrics`.
     pub async fn live_stats(
         &self,
         call: &crate::Call,
         model: Option<&str>,
         seconds: u64,
-    ) -> Result<Vec<VersionStats>, crate::ServiceError> {
+    ) -> Result<(u64, Vec<VersionStats>), crate::ServiceError> {
         use yunmo_types::Scope;
         if !call.principal.has_any(&[Scope::ModelsRead, Scope::ModelsWrite, Scope::Metrics]) {
             return Err(call.principal.lacks(Scope::ModelsRead));
@@ -261,6 +261,6 @@ impl crate::InferenceService {
             })
             .collect();
         found.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
-        Ok(found)
+        Ok((now, found))
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use yunmo_registry::{Registry, UsageSubject, UsageTotals};
+use yunmo_registry::{Registry, UsageTotals};
 use yunmo_types::{Limits, ServiceError};
 
 use super::{Admission, Subject, has_quota, quota_exceeded, rate_limited, request_capacity};
@@ -113,11 +113,7 @@ impl Local {
         if fresh {
             return Ok(());
         }
-        let query = match subject {
-            Subject::Key(id) => UsageSubject::Key(id),
-            Subject::Tenant(name) => UsageSubject::Tenant(name),
-        };
-        let totals = self.registry.usage_totals(query, month).await?;
+        let totals = self.registry.usage_totals(subject.usage(), month).await?;
         let mut states = self.states();
         let state = states.entry(subject.clone()).or_default();
         if state.used.is_none() || state.month != month {

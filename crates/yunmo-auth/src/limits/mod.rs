@@ -87,6 +87,14 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// Its usage totals' query (monthly counters start from them).
+    fn usage(&self) -> yunmo_registry::UsageSubject<'_> {
+        match self {
+            Subject::Key(id) => yunmo_registry::UsageSubject::Key(id),
+            Subject::Tenant(name) => yunmo_registry::UsageSubject::Tenant(name),
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Subject::Key(id) => format!("key '{id}'"),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 use tokio::sync::{OnceCell, mpsc};
-use yunmo_registry::{Registry, UsageSubject};
+use yunmo_registry::Registry;
 use yunmo_types::{Code, Limits, ServiceError};
 
 use super::{
@@ -106,11 +106,7 @@ impl Shared {
                 Verdict::Ok => return Ok(Admission { subjects }),
                 Verdict::Refused(error) => return Err(error),
                 Verdict::Seed(index) => {
-                    let query = match &subjects[index].0 {
-                        Subject::Key(id) => UsageSubject::Key(id),
-                        Subject::Tenant(name) => UsageSubject::Tenant(name),
-                    };
-                    let totals = self.registry.usage_totals(query, month).await?;
+                    let totals = self.registry.usage_totals(subjects[index].0.usage(), month).await?;
                     seeds[index] = Some([totals.requests, totals.tokens, totals.compute_ms]);
                 }
             }
