@@ -110,7 +110,12 @@ async fn replicas_share_models_keys_limits_and_load_state() {
     let (_, made) =
         call(&a, reqwest::Method::POST, "/api/v1/keys", ADMIN, Some(json!({"tenant": "acme", "scopes": ["models:read", "infer"]}))).await;
     let key = made["key"].as_str().unwrap().to_string();
-    for _ in 0..3 {
+    // The sharing change reaches B within a second, like every change (B had iris cached as private).
+    within(Duration::from_secs(1), "iris made public on A is public on B", async || {
+        call(&b, reqwest::Method::POST, "/v2/models/iris/infer", &key, Some(iris())).await.0 == 200
+    })
+    .await;
+    for _ in 0..2 {
         let (status, body) = call(&b, reqwest::Method::POST, "/v2/models/iris/infer", &key, Some(iris())).await;
         assert_eq!(status, 200, "B caches the key with no limit: {body}");
     }
