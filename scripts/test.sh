@@ -41,5 +41,5 @@ step "Test servers for the client tests (yunmo-testkit: PostgreSQL, S3, Redis)"
 cargo build --locked -p yunmo-testkit --bin yunmo-testkit
 
 step "Client tests (pytest tests/clients)"
-target_dir="${CARGO_TARGET_DIR:-target}"
+target_dir="$(realpath "${CARGO_TARGET_DIR:-target}")"
 YUNMO_BIN="$target_dir/debug/yunmo" "$PY" -m pytest tests/clients -q -p no:cacheprovider

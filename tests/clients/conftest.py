@@ -16,7 +16,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 
 CACHE = os.environ.get("YUNMO_CACHE", os.path.expanduser("~/.cache/yunmo"))
 FIXTURES = os.environ.get("YUNMO_FIXTURES", os.path.join(CACHE, "fixtures"))
-BINARY = os.environ.get("YUNMO_BIN", os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "yunmo"))
+# Absolute: some tests start the binary with another working directory (test_helm runs it in a pod root).
+TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")))
+BINARY = os.path.abspath(os.environ.get("YUNMO_BIN", os.path.join(TARGET, "debug", "yunmo")))
 
 
 def fixture_path(name):

@@ -36,11 +36,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import BINARY, CACHE, ROOT, Server, fixture_path
+from conftest import BINARY, CACHE, ROOT, TARGET, Server, fixture_path
 from models import inputs_for, reference
 
 HELM = os.environ.get("HELM", os.path.join(CACHE, "bin", "helm"))
-TESTKIT = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "yunmo-testkit")
+TESTKIT = os.path.join(TARGET, "debug", "yunmo-testkit")
 ORT_LIBRARY = os.path.join(CACHE, "lib", "libonnxruntime.so.1.31.1")
 CHART = os.path.join(ROOT, "deploy", "helm", "yunmo")
 VALUES = os.path.join(CHART, "ci", "full-values.yaml")
