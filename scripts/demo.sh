@@ -62,7 +62,11 @@ fi
 cat <<MSG
 
 Yunmo is serving KServe V2 on $URL and gRPC on 127.0.0.1:$((PORT + 1)) (data in ./yunmo-data).
-Every call needs an API key; the admin key of this server is in ./yunmo-data/bootstrap-admin.key. Try:
+Every call needs an API key; the admin key of this server is in ./yunmo-data/bootstrap-admin.key.
+
+Console: $URL/ui/  (sign in with the key in ./yunmo-data/bootstrap-admin.key)
+
+Try:
 
   export YUNMO_API_KEY=\$(cat yunmo-data/bootstrap-admin.key)
 

@@ -9,13 +9,15 @@
 #   haproxy: the shipped load-balancer configuration, which the routing test and benchmark run;
 #   buildah: builds the OCI image from scratch (no pull), whose root filesystem a test starts the server in;
 #   prometheus: promtool checks and unit-tests the shipped alert rules, and a real Prometheus scrapes a test
-#     server to evaluate every query of the shipped Grafana dashboards.
+#     server to evaluate every query of the shipped Grafana dashboards;
+#   chromium: the browser the console tests drive with Playwright (executable_path=/usr/bin/chromium; Playwright's
+#     own browser download is never used).
 # Packages are detected by their dpkg install status, never by a file that another package may also
 # provide. Does nothing when they are all installed. Uses sudo when not root.
 set -euo pipefail
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = "installed" ]; }
 missing=()
-for package in cmake g++ libclang-dev openssl postgresql redis-server haproxy buildah prometheus; do
+for package in cmake g++ libclang-dev openssl postgresql redis-server haproxy buildah prometheus chromium; do
   installed "$package" || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

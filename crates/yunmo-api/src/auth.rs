@@ -47,7 +47,8 @@ pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
 /// Management actions (anything but GET under `/api/`, repository load/unload) are audited.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    let principal = match state.gate.caller(state.gate.is_open(&path), credentials(request.headers())).await {
+    let open = state.gate.is_open(&path) || crate::console::is_public(&path);
+    let principal = match state.gate.caller(open, credentials(request.headers())).await {
         Ok(principal) => principal,
         Err(error) => return ApiError::new(error, shape_of(&path)).into_response(),
     };

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod grpc;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::routes())
         .merge(openai::routes(&state))
         .route("/metrics", get(render_metrics))
+        .merge(console::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), front))
@@ -165,7 +167,7 @@ pub fn qualify_model_path<B>(request: &mut axum::http::Request<B>) {
     }
 }
 
-async fn not_found(request: Request) -> Response {
+pub(crate) async fn not_found(request: Request) -> Response {
     let path = request.uri().path();
     let message = format!("no route for {} {path}", request.method());
     error::ApiError::new(ServiceError::new(Code::NotFound, message), auth::shape_of(path)).into_response()

@@ -4,13 +4,13 @@ use utoipa::OpenApi;
 
 use serde_json::{Value, json};
 
-use crate::{admin, schema, stats, tenancy};
+use crate::{admin, console, schema, stats, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Yunmo management API",
-        description = "Models, versions, uploads, sharing, tenants, API keys, usage and audit. Every route needs an API key (Authorization: Bearer ym_...) when auth is on. Inference uses the KServe V2 protocol under /v2 and the OpenAI API under /v1."
+        description = "Models, versions, uploads, sharing, tenants, API keys, usage and audit. Every route needs an API key (Authorization: Bearer ym_...) when auth is on, but this document and the web console (/ui/, /ui/session.json). Inference uses the KServe V2 protocol under /v2 and the OpenAI API under /v1."
     ),
     paths(
         admin::list_models,
@@ -39,8 +39,10 @@ use crate::{admin, schema, stats, tenancy};
         tenancy::audit,
         tenancy::whoami,
         stats::live_stats,
+        console::session,
     ),
     components(schemas(
+        console::SessionDto,
         admin::CreateModel,
         admin::UpdateModel,
         admin::ModelDto,

@@ -67,7 +67,7 @@ pub struct KeySchema {
     pub tenant: String,
     /// Label.
     pub name: String,
-    /// `admin`, `models:write`, `models:read`, `infer`, `metrics`.
+    /// `admin`, `models:write`, `models:read`, `infer`, `metrics`, `keys:write`.
     pub scopes: Vec<String>,
     /// Models it may use (`null`: all its tenant can see).
     pub models: Option<Vec<String>>,

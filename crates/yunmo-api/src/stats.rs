@@ -51,6 +51,10 @@ pub struct VersionStatsDto {
     pub queue_depth: u64,
     /// The most that may wait (`scheduler.queue_capacity`; tensor versions).
     pub queue_capacity: Option<u64>,
+    /// LLMs: sequences being prefilled or decoded now.
+    pub running: Option<u64>,
+    /// LLMs: share of the KV cache holding tokens now, 0 to 1.
+    pub kv_cache_usage: Option<f64>,
     /// Requests and failures over the whole window.
     pub totals: TotalsDto,
     /// The series, one entry per second, oldest first.
@@ -75,14 +79,24 @@ pub struct SeriesDto {
     pub t: Vec<u64>,
     /// Requests that ended in that second.
     pub requests: Vec<u64>,
-    /// Of them, failed.
+    /// Of them, failed (every kind).
     pub failed: Vec<u64>,
+    /// Failures by kind: `invalid` (the caller's mistake: a bad input, an unknown model), `overloaded` (a full
+    /// queue, a limit, a model not ready, a store down), `timeout`, `failed` (the runtime or server),
+    /// `cancelled` (the client left before the end).
+    pub failures: std::collections::BTreeMap<String, Vec<u64>>,
     /// Tokens generated in that second (LLMs).
     pub tokens: Vec<u64>,
     /// Median latency, milliseconds (the upper bound of its power-of-two bucket from 0.1 ms); null without requests.
     pub p50_ms: Vec<Option<f64>>,
     /// 99th percentile latency, milliseconds, likewise.
     pub p99_ms: Vec<Option<f64>>,
+    /// LLMs: median time to first token, milliseconds, likewise (absent for tensor versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_token_p50_ms: Option<Vec<Option<f64>>>,
+    /// LLMs: median time between tokens, milliseconds, likewise (absent for tensor versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inter_token_p50_ms: Option<Vec<Option<f64>>>,
 }
 
 /// Live statistics of the loaded versions the caller can see (needs `models:read`, `models:write` or
@@ -105,6 +119,8 @@ pub async fn live_stats(
                 kind: stats.kind.to_string(),
                 queue_depth: stats.queue_depth as u64,
                 queue_capacity: stats.queue_capacity.map(|capacity| capacity as u64),
+                running: stats.running.map(|running| running as u64),
+                kv_cache_usage: stats.kv_cache_usage,
                 totals: TotalsDto {
                     requests: series.requests.iter().sum(),
                     failed: series.failed.iter().sum(),
@@ -114,9 +130,16 @@ pub async fn live_stats(
                     t: series.seconds,
                     requests: series.requests,
                     failed: series.failed,
+                    failures: yunmo_service::stats::FAILURE_KINDS
+                        .iter()
+                        .zip(series.failures)
+                        .map(|(kind, counts)| (kind.as_str().to_string(), counts))
+                        .collect(),
                     tokens: series.tokens,
                     p50_ms: series.p50_ms,
                     p99_ms: series.p99_ms,
+                    first_token_p50_ms: (stats.kind == "generate").then_some(series.first_token_p50_ms),
+                    inter_token_p50_ms: (stats.kind == "generate").then_some(series.inter_token_p50_ms),
                 },
             }
         })

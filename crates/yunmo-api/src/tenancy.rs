@@ -122,7 +122,8 @@ pub struct CreateKey {
     /// Label.
     #[serde(default)]
     pub name: String,
-    /// Scopes: `admin`, `models:write`, `models:read`, `infer`.
+    /// Scopes: `admin`, `models:write`, `models:read`, `infer`, `metrics`, `keys:write` (create and revoke keys of the
+    /// own tenant).
     #[schema(value_type = Vec<String>)]
     pub scopes: Vec<Scope>,
     /// Models the key may use (default: all its tenant can see).
@@ -147,10 +148,12 @@ pub struct CreatedKey {
     pub record: KeyRecord,
 }
 
-/// Creates a key (admin). The response holds the key itself, once.
+/// Creates a key (admin; or `keys:write` for a key of the caller's own tenant with scopes and models the caller holds, never `admin`). The response holds the key itself, once.
 #[utoipa::path(post, path = "/api/v1/keys", request_body = CreateKey, responses((status = 201, body = CreatedKeySchema)))]
 pub async fn create_key(State(state): State<AppState>, caller: Caller, body: LazyJson<CreateKey>) -> AdminResult<Response> {
-    caller.principal().require(Scope::Admin).map_err(admin)?;
+    if !caller.principal().has_any(&[Scope::Admin, Scope::KeysWrite]) {
+        return Err(admin(caller.principal().lacks(Scope::KeysWrite)));
+    }
     let body = body.read(&state).await.map_err(admin)?;
     let request = KeyRequest {
         tenant: body.tenant.unwrap_or_else(|| caller.principal().tenant.clone()),
@@ -193,7 +196,7 @@ pub async fn list_keys(
     Ok(Json(state.service.list_keys(&caller.call, query.tenant.as_deref()).await.map_err(admin)?))
 }
 
-/// Revokes a key (admin); it is refused from the next request on.
+/// Revokes a key (admin; or `keys:write` for a key of the caller's own tenant); it is refused from the next request on.
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", responses((status = 200, body = KeySchema)))]
 pub async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> AdminResult<Json<KeyRecord>> {
     Ok(Json(state.service.revoke_key(&caller.call, &id).await.map_err(admin)?))

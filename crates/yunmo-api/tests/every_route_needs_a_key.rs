@@ -1,7 +1,8 @@
 //! With auth on, no route serves without a valid key. The routes are enumerated from the router's source
 //! (every `.route("…", …)` in this crate, checked against the number of `.route(` calls so none is
 //! missed), then each is called with every method, without a key and with a bad one: all must answer 401,
-//! except the configured open paths, which must not.
+//! except the configured open paths and the public documents (the console's files and the OpenAPI
+//! document, which hold no data), which must not.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -84,10 +85,10 @@ async fn state(dir: &Path) -> AppState {
 async fn no_route_serves_without_a_valid_key() {
     let dir = tempfile::tempdir().unwrap();
     let app = yunmo_api::router(state(dir.path()).await);
-    let open = ["/v2/health/live", "/v2/health/ready"];
+    let open = ["/v2/health/live", "/v2/health/ready", "/ui", "/ui/", "/ui/app.js", "/ui/session.json", "/api/v1/openapi.json"];
     let mut checked = 0;
     for (route, file) in declared_routes() {
-        let path = route.replace("{name}", "m").replace("{version}", "1").replace("{id}", "k");
+        let path = route.replace("{name}", "m").replace("{version}", "1").replace("{id}", "k").replace("{*path}", "app.js");
         for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
             for header in
                 [None, Some(("authorization", "Bearer ym_0000_0000000000000000000000000000000000")), Some(("api-key", "nonsense"))]
@@ -100,6 +101,9 @@ async fn no_route_serves_without_a_valid_key() {
                 let status = response.status();
                 if open.contains(&path.as_str()) {
                     assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path} is open");
+                    if method == Method::GET {
+                        assert!(status.is_success() || status.is_redirection(), "GET {path} answered {status}");
+                    }
                 } else {
                     assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} ({file}) answered {status} without a valid key");
                     assert!(response.headers().contains_key("www-authenticate"));
@@ -108,8 +112,10 @@ async fn no_route_serves_without_a_valid_key() {
             }
         }
     }
-    // Paths no route declares are refused the same way.
-    let response = app.oneshot(Request::get("/no/such/route").body(Body::empty()).unwrap()).await.unwrap();
+    // Paths no route declares are refused the same way; a missing console file is a plain 404.
+    let response = app.clone().oneshot(Request::get("/no/such/route").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = app.oneshot(Request::get("/ui/no-such-file.js").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(checked > 500, "{checked}");
 }

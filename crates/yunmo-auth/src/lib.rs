@@ -262,7 +262,9 @@ impl Gate {
     /// Creates a key; returns its record and the key itself, which is not stored and cannot be shown again.
     pub async fn create_key(&self, request: KeyRequest) -> Result<(KeyRecord, String), ServiceError> {
         if request.scopes.is_empty() {
-            return Err(ServiceError::invalid("scopes must name at least one of admin, models:write, models:read, infer, metrics"));
+            return Err(ServiceError::invalid(
+                "scopes must name at least one of admin, models:write, models:read, infer, metrics, keys:write",
+            ));
         }
         let generated = key::generate();
         let new = NewKey {

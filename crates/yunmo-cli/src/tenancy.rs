@@ -47,7 +47,7 @@ pub enum KeysCommand {
         /// Label.
         #[arg(long, default_value = "")]
         name: String,
-        /// Scope: admin, models:write, models:read, infer or metrics (repeat for several).
+        /// Scope: admin, models:write, models:read, infer, metrics or keys:write (repeat for several).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Limit the key to this model (repeat for several).

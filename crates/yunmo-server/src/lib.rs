@@ -231,7 +231,8 @@ pub async fn run(
     if let Some(path) = &options.ready_file {
         write_ready_file(path, http_address, grpc_address)?;
     }
-    tracing::info!(http = %http_address, grpc = %grpc_address, tls = tls.is_some(), "Yunmo is ready.");
+    let console = format!("{}://{http_address}{}", if tls.is_some() { "https" } else { "http" }, yunmo_console::PREFIX);
+    tracing::info!(http = %http_address, grpc = %grpc_address, tls = tls.is_some(), %console, "Yunmo is ready.");
     let servers = async {
         let ((), grpc) = tokio::join!(http_server, grpc_server);
         grpc.context("the gRPC server failed")?;

@@ -185,6 +185,7 @@ impl InferenceService {
                 last_token: None,
                 usage: Usage { prompt_tokens, completion_tokens: 0 },
                 outcome: None,
+                ending: None,
                 cell: prompt.usage.clone(),
                 metrics,
                 span: prompt.span.clone(),
@@ -213,8 +214,14 @@ impl Generation {
         match &event {
             GenerateEvent::Chunk(_) => {
                 match self.record.last_token {
-                    None => self.record.metrics.ttft.record((now - self.record.started).as_secs_f64()),
-                    Some(last) => self.record.metrics.itl.record((now - last).as_secs_f64()),
+                    None => {
+                        self.record.metrics.ttft.record((now - self.record.started).as_secs_f64());
+                        self.record.loaded.stats.record_token(true, now - self.record.started);
+                    }
+                    Some(last) => {
+                        self.record.metrics.itl.record((now - last).as_secs_f64());
+                        self.record.loaded.stats.record_token(false, now - last);
+                    }
                 }
                 self.record.first_token.get_or_insert(now);
                 self.record.last_token = Some(now);
@@ -224,9 +231,12 @@ impl Generation {
                 // The prompt is counted by the first choice only (see `Prompt`).
                 self.record.usage.completion_tokens = usage.completion_tokens;
                 self.record.outcome = Some("ok");
+                self.record.ending = Some(crate::stats::Ending::Ok);
             }
             GenerateEvent::Failed(error) => {
-                self.record.outcome = Some(ServiceError::from(error.clone()).code.as_str());
+                let code = ServiceError::from(error.clone()).code;
+                self.record.outcome = Some(code.as_str());
+                self.record.ending = Some(crate::stats::Ending::of(code));
             }
         }
         Some(event)
@@ -250,6 +260,8 @@ struct UsageRecord {
     last_token: Option<Instant>,
     usage: Usage,
     outcome: Option<&'static str>,
+    /// How it ended, for the live statistics (`None`: still running, or dropped by its client).
+    ending: Option<crate::stats::Ending>,
     cell: Option<crate::UsageCell>,
     metrics: metrics::LlmMetrics,
     span: tracing::Span,
@@ -265,7 +277,8 @@ impl Drop for UsageRecord {
         }
         self.metrics.generated.increment(self.usage.completion_tokens);
         self.metrics.ended(outcome);
-        self.loaded.stats.record(outcome == "ok", self.started.elapsed(), self.usage.completion_tokens);
+        let ending = self.ending.unwrap_or(crate::stats::Ending::Cancelled);
+        self.loaded.stats.record(ending, self.started.elapsed(), self.usage.completion_tokens);
         if let (Some(first), Some(last)) = (self.first_token, self.last_token) {
             let decode = (last - first).as_secs_f64();
             if self.usage.completion_tokens > 1 && decode > 0.0 {

@@ -192,7 +192,7 @@ impl InferenceService {
             )));
         }
         let embedded = embedder.embed(&version.model, input).await;
-        loaded.stats.record(embedded.is_ok(), started.elapsed(), 0);
+        loaded.stats.record(stats::Ending::of_result(&embedded), started.elapsed(), 0);
         let (vectors, prompt_tokens) = embedded?;
         call.record_served(&version.model, version.version, 0, started.elapsed().as_micros() as u64);
         if let Some(usage) = &call.usage {
@@ -385,7 +385,7 @@ impl InferenceService {
             Err(error) => loaded.metrics.failed(error.code),
         }
         loaded.metrics.duration.record(started.elapsed().as_secs_f64());
-        loaded.stats.record(result.is_ok(), started.elapsed(), 0);
+        loaded.stats.record(stats::Ending::of_result(&result), started.elapsed(), 0);
         result
     }
 

@@ -14,17 +14,87 @@ pub const SECONDS: u64 = 900;
 /// Latency buckets: bucket `i` holds latencies up to 100 µs × 2^i (the last one, everything above 28 min).
 const LATENCY_BUCKETS: usize = 25;
 
+/// How a request ended, as the live statistics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Answered.
+    Ok,
+    /// Refused for what it asked (a bad input, an unknown model): the caller's mistake.
+    Invalid,
+    /// Refused for load: a full queue, a limit or quota, a model not ready, a store down.
+    Overloaded,
+    /// Past its deadline.
+    Timeout,
+    /// The runtime or the server failed.
+    Failed,
+    /// The client went away before the end (a generation whose stream was dropped).
+    Cancelled,
+}
+
+/// The failure kinds, in the order of [`Series::failures`].
+pub const FAILURE_KINDS: [Ending; 5] = [Ending::Invalid, Ending::Overloaded, Ending::Timeout, Ending::Failed, Ending::Cancelled];
+
+impl Ending {
+    /// The ending of a request that failed with `code`.
+    pub fn of(code: crate::Code) -> Ending {
+        use crate::Code;
+        match code {
+            Code::InvalidRequest
+            | Code::PayloadTooLarge
+            | Code::ModelNotFound
+            | Code::Conflict
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::HeadersTooLarge
+            | Code::UnsupportedMediaType
+            | Code::MethodNotAllowed
+            | Code::NotFound => Ending::Invalid,
+            Code::Overloaded | Code::RateLimited | Code::QuotaExceeded | Code::ModelNotReady | Code::Unavailable => Ending::Overloaded,
+            Code::Timeout => Ending::Timeout,
+            Code::InferenceFailed | Code::Internal => Ending::Failed,
+        }
+    }
+
+    /// The ending of a request that returned `result`.
+    pub fn of_result<T>(result: &Result<T, crate::ServiceError>) -> Ending {
+        result.as_ref().map_or_else(|error| Ending::of(error.code), |_| Ending::Ok)
+    }
+
+    /// Its name in the API (`invalid`, `overloaded`, `timeout`, `failed`, `cancelled`; `ok`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Ok => "ok",
+            Ending::Invalid => "invalid",
+            Ending::Overloaded => "overloaded",
+            Ending::Timeout => "timeout",
+            Ending::Failed => "failed",
+            Ending::Cancelled => "cancelled",
+        }
+    }
+
+    fn failure_index(self) -> Option<usize> {
+        FAILURE_KINDS.iter().position(|kind| *kind == self)
+    }
+}
+
 /// One second's counters.
 struct Slot {
     requests: AtomicU64,
-    failed: AtomicU64,
+    failures: [AtomicU64; FAILURE_KINDS.len()],
     tokens: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS],
+}
+
+/// One second's token timings (LLM versions only).
+struct TokenSlot {
+    first_token: [AtomicU64; LATENCY_BUCKETS],
+    inter_token: [AtomicU64; LATENCY_BUCKETS],
 }
 
 /// The per-second counters of one loaded version.
 pub(crate) struct StatsRing {
     slots: Box<[Slot]>,
+    tokens: Option<Box<[TokenSlot]>>,
 }
 
 /// The current Unix second.
@@ -73,45 +143,71 @@ pub struct Series {
     pub seconds: Vec<u64>,
     /// Requests that ended in that second (answered or failed).
     pub requests: Vec<u64>,
-    /// Of them, failed.
+    /// Of them, failed (all kinds).
     pub failed: Vec<u64>,
+    /// Failures by kind, in the order of [`FAILURE_KINDS`].
+    pub failures: [Vec<u64>; FAILURE_KINDS.len()],
     /// Tokens generated (LLMs).
     pub tokens: Vec<u64>,
     /// Median latency in milliseconds (the upper bound of its bucket; `None` without requests).
     pub p50_ms: Vec<Option<f64>>,
     /// 99th percentile latency in milliseconds, likewise.
     pub p99_ms: Vec<Option<f64>>,
+    /// LLMs: median time to first token, likewise (empty for tensor versions).
+    pub first_token_p50_ms: Vec<Option<f64>>,
+    /// LLMs: median time between tokens, likewise (empty for tensor versions).
+    pub inter_token_p50_ms: Vec<Option<f64>>,
+}
+
+fn counters<const N: usize>() -> [AtomicU64; N] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+/// Which kind of version a ring counts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RingKind {
+    /// Tensor versions: requests, failures, latency.
+    Tensor,
+    /// LLMs: also tokens and token timings.
+    Generate,
 }
 
 impl StatsRing {
-    pub(crate) fn new() -> StatsRing {
+    pub(crate) fn new(kind: RingKind) -> StatsRing {
         let slots = (0..SECONDS)
-            .map(|_| Slot {
-                requests: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
-                tokens: AtomicU64::new(0),
-                latency: std::array::from_fn(|_| AtomicU64::new(0)),
-            })
+            .map(|_| Slot { requests: AtomicU64::new(0), failures: counters(), tokens: AtomicU64::new(0), latency: counters() })
             .collect();
-        StatsRing { slots }
+        let tokens = (kind == RingKind::Generate)
+            .then(|| (0..SECONDS).map(|_| TokenSlot { first_token: counters(), inter_token: counters() }).collect());
+        StatsRing { slots, tokens }
     }
 
     fn slot(&self, second: u64) -> &Slot {
         &self.slots[(second % SECONDS) as usize]
     }
 
-    /// Records a request that ended now, after `latency`, and the tokens it generated.
-    pub(crate) fn record(&self, ok: bool, latency: Duration, tokens: u64) {
+    /// Records a request that ended now as `ending`, after `latency`, and the tokens it generated.
+    pub(crate) fn record(&self, ending: Ending, latency: Duration, tokens: u64) {
         let second = unix_second();
         let slot = self.slot(second);
         add(&slot.requests, second, 1);
-        if !ok {
-            add(&slot.failed, second, 1);
+        if let Some(kind) = ending.failure_index() {
+            add(&slot.failures[kind], second, 1);
         }
         if tokens > 0 {
             add(&slot.tokens, second, tokens);
         }
         add(&slot.latency[bucket(latency)], second, 1);
+    }
+
+    /// Records a generated token that came `gap` after the previous one (or after the request's start, for
+    /// the first).
+    pub(crate) fn record_token(&self, first: bool, gap: Duration) {
+        let Some(slots) = &self.tokens else { return };
+        let second = unix_second();
+        let slot = &slots[(second % SECONDS) as usize];
+        let buckets = if first { &slot.first_token } else { &slot.inter_token };
+        add(&buckets[bucket(gap)], second, 1);
     }
 
     /// The last `seconds` seconds up to and including `now` (at most [`SECONDS`]).
@@ -122,14 +218,30 @@ impl StatsRing {
             let requests = read(&slot.requests, second);
             series.seconds.push(second);
             series.requests.push(requests);
-            series.failed.push(read(&slot.failed, second));
+            let mut failed = 0;
+            for (kind, counter) in slot.failures.iter().enumerate() {
+                let count = read(counter, second);
+                failed += count;
+                series.failures[kind].push(count);
+            }
+            series.failed.push(failed);
             series.tokens.push(read(&slot.tokens, second));
-            let counts: Vec<u64> = slot.latency.iter().map(|counter| read(counter, second)).collect();
-            series.p50_ms.push(quantile(&counts, 0.5));
-            series.p99_ms.push(quantile(&counts, 0.99));
+            let latency = counts(&slot.latency, second);
+            series.p50_ms.push(quantile(&latency, 0.5));
+            series.p99_ms.push(quantile(&latency, 0.99));
+            if let Some(slots) = &self.tokens {
+                let slot = &slots[(second % SECONDS) as usize];
+                series.first_token_p50_ms.push(quantile(&counts(&slot.first_token, second), 0.5));
+                series.inter_token_p50_ms.push(quantile(&counts(&slot.inter_token, second), 0.5));
+            }
         }
         series
     }
+}
+
+/// What each bucket counted in `second`.
+fn counts(buckets: &[AtomicU64; LATENCY_BUCKETS], second: u64) -> [u64; LATENCY_BUCKETS] {
+    std::array::from_fn(|i| read(&buckets[i], second))
 }
 
 /// The upper bound (ms) of the bucket holding quantile `q` of `counts`.
@@ -155,7 +267,7 @@ mod tests {
 
     #[test]
     fn counts_are_exact_and_a_turned_second_restarts_its_slot() {
-        let ring = StatsRing::new();
+        let ring = StatsRing::new(RingKind::Tensor);
         let slot = ring.slot(1000);
         for _ in 0..5 {
             add(&slot.requests, 1000, 1);
@@ -169,13 +281,14 @@ mod tests {
 
     #[test]
     fn concurrent_records_are_all_counted() {
-        let ring = std::sync::Arc::new(StatsRing::new());
+        let ring = std::sync::Arc::new(StatsRing::new(RingKind::Tensor));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let ring = ring.clone();
                 std::thread::spawn(move || {
                     for i in 0..10_000 {
-                        ring.record(i % 10 != 0, Duration::from_micros(500), 2);
+                        let ending = if i % 10 == 0 { Ending::Timeout } else { Ending::Ok };
+                        ring.record(ending, Duration::from_micros(500), 2);
                     }
                 })
             })
@@ -186,7 +299,35 @@ mod tests {
         let series = ring.series(unix_second(), 10);
         assert_eq!(series.requests.iter().sum::<u64>(), 40_000);
         assert_eq!(series.failed.iter().sum::<u64>(), 4_000);
+        assert_eq!(series.failures[2].iter().sum::<u64>(), 4_000, "all timeouts");
+        assert!(series.first_token_p50_ms.is_empty(), "a tensor version has no token timings");
         assert_eq!(series.tokens.iter().sum::<u64>(), 80_000);
+    }
+
+    #[test]
+    fn an_llm_ring_keeps_token_timings_by_second() {
+        let ring = StatsRing::new(RingKind::Generate);
+        ring.record_token(true, Duration::from_millis(3));
+        for _ in 0..9 {
+            ring.record_token(false, Duration::from_micros(150));
+        }
+        ring.record(Ending::Cancelled, Duration::from_millis(5), 10);
+        let series = ring.series(unix_second(), 3);
+        assert_eq!(series.first_token_p50_ms.iter().flatten().copied().collect::<Vec<_>>(), [3.2]);
+        assert_eq!(series.inter_token_p50_ms.iter().flatten().copied().collect::<Vec<_>>(), [0.2]);
+        assert_eq!(series.failures[4].iter().sum::<u64>(), 1, "cancelled");
+        assert_eq!(series.tokens.iter().sum::<u64>(), 10);
+    }
+
+    #[test]
+    fn every_code_has_a_failure_kind() {
+        use crate::Code;
+        for code in Code::ALL {
+            assert_ne!(Ending::of(code), Ending::Ok, "{code:?}");
+        }
+        assert_eq!(Ending::of(Code::RateLimited), Ending::Overloaded);
+        assert_eq!(Ending::of(Code::InvalidRequest), Ending::Invalid);
+        assert_eq!(Ending::of(Code::Internal), Ending::Failed);
     }
 
     #[test]
@@ -218,6 +359,10 @@ pub struct VersionStats {
     pub queue_depth: usize,
     /// The most that may wait (tensor versions).
     pub queue_capacity: Option<usize>,
+    /// LLMs: sequences being prefilled or decoded now.
+    pub running: Option<usize>,
+    /// LLMs: share of the KV cache holding tokens now, 0 to 1.
+    pub kv_cache_usage: Option<f64>,
     /// Its second-by-second series.
     pub series: Series,
 }
@@ -250,12 +395,17 @@ impl crate::InferenceService {
             .filter(|loaded| model.is_none_or(|wanted| wanted == loaded.key.0 || wanted == yunmo_registry::name_for(&loaded.key.0, tenant)))
             .map(|loaded| {
                 let (queue_depth, queue_capacity) = loaded.queue();
+                let engine = loaded.generator().map(|generator| generator.stats());
                 VersionStats {
                     model: yunmo_registry::name_for(&loaded.key.0, tenant).to_string(),
                     version: loaded.key.1,
                     kind: if loaded.generator().is_some() { "generate" } else { "tensor" },
                     queue_depth,
                     queue_capacity,
+                    running: engine.map(|engine| engine.running),
+                    kv_cache_usage: engine
+                        .filter(|engine| engine.kv_cells_total > 0)
+                        .map(|engine| engine.kv_cells_used as f64 / engine.kv_cells_total as f64),
                     series: loaded.stats.series(now, seconds),
                 }
             })

@@ -5,7 +5,7 @@
 use yunmo_auth::KeyRequest;
 pub use yunmo_registry::UsageQuery;
 use yunmo_registry::{AuditEntry, KeyRecord, TenantRecord, UsageGroup, UsageRow};
-use yunmo_types::{Limits, Scope, ServiceError};
+use yunmo_types::{Code, Limits, Scope, ServiceError};
 
 use crate::{Call, InferenceService};
 
@@ -50,7 +50,11 @@ impl InferenceService {
 
     /// Creates a key (admin); returns its record and the key itself, which is not stored.
     pub async fn create_key(&self, call: &Call, request: KeyRequest) -> Result<(KeyRecord, String), ServiceError> {
-        call.principal.require(Scope::Admin)?;
+        let principal = &call.principal;
+        if !principal.is_admin() {
+            principal.require(Scope::KeysWrite)?;
+            self_service_key(principal, &request)?;
+        }
         self.inner.gate.create_key(request).await
     }
 
@@ -62,7 +66,15 @@ impl InferenceService {
 
     /// Revokes a key (admin): it is refused from the next request on.
     pub async fn revoke_key(&self, call: &Call, id: &str) -> Result<KeyRecord, ServiceError> {
-        call.principal.require(Scope::Admin)?;
+        let principal = &call.principal;
+        if !principal.is_admin() {
+            principal.require(Scope::KeysWrite)?;
+            let key = self.inner.registry.get_key(id).await?;
+            // Another tenant's key is answered as missing: its existence is not the caller's to learn.
+            if key.is_none_or(|key| key.tenant != principal.tenant) {
+                return Err(ServiceError::new(Code::NotFound, format!("no key '{id}' in tenant '{}'", principal.tenant)));
+            }
+        }
         self.inner.gate.revoke_key(id).await
     }
 
@@ -94,4 +106,30 @@ impl InferenceService {
         }
         Ok(self.inner.registry.list_audit(tenant.as_deref(), limit).await?)
     }
+}
+
+/// What a tenant's `keys:write` key may create: a key of its own tenant, with scopes it holds itself (never
+/// `admin`), limited to models it may use itself.
+fn self_service_key(principal: &yunmo_auth::Principal, request: &KeyRequest) -> Result<(), ServiceError> {
+    let denied = |message: String| ServiceError::new(Code::PermissionDenied, message);
+    if request.tenant != principal.tenant {
+        return Err(denied(format!(
+            "key '{}' of tenant '{}' cannot create keys of tenant '{}'",
+            principal.key_id, principal.tenant, request.tenant
+        )));
+    }
+    if let Some(scope) = request.scopes.iter().find(|scope| **scope == Scope::Admin || !principal.scopes.contains(scope)) {
+        return Err(denied(format!("key '{}' cannot grant the '{}' scope, which it does not hold", principal.key_id, scope.as_str())));
+    }
+    if let Some(allowed) = &principal.models {
+        match &request.models {
+            None => return Err(denied(format!("key '{}' may use only some models: name them in 'models'", principal.key_id))),
+            Some(models) => {
+                if let Some(model) = models.iter().find(|model| !allowed.contains(model)) {
+                    return Err(denied(format!("key '{}' cannot grant model '{model}', which it may not use", principal.key_id)));
+                }
+            }
+        }
+    }
+    Ok(())
 }

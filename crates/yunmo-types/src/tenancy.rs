@@ -20,11 +20,15 @@ pub enum Scope {
     /// Read `/metrics`, which names every tenant's models: for a Prometheus scraper's key.
     #[serde(rename = "metrics")]
     Metrics,
+    /// Create and revoke keys of the caller's own tenant, with no scope the caller lacks itself (never
+    /// `admin`): tenant self-service.
+    #[serde(rename = "keys:write")]
+    KeysWrite,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [Scope::Admin, Scope::ModelsWrite, Scope::ModelsRead, Scope::Infer, Scope::Metrics];
+    pub const ALL: [Scope; 6] = [Scope::Admin, Scope::ModelsWrite, Scope::ModelsRead, Scope::Infer, Scope::Metrics, Scope::KeysWrite];
 
     /// The wire name (`models:write`).
     pub fn as_str(self) -> &'static str {
@@ -34,6 +38,7 @@ impl Scope {
             Scope::ModelsRead => "models:read",
             Scope::Infer => "infer",
             Scope::Metrics => "metrics",
+            Scope::KeysWrite => "keys:write",
         }
     }
 }

@@ -52,6 +52,13 @@ async fn live_stats_count_every_request_once_and_follow_what_a_key_can_see() {
         assert_eq!(series[column].as_array().unwrap().len(), 120, "{column}");
     }
     assert!(series["p99_ms"].as_array().unwrap().iter().any(Value::is_f64), "a latency where requests ended");
+    let failures = series["failures"].as_object().unwrap();
+    let kinds: Vec<&str> = failures.keys().map(String::as_str).collect();
+    assert_eq!(kinds, ["cancelled", "failed", "invalid", "overloaded", "timeout"]);
+    let sum = |kind: &str| failures[kind].as_array().unwrap().iter().map(|count| count.as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("invalid"), 2, "the wrong shapes are the caller's mistakes: {series}");
+    assert_eq!(kinds.iter().map(|kind| sum(kind)).sum::<u64>(), 2, "and the only failures");
+    assert!(series.get("first_token_p50_ms").is_none(), "token timings are for LLMs");
     assert_eq!(iris_entry["queue_capacity"], 1024);
 
     let (status, own) = call(&server, reqwest::Method::GET, "/api/v1/stats?model=mine", &tenant_key, None).await;

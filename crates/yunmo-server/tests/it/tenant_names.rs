@@ -143,3 +143,55 @@ async fn an_open_path_grants_no_scopes() {
     assert_eq!(server.client.get(url("/v2/health/live")).send().await.unwrap().status(), 200);
     server.stop();
 }
+
+/// `keys:write`: a tenant's key creates and revokes keys of its own tenant, granting only scopes and models
+/// it holds (never `admin`), and cannot touch another tenant's keys, whose existence it does not learn.
+#[tokio::test]
+async fn a_keys_write_key_manages_only_its_own_tenants_keys_within_its_own_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[("YUNMO__AUTH__ENABLED", "true")]).await;
+    let bootstrap = std::fs::read_to_string(dir.path().join("data/bootstrap-admin.key")).unwrap().trim().to_string();
+    let admin = Api { server: &server, key: bootstrap };
+    let mut owners = Vec::new();
+    for tenant in ["a", "b"] {
+        assert_eq!(admin.call(reqwest::Method::POST, "/api/v1/tenants", Some(json!({ "name": tenant }))).await.0, 201);
+        let request = json!({ "tenant": tenant, "scopes": ["models:read", "infer", "keys:write"], "models": ["iris"] });
+        let (status, body) = admin.call(reqwest::Method::POST, "/api/v1/keys", Some(request)).await;
+        assert_eq!(status, 201, "{body}");
+        owners.push(Api { server: &server, key: body["key"].as_str().unwrap().to_string() });
+    }
+    let (a, b) = (&owners[0], &owners[1]);
+    let create = |body: Value| async move { a.call(reqwest::Method::POST, "/api/v1/keys", Some(body)).await };
+    let (status, made) = create(json!({ "name": "ci", "scopes": ["infer"], "models": ["iris"] })).await;
+    assert_eq!((status, made["tenant"].as_str()), (201, Some("a")), "{made}");
+    let made_key = Api { server: &server, key: made["key"].as_str().unwrap().to_string() };
+    assert_eq!(made_key.call(reqwest::Method::GET, "/api/v1/whoami", None).await.0, 200);
+    let refusals = [
+        (json!({ "scopes": ["admin"], "models": ["iris"] }), "'admin' scope"),
+        (json!({ "scopes": ["models:write"], "models": ["iris"] }), "'models:write' scope"),
+        (json!({ "scopes": ["infer"] }), "name them in 'models'"),
+        (json!({ "scopes": ["infer"], "models": ["other"] }), "model 'other'"),
+        (json!({ "scopes": ["infer"], "models": ["iris"], "tenant": "b" }), "tenant 'b'"),
+    ];
+    for (body, names) in refusals {
+        let (status, answer) = create(body.clone()).await;
+        assert_eq!(status, 403, "{body}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(names), "{body}: {answer}");
+    }
+    // B's key cannot revoke A's key and is told only that B has no such key.
+    let id = made["id"].as_str().unwrap();
+    let (status, answer) = b.call(reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), None).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["message"], format!("no key '{id}' in tenant 'b'"));
+    assert_eq!(made_key.call(reqwest::Method::GET, "/api/v1/whoami", None).await.0, 200, "still valid");
+    let (status, answer) = a.call(reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(made_key.call(reqwest::Method::GET, "/api/v1/whoami", None).await.0, 401, "revoked by its tenant's key");
+    // Without keys:write, a tenant key still cannot create keys.
+    let (status, body) = admin.call(reqwest::Method::POST, "/api/v1/keys", Some(json!({ "tenant": "a", "scopes": ["infer"] }))).await;
+    assert_eq!(status, 201);
+    let plain = Api { server: &server, key: body["key"].as_str().unwrap().to_string() };
+    let (status, answer) = plain.call(reqwest::Method::POST, "/api/v1/keys", Some(json!({ "scopes": ["infer"] }))).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("'keys:write'"), "{answer}");
+}
