@@ -2,7 +2,7 @@
 """A/B of two yunmo binaries on the same load, interleaved: for judging a change to the serving path.
 
 Usage: bench/ab.py --a OLD_BINARY --b NEW_BINARY [--rounds 3] [--duration 5] [--concurrency 1,64]
-                   [--grpc] [--llm] [--auth] [--env KEY=VALUE ...]
+                   [--grpc] [--llm] [--auth] [--env KEY=VALUE ...] [--env-a KEY=VALUE ...] [--env-b KEY=VALUE ...]
 
 Each round starts A then B (pinned to CPU 0, one async-runtime and one ONNX Runtime thread, like
 bench/run.py), uploads the iris MLP, and drives `GET /v2/health/live` at concurrency 1 and V2 JSON infer at
@@ -55,6 +55,8 @@ def main():
     parser.add_argument("--concurrency", default="1,64")
     parser.add_argument("--fixtures", default=os.path.join(run.CACHE, "bench-models"))
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for both servers")
+    parser.add_argument("--env-a", action="append", default=[], help="KEY=VALUE for A only (A/B of a setting on one binary)")
+    parser.add_argument("--env-b", action="append", default=[], help="KEY=VALUE for B only")
     parser.add_argument("--grpc", action="store_true", help="also V2 gRPC ModelInfer at each concurrency")
     parser.add_argument("--llm", action="store_true", help="also one LLM stream (SmolLM2 GGUF) at a time")
     parser.add_argument("--llm-runs", type=int, default=5)
@@ -62,6 +64,7 @@ def main():
     parser.add_argument("--llm-only", action="store_true", help="only the LLM stream (implies --llm)")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
+    side_env = {side: {**env, **dict(item.split("=", 1) for item in extra)} for side, extra in (("a", args.env_a), ("b", args.env_b))}
     body_dir = tempfile.mkdtemp(prefix="yunmo-ab-")
     body = os.path.join(body_dir, "mlp.json")
     with open(body, "w") as f:
@@ -80,7 +83,7 @@ def main():
         for side, binary in (("a", args.a), ("b", args.b)):
             work = tempfile.mkdtemp(prefix=f"yunmo-ab-{side}-")
             run.log(f"== round {round_index + 1}, {side}: {binary}")
-            server = server_class(binary, env, args.auth)(work, ["mlp"], args.fixtures)
+            server = server_class(binary, side_env[side], args.auth)(work, ["mlp"], args.fixtures)
             try:
                 for label, extra in loads:
                     results[(side, label)].append(run.measure(server, args, label, extra(server)))
@@ -100,7 +103,7 @@ def main():
         a_ttft, b_ttft, a_tps, b_tps = med("a", "ttft_ms"), med("b", "ttft_ms"), med("a", "decode_tok_s"), med("b", "decode_tok_s")
         lines.append(f"| llm stream TTFT ms (B/A) | {a_ttft:.1f} | {b_ttft:.1f} | {b_ttft / a_ttft:.2f}x | | | | |")
         lines.append(f"| llm stream decode tok/s | {a_tps:.1f} | {b_tps:.1f} | {b_tps / a_tps:.2f}x | | | | |")
-    print(f"A = {args.a}\nB = {args.b}\nauth {'on' if args.auth else 'off'}; median of {args.rounds} interleaved rounds, {args.duration:.0f} s each\n")
+    print(f"A = {args.a} {' '.join(args.env_a)}\nB = {args.b} {' '.join(args.env_b)}\nauth {'on' if args.auth else 'off'}; median of {args.rounds} interleaved rounds, {args.duration:.0f} s each\n")
     print("\n".join(lines))
     shutil.rmtree(body_dir, ignore_errors=True)
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import urllib.parse
 
 import numpy as np
@@ -40,7 +41,8 @@ def api(srv, method, path, body=None, key=ADMIN):
 @pytest.fixture(scope="module")
 def console():
     data_dir = tempfile.mkdtemp(prefix="yunmo-console-")
-    srv = Server(data_dir, env={"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200"})
+    srv = Server(data_dir, env={"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200",
+                                "YUNMO__ALERTS__INTERVAL_S": "1"})
     keys = {}
     for tenant in ("a", "b"):
         status, body = api(srv, "POST", "/api/v1/tenants", {"name": tenant, "limits": {"monthly_requests": 1000}})
@@ -50,7 +52,8 @@ def console():
         assert status == 201, body
         keys[tenant] = body["key"]
     srv.key = keys["a"]
-    srv.push("a_iris", "iris_mlp.onnx")
+    # A small drift baseline, so that the model page has verdicts to show after a few requests.
+    srv.push("a_iris", "iris_mlp.onnx", config={"drift": {"baseline_rows": 20, "min_count": 10}})
     srv.key = keys["b"]
     srv.push("b_iris", "iris_mlp.onnx")
     srv.push_file("b_llm", SMOLLM)
@@ -181,6 +184,37 @@ def test_models_page_lists_pushed_models_uploads_with_progress_and_loads(console
     tab.close()
 
 
+def test_the_model_page_shows_each_features_drift_as_the_api_does(console):
+    srv, keys, browser = console
+    # After the overview test's 37 identical rows (20 of them the baseline), rows elsewhere on X[2] and X[3].
+    client = httpclient.InferenceServerClient(srv.address)
+    tensor = httpclient.InferInput("X", [1, 4], "FP32")
+    tensor.set_data_from_numpy(np.array([[5.1, 3.5, 6.0, 2.2]], dtype=np.float32))
+    for _ in range(15):
+        client.infer("a_iris", [tensor], headers={"authorization": f"Bearer {keys['a']}"})
+    path = "/api/v1/models/a%2Fa_iris/versions/1/drift"
+    deadline = time.time() + 10
+    while True:  # the drift worker counts off the request path
+        status, report = api(srv, "GET", path)
+        assert status == 200, report
+        counts = {feature["name"]: feature["window_count"] for feature in report["features"]}
+        if counts.get("X[2]") == 17 + 15 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert counts.get("X[2]") == 32, report
+    tab = Tab(browser, srv)
+    tab.sign_in(ADMIN)
+    tab.open("model/a%2Fa_iris", "[data-testid=drift-1]")
+    status, report = api(srv, "GET", path)
+    for feature in report["features"]:
+        shown = tab.page.text_content(f"[data-testid='drift-1-{feature['name']}']")
+        assert shown == feature["state"].replace("_", " "), (feature["name"], shown, feature["state"])
+    states = {feature["name"]: feature["state"] for feature in report["features"]}
+    assert states["X[2]"] == "alert" and states["X[0]"] == "ok", states
+    tab.shot("model-drift")
+    tab.close()
+
+
 def test_keys_are_created_shown_once_and_revoked_from_the_page(console):
     srv, keys, browser = console
     tab = Tab(browser, srv)
@@ -259,9 +293,15 @@ def test_every_other_page_renders_without_errors(console):
     srv, keys, browser = console
     tab = Tab(browser, srv)
     tab.sign_in(ADMIN)
-    for page, ready in (("tenants", "[data-testid=tenants]"), ("audit", "[data-testid=audit]")):
+    for page, ready in (("tenants", "[data-testid=tenants]"), ("audit", "[data-testid=audit]"), ("alerts", "[data-testid=firing]")):
         tab.open(page, ready)
         tab.shot(page)
+    # The drifting model of the drift test fires YunmoDrift; the page lists what the API lists.
+    status, listed = api(srv, "GET", "/api/v1/alerts")
+    assert status == 200 and any(alert["name"] == "YunmoDrift" for alert in listed["firing"]), listed
+    assert len(tab.page.query_selector_all("[data-testid=firing] tbody tr")) == len(listed["firing"])
+    assert "YunmoDrift" in tab.page.text_content("[data-testid=firing]")
+    tab.open("audit", "[data-testid=audit]")
     audit = tab.page.text_content("[data-testid=audit]")
     assert "POST /api/v1/keys" in audit and "DELETE /api/v1/keys/" in audit, "the page shows the key actions"
     tab.close()

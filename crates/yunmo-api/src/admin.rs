@@ -194,6 +194,12 @@ pub struct VersionConfigDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub price: Option<Price>,
+    /// Drift monitoring of this version, replacing the server's `[drift]` defaults field by field:
+    /// `{"enabled", "sampling", "baseline_rows", "window_s", "min_count", "bins", "top_values", "max_columns",
+    /// "features", "psi_warn", "psi_alert", "js_warn", "js_alert", "cosine_warn", "cosine_alert"}` (all optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub drift: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn one() -> u32 {
@@ -210,6 +216,7 @@ impl From<VersionConfigDto> for VersionConfig {
             embedding: dto.embedding,
             chat_template: dto.chat_template,
             price: dto.price,
+            drift: dto.drift,
         }
     }
 }
@@ -305,6 +312,7 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
             embedding: record.config.embedding,
             chat_template: record.config.chat_template,
             price: record.config.price,
+            drift: record.config.drift,
         },
         has_tokenizer: record.has_tokenizer,
         loaded,

@@ -6,9 +6,11 @@
 //! the error through the one table in [`error`]. [`grpc`] serves the same service over gRPC. This is the only crate that knows HTTP or JSON shapes.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod console;
+pub mod drift;
 pub mod error;
 pub mod extract;
 pub mod grpc;
@@ -101,6 +103,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(tenancy::routes())
         .merge(stats::routes())
+        .merge(drift::routes())
+        .merge(alerts::routes())
         .merge(openai::routes(&state))
         .route("/metrics", get(render_metrics))
         .merge(console::routes())

@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 
 use serde_json::{Value, json};
 
-use crate::{admin, console, schema, stats, tenancy};
+use crate::{admin, alerts, console, drift, schema, stats, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,9 +40,21 @@ use crate::{admin, console, schema, stats, tenancy};
         tenancy::whoami,
         stats::live_stats,
         console::session,
+        drift::drift,
+        drift::set_baseline,
+        drift::reset_baseline,
+        alerts::alerts,
     ),
     components(schemas(
         console::SessionDto,
+        drift::DriftDto,
+        drift::BaselineDto,
+        drift::WindowsDto,
+        drift::WindowDto,
+        drift::FeatureDto,
+        drift::BinDto,
+        alerts::AlertsDto,
+        alerts::AlertDto,
         admin::CreateModel,
         admin::UpdateModel,
         admin::ModelDto,

@@ -61,6 +61,8 @@ async fn state(dir: &Path) -> AppState {
                 idle_unload: Duration::ZERO,
             },
             request_timeout: Duration::from_secs(5),
+            drift: yunmo_drift::DriftSettings::default(),
+            alerts: Default::default(),
         },
         gate.clone(),
     );

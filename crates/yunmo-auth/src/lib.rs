@@ -5,7 +5,7 @@
 
 mod access;
 mod cache;
-pub mod calendar;
+pub use yunmo_types::calendar;
 pub mod key;
 mod limits;
 mod meter;

@@ -10,6 +10,7 @@ import * as usage from "./pages/usage.js";
 import * as keys from "./pages/keys.js";
 import * as tenants from "./pages/tenants.js";
 import * as audit from "./pages/audit.js";
+import * as alerts from "./pages/alerts.js";
 import * as apidoc from "./pages/apidoc.js";
 
 /** Pages by their first path segment; `open` ones need no key; `show(ctx)` says whether the nav lists it. */
@@ -20,6 +21,7 @@ const PAGES = {
   model: { page: model },
   usage: { page: usage, title: "Usage & cost", show: () => true },
   keys: { page: keys, title: "Keys", show: () => true },
+  alerts: { page: alerts, title: "Alerts", show: () => true },
   tenants: { page: tenants, title: "Tenants", show: (ctx) => ctx.isAdmin },
   audit: { page: audit, title: "Audit log", show: () => true },
   api: { page: apidoc, title: "API", open: true, show: () => true },

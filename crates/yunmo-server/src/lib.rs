@@ -2,6 +2,7 @@
 //! graceful shutdown. [`run`] takes already-bound listeners and a shutdown future, so tests can start a
 //! server on port 0 in-process or through the `yunmo` binary.
 
+mod alerting;
 mod conn;
 mod http;
 pub mod settings;
@@ -148,6 +149,8 @@ pub async fn run(
                 idle_unload: Duration::from_secs(settings.scheduler.idle_unload_seconds),
             },
             request_timeout: Duration::from_millis(settings.scheduler.request_timeout_ms),
+            drift: settings.drift.clone(),
+            alerts: alerting::rules(&settings.alerts),
         },
         gate.clone(),
     );
@@ -155,6 +158,7 @@ pub async fn run(
         tracing::warn!(error = %error.message, "Could not read which versions the cluster keeps loaded; continuing.");
     }
     watch_changes(registry_changes, &service);
+    let alert_service = service.clone();
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = AppState::new(yunmo_api::AppParts {
         service,
@@ -185,6 +189,7 @@ pub async fn run(
     };
     let http_address = listeners.http.local_addr()?;
     let grpc_address = listeners.grpc.local_addr()?;
+    alerting::start(&settings.alerts, alert_service, http_address, tls.is_some());
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
 

@@ -27,6 +27,42 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Where rate limits and quotas are counted.
     pub limits: LimitSettings,
+    /// Drift monitoring defaults (each version's config may override them field by field).
+    pub drift: yunmo_drift::DriftSettings,
+    /// The built-in alert rules and where their notifications go.
+    pub alerts: AlertSettings,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Evaluate the built-in rules at all.
+    pub enabled: bool,
+    /// Seconds between evaluations.
+    pub interval_s: u64,
+    /// Window of the error-rate and latency rules, seconds (1 to 900).
+    pub window_s: u64,
+    /// Requests a version needs in the window before those rules judge it.
+    pub min_requests: u64,
+    /// Share of requests failing (error, timeout, overload) that fires `YunmoHighErrorRate`.
+    pub error_rate: f64,
+    /// p99 latency objective, milliseconds (`YunmoLatencyObjective`).
+    pub p99_ms: f64,
+    /// Queue depth over capacity that fires `YunmoQueueSaturated`.
+    pub queue_saturation: f64,
+    /// How far ahead a monthly quota's projected run-out fires `YunmoQuotaRunningOut`, seconds.
+    pub quota_horizon_s: u64,
+    /// Changes kept in the history `GET /api/v1/alerts` shows.
+    pub history: usize,
+    /// Webhook receivers (URLs, which may hold tokens: secrets), sent Alertmanager's webhook JSON.
+    pub webhooks: Vec<Secret>,
+    /// This server's address as people reach it, for the notifications' links (default: the HTTP address).
+    pub external_url: String,
+    /// Longest wait for one delivery, milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// Tries per receiver and notification (doubling backoff from 500 ms).
+    pub webhook_attempts: u32,
 }
 
 /// `[limits]`.
@@ -325,6 +361,8 @@ impl Settings {
 
     /// Checks bounds; messages name the key, the bound and the value.
     pub fn validate(&self) -> Result<(), String> {
+        self.drift.validate()?;
+        self.validate_alerts()?;
         let server = &self.server;
         let at_least_one = [
             ("server.max_body_bytes", server.max_body_bytes as u64),
@@ -370,6 +408,37 @@ impl Settings {
         self.validate_limits()?;
         if !matches!(self.telemetry.log_format.as_str(), "text" | "json") {
             return Err(format!("telemetry.log_format must be \"text\" or \"json\", got {:?}", self.telemetry.log_format));
+        }
+        Ok(())
+    }
+
+    fn validate_alerts(&self) -> Result<(), String> {
+        let alerts = &self.alerts;
+        let counts = [
+            ("alerts.interval_s", alerts.interval_s, 1, 86_400),
+            ("alerts.window_s", alerts.window_s, 1, 900),
+            ("alerts.history", alerts.history as u64, 1, 100_000),
+            ("alerts.webhook_timeout_ms", alerts.webhook_timeout_ms, 1, 600_000),
+            ("alerts.webhook_attempts", u64::from(alerts.webhook_attempts), 1, 100),
+        ];
+        for (name, value, low, high) in counts {
+            if !(low..=high).contains(&value) {
+                return Err(format!("{name} must be between {low} and {high}, got {value}"));
+            }
+        }
+        let shares = [("alerts.error_rate", alerts.error_rate), ("alerts.queue_saturation", alerts.queue_saturation)];
+        for (name, value) in shares {
+            if !(value > 0.0 && value <= 1.0) {
+                return Err(format!("{name} must be in (0, 1], got {value}"));
+            }
+        }
+        if !(alerts.p99_ms.is_finite() && alerts.p99_ms > 0.0) {
+            return Err(format!("alerts.p99_ms must be a positive number, got {}", alerts.p99_ms));
+        }
+        for url in &alerts.webhooks {
+            if !(url.expose().starts_with("http://") || url.expose().starts_with("https://")) {
+                return Err("alerts.webhooks: every receiver must be an http:// or https:// URL".into());
+            }
         }
         Ok(())
     }

@@ -186,6 +186,7 @@ impl InferenceService {
                 usage: Usage { prompt_tokens, completion_tokens: 0 },
                 outcome: None,
                 ending: None,
+                finish_reason: None,
                 cell: prompt.usage.clone(),
                 metrics,
                 span: prompt.span.clone(),
@@ -227,7 +228,8 @@ impl Generation {
                 self.record.last_token = Some(now);
                 self.record.usage.completion_tokens += 1;
             }
-            GenerateEvent::Finished { usage, .. } => {
+            GenerateEvent::Finished { usage, reason } => {
+                self.record.finish_reason = Some(reason.as_str());
                 // The prompt is counted by the first choice only (see `Prompt`).
                 self.record.usage.completion_tokens = usage.completion_tokens;
                 self.record.outcome = Some("ok");
@@ -262,6 +264,8 @@ struct UsageRecord {
     outcome: Option<&'static str>,
     /// How it ended, for the live statistics (`None`: still running, or dropped by its client).
     ending: Option<crate::stats::Ending>,
+    /// Why it finished (`stop`, `length`, ...), once it has.
+    finish_reason: Option<&'static str>,
     cell: Option<crate::UsageCell>,
     metrics: metrics::LlmMetrics,
     span: tracing::Span,
@@ -278,6 +282,9 @@ impl Drop for UsageRecord {
         self.metrics.generated.increment(self.usage.completion_tokens);
         self.metrics.ended(outcome);
         let ending = self.ending.unwrap_or(crate::stats::Ending::Cancelled);
+        if let (Some(reason), Some(watch)) = (self.finish_reason, self.loaded.drift.as_ref().filter(|watch| watch.sampled())) {
+            watch.submit_sample(yunmo_drift::extract::generation(self.usage.prompt_tokens, self.usage.completion_tokens, reason));
+        }
         self.loaded.stats.record(ending, self.started.elapsed(), self.usage.completion_tokens);
         if let (Some(first), Some(last)) = (self.first_token, self.last_token) {
             let decode = (last - first).as_secs_f64();

@@ -6,10 +6,12 @@
 //! load, unload) also live here, so that REST, gRPC and the CLI share one behaviour.
 //! It knows no wire format and no HTTP status: errors carry a [`Code`] that transports map.
 
+pub mod alerts;
 mod batching;
 mod call;
 mod classify;
 mod cluster;
+pub mod drift;
 pub mod embed;
 pub mod generate;
 mod load;
@@ -49,6 +51,10 @@ pub struct ServiceConfig {
     pub workers: WorkerConfig,
     /// How long a request may take from admission to its result; past it the answer is `timeout`.
     pub request_timeout: std::time::Duration,
+    /// Drift monitoring defaults (`[drift]`), which a version's config may override.
+    pub drift: yunmo_drift::DriftSettings,
+    /// The built-in alert rules' bounds (`[alerts]`).
+    pub alerts: alerts::AlertRules,
 }
 
 /// Model metadata as the V2 protocol reports it.
@@ -124,6 +130,10 @@ struct Inner {
     models: ModelManager,
     factories: Vec<Arc<dyn BackendFactory>>,
     request_timeout: std::time::Duration,
+    /// Drift watches and their worker.
+    drift: drift::DriftHub,
+    /// The alert rules and what they fired.
+    alerts: alerts::AlertState,
 }
 
 impl InferenceService {
@@ -134,7 +144,9 @@ impl InferenceService {
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
         let (resolved, records, named, generation) = Default::default();
-        let inner = Inner { registry, gate, resolved, records, named, generation, models, factories, request_timeout };
+        let drift = drift::DriftHub::new(config.drift);
+        let alerts = alerts::AlertState::new(config.alerts);
+        let inner = Inner { registry, gate, resolved, records, named, generation, models, factories, request_timeout, drift, alerts };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
             let weak = Arc::downgrade(&service.inner);
@@ -161,6 +173,7 @@ impl InferenceService {
                 ::metrics::gauge!(metrics::LLM_KV_CACHE_USAGE_RATIO, &labels).set(ratio);
             }
         }
+        self.inner.drift.refresh_gauges();
     }
 
     /// Embeds texts or token lists with an encoder that has an embedding config.
@@ -194,6 +207,9 @@ impl InferenceService {
         let embedded = embedder.embed(&version.model, input).await;
         loaded.stats.record(stats::Ending::of_result(&embedded), started.elapsed(), 0);
         let (vectors, prompt_tokens) = embedded?;
+        if let Some(watch) = loaded.drift.as_ref().filter(|watch| watch.sampled()) {
+            watch.submit_sample(yunmo_drift::extract::embeddings(&vectors, prompt_tokens));
+        }
         call.record_served(&version.model, version.version, 0, started.elapsed().as_micros() as u64);
         if let Some(usage) = &call.usage {
             usage.add_tokens(prompt_tokens, 0);
@@ -334,6 +350,7 @@ impl InferenceService {
             signature: version.signature.clone(),
             tokenizer,
             size_bytes: version.size_bytes,
+            drift: self.inner.drift.watch(&(version.model.clone(), version.version), &version.config),
         };
         self.inner.models.get_or_load(spec).await.map_err(|error| match error.code {
             // A stored file that no longer loads is the server's problem, not the request's.
@@ -373,9 +390,14 @@ impl InferenceService {
         // The time a lazy load took does not count against the request (as before the deadline moved to
         // admission): only reading, decoding, queueing and compute do.
         let deadline = call.deadline.unwrap_or_else(|| started + self.inner.request_timeout) + loading.elapsed();
+        // A sampled request's tensors (reference-counted bytes) go to the drift worker with its answer.
+        let watched = loaded.drift.as_ref().filter(|watch| watch.sampled()).map(|watch| (watch.clone(), input.inputs.clone()));
         let result = self.infer_loaded(&version, &loaded, input, deadline).await;
         match &result {
             Ok(output) => {
+                if let Some((watch, inputs)) = watched {
+                    watch.submit(drift::Job::Tensors { watch: watch.clone(), inputs, outputs: output.outputs.clone() });
+                }
                 call.record_served(&version.model, output.model_version, output.queue_us, output.compute_us);
                 if let Some(usage) = &call.usage {
                     usage.add_elements(input_elements, elements(&output.outputs));

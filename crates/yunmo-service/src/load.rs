@@ -95,6 +95,7 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
         runtime: Runtime::Tensor(queue),
         tokenizer_digest: spec.tokenizer.as_deref().map(crate::loaded::tokenizer_digest),
         stats: crate::stats::StatsRing::new(crate::stats::RingKind::Tensor),
+        drift: spec.drift,
         embedder,
         chat_template: Err("it is not a text-generation model".into()),
         llm_metrics: None,
@@ -141,5 +142,6 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
         last_used_order: AtomicU64::new(0),
         tokenizer_digest: None,
         stats: crate::stats::StatsRing::new(crate::stats::RingKind::Generate),
+        drift: spec.drift,
     }))
 }

@@ -29,6 +29,8 @@ pub struct LoadSpec {
     pub tokenizer: Option<String>,
     /// Size of the artifact, the first estimate of its memory.
     pub size_bytes: u64,
+    /// Its drift watch, when drift monitoring is on for it.
+    pub(crate) drift: Option<Arc<crate::drift::Watch>>,
 }
 
 /// Options shared by every loaded model.
@@ -69,6 +71,8 @@ pub struct LoadedModel {
     /// A digest of the `tokenizer.json` it was loaded with, to notice when another replica replaces it.
     pub(crate) tokenizer_digest: Option<u64>,
     /// Its requests second by second over the last 15 minutes (`/api/v1/stats`).
+    /// Its drift watch, when drift monitoring is on for it.
+    pub(crate) drift: Option<Arc<crate::drift::Watch>>,
     pub(crate) stats: crate::stats::StatsRing,
 }
 

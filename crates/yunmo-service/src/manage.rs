@@ -179,6 +179,7 @@ impl InferenceService {
         target.permits(call, Action::Write)?;
         let name = target.name();
         options.config.validate().map_err(ServiceError::invalid)?;
+        self.inner.drift.settings(&options.config).map_err(ServiceError::invalid)?;
         if let Some(tokenizer) = &options.tokenizer {
             check_tokenizer(tokenizer)?;
         }
@@ -242,6 +243,7 @@ impl InferenceService {
         config: VersionConfig,
     ) -> Result<VersionRecord, ServiceError> {
         target.permits(call, Action::Write)?;
+        self.inner.drift.settings(&config).map_err(ServiceError::invalid)?;
         let name = target.name();
         let result = self.inner.registry.set_version_config(name, version, config).await;
         self.invalidate(name);

@@ -46,6 +46,15 @@ pub const LLM_SEQUENCES_RUNNING: &str = "yunmo_llm_sequences_running";
 pub const LLM_SEQUENCES_WAITING: &str = "yunmo_llm_sequences_waiting";
 /// Share of the KV cache holding tokens, 0 to 1, by `model` (set at scrape time).
 pub const LLM_KV_CACHE_USAGE_RATIO: &str = "yunmo_llm_kv_cache_usage_ratio";
+/// A feature's drift statistic on its judged window, by `model`, `version`, `feature` and `statistic`
+/// (`psi`, `js_distance`, `cosine_distance`; set at scrape time).
+pub const DRIFT_SCORE: &str = "yunmo_drift_score";
+/// A feature's drift state: 0 ok, 1 warn, 2 alert, -1 not judged yet, by `model`, `version`, `feature`.
+pub const DRIFT_STATE: &str = "yunmo_drift_state";
+/// Rows in a version's current drift window, by `model`, `version`.
+pub const DRIFT_WINDOW_ROWS: &str = "yunmo_drift_window_rows";
+/// Samples dropped because the drift worker was behind, by `model`, `version` (since the watch began).
+pub const DRIFT_SAMPLES_DROPPED: &str = "yunmo_drift_samples_dropped";
 /// Tokens embedded, special tokens included, by `model`.
 pub const EMBEDDING_TOKENS_TOTAL: &str = "yunmo_embedding_tokens_total";
 /// Padded tokens (rows × longest) per encoder call, by `model`.
@@ -223,6 +232,10 @@ pub fn describe() {
     describe_gauge!(LLM_SEQUENCES_RUNNING, "Sequences being prefilled or decoded.");
     describe_gauge!(LLM_SEQUENCES_WAITING, "Requests waiting for a sequence slot.");
     describe_gauge!(LLM_KV_CACHE_USAGE_RATIO, "Share of the KV cache in use.");
+    describe_gauge!(DRIFT_SCORE, "Drift statistic of a feature on its judged window.");
+    describe_gauge!(DRIFT_STATE, "Drift state of a feature: 0 ok, 1 warn, 2 alert, -1 not judged yet.");
+    describe_gauge!(DRIFT_WINDOW_ROWS, "Rows in the current drift window.");
+    describe_gauge!(DRIFT_SAMPLES_DROPPED, "Drift samples dropped because the drift worker was behind.");
     describe_counter!(EMBEDDING_TOKENS_TOTAL, "Tokens embedded.");
     describe_histogram!(EMBEDDING_BATCH_TOKENS, Unit::Count, "Padded tokens per encoder call.");
 }

@@ -98,7 +98,7 @@ pub(crate) struct StatsRing {
 }
 
 /// The current Unix second.
-fn unix_second() -> u64 {
+pub(crate) fn unix_second() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
@@ -236,6 +236,52 @@ impl StatsRing {
             }
         }
         series
+    }
+}
+
+/// Sums over a window of seconds, for the alert rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct WindowSummary {
+    /// Requests that ended.
+    pub requests: u64,
+    /// Failures by kind, in the order of [`FAILURE_KINDS`].
+    pub failures: [u64; FAILURE_KINDS.len()],
+    /// Latency bucket counts.
+    pub latency: [u64; LATENCY_BUCKETS],
+}
+
+impl WindowSummary {
+    /// Failures that are the server's or the load's (failed, timeout, overloaded), not the caller's.
+    pub(crate) fn server_failures(&self) -> u64 {
+        FAILURE_KINDS
+            .iter()
+            .zip(self.failures)
+            .filter(|(kind, _)| matches!(kind, Ending::Failed | Ending::Timeout | Ending::Overloaded))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// The 99th percentile latency in milliseconds (the upper bound of its bucket).
+    pub(crate) fn p99_ms(&self) -> Option<f64> {
+        quantile(&self.latency, 0.99)
+    }
+}
+
+impl StatsRing {
+    /// The sums over the last `seconds` up to `now` (at most [`SECONDS`]).
+    pub(crate) fn summary(&self, now: u64, seconds: u64) -> WindowSummary {
+        let mut summary = WindowSummary::default();
+        for second in now.saturating_sub(seconds.clamp(1, SECONDS) - 1)..=now {
+            let slot = self.slot(second);
+            summary.requests += read(&slot.requests, second);
+            for (total, counter) in summary.failures.iter_mut().zip(&slot.failures) {
+                *total += read(counter, second);
+            }
+            for (total, counter) in summary.latency.iter_mut().zip(&slot.latency) {
+                *total += read(counter, second);
+            }
+        }
+        summary
     }
 }
 

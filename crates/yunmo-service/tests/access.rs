@@ -162,7 +162,12 @@ async fn service() -> (InferenceService, tempfile::TempDir) {
         key_outage_ttl: Duration::ZERO,
     };
     let workers = WorkerConfig { queue_capacity: 8, intra_op_threads: 1, memory_budget_bytes: 0, idle_unload: Duration::ZERO };
-    let config = ServiceConfig { workers, request_timeout: Duration::from_secs(10) };
+    let config = ServiceConfig {
+        workers,
+        request_timeout: Duration::from_secs(10),
+        drift: yunmo_drift::DriftSettings::default(),
+        alerts: Default::default(),
+    };
     let service = InferenceService::new(registry.clone(), vec![Arc::new(EchoFactory)], config, Gate::new(registry, auth).unwrap());
     let admin = Call::new(Arc::new(Principal::local()), "admin");
     for tenant in ["a", "b"] {

@@ -23,7 +23,12 @@ async fn a_panicking_runtime_fails_the_request_and_the_model_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(&RegistryConfig::new(dir.path())).await.unwrap();
     let workers = WorkerConfig { queue_capacity: 8, intra_op_threads: 1, memory_budget_bytes: 0, idle_unload: Duration::ZERO };
-    let config = ServiceConfig { workers, request_timeout: Duration::from_secs(10) };
+    let config = ServiceConfig {
+        workers,
+        request_timeout: Duration::from_secs(10),
+        drift: yunmo_drift::DriftSettings::default(),
+        alerts: Default::default(),
+    };
     let auth = AuthConfig {
         enabled: false,
         open_paths: Vec::new(),

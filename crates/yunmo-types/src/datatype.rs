@@ -53,6 +53,11 @@ impl DataType {
         DataType::Bytes,
     ];
 
+    /// Whether it is a floating-point type.
+    pub fn is_float(self) -> bool {
+        matches!(self, DataType::Fp16 | DataType::Bf16 | DataType::Fp32 | DataType::Fp64)
+    }
+
     /// The V2 name (`"FP32"`).
     pub fn as_str(self) -> &'static str {
         match self {

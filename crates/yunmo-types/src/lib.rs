@@ -8,6 +8,7 @@
 //! This crate does no IO and knows no wire format.
 #![warn(missing_docs)]
 
+pub mod calendar;
 mod datatype;
 mod error;
 mod generate;
@@ -157,6 +158,10 @@ pub struct VersionConfig {
     /// What a request to this version costs (usage reports price requests by it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
+    /// Drift monitoring settings of this version, replacing the server's `[drift]` defaults field by field
+    /// (checked by the service, which knows them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Default for VersionConfig {
@@ -169,6 +174,7 @@ impl Default for VersionConfig {
             embedding: None,
             chat_template: None,
             price: None,
+            drift: None,
         }
     }
 }

@@ -4,6 +4,7 @@ import { api, modelPath } from "../api.js";
 import { h, replace, table, bytes, when, attempt, toast, field } from "../ui.js";
 import { policyText, sharingText, versionActions } from "./models.js";
 import { livePanels } from "./overview.js";
+import { driftPanel } from "./drift.js";
 
 const shape = (spec) => `${spec.name}: ${spec.datatype} [${spec.shape.join(", ")}]`;
 
@@ -52,7 +53,8 @@ export async function render(root, ctx) {
   const name = ctx.params[0];
   const body = h("div", {});
   const live = h("div", { "data-testid": "model-live" });
-  replace(root, h("p", {}, h("a", { href: "#/models" }, "← Models")), body, h("h2", {}, "Live"), live);
+  const drift = h("div", { "data-testid": "model-drift" });
+  replace(root, h("p", {}, h("a", { href: "#/models" }, "← Models")), body, h("h2", {}, "Drift"), drift, h("h2", {}, "Live"), live);
   async function load() {
     const model = await api(modelPath(name));
     const versions = model.versions;
@@ -81,5 +83,8 @@ export async function render(root, ctx) {
         }, "Delete model")) : "");
   }
   await load();
+  const versions = (await api(modelPath(name))).versions;
+  replace(drift, versions.map((version) => h("div", { class: "card", "data-testid": `drift-panel-${version.version}` })));
+  await Promise.all(versions.map((version, i) => driftPanel(drift.children[i], name, version.version, ctx.canWrite)));
   return livePanels(live, { model: name, idPrefix: "model:" });
 }

@@ -20,6 +20,8 @@ mod cluster_limits;
 mod crash;
 /// The data directory fills up and frees again (a small tmpfs): usage is counted exactly.
 mod disk_full;
+/// Drift per version: a shift on one feature drifts that feature only; reference baselines; bad settings.
+mod drift;
 /// Models and versions through the management API: create, upload, policy, load/unload, delete, restart.
 mod lifecycle;
 /// Request bodies, bytes in flight, connection timeouts and the connection limit.
