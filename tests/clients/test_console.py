@@ -8,8 +8,10 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 import urllib.parse
@@ -45,7 +47,7 @@ def console():
                                 "YUNMO__ALERTS__INTERVAL_S": "1"})
     keys = {}
     for tenant in ("a", "b"):
-        status, body = api(srv, "POST", "/api/v1/tenants", {"name": tenant, "limits": {"monthly_requests": 1000}})
+        status, body = api(srv, "POST", "/api/v1/tenants", {"name": tenant, "limits": {"monthly_requests": 100000}})
         assert status == 201, body
         status, body = api(srv, "POST", "/api/v1/keys",
                            {"tenant": tenant, "name": f"{tenant}-owner", "scopes": ["models:write", "models:read", "infer", "keys:write"]})
@@ -58,6 +60,7 @@ def console():
     srv.push("b_iris", "iris_mlp.onnx")
     srv.push_file("b_llm", SMOLLM)
     srv.key = None
+    backfill_usage(os.path.join(data_dir, "data", "yunmo.db"), "a/a_iris", "a")
     os.makedirs(SCREENSHOTS, exist_ok=True)
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -65,6 +68,24 @@ def console():
         browser.close()
     assert srv.stop() == 0
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def backfill_usage(database, model, tenant, days=4):
+    """Writes `days` of hourly usage with a daily pattern for `model`, as the meter would have written it
+    (one row per hour and subject), so that the forecast panel has history to forecast from. SQLite in WAL
+    mode takes this writer beside the running server."""
+    hour_ms = 3_600_000
+    this_hour = int(time.time() * 1000) // hour_ms
+    rows = []
+    for t in range(this_hour - days * 24, this_hour):
+        noise = (t * 7919) % 7 - 3
+        requests = 40 + noise + round(30 * max(-0.5, math.sin(math.pi * ((t % 24) - 8) / 12)))
+        rows.append((t * hour_ms, tenant, "backfill", model, 1, "rest", "ok", requests, 0, 0, 4 * requests, 3 * requests, 0, requests, 0, 0, 0.0))
+    with sqlite3.connect(database, timeout=10) as connection:
+        connection.executemany(
+            "INSERT INTO usage_events (at_ms, tenant, key_id, model, version, protocol, outcome, requests, input_tokens, output_tokens,"
+            " input_elements, output_elements, queue_ms, compute_ms, bytes_in, bytes_out, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows)
 
 
 class Tab:
@@ -211,6 +232,13 @@ def test_the_model_page_shows_each_features_drift_as_the_api_does(console):
         assert shown == feature["state"].replace("_", " "), (feature["name"], shown, feature["state"])
     states = {feature["name"]: feature["state"] for feature in report["features"]}
     assert states["X[2]"] == "alert" and states["X[0]"] == "ok", states
+    # The forecast panel plots what the API forecasts from the four backfilled days.
+    status, forecast = api(srv, "GET", "/api/v1/models/a%2Fa_iris/forecast")
+    assert status == 200 and forecast["method"] == "holt_winters" and forecast["backtest"], forecast
+    assert tab.page.text_content("[data-testid=forecast-method]").startswith("method: holt winters")
+    data = tab.page.evaluate("id => window.yunmo.charts[id].data.map(column => Array.from(column))", "forecast:a/a_iris")
+    assert data[2][-24:] == forecast["forecast"]["requests"], "the chart's forecast column is the API's"
+    assert data[1][-25] == forecast["history"]["requests"][-1], "and its history column ends with the API's last hour"
     tab.shot("model-drift")
     tab.close()
 

@@ -13,6 +13,7 @@ pub mod console;
 pub mod drift;
 pub mod error;
 pub mod extract;
+pub mod forecast;
 pub mod grpc;
 mod http_metrics;
 pub mod kserve;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::routes())
         .merge(drift::routes())
         .merge(alerts::routes())
+        .merge(forecast::routes())
         .merge(openai::routes(&state))
         .route("/metrics", get(render_metrics))
         .merge(console::routes())
@@ -147,7 +149,7 @@ async fn front(State(state): State<AppState>, mut request: Request, next: Next) 
 /// Route prefixes followed by a model name.
 const MODEL_PATHS: [&str; 3] = ["/v2/models/", "/v2/repository/models/", "/api/v1/models/"];
 /// Path segments that may follow a model name in those routes.
-const AFTER_MODEL: [&str; 8] = ["ready", "infer", "versions", "generate", "generate_stream", "load", "unload", "sharing"];
+const AFTER_MODEL: [&str; 9] = ["ready", "infer", "versions", "generate", "generate_stream", "load", "unload", "sharing", "forecast"];
 
 /// Lets clients write a qualified model name (`tenant/name`) with a plain slash in a URL path, as
 /// `tritonclient` does (it does not escape `/`): `/v2/models/a/iris/infer` becomes

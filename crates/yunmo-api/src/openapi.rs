@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 
 use serde_json::{Value, json};
 
-use crate::{admin, alerts, console, drift, schema, stats, tenancy};
+use crate::{admin, alerts, console, drift, forecast, schema, stats, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,6 +44,7 @@ use crate::{admin, alerts, console, drift, schema, stats, tenancy};
         drift::set_baseline,
         drift::reset_baseline,
         alerts::alerts,
+        forecast::forecast,
     ),
     components(schemas(
         console::SessionDto,
@@ -55,6 +56,11 @@ use crate::{admin, alerts, console, drift, schema, stats, tenancy};
         drift::BinDto,
         alerts::AlertsDto,
         alerts::AlertDto,
+        forecast::ForecastDto,
+        forecast::SeriesDto,
+        forecast::ParametersDto,
+        forecast::BacktestDto,
+        forecast::CapacityDto,
         admin::CreateModel,
         admin::UpdateModel,
         admin::ModelDto,

@@ -41,6 +41,7 @@ static ASSETS: &[Asset] = assets! {
     "pages/model.js" => JS,
     "pages/drift.js" => JS,
     "pages/alerts.js" => JS,
+    "pages/forecast.js" => JS,
     "pages/usage.js" => JS,
     "pages/keys.js" => JS,
     "pages/tenants.js" => JS,

@@ -6,7 +6,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::RegistryError;
 use crate::records::{ModelRecord, VersionRecord};
-use crate::tenancy::{AuditEntry, KeyRecord, TenantRecord, UsageRow, UsageTotals};
+use crate::tenancy::{AuditEntry, KeyRecord, TenantRecord, UsageBucket, UsageRow, UsageTotals};
 
 /// Now, in Unix seconds.
 pub(crate) fn now() -> i64 {
@@ -110,6 +110,16 @@ where
     /// Usage totals.
     fn usage_totals(&self) -> UsageTotals {
         UsageTotals {
+            requests: self.get::<i64, _>("requests") as u64,
+            tokens: self.get::<i64, _>("tokens") as u64,
+            compute_ms: self.get::<i64, _>("compute_ms") as u64,
+        }
+    }
+
+    /// A bucket of a usage series.
+    fn usage_bucket(&self) -> UsageBucket {
+        UsageBucket {
+            start_ms: self.get("start_ms"),
             requests: self.get::<i64, _>("requests") as u64,
             tokens: self.get::<i64, _>("tokens") as u64,
             compute_ms: self.get::<i64, _>("compute_ms") as u64,

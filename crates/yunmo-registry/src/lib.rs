@@ -37,7 +37,7 @@ pub use sealed::{RefuseSealed, SealedArtifacts};
 pub use sqlite::SqliteStore;
 pub use staging::{StagedArtifact, Staging, StagingFile};
 pub use tenancy::{
-    AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals, aggregate_usage,
+    AuditEntry, KeyRecord, NewKey, TenantRecord, UsageBucket, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals, aggregate_usage,
 };
 
 use std::path::PathBuf;
@@ -507,6 +507,12 @@ impl Registry {
     /// Totals of one key or tenant since `from_ms`.
     pub async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError> {
         self.meta.usage_totals(subject, from_ms).await
+    }
+
+    /// The usage of `model` (qualified name) since `from_ms` in buckets of `bucket_ms`, oldest first (buckets
+    /// without usage left out).
+    pub async fn usage_series(&self, model: &str, from_ms: i64, bucket_ms: i64) -> Result<Vec<UsageBucket>, RegistryError> {
+        self.meta.usage_series(model, from_ms, bucket_ms).await
     }
 
     /// Appends an audit entry.

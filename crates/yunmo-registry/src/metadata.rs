@@ -12,7 +12,9 @@ use yunmo_types::{Limits, VersionConfig};
 
 use crate::RegistryError;
 use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow};
-use crate::tenancy::{AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals};
+use crate::tenancy::{
+    AuditEntry, KeyRecord, NewKey, TenantRecord, UsageBucket, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals,
+};
 
 /// Work on the artifact store that must happen inside a metadata transaction: not yet started when passed,
 /// awaited by the store while it holds the lock that [`MetadataStore::insert_version`] and
@@ -98,6 +100,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn usage_report(&self, query: UsageQuery<'_>) -> Result<Vec<UsageRow>, RegistryError>;
     /// Totals of one key or tenant since `from_ms`.
     async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError>;
+    /// The usage of `model` (qualified name) since `from_ms`, summed in buckets of `bucket_ms`, oldest first;
+    /// buckets without usage are left out.
+    async fn usage_series(&self, model: &str, from_ms: i64, bucket_ms: i64) -> Result<Vec<UsageBucket>, RegistryError>;
 
     /// Appends an audit entry.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError>;
@@ -321,6 +326,14 @@ macro_rules! store_by_inherent_methods {
                 }
                 async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError> {
                     $store::usage_totals(self, subject, from_ms).await
+                }
+                async fn usage_series(
+                    &self,
+                    model: &str,
+                    from_ms: i64,
+                    bucket_ms: i64,
+                ) -> Result<Vec<$crate::tenancy::UsageBucket>, RegistryError> {
+                    $store::usage_series(self, model, from_ms, bucket_ms).await
                 }
                 async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
                     $store::append_audit(self, entry).await

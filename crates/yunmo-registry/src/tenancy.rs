@@ -6,17 +6,18 @@
 use serde::Serialize;
 use yunmo_types::{Limits, Scope};
 
-/// What usage rows are summed by: day, tenant, key, model, version, protocol, outcome.
+/// What usage rows are summed by: hour, tenant, key, model, version, protocol, outcome.
 type UsageKey<'a> = (i64, &'a str, &'a str, &'a str, u64, &'a str, &'a str);
 
-/// Events summed per day, tenant, key, model, version, protocol and outcome, each with how many it holds:
-/// a store writes one row per subject per flush, not one per request.
+/// Events summed per hour, tenant, key, model, version, protocol and outcome, each with how many it holds:
+/// a store writes one row per subject per flush, not one per request, and hourly series (forecasts) and
+/// daily reports stay exact however many events one flush holds.
 pub fn aggregate_usage(events: &[UsageEvent]) -> Vec<(UsageEvent, u64)> {
     let mut rows: Vec<(UsageEvent, u64)> = Vec::new();
     let mut index: std::collections::HashMap<UsageKey<'_>, usize> = std::collections::HashMap::new();
     for event in events {
         let key = (
-            event.at_ms.div_euclid(86_400_000),
+            event.at_ms.div_euclid(3_600_000),
             event.tenant.as_str(),
             event.key_id.as_str(),
             event.model.as_str(),
@@ -189,6 +190,19 @@ pub struct UsageRow {
 /// What has been used in a period.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct UsageTotals {
+    /// Requests.
+    pub requests: u64,
+    /// Input plus output tokens.
+    pub tokens: u64,
+    /// Compute milliseconds.
+    pub compute_ms: u64,
+}
+
+/// One bucket of a model's usage over time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageBucket {
+    /// Start of the bucket, Unix milliseconds (a multiple of the bucket length).
+    pub start_ms: i64,
     /// Requests.
     pub requests: u64,
     /// Input plus output tokens.

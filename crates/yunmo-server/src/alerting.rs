@@ -18,6 +18,7 @@ pub fn rules(settings: &AlertSettings) -> yunmo_service::alerts::AlertRules {
         p99_ms: settings.p99_ms,
         queue_saturation: settings.queue_saturation,
         quota_horizon_s: settings.quota_horizon_s,
+        capacity_horizon_h: settings.capacity_horizon_h,
         history: settings.history,
     }
 }

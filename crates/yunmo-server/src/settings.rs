@@ -53,6 +53,8 @@ pub struct AlertSettings {
     pub queue_saturation: f64,
     /// How far ahead a monthly quota's projected run-out fires `YunmoQuotaRunningOut`, seconds.
     pub quota_horizon_s: u64,
+    /// How far ahead forecast demand above measured capacity fires `YunmoCapacityForecast`, hours.
+    pub capacity_horizon_h: usize,
     /// Changes kept in the history `GET /api/v1/alerts` shows.
     pub history: usize,
     /// Webhook receivers (URLs, which may hold tokens: secrets), sent Alertmanager's webhook JSON.
@@ -418,6 +420,7 @@ impl Settings {
             ("alerts.interval_s", alerts.interval_s, 1, 86_400),
             ("alerts.window_s", alerts.window_s, 1, 900),
             ("alerts.history", alerts.history as u64, 1, 100_000),
+            ("alerts.capacity_horizon_h", alerts.capacity_horizon_h as u64, 1, 24),
             ("alerts.webhook_timeout_ms", alerts.webhook_timeout_ms, 1, 600_000),
             ("alerts.webhook_attempts", u64::from(alerts.webhook_attempts), 1, 100),
         ];

@@ -27,6 +27,8 @@ pub struct AlertRules {
     pub queue_saturation: f64,
     /// How far ahead a monthly quota's run-out fires `YunmoQuotaRunningOut`, seconds.
     pub quota_horizon_s: u64,
+    /// How far ahead forecast demand above capacity fires `YunmoCapacityForecast`, hours (1 to 24).
+    pub capacity_horizon_h: usize,
     /// Changes kept in the history.
     pub history: usize,
 }
@@ -40,6 +42,7 @@ impl Default for AlertRules {
             p99_ms: 1000.0,
             queue_saturation: 0.8,
             quota_horizon_s: 3 * 86_400,
+            capacity_horizon_h: 24,
             history: 500,
         }
     }
@@ -164,6 +167,26 @@ impl InferenceService {
             }
         }
         found.extend(self.quota_conditions(now).await);
+        self.refresh_forecasts(now).await;
+        for report in self.forecasts_over_capacity(rules.capacity_horizon_h) {
+            let (Some(capacity), Some(at)) = (&report.capacity, report.exceeds_at) else { continue };
+            let peak = report.requests.values.iter().copied().fold(0.0, f64::max);
+            found.push(Condition {
+                name: "YunmoCapacityForecast",
+                labels: labels(&[
+                    ("model", report.model.clone()),
+                    ("version", capacity.version.to_string()),
+                    ("tenant", tenant_of(&report.model).to_string()),
+                ]),
+                severity: Severity::Warning,
+                summary: format!("{} demand is forecast past capacity at {}", report.model, calendar::format_utc(at)),
+                description: format!(
+                    "forecast peak {peak:.0} requests/hour against a measured capacity of {:.0} ({} parallel, {:.1} ms per request)",
+                    capacity.requests_per_hour, capacity.parallel, capacity.mean_compute_ms
+                ),
+                value: peak / capacity.requests_per_hour,
+            });
+        }
         found
     }
 

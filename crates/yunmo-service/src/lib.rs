@@ -13,6 +13,7 @@ mod classify;
 mod cluster;
 pub mod drift;
 pub mod embed;
+pub mod forecast;
 pub mod generate;
 mod load;
 mod loaded;
@@ -134,6 +135,8 @@ struct Inner {
     drift: drift::DriftHub,
     /// The alert rules and what they fired.
     alerts: alerts::AlertState,
+    /// The latest forecasts of loaded models (gauges, the capacity alert).
+    forecasts: forecast::SharedCache,
 }
 
 impl InferenceService {
@@ -146,7 +149,20 @@ impl InferenceService {
         let (resolved, records, named, generation) = Default::default();
         let drift = drift::DriftHub::new(config.drift);
         let alerts = alerts::AlertState::new(config.alerts);
-        let inner = Inner { registry, gate, resolved, records, named, generation, models, factories, request_timeout, drift, alerts };
+        let inner = Inner {
+            registry,
+            gate,
+            resolved,
+            records,
+            named,
+            generation,
+            models,
+            factories,
+            request_timeout,
+            drift,
+            alerts,
+            forecasts: Default::default(),
+        };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
             let weak = Arc::downgrade(&service.inner);
@@ -174,6 +190,7 @@ impl InferenceService {
             }
         }
         self.inner.drift.refresh_gauges();
+        self.refresh_forecast_gauges();
     }
 
     /// Embeds texts or token lists with an encoder that has an embedding config.

@@ -55,6 +55,12 @@ pub const DRIFT_STATE: &str = "yunmo_drift_state";
 pub const DRIFT_WINDOW_ROWS: &str = "yunmo_drift_window_rows";
 /// Samples dropped because the drift worker was behind, by `model`, `version` (since the watch began).
 pub const DRIFT_SAMPLES_DROPPED: &str = "yunmo_drift_samples_dropped";
+/// Requests forecast for the current hour, by `model` (refreshed every 10 minutes).
+pub const FORECAST_REQUESTS_PER_HOUR: &str = "yunmo_forecast_requests_per_hour";
+/// The most requests forecast for one hour of the next 24, by `model`.
+pub const FORECAST_PEAK_REQUESTS_PER_HOUR: &str = "yunmo_forecast_peak_requests_per_hour";
+/// Measured capacity of the version a model serves, requests per hour, by `model` and `version`.
+pub const CAPACITY_REQUESTS_PER_HOUR: &str = "yunmo_capacity_requests_per_hour";
 /// Tokens embedded, special tokens included, by `model`.
 pub const EMBEDDING_TOKENS_TOTAL: &str = "yunmo_embedding_tokens_total";
 /// Padded tokens (rows × longest) per encoder call, by `model`.
@@ -233,6 +239,9 @@ pub fn describe() {
     describe_gauge!(LLM_SEQUENCES_WAITING, "Requests waiting for a sequence slot.");
     describe_gauge!(LLM_KV_CACHE_USAGE_RATIO, "Share of the KV cache in use.");
     describe_gauge!(DRIFT_SCORE, "Drift statistic of a feature on its judged window.");
+    describe_gauge!(FORECAST_REQUESTS_PER_HOUR, "Requests forecast for the current hour.");
+    describe_gauge!(FORECAST_PEAK_REQUESTS_PER_HOUR, "Most requests forecast for one hour of the next 24.");
+    describe_gauge!(CAPACITY_REQUESTS_PER_HOUR, "Measured capacity of the serving version, requests per hour.");
     describe_gauge!(DRIFT_STATE, "Drift state of a feature: 0 ok, 1 warn, 2 alert, -1 not judged yet.");
     describe_gauge!(DRIFT_WINDOW_ROWS, "Rows in the current drift window.");
     describe_gauge!(DRIFT_SAMPLES_DROPPED, "Drift samples dropped because the drift worker was behind.");

@@ -21,13 +21,15 @@ use yunmo_service::{
 use yunmo_types::{DataType, InferInput, Limits, ModelRef, Scope, Sharing, Tensor, TensorData, VersionConfig};
 
 /// Public methods of `InferenceService` that take no `Call`, and why that is safe.
-const NEEDS_NO_CALL: [&str; 6] = [
+const NEEDS_NO_CALL: [&str; 8] = [
     "new",                   // constructs the service
     "refresh_gauges",        // metrics of loaded models, for /metrics (scope-checked by the transport)
     "is_loaded",             // takes a version record the caller already got through a checked method
     "check_repository_load", // validates parameter names; touches nothing
     "apply_change",          // a change notice from the metadata store: drops caches, answers nobody
     "apply_desired_states",  // loads what the metadata store says at start; no caller, nothing returned
+    "alert_conditions",      // the server's own alert loop: its figures, answering nobody
+    "evaluate_alerts",       // the same loop recording what fired; callers read alerts through `alerts(call)`
 ];
 /// `generate` takes a `Prompt`, which only `prepare_prompt` makes, after the `Infer` check.
 const NEEDS_NO_CALL_PROMPT: &str = "generate";
@@ -78,7 +80,7 @@ fn every_public_method_takes_the_call_and_every_target_method_is_tested() {
 }
 
 /// Every method that takes a `Target`, with the action it needs.
-const TARGET_METHODS: [&str; 18] = [
+const TARGET_METHODS: [&str; 22] = [
     "infer",
     "embed",
     "prepare_prompt",
@@ -97,10 +99,14 @@ const TARGET_METHODS: [&str; 18] = [
     "set_version_config",
     "delete_version",
     "set_tokenizer",
+    "drift_report",
+    "set_drift_reference",
+    "reset_drift",
+    "forecast",
 ];
 
 /// Methods a `Read` target is enough for.
-const READ_METHODS: [&str; 5] = ["tokenize", "model_metadata", "model_ready", "list_versions", "get_version"];
+const READ_METHODS: [&str; 7] = ["tokenize", "model_metadata", "model_ready", "list_versions", "get_version", "drift_report", "forecast"];
 
 /// Calls method `name` with `call` and `target`; what it returns besides an error does not matter here.
 async fn run(service: &InferenceService, name: &str, call: &Call, target: &Target, upload: &Target) -> Result<(), ServiceError> {
@@ -131,6 +137,13 @@ async fn run(service: &InferenceService, name: &str, call: &Call, target: &Targe
         "set_version_config" => service.set_version_config(call, target, 1, VersionConfig::default()).await.map(drop),
         "delete_version" => service.delete_version(call, target, 1).await.map(drop),
         "set_tokenizer" => service.set_tokenizer(call, target, 1, "{}".into()).await.map(drop),
+        "drift_report" => service.drift_report(call, target, 1).await.map(drop),
+        "set_drift_reference" => {
+            let input = InferInput { id: None, inputs: vec![tensor.clone()], outputs: Vec::new() };
+            service.set_drift_reference(call, target, 1, input).await.map(drop)
+        }
+        "reset_drift" => service.reset_drift(call, target, 1).await.map(drop),
+        "forecast" => service.forecast(call, target, 24).await.map(drop),
         other => panic!("no case for {other} in run"),
     }
 }

@@ -5,6 +5,7 @@ import { h, replace, table, bytes, when, attempt, toast, field } from "../ui.js"
 import { policyText, sharingText, versionActions } from "./models.js";
 import { livePanels } from "./overview.js";
 import { driftPanel } from "./drift.js";
+import { forecastPanel } from "./forecast.js";
 
 const shape = (spec) => `${spec.name}: ${spec.datatype} [${spec.shape.join(", ")}]`;
 
@@ -54,7 +55,9 @@ export async function render(root, ctx) {
   const body = h("div", {});
   const live = h("div", { "data-testid": "model-live" });
   const drift = h("div", { "data-testid": "model-drift" });
-  replace(root, h("p", {}, h("a", { href: "#/models" }, "← Models")), body, h("h2", {}, "Drift"), drift, h("h2", {}, "Live"), live);
+  const forecast = h("div", { class: "card", "data-testid": "model-forecast" });
+  replace(root, h("p", {}, h("a", { href: "#/models" }, "← Models")), body, h("h2", {}, "Drift"), drift,
+    h("h2", {}, "Demand forecast"), forecast, h("h2", {}, "Live"), live);
   async function load() {
     const model = await api(modelPath(name));
     const versions = model.versions;
@@ -86,5 +89,7 @@ export async function render(root, ctx) {
   const versions = (await api(modelPath(name))).versions;
   replace(drift, versions.map((version) => h("div", { class: "card", "data-testid": `drift-panel-${version.version}` })));
   await Promise.all(versions.map((version, i) => driftPanel(drift.children[i], name, version.version, ctx.canWrite)));
-  return livePanels(live, { model: name, idPrefix: "model:" });
+  const chart = await forecastPanel(forecast, name);
+  const stopLive = livePanels(live, { model: name, idPrefix: "model:" });
+  return () => { stopLive(); chart?.destroy(); };
 }

@@ -282,6 +282,11 @@ async fn usage_and_audit(store: &dyn MetadataStore) {
     let totals = store.usage_totals(UsageSubject::Key("k1"), 0).await.expect("totals");
     assert_eq!((totals.requests, totals.tokens, totals.compute_ms), (2, 14, 20));
     assert_eq!(store.usage_totals(UsageSubject::Tenant("default"), 2 * day + 1).await.expect("totals").requests, 0);
+    let hourly = store.usage_series("a", 0, 3_600_000).await.expect("series");
+    let buckets: Vec<(i64, u64, u64, u64)> = hourly.iter().map(|b| (b.start_ms, b.requests, b.tokens, b.compute_ms)).collect();
+    assert_eq!(buckets, [(day, 2, 14, 20), (2 * day, 1, 7, 10)], "summed per hour, empty hours left out");
+    assert_eq!(store.usage_series("a", day + 2, 3_600_000).await.expect("series").iter().map(|b| b.requests).sum::<u64>(), 2);
+    assert!(store.usage_series("other", 0, 3_600_000).await.expect("series").is_empty());
 
     for (n, tenant) in ["acme", "default", "acme"].into_iter().enumerate() {
         let entry = AuditEntry {

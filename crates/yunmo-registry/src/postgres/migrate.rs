@@ -16,6 +16,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "models", sql: include_str!("../../migrations/postgres/0001_models.sql") },
     Migration { version: 2, name: "tenancy", sql: include_str!("../../migrations/postgres/0002_tenancy.sql") },
     Migration { version: 3, name: "cluster", sql: include_str!("../../migrations/postgres/0003_cluster.sql") },
+    Migration { version: 4, name: "forecast", sql: include_str!("../../migrations/postgres/0004_forecast.sql") },
 ];
 
 /// The advisory lock key migrations hold (any constant no other lock of Yunmo's uses).

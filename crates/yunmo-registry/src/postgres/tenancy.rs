@@ -11,7 +11,7 @@ use crate::columns::StoredRow;
 use crate::metadata::UsageQuery;
 use crate::records::VersionRecord;
 use crate::tenancy::{
-    AuditEntry, KeyRecord, NewKey, TenantRecord, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals, aggregate_usage,
+    AuditEntry, KeyRecord, NewKey, TenantRecord, UsageBucket, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals, aggregate_usage,
 };
 
 /// Usage rows per INSERT statement: 17 parameters each stay under PostgreSQL's 65,535.
@@ -216,6 +216,14 @@ impl PgStore {
         );
         let row = sqlx::query(AssertSqlSafe(sql)).bind(value).bind(from_ms).fetch_one(&self.pool).await?;
         Ok(row.usage_totals())
+    }
+
+    /// The usage of `model` since `from_ms` in buckets of `bucket_ms`, oldest first.
+    pub(super) async fn usage_series(&self, model: &str, from_ms: i64, bucket_ms: i64) -> Result<Vec<UsageBucket>, RegistryError> {
+        let sql = "SELECT (at_ms / $1)::BIGINT * $2 AS start_ms, SUM(requests)::BIGINT AS requests, SUM(input_tokens + output_tokens)::BIGINT AS tokens, \
+                   SUM(compute_ms)::BIGINT AS compute_ms FROM usage_events WHERE model = $3 AND at_ms >= $4 GROUP BY 1 ORDER BY 1";
+        let rows = sqlx::query(sql).bind(bucket_ms.max(1)).bind(bucket_ms.max(1)).bind(model).bind(from_ms).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(StoredRow::usage_bucket).collect())
     }
 
     pub(super) async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
