@@ -153,11 +153,13 @@ def monitored():
     if not os.path.exists(SMOLLM):
         raise RuntimeError(f"missing {SMOLLM}: run scripts/fetch-assets.sh smollm (scripts/test.sh does)")
     work = tempfile.mkdtemp(prefix="yunmo-prometheus-")
-    server = Server(work)
+    # Alerts every second, so the forecast gauges exist from the first seconds.
+    server = Server(work, env={"YUNMO__ALERTS__INTERVAL_S": "1"})
     traffic = None
     process = None
     try:
-        server.push("iris_mlp", "iris_mlp.onnx")
+        # A small drift baseline and window, so the drift panels have judged features within seconds.
+        server.push("iris_mlp", "iris_mlp.onnx", config={"drift": {"baseline_rows": 20, "min_count": 10}})
         server.push_file("smollm2", SMOLLM)
         traffic = Traffic(server)
         traffic.start()
