@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 /// Values of one feature in one observation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
@@ -41,8 +43,9 @@ pub enum Collecting {
     Vector { sum: Vec<f64>, count: u64 },
 }
 
-/// A frozen baseline: the bins and the baseline's counts in them.
-#[derive(Debug, Clone, PartialEq)]
+/// A frozen baseline: the bins and the baseline's counts in them (stored as JSON, so that replicas share it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Frozen {
     /// Quantile edges within `[min, max]`; bins: below `min`, one per gap between edges, above `max`, non-finite.
     Numeric { edges: Vec<f64>, min: f64, max: f64, counts: Vec<u64> },

@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::feature::{Collecting, Frozen, Tally, Values};
 use crate::settings::DriftSettings;
 
 /// Where a feature's values come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// A request's input tensor.
     Input,
@@ -58,6 +61,20 @@ pub enum BaselineSource {
     FirstRequests,
     /// A reference sample uploaded for it.
     Reference,
+}
+
+/// A frozen baseline as it is stored and shared: every feature's bins, how many rows made it, where they
+/// came from and when it froze.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrozenBaseline {
+    /// Rows in it.
+    pub rows: u64,
+    /// Whether it is an uploaded reference sample (else the first requests).
+    pub reference: bool,
+    /// When it froze, Unix seconds.
+    pub frozen_at: u64,
+    /// Each feature: where it comes from and its bins.
+    pub features: BTreeMap<String, (Source, Frozen)>,
 }
 
 /// One window's tallies.
@@ -113,6 +130,35 @@ impl Monitor {
     /// Whether the baseline is frozen.
     pub fn is_frozen(&self) -> bool {
         self.frozen_at.is_some()
+    }
+
+    /// The frozen baseline, to store (`None` while it collects).
+    pub fn baseline(&self) -> Option<FrozenBaseline> {
+        let frozen_at = self.frozen_at?;
+        let features = self
+            .features
+            .iter()
+            .filter_map(|(name, feature)| feature.frozen.clone().map(|frozen| (name.clone(), (feature.source, frozen))))
+            .collect();
+        Some(FrozenBaseline { rows: self.baseline_rows, reference: self.baseline_source == BaselineSource::Reference, frozen_at, features })
+    }
+
+    /// Takes `baseline` (one stored by another replica, or before a restart) as its own, unless it holds it
+    /// already; the windows start over when it changes.
+    pub fn adopt(&mut self, baseline: FrozenBaseline) {
+        if self.frozen_at == Some(baseline.frozen_at) && self.baseline().is_some_and(|own| own == baseline) {
+            return;
+        }
+        self.features = baseline
+            .features
+            .into_iter()
+            .map(|(name, (source, frozen))| (name, Feature { source, collecting: None, frozen: Some(frozen) }))
+            .collect();
+        self.baseline_rows = baseline.rows;
+        self.baseline_source = if baseline.reference { BaselineSource::Reference } else { BaselineSource::FirstRequests };
+        self.frozen_at = Some(baseline.frozen_at);
+        self.current = Window { index: baseline.frozen_at / self.settings.window_s, ..Window::default() };
+        self.last = None;
     }
 
     /// Counts a sampled request seen at `now` (Unix seconds): into the baseline until it is frozen, then into

@@ -2,7 +2,7 @@
 //! feature (and only it) drifts; unshifted, nothing does; a window below `min_count` is not judged.
 
 use yunmo_drift::draws::Normal;
-use yunmo_drift::feature::Values;
+use yunmo_drift::feature::{Frozen, Values};
 use yunmo_drift::{DriftSettings, Monitor, Observation, Sample, Source, State};
 
 /// `rows` rows of four features, N(mean[j], 1) each.
@@ -95,4 +95,32 @@ fn a_reference_sample_replaces_the_baseline() {
         monitor.observe(30, &batch(&mut normal, 100, [5.0; 4]));
     }
     assert_eq!(monitor.report(30).state, State::Ok, "the same distribution as the reference");
+}
+
+#[test]
+fn a_stored_baseline_round_trips_and_is_adopted_by_another_monitor() {
+    let mut normal = Normal::new(9);
+    let first = monitor_with_baseline(&mut normal);
+    let stored = serde_json::to_string(&first.baseline().expect("frozen")).unwrap();
+    let mut other = Monitor::new(DriftSettings::default());
+    other.observe(1_000, &batch(&mut normal, 100, [0.0; 4]));
+    other.adopt(serde_json::from_str(&stored).unwrap());
+    let (taken, original) = (other.baseline().unwrap(), first.baseline().unwrap());
+    assert_eq!((taken.rows, taken.frozen_at, taken.features.len()), (original.rows, original.frozen_at, original.features.len()));
+    for (name, (_, frozen)) in &original.features {
+        // JSON keeps each bound to its last bit or the next float: the same bins.
+        let (Frozen::Numeric { edges: a, counts: ca, .. }, (_, Frozen::Numeric { edges: b, counts: cb, .. })) =
+            (frozen, &taken.features[name])
+        else {
+            panic!("{name}")
+        };
+        assert_eq!(ca, cb, "{name}");
+        assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * x.abs().max(1.0)), "{name}");
+    }
+    for _ in 0..20 {
+        other.observe(1_001, &batch(&mut normal, 100, [0.0, 0.0, 0.5, 0.0]));
+    }
+    let report = other.report(1_001);
+    assert_eq!(report.baseline.rows, 2000);
+    assert!(matches!(report.features[2].state, State::Warn | State::Alert), "judged against the adopted baseline");
 }

@@ -30,7 +30,9 @@ pub use cache::DiskCache;
 pub use local::LocalArtifacts;
 pub use metadata::{ArtifactWork, Change, DesiredState, MaintenanceLock, MetadataStore, UsageQuery};
 pub use postgres::{PgStore, PgStoreOptions, redact_url};
-pub use records::{DEFAULT_TENANT, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, name_for, qualified_name};
+pub use records::{
+    DEFAULT_TENANT, DriftBaselineRecord, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, name_for, qualified_name,
+};
 pub use s3::{S3Artifacts, S3Options};
 pub use seal::EncryptionKey;
 pub use sealed::{RefuseSealed, SealedArtifacts};
@@ -507,6 +509,16 @@ impl Registry {
     /// Totals of one key or tenant since `from_ms`.
     pub async fn usage_totals(&self, subject: UsageSubject<'_>, from_ms: i64) -> Result<UsageTotals, RegistryError> {
         self.meta.usage_totals(subject, from_ms).await
+    }
+
+    /// The stored drift baseline of a version.
+    pub async fn get_drift_baseline(&self, model: &str, version: u64) -> Result<Option<DriftBaselineRecord>, RegistryError> {
+        self.meta.get_drift_baseline(model, version).await
+    }
+
+    /// Stores a drift baseline (see [`MetadataStore::put_drift_baseline`]); returns what is stored.
+    pub async fn put_drift_baseline(&self, record: &DriftBaselineRecord, replace: bool) -> Result<DriftBaselineRecord, RegistryError> {
+        self.meta.put_drift_baseline(record, replace).await
     }
 
     /// The usage of `model` (qualified name) since `from_ms` in buckets of `bucket_ms`, oldest first (buckets

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use yunmo_types::{Limits, VersionConfig};
 
 use crate::RegistryError;
-use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow};
+use crate::records::{DriftBaselineRecord, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow};
 use crate::tenancy::{
     AuditEntry, KeyRecord, NewKey, TenantRecord, UsageBucket, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals,
 };
@@ -104,6 +104,12 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// buckets without usage are left out.
     async fn usage_series(&self, model: &str, from_ms: i64, bucket_ms: i64) -> Result<Vec<UsageBucket>, RegistryError>;
 
+    /// The stored drift baseline of a version.
+    async fn get_drift_baseline(&self, model: &str, version: u64) -> Result<Option<DriftBaselineRecord>, RegistryError>;
+    /// Stores a drift baseline: with `replace`, whatever was stored is replaced; without, it is stored only
+    /// when none is (the first replica to freeze one wins). Returns what is stored afterwards.
+    async fn put_drift_baseline(&self, record: &DriftBaselineRecord, replace: bool) -> Result<DriftBaselineRecord, RegistryError>;
+
     /// Appends an audit entry.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError>;
     /// The newest audit entries first, of one tenant or all.
@@ -134,6 +140,8 @@ pub enum Change {
     /// Models or versions changed (names, policies, sharing, configs, versions added or removed, what
     /// should be loaded).
     Models,
+    /// A drift baseline was stored, replaced or reset.
+    Drift,
     /// Tenants or keys changed (limits, keys created or revoked).
     Keys,
     /// The connection that reports changes was lost and is back: changes may have been missed, so every
@@ -334,6 +342,20 @@ macro_rules! store_by_inherent_methods {
                     bucket_ms: i64,
                 ) -> Result<Vec<$crate::tenancy::UsageBucket>, RegistryError> {
                     $store::usage_series(self, model, from_ms, bucket_ms).await
+                }
+                async fn get_drift_baseline(
+                    &self,
+                    model: &str,
+                    version: u64,
+                ) -> Result<Option<$crate::records::DriftBaselineRecord>, RegistryError> {
+                    $store::get_drift_baseline(self, model, version).await
+                }
+                async fn put_drift_baseline(
+                    &self,
+                    record: &$crate::records::DriftBaselineRecord,
+                    replace: bool,
+                ) -> Result<$crate::records::DriftBaselineRecord, RegistryError> {
+                    $store::put_drift_baseline(self, record, replace).await
                 }
                 async fn append_audit(&self, entry: &AuditEntry) -> Result<(), RegistryError> {
                     $store::append_audit(self, entry).await

@@ -98,6 +98,21 @@ pub fn name_for<'a>(qualified: &'a str, tenant: &str) -> &'a str {
     qualified.strip_prefix(tenant).and_then(|rest| rest.strip_prefix('/')).unwrap_or(qualified)
 }
 
+/// A version's stored drift baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftBaselineRecord {
+    /// The model (qualified name).
+    pub model: String,
+    /// The version.
+    pub version: u64,
+    /// What it was made with (drift settings and file): a baseline made otherwise is not used.
+    pub settings: String,
+    /// The frozen baseline as JSON; empty after a reset.
+    pub baseline: String,
+    /// When it was stored, Unix milliseconds.
+    pub updated_at: i64,
+}
+
 /// A stored model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelRecord {

@@ -57,7 +57,7 @@ async fn replicas_starting_at_once_on_an_empty_database_all_come_up() {
     });
     for start in futures::future::join_all(starts).await {
         let store = start.unwrap().expect("every replica migrates or finds the schema migrated");
-        assert_eq!(store.schema_version().await.unwrap(), 4);
+        assert_eq!(store.schema_version().await.unwrap(), 5);
     }
     let store = PgStore::connect(&PgStoreOptions::new(url)).await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap().len(), 1, "the default tenant was inserted once");

@@ -60,7 +60,7 @@ async fn migrations_are_numbered_recorded_and_refused_when_unknown() {
     let path = dir.path().join("yunmo.db");
     let store = SqliteStore::open(&path).await.unwrap();
     let version = yunmo_registry::MetadataStore::schema_version(&store).await.unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     store.close().await;
     // Opening again applies nothing and keeps the data.
     let store = SqliteStore::open(&path).await.unwrap();
@@ -71,10 +71,10 @@ async fn migrations_are_numbered_recorded_and_refused_when_unknown() {
     store.close().await;
 
     // A database a newer Yunmo migrated is refused, naming the versions.
-    sqlite(&path, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (5, 'future', 'x', 0)");
+    sqlite(&path, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (6, 'future', 'x', 0)");
     let error = SqliteStore::open(&path).await.err().expect("a newer schema is refused");
     assert!(
-        matches!(&error, RegistryError::Schema(message) if message.contains("schema version 5") && message.contains("up to 4")),
+        matches!(&error, RegistryError::Schema(message) if message.contains("schema version 6") && message.contains("up to 5")),
         "{error}"
     );
     sqlite(&path, "DELETE FROM schema_migrations WHERE version = 4");
@@ -120,7 +120,7 @@ async fn a_database_from_before_numbered_migrations_is_adopted() {
     );
     let store = SqliteStore::open(&path).await.unwrap();
     use yunmo_registry::MetadataStore;
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let model = store.get_model("old").await.unwrap();
     assert_eq!(model.tenant, "default");
     let versions = store.list_versions(&model).await.unwrap();

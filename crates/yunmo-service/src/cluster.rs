@@ -21,6 +21,9 @@ impl InferenceService {
         if matches!(change, Change::Keys | Change::Resync) {
             self.inner.gate.forget_keys();
         }
+        if matches!(change, Change::Drift | Change::Resync) {
+            self.sync_drift_baselines().await;
+        }
         if let Some((stale, states)) = fresh {
             self.invalidate_all();
             for key in stale {

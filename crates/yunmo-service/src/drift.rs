@@ -4,10 +4,11 @@
 //! A sampled request costs the clones of its tensors (reference-counted bytes) and a `try_send` on a bounded
 //! channel; a full channel drops the sample and counts it, never blocking the request. The monitors live
 //! in the [`DriftHub`], keyed by version, so unloading and reloading a version keeps its baseline; a change
-//! of its drift settings starts a new one. Baselines and windows are per process (see docs/monitoring.md).
+//! of its drift settings starts a new one. Frozen baselines are stored in the metadata store and shared by
+//! replicas and restarts ([`crate::drift_sync`]); windows are each replica's own traffic.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use yunmo_drift::{DriftSettings, Monitor, Report, Sample};
@@ -28,10 +29,15 @@ pub(crate) enum Job {
 
 /// One version's drift monitor, its settings and sampler.
 pub(crate) struct Watch {
-    settings: DriftSettings,
+    pub(crate) key: VersionKey,
+    /// What a stored baseline must have been made with to be used here: these settings and this file.
+    pub(crate) made_with: String,
+    /// `updated_at` of the stored baseline this watch last wrote or took (0: none).
+    pub(crate) synced: AtomicI64,
+    pub(crate) settings: DriftSettings,
     seen: AtomicU64,
     dropped: AtomicU64,
-    monitor: Mutex<Monitor>,
+    pub(crate) monitor: Mutex<Monitor>,
     sender: flume::Sender<Job>,
 }
 
@@ -58,9 +64,13 @@ impl Watch {
         self.submit(Job::Sample { watch: self.clone(), sample });
     }
 
-    fn observe(&self, sample: &Sample) {
+    /// Counts a sample; true when it froze the baseline.
+    fn observe(&self, sample: &Sample) -> bool {
         let now = crate::stats::unix_second();
-        self.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner).observe(now, sample);
+        let mut monitor = self.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let was_frozen = monitor.is_frozen();
+        monitor.observe(now, sample);
+        !was_frozen && monitor.is_frozen()
     }
 
     pub(crate) fn report(&self, now: u64) -> Report {
@@ -73,6 +83,7 @@ pub(crate) struct DriftHub {
     defaults: DriftSettings,
     watches: Mutex<HashMap<VersionKey, Arc<Watch>>>,
     sender: flume::Sender<Job>,
+    pub(crate) store: crate::drift_sync::BaselineStore,
 }
 
 /// A version's drift, as the API answers it.
@@ -90,24 +101,32 @@ pub struct DriftReport {
 
 impl DriftHub {
     /// A hub with the server's default settings, and its worker thread.
-    pub(crate) fn new(defaults: DriftSettings) -> DriftHub {
+    pub(crate) fn new(defaults: DriftSettings, registry: yunmo_registry::Registry) -> DriftHub {
         let (sender, receiver) = flume::bounded::<Job>(QUEUE);
+        let store = crate::drift_sync::BaselineStore::new(registry);
+        let worker_store = store.clone();
         let spawned = std::thread::Builder::new().name("yunmo-drift".into()).spawn(move || {
             // Ends when the hub and every watch (each holds a sender) are gone.
             for job in receiver.iter() {
                 match job {
                     Job::Tensors { watch, inputs, outputs } => {
                         let sample = yunmo_drift::extract::request(&inputs, &outputs, watch.settings.max_columns);
-                        watch.observe(&sample);
+                        if watch.observe(&sample) {
+                            worker_store.store_later(watch);
+                        }
                     }
-                    Job::Sample { watch, sample } => watch.observe(&sample),
+                    Job::Sample { watch, sample } => {
+                        if watch.observe(&sample) {
+                            worker_store.store_later(watch);
+                        }
+                    }
                 }
             }
         });
         if let Err(error) = spawned {
             tracing::error!(%error, "The drift worker could not start; drift monitoring is off.");
         }
-        DriftHub { defaults, watches: Mutex::new(HashMap::new()), sender }
+        DriftHub { defaults, watches: Mutex::new(HashMap::new()), sender, store }
     }
 
     /// The settings of a version with `config` (the defaults with its `drift` overrides), or why they are
@@ -119,9 +138,9 @@ impl DriftHub {
         }
     }
 
-    /// The watch of a version being loaded with `config`: the one it had when its settings are the same,
-    /// else a new one; `None` when drift is off for it.
-    pub(crate) fn watch(&self, key: &VersionKey, config: &VersionConfig) -> Option<Arc<Watch>> {
+    /// The watch of a version being loaded with `config` from the file `sha256`: the one it had when its
+    /// settings are the same, else a new one; `None` when drift is off for it.
+    pub(crate) fn watch(&self, key: &VersionKey, config: &VersionConfig, sha256: &str) -> Option<Arc<Watch>> {
         let settings = match self.settings(config) {
             Ok(settings) => settings,
             Err(error) => {
@@ -137,7 +156,11 @@ impl DriftHub {
         if let Some(existing) = watches.get(key).filter(|watch| watch.settings == settings) {
             return Some(existing.clone());
         }
+        let made_with = crate::drift_sync::made_with(&settings, sha256);
         let watch = Arc::new(Watch {
+            key: key.clone(),
+            made_with,
+            synced: AtomicI64::new(0),
             monitor: Mutex::new(Monitor::new(settings.clone())),
             settings,
             seen: AtomicU64::new(0),
@@ -148,7 +171,12 @@ impl DriftHub {
         Some(watch)
     }
 
-    fn get(&self, key: &VersionKey) -> Option<Arc<Watch>> {
+    /// Every watch.
+    pub(crate) fn all(&self) -> Vec<Arc<Watch>> {
+        self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
+    pub(crate) fn get(&self, key: &VersionKey) -> Option<Arc<Watch>> {
         self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(key).cloned()
     }
 
@@ -165,18 +193,18 @@ impl DriftHub {
         })
     }
 
-    /// Replaces a watched version's baseline with `samples`; false when it is not watched.
-    pub(crate) fn set_reference(&self, key: &VersionKey, samples: &[Sample]) -> bool {
-        let Some(watch) = self.get(key) else { return false };
+    /// Replaces a watched version's baseline with `samples` and stores it for the other replicas.
+    pub(crate) async fn set_reference(&self, key: &VersionKey, samples: &[Sample]) {
+        let Some(watch) = self.get(key) else { return };
         watch.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner).set_reference(crate::stats::unix_second(), samples);
-        true
+        self.store.store(&watch, true).await;
     }
 
-    /// Starts a watched version's baseline over from its next requests; false when it is not watched.
-    pub(crate) fn reset(&self, key: &VersionKey) -> bool {
-        let Some(watch) = self.get(key) else { return false };
+    /// Starts a watched version's baseline over from its next requests, here and on the other replicas.
+    pub(crate) async fn reset(&self, key: &VersionKey) {
+        let Some(watch) = self.get(key) else { return };
         *watch.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Monitor::new(watch.settings.clone());
-        true
+        self.store.store(&watch, true).await;
     }
 
     /// Sets the drift gauges of every watched version (at scrape time).
@@ -241,7 +269,7 @@ impl crate::InferenceService {
         let settings = self.inner.drift.settings(&record.config).map_err(crate::ServiceError::invalid)?;
         let sample = yunmo_drift::extract::request(&inputs, &output.outputs, settings.max_columns);
         let key = (record.model.clone(), record.version);
-        self.inner.drift.set_reference(&key, std::slice::from_ref(&sample));
+        self.inner.drift.set_reference(&key, std::slice::from_ref(&sample)).await;
         self.inner.drift.report(&key, &record.config).map_err(crate::ServiceError::invalid)
     }
 
@@ -251,7 +279,7 @@ impl crate::InferenceService {
         target.permits(call, yunmo_auth::Action::Write)?;
         let record = self.inner.registry.get_version(target.name(), version).await?;
         let key = (record.model.clone(), record.version);
-        self.inner.drift.reset(&key);
+        self.inner.drift.reset(&key).await;
         self.inner.drift.report(&key, &record.config).map_err(crate::ServiceError::invalid)
     }
 }

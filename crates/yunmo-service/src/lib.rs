@@ -12,6 +12,7 @@ mod call;
 mod classify;
 mod cluster;
 pub mod drift;
+mod drift_sync;
 pub mod embed;
 pub mod forecast;
 pub mod generate;
@@ -147,7 +148,7 @@ impl InferenceService {
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
         let (resolved, records, named, generation) = Default::default();
-        let drift = drift::DriftHub::new(config.drift);
+        let drift = drift::DriftHub::new(config.drift, registry.clone());
         let alerts = alerts::AlertState::new(config.alerts);
         let inner = Inner {
             registry,
@@ -367,7 +368,7 @@ impl InferenceService {
             signature: version.signature.clone(),
             tokenizer,
             size_bytes: version.size_bytes,
-            drift: self.inner.drift.watch(&(version.model.clone(), version.version), &version.config),
+            drift: self.drift_watch(version).await,
         };
         self.inner.models.get_or_load(spec).await.map_err(|error| match error.code {
             // A stored file that no longer loads is the server's problem, not the request's.

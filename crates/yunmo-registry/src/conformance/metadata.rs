@@ -8,7 +8,7 @@ use yunmo_types::{Limits, Scope, Sharing, Signature, VersionConfig, VersionPolic
 
 use crate::RegistryError;
 use crate::metadata::{ArtifactWork, DesiredState, MetadataStore, UsageQuery};
-use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRow};
+use crate::records::{DriftBaselineRecord, ModelPatch, ModelRecord, NewModel, VersionRow};
 use crate::tenancy::{AuditEntry, NewKey, UsageEvent, UsageGroup, UsageSubject};
 
 fn sha(n: u8) -> String {
@@ -282,6 +282,20 @@ async fn usage_and_audit(store: &dyn MetadataStore) {
     let totals = store.usage_totals(UsageSubject::Key("k1"), 0).await.expect("totals");
     assert_eq!((totals.requests, totals.tokens, totals.compute_ms), (2, 14, 20));
     assert_eq!(store.usage_totals(UsageSubject::Tenant("default"), 2 * day + 1).await.expect("totals").requests, 0);
+    // Drift baselines: the first stored wins unless replaced.
+    let baseline = |text: &str, at: i64| DriftBaselineRecord {
+        model: "a".into(),
+        version: 1,
+        settings: "s1".into(),
+        baseline: text.into(),
+        updated_at: at,
+    };
+    assert_eq!(store.get_drift_baseline("a", 1).await.expect("get"), None);
+    assert_eq!(store.put_drift_baseline(&baseline("first", 1), false).await.expect("put"), baseline("first", 1));
+    assert_eq!(store.put_drift_baseline(&baseline("second", 2), false).await.expect("put"), baseline("first", 1), "the first stays");
+    assert_eq!(store.put_drift_baseline(&baseline("third", 3), true).await.expect("put"), baseline("third", 3), "replaced");
+    assert_eq!(store.get_drift_baseline("a", 1).await.expect("get"), Some(baseline("third", 3)));
+    assert_eq!(store.get_drift_baseline("a", 2).await.expect("get"), None);
     let hourly = store.usage_series("a", 0, 3_600_000).await.expect("series");
     let buckets: Vec<(i64, u64, u64, u64)> = hourly.iter().map(|b| (b.start_ms, b.requests, b.tokens, b.compute_ms)).collect();
     assert_eq!(buckets, [(day, 2, 14, 20), (2 * day, 1, 7, 10)], "summed per hour, empty hours left out");

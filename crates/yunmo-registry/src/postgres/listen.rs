@@ -60,6 +60,7 @@ pub(super) fn spawn(pool: PgPool, sender: broadcast::Sender<Change>) -> Listener
                     Ok(Some(notification)) => {
                         let change = match notification.payload() {
                             "models" | "versions" => Change::Models,
+                            "drift_baselines" => Change::Drift,
                             _ => Change::Keys,
                         };
                         let _ = sender.send(change);

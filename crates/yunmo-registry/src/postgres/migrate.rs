@@ -17,6 +17,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "tenancy", sql: include_str!("../../migrations/postgres/0002_tenancy.sql") },
     Migration { version: 3, name: "cluster", sql: include_str!("../../migrations/postgres/0003_cluster.sql") },
     Migration { version: 4, name: "forecast", sql: include_str!("../../migrations/postgres/0004_forecast.sql") },
+    Migration { version: 5, name: "drift", sql: include_str!("../../migrations/postgres/0005_drift.sql") },
 ];
 
 /// The advisory lock key migrations hold (any constant no other lock of Yunmo's uses).

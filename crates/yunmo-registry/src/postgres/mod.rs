@@ -6,6 +6,7 @@
 //! `remove_artifact_if_unreferenced` is a transaction-scoped advisory lock on the file's name, held by
 //! whichever replica runs them.
 
+mod drift;
 mod listen;
 mod migrate;
 mod models;

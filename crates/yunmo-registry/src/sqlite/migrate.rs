@@ -20,6 +20,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "tenancy", sql: include_str!("../../migrations/sqlite/0002_tenancy.sql") },
     Migration { version: 3, name: "cluster", sql: include_str!("../../migrations/sqlite/0003_cluster.sql") },
     Migration { version: 4, name: "forecast", sql: include_str!("../../migrations/sqlite/0004_forecast.sql") },
+    Migration { version: 5, name: "drift", sql: include_str!("../../migrations/sqlite/0005_drift.sql") },
 ];
 
 /// Brings the database to the newest schema; returns its version.

@@ -1,5 +1,6 @@
 //! The metadata store in SQLite (WAL, `synchronous=FULL`): the embedded default.
 
+mod drift;
 mod migrate;
 mod models;
 mod tenancy;

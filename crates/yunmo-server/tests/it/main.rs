@@ -22,6 +22,8 @@ mod crash;
 mod disk_full;
 /// Drift per version: a shift on one feature drifts that feature only; reference baselines; bad settings.
 mod drift;
+/// Drift baselines shared by replicas (PostgreSQL) and kept across restarts.
+mod drift_shared;
 /// Demand forecasts from two weeks of hourly usage, the measured capacity and the capacity alert.
 mod forecast;
 /// Models and versions through the management API: create, upload, policy, load/unload, delete, restart.
