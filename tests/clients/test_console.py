@@ -171,6 +171,11 @@ def test_the_overview_counts_exactly_the_requests_sent_and_its_chart_holds_them(
     tab.page.wait_for_function("id => window.yunmo.charts[id] && window.yunmo.charts[id].data[1].some(v => v > 0)", arg=f"tokens:{llm}:1", timeout=15000)
     tokens = tab.page.evaluate("id => Array.from(window.yunmo.charts[id].data[1])", f"tokens:{llm}:1")
     assert sum(tokens) == body["usage"]["completion_tokens"]
+    # The generation is a drift sample of the LLM (token counts, finish reason): its baseline holds one row.
+    deadline = time.time() + 10
+    while api(srv, "GET", "/api/v1/models/b%2Fb_llm/versions/1/drift")[1]["baseline"]["rows"] != 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert api(srv, "GET", "/api/v1/models/b%2Fb_llm/versions/1/drift")[1]["baseline"]["rows"] == 1
     tab.page.wait_for_timeout(2500)  # one more refresh, so the shot shows the sequence chart's samples
     tab.shot("overview")
     tab.close()

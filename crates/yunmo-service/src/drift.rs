@@ -112,12 +112,12 @@ impl DriftHub {
                     Job::Tensors { watch, inputs, outputs } => {
                         let sample = yunmo_drift::extract::request(&inputs, &outputs, watch.settings.max_columns);
                         if watch.observe(&sample) {
-                            worker_store.store_later(watch);
+                            watch.store_later(&worker_store);
                         }
                     }
                     Job::Sample { watch, sample } => {
                         if watch.observe(&sample) {
-                            worker_store.store_later(watch);
+                            watch.store_later(&worker_store);
                         }
                     }
                 }
@@ -197,14 +197,14 @@ impl DriftHub {
     pub(crate) async fn set_reference(&self, key: &VersionKey, samples: &[Sample]) {
         let Some(watch) = self.get(key) else { return };
         watch.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner).set_reference(crate::stats::unix_second(), samples);
-        self.store.store(&watch, true).await;
+        watch.store_now(&self.store).await;
     }
 
     /// Starts a watched version's baseline over from its next requests, here and on the other replicas.
     pub(crate) async fn reset(&self, key: &VersionKey) {
         let Some(watch) = self.get(key) else { return };
         *watch.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Monitor::new(watch.settings.clone());
-        self.store.store(&watch, true).await;
+        watch.store_now(&self.store).await;
     }
 
     /// Sets the drift gauges of every watched version (at scrape time).
@@ -281,5 +281,81 @@ impl crate::InferenceService {
         let key = (record.model.clone(), record.version);
         self.inner.drift.reset(&key).await;
         self.inner.drift.report(&key, &record.config).map_err(crate::ServiceError::invalid)
+    }
+}
+
+impl Watch {
+    /// What to store: the frozen baseline, or an empty one (a reset) while it collects.
+    fn record(&self) -> yunmo_registry::DriftBaselineRecord {
+        let baseline = self.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner).baseline();
+        yunmo_registry::DriftBaselineRecord {
+            model: self.key.0.clone(),
+            version: self.key.1,
+            settings: self.made_with.clone(),
+            baseline: baseline.and_then(|baseline| serde_json::to_string(&baseline).ok()).unwrap_or_default(),
+            updated_at: yunmo_types::calendar::now_ms(),
+        }
+    }
+
+    /// Stores the baseline it just froze (on the runtime) and takes what ends up stored.
+    fn store_later(self: &Arc<Self>, store: &crate::drift_sync::BaselineStore) {
+        let watch = self.clone();
+        store.store_later(self.record(), Box::new(move |stored| watch.take(&stored)));
+    }
+
+    /// Stores its baseline over whatever is stored (a reference sample, a reset) and takes the result.
+    async fn store_now(&self, store: &crate::drift_sync::BaselineStore) {
+        if let Some(stored) = store.store(&self.record(), true).await {
+            self.take(&stored);
+        }
+    }
+
+    /// Takes a stored baseline made with the same settings and file, when it is newer than the last one this
+    /// watch wrote or took: adopts it, or starts over for an empty one.
+    fn take(&self, stored: &yunmo_registry::DriftBaselineRecord) {
+        if stored.settings != self.made_with || stored.updated_at <= self.synced.load(Ordering::Relaxed) {
+            return;
+        }
+        self.synced.store(stored.updated_at, Ordering::Relaxed);
+        let mut monitor = self.monitor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Its own baseline, stored: nothing to take (JSON may move a bound by its last bit).
+        if monitor.baseline().and_then(|own| serde_json::to_string(&own).ok()).is_some_and(|own| own == stored.baseline) {
+            return;
+        }
+        if stored.baseline.is_empty() {
+            if monitor.is_frozen() {
+                *monitor = Monitor::new(self.settings.clone());
+            }
+        } else {
+            match serde_json::from_str::<yunmo_drift::monitor::FrozenBaseline>(&stored.baseline) {
+                Ok(baseline) => monitor.adopt(baseline),
+                Err(error) => {
+                    tracing::warn!(model = %self.key.0, version = self.key.1, %error, "A stored drift baseline could not be read.")
+                }
+            }
+        }
+    }
+
+    /// Takes what is stored for its version, if anything newer is.
+    async fn sync(&self, store: &crate::drift_sync::BaselineStore) {
+        if let Some(stored) = store.stored(&self.key.0, self.key.1).await {
+            self.take(&stored);
+        }
+    }
+}
+
+impl crate::InferenceService {
+    /// The drift watch of a version being loaded, with the stored baseline taken when there is one.
+    pub(crate) async fn drift_watch(&self, version: &yunmo_registry::VersionRecord) -> Option<Arc<Watch>> {
+        let watch = self.inner.drift.watch(&(version.model.clone(), version.version), &version.config, &version.sha256)?;
+        watch.sync(&self.inner.drift.store).await;
+        Some(watch)
+    }
+
+    /// Takes the stored drift baselines of every watched version (after a change notice or a reconnect).
+    pub(crate) async fn sync_drift_baselines(&self) {
+        for watch in self.inner.drift.all() {
+            watch.sync(&self.inner.drift.store).await;
+        }
     }
 }
