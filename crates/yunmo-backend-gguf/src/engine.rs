@@ -51,9 +51,14 @@ impl Engine {
         let thread_model = model.clone();
         let thread_counters = counters.clone();
         let thread_config = config.clone();
+        // Counted until the engine has dropped its context: the process waits for it before exiting.
+        let alive = yunmo_backend::threads::RuntimeThread::register();
         std::thread::Builder::new()
             .name("yunmo-llm-engine".into())
-            .spawn(move || engine_thread(thread_model, thread_config, receiver, thread_counters, ready_sender))
+            .spawn(move || {
+                let _alive = alive;
+                engine_thread(thread_model, thread_config, receiver, thread_counters, ready_sender);
+            })
             .map_err(|error| BackendError::Runtime(format!("cannot start the engine thread: {error}")))?;
         ready_receiver.recv().map_err(|_| BackendError::Runtime("the engine thread died while starting".into()))??;
         Ok(Engine { model, info, sender, counters, queue_capacity: config.queue_capacity })

@@ -10,6 +10,8 @@
 //! [`GenerateEvent`]s. Dropping the stream's receiver cancels the request at the next decode step.
 #![warn(missing_docs)]
 
+pub mod threads;
+
 use std::path::Path;
 
 use yunmo_types::{FinishReason, GenerateParams, Signature, Tensor, TextChunk, Usage};

@@ -182,11 +182,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if settings.server.worker_threads > 0 {
         builder.worker_threads(settings.server.worker_threads);
     }
-    builder.enable_all().build()?.block_on(async move {
+    let served = builder.enable_all().build()?.block_on(async move {
         let listeners = Listeners::bind(&settings).await?;
         let options = RunOptions { ready_file: args.ready_file };
         yunmo_server::run(listeners, settings, options, yunmo_server::shutdown_signal()).await
-    })
+    });
+    // The async runtime is gone, and with it every loaded model: wait for their runtime threads to finish
+    // (a load in flight, a session being dropped) before exit runs the native runtimes' static destructors.
+    let left = yunmo_backend::threads::wait_idle(std::time::Duration::from_secs(60));
+    if left > 0 {
+        eprintln!("yunmo: {left} runtime threads still running after 60 s; exiting anyway");
+    }
+    served
 }
 
 #[cfg(test)]

@@ -35,9 +35,14 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
             key: spec.key.clone(),
             dropped: batch_metrics.dropped.clone(),
         };
+        // Counted until the worker has dropped its session: the process waits for it before exiting.
+        let alive = yunmo_backend::threads::RuntimeThread::register();
         std::thread::Builder::new()
             .name(format!("yunmo-worker-{}-{}-{instance}", spec.key.0, spec.key.1))
-            .spawn(move || worker.run(ready_sender))
+            .spawn(move || {
+                let _alive = alive;
+                worker.run(ready_sender);
+            })
             .map_err(|error| ServiceError::internal(format!("cannot start a worker thread: {error}")))?;
     }
     drop(batch_receiver);
