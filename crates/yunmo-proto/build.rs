@@ -1,11 +1,17 @@
-//! Compiles proto/grpc_service.proto with the pure-Rust protox (no protoc needed) and generates tonic code.
-//! Bytes fields are `bytes::Bytes`, so raw tensor contents are shared with the request buffer, not copied.
+//! Compiles the protos with the pure-Rust protox (no protoc needed): `proto/grpc_service.proto` into tonic
+//! code (bytes fields are `bytes::Bytes`, so raw tensor contents are shared with the request buffer, not
+//! copied), and `proto/onnx.proto` (copied from the `onnx` wheel, Apache-2.0) into plain prost messages that
+//! the trainers and optimisers write ONNX graphs with.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let proto = format!("{proto_dir}/grpc_service.proto");
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([&proto], [proto_dir])?;
+    let grpc = format!("{proto_dir}/grpc_service.proto");
+    let onnx = format!("{proto_dir}/onnx.proto");
+    println!("cargo:rerun-if-changed={grpc}");
+    println!("cargo:rerun-if-changed={onnx}");
+    let descriptors = protox::compile([&grpc], [proto_dir])?;
     tonic_prost_build::configure().build_client(true).build_server(true).bytes(".").compile_fds(descriptors)?;
+    let descriptors = protox::compile([&onnx], [proto_dir])?;
+    tonic_prost_build::configure().build_client(false).build_server(false).compile_fds(descriptors)?;
     Ok(())
 }

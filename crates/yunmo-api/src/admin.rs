@@ -217,6 +217,7 @@ impl From<VersionConfigDto> for VersionConfig {
             chat_template: dto.chat_template,
             price: dto.price,
             drift: dto.drift,
+            provenance: None,
         }
     }
 }
@@ -240,6 +241,11 @@ pub struct VersionDto {
     pub outputs: Vec<TensorSpecDto>,
     /// Serving options.
     pub config: VersionConfigDto,
+    /// How a Yunmo job made this version (training or optimisation): `{"job", "kind", "method",
+    /// "parent_version", "training_file", "validation_file", "metrics", "details"}`; absent for uploads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub provenance: Option<yunmo_types::Provenance>,
     /// Whether a `tokenizer.json` is stored with the version.
     pub has_tokenizer: bool,
     /// Whether it is loaded now.
@@ -314,6 +320,7 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
             price: record.config.price,
             drift: record.config.drift,
         },
+        provenance: record.config.provenance,
         has_tokenizer: record.has_tokenizer,
         loaded,
         model: yunmo_registry::name_for(&record.model, &caller.principal().tenant).to_string(),

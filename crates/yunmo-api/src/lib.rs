@@ -16,6 +16,7 @@ pub mod extract;
 pub mod forecast;
 pub mod grpc;
 mod http_metrics;
+pub mod jobs;
 pub mod kserve;
 pub mod openai;
 pub mod openapi;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenancy::routes())
         .merge(stats::routes())
         .merge(drift::routes())
+        .merge(jobs::routes())
         .merge(alerts::routes())
         .merge(forecast::routes())
         .merge(openai::routes(&state))

@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 
 use serde_json::{Value, json};
 
-use crate::{admin, alerts, console, drift, forecast, schema, stats, tenancy};
+use crate::{admin, alerts, console, drift, forecast, jobs, schema, stats, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,9 +45,27 @@ use crate::{admin, alerts, console, drift, forecast, schema, stats, tenancy};
         drift::reset_baseline,
         alerts::alerts,
         forecast::forecast,
+        jobs::upload_file,
+        jobs::list_files,
+        jobs::get_file,
+        jobs::file_content,
+        jobs::delete_file,
+        jobs::create_job,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::job_events,
+        jobs::cancel_job,
     ),
     components(schemas(
         console::SessionDto,
+        jobs::FileDto,
+        jobs::FileList,
+        jobs::Deleted,
+        jobs::CreateJob,
+        jobs::JobDto,
+        jobs::JobList,
+        jobs::EventDto,
+        jobs::EventList,
         drift::DriftDto,
         drift::BaselineDto,
         drift::WindowsDto,

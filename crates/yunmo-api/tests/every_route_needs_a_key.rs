@@ -63,6 +63,7 @@ async fn state(dir: &Path) -> AppState {
             request_timeout: Duration::from_secs(5),
             drift: yunmo_drift::DriftSettings::default(),
             alerts: Default::default(),
+            jobs: Default::default(),
         },
         gate.clone(),
     );

@@ -32,7 +32,9 @@ pub fn is_closed_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
+mod jobs;
 mod tenancy;
+pub use jobs::{CreateKind, FilesCommand, JobsCommand, TrainArgs, files, jobs};
 pub use tenancy::{AuditArgs, KeysCommand, TenantsCommand, UsageArgs, audit, keys, tenants, usage, whoami};
 
 /// Where the server is.

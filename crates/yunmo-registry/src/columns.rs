@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::RegistryError;
+use crate::jobs::{FileRecord, JobEvent, JobRecord, JobStatus};
 use crate::records::{ModelRecord, VersionRecord};
 use crate::tenancy::{AuditEntry, KeyRecord, TenantRecord, UsageBucket, UsageRow, UsageTotals};
 
@@ -136,6 +137,62 @@ where
             target: self.get("target"),
             remote: self.get("remote"),
             outcome: self.get("outcome"),
+        }
+    }
+
+    /// A job.
+    fn job(&self) -> Result<JobRecord, RegistryError> {
+        let status: String = self.get("status");
+        let Some(parsed_status) = JobStatus::parse(&status) else {
+            return Err(RegistryError::Database(sqlx::Error::Decode(format!("stored job status '{status}' is unknown").into())));
+        };
+        Ok(JobRecord {
+            id: self.get("id"),
+            tenant: self.get("tenant"),
+            kind: self.get("kind"),
+            model: self.get("model"),
+            params: self.get("params"),
+            training_file: self.get("training_file"),
+            parent_version: self.get::<Option<i64>, _>("parent_version").map(|version| version as u64),
+            status: parsed_status,
+            progress: self.get("progress"),
+            result_version: self.get::<Option<i64>, _>("result_version").map(|version| version as u64),
+            metrics: self.get("metrics"),
+            error: self.get("error"),
+            cancel_requested: self.get("cancel_requested"),
+            attempts: u32::try_from(self.get::<i64, _>("attempts")).unwrap_or(u32::MAX),
+            lease_owner: self.get("lease_owner"),
+            lease_until: self.get("lease_until"),
+            created_at: self.get("created_at"),
+            started_at: self.get("started_at"),
+            finished_at: self.get("finished_at"),
+        })
+    }
+
+    /// An entry of a job's event log.
+    fn job_event(&self) -> JobEvent {
+        JobEvent {
+            job: self.get("job"),
+            seq: self.get::<i64, _>("seq") as u64,
+            at: self.get("at_ms"),
+            level: self.get("level"),
+            message: self.get("message"),
+            data: self.get("data"),
+        }
+    }
+
+    /// A dataset file.
+    fn file(&self) -> FileRecord {
+        FileRecord {
+            id: self.get("id"),
+            tenant: self.get("tenant"),
+            filename: self.get("filename"),
+            purpose: self.get("purpose"),
+            bytes: self.get::<i64, _>("bytes") as u64,
+            sha256: self.get("sha256"),
+            rows: self.get::<i64, _>("row_count") as u64,
+            columns: self.get("column_names"),
+            created_at: self.get("created_at"),
         }
     }
 }

@@ -1,18 +1,22 @@
 //! Model metadata and artifacts: the only crate that touches the database or the artifact store.
 //!
-//! [`Registry`] keeps models, versions, tenants, keys, usage and audit in a [`MetadataStore`] and model files
-//! in an [`ArtifactStore`] addressed by sha256; SQLite ([`SqliteStore`]) and a local folder
-//! ([`LocalArtifacts`]) are the embedded defaults, [`SealedArtifacts`] encrypts any artifact store at rest,
-//! and [`conformance`] is the suite every implementation passes. A version row is committed only after its
-//! file is durable under its final name, and a file is removed only after no row refers to it, both under
-//! the metadata store's lock, so a crash at any point leaves either the old state or the new one, plus at
-//! most an unreferenced file that a later sweep removes once it is older than the grace period.
+//! [`Registry`] keeps models, versions, tenants, keys, usage and audit in a [`MetadataStore`] (which also keeps
+//! background jobs and dataset files, as a [`JobStore`]) and model and dataset files in an [`ArtifactStore`]
+//! addressed by sha256; SQLite ([`SqliteStore`]) and a local folder ([`LocalArtifacts`]) are the embedded
+//! defaults, [`SealedArtifacts`] encrypts any artifact store at rest, and [`conformance`] is the suite every
+//! implementation passes. A version row is committed only after its file is durable under its final name,
+//! and a file is removed only after no row refers to it, both under the metadata store's lock, so a crash at
+//! any point leaves either the old state or the new one, plus at most an unreferenced file that a later
+//! sweep removes once it is older than the grace period.
 //! It knows nothing of runtimes: callers check a file (through a backend) between staging and committing it.
 
 mod artifacts;
 mod cache;
 mod columns;
 pub mod conformance;
+mod datasets;
+mod job_store;
+mod jobs;
 mod local;
 mod metadata;
 mod migrations;
@@ -27,11 +31,14 @@ mod tenancy;
 
 pub use artifacts::{ArtifactStore, LocalFile, Prepared, ReadableArtifact, StoredObject};
 pub use cache::DiskCache;
+pub use datasets::new_id;
+pub use jobs::{FileRecord, JobEnd, JobEvent, JobFilter, JobRecord, JobStatus, JobStore, NewJob};
 pub use local::LocalArtifacts;
 pub use metadata::{ArtifactWork, Change, DesiredState, MaintenanceLock, MetadataStore, UsageQuery};
 pub use postgres::{PgStore, PgStoreOptions, redact_url};
 pub use records::{
     DEFAULT_TENANT, DriftBaselineRecord, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, name_for, qualified_name,
+    validate_name,
 };
 pub use s3::{S3Artifacts, S3Options};
 pub use seal::EncryptionKey;

@@ -1,4 +1,5 @@
-//! The metadata store: where models, versions, tenants, keys, usage and audit entries live.
+//! The metadata store: where models, versions, tenants, keys, usage and audit entries live, and (through
+//! its supertrait [`JobStore`]) background jobs and dataset files.
 //!
 //! [`crate::Registry`] validates names and limits and then calls one of these; an implementation only
 //! stores and reads. SQLite ([`crate::SqliteStore`]) is the embedded default; every implementation must
@@ -11,6 +12,7 @@ use std::pin::Pin;
 use yunmo_types::{Limits, VersionConfig};
 
 use crate::RegistryError;
+use crate::jobs::JobStore;
 use crate::records::{DriftBaselineRecord, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow};
 use crate::tenancy::{
     AuditEntry, KeyRecord, NewKey, TenantRecord, UsageBucket, UsageEvent, UsageGroup, UsageRow, UsageSubject, UsageTotals,
@@ -21,14 +23,15 @@ use crate::tenancy::{
 /// [`MetadataStore::remove_artifact_if_unreferenced`] share.
 pub type ArtifactWork<'a> = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send + 'a>>;
 
-/// Models, versions, tenants, keys, usage and audit entries.
+/// Models, versions, tenants, keys, usage and audit entries; jobs and dataset files through [`JobStore`].
 ///
-/// Contract (checked by [`crate::conformance::metadata`]): a failed call changes nothing; names are unique
+/// Contract (checked by [`crate::conformance::metadata`], and for jobs and files by
+/// [`crate::conformance::jobs`]): a failed call changes nothing; names are unique
 /// (`AlreadyExists` otherwise); missing models and versions are `NotFound`, missing tenants and keys
 /// `ResourceNotFound`; the artifact work passed to `insert_version` and `remove_artifact_if_unreferenced`
 /// runs under one lock, so a file is never removed while a version that refers to it is being added.
 #[async_trait::async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: JobStore + Send + Sync + 'static {
     /// The schema version the store is at (the highest migration applied).
     async fn schema_version(&self) -> Result<u32, RegistryError>;
 
@@ -64,10 +67,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn tokenizer(&self, model: &ModelRecord, version: u64) -> Result<Option<String>, RegistryError>;
     /// Deletes a version; the version a model's policy pins is `Invalid`.
     async fn delete_version(&self, model: &ModelRecord, version: u64) -> Result<VersionRecord, RegistryError>;
-    /// The sha256 of every file a version refers to.
+    /// The sha256 of every stored file a row refers to: versions' model files and dataset files.
     async fn referenced_artifacts(&self) -> Result<HashSet<String>, RegistryError>;
-    /// Awaits `remove` if no version refers to `sha256`, under the lock `insert_version` holds while it
-    /// publishes; returns whether it ran.
+    /// Awaits `remove` if no version and no dataset file refers to `sha256`, under the lock
+    /// `insert_version` holds while it publishes; returns whether it ran.
     async fn remove_artifact_if_unreferenced(&self, sha256: &str, remove: ArtifactWork<'_>) -> Result<bool, RegistryError>;
 
     /// Creates a tenant (name and limits already validated).

@@ -213,7 +213,7 @@ pub struct VersionRow {
 }
 
 /// Model names go into URLs: 1–128 characters from `[A-Za-z0-9._-]`, not starting with `.` or `-`.
-pub(crate) fn validate_name(name: &str) -> Result<(), RegistryError> {
+pub fn validate_name(name: &str) -> Result<(), RegistryError> {
     let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     if name.is_empty() || name.len() > 128 || !valid_chars || !valid_start {

@@ -48,6 +48,13 @@ async fn postgres_passes_the_metadata_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_jobs_conformance_suite() {
+    let server = Postgres::start();
+    let url = server.create_database("jobs");
+    conformance::jobs(Arc::new(PgStore::connect(&PgStoreOptions::new(url)).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_at_once_on_an_empty_database_all_come_up() {
     let server = Postgres::start();
     let url = server.create_database("empty");
@@ -57,7 +64,7 @@ async fn replicas_starting_at_once_on_an_empty_database_all_come_up() {
     });
     for start in futures::future::join_all(starts).await {
         let store = start.unwrap().expect("every replica migrates or finds the schema migrated");
-        assert_eq!(store.schema_version().await.unwrap(), 5);
+        assert_eq!(store.schema_version().await.unwrap(), 6);
     }
     let store = PgStore::connect(&PgStoreOptions::new(url)).await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap().len(), 1, "the default tenant was inserted once");

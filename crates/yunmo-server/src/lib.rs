@@ -6,6 +6,7 @@ mod alerting;
 mod conn;
 mod http;
 pub mod settings;
+pub mod task;
 pub mod tls;
 
 use std::future::Future;
@@ -151,6 +152,7 @@ pub async fn run(
             request_timeout: Duration::from_millis(settings.scheduler.request_timeout_ms),
             drift: settings.drift.clone(),
             alerts: alerting::rules(&settings.alerts),
+            jobs: jobs_config(&settings)?,
         },
         gate.clone(),
     );
@@ -189,7 +191,8 @@ pub async fn run(
     };
     let http_address = listeners.http.local_addr()?;
     let grpc_address = listeners.grpc.local_addr()?;
-    alerting::start(&settings.alerts, alert_service, http_address, tls.is_some());
+    alerting::start(&settings.alerts, alert_service.clone(), http_address, tls.is_some());
+    let job_runner = yunmo_service::JobRunner::start(&alert_service, &replica_name(http_address));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
 
@@ -251,9 +254,32 @@ pub async fn run(
             tokio::time::sleep(grace).await;
         } => tracing::warn!(seconds = grace.as_secs(), "Grace period over; closing remaining connections."),
     }
+    job_runner.stop().await;
     flush_usage(&gate).await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// The service's `[jobs]` settings; children run this very binary.
+fn jobs_config(settings: &Settings) -> anyhow::Result<yunmo_service::JobsConfig> {
+    let jobs = &settings.jobs;
+    Ok(yunmo_service::JobsConfig {
+        workers: jobs.workers,
+        lease: Duration::from_secs(jobs.lease_s.max(1)),
+        max_attempts: jobs.max_attempts.max(1),
+        max_runtime: Duration::from_secs(jobs.max_runtime_s.max(1)),
+        max_file_bytes: jobs.max_file_bytes,
+        max_rows: jobs.max_rows,
+        max_columns: jobs.max_columns,
+        work_dir: settings.storage.data_dir.join("jobs"),
+        program: std::env::current_exe().context("cannot find this program's path to run jobs with")?,
+    })
+}
+
+/// How this replica names itself in job leases: host name, process id and HTTP address.
+fn replica_name(http: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default();
+    format!("{host}:{}:{http}", std::process::id())
 }
 
 /// The connection slots both servers share, within the process's open-file limit (raised to its maximum).

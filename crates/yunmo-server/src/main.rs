@@ -81,6 +81,26 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Upload, list and delete dataset files (CSV) for training jobs.
+    Files {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(subcommand)]
+        command: yunmo_cli::FilesCommand,
+    },
+    /// Create, follow and cancel background jobs (training a model from a CSV file).
+    Jobs {
+        #[command(flatten)]
+        server: yunmo_cli::ServerArgs,
+        #[command(subcommand)]
+        command: yunmo_cli::JobsCommand,
+    },
+    /// Run one job's work (the server starts this in a child process; not for people).
+    #[command(hide = true)]
+    JobRun {
+        /// The task file the server wrote.
+        spec: PathBuf,
+    },
 }
 
 /// `yunmo serve`: configuration comes from the compiled-in defaults (config/default.toml), then
@@ -118,6 +138,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Migrate { config } => migrate(config),
+        Command::JobRun { spec } => return yunmo_server::task::run(&spec),
         command => client(command),
     };
     match result {
@@ -136,7 +157,9 @@ fn client(command: Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match command {
-            Command::Serve(_) | Command::Migrate { .. } => unreachable!("run by main"),
+            Command::Serve(_) | Command::Migrate { .. } | Command::JobRun { .. } => unreachable!("run by main"),
+            Command::Files { server, command } => yunmo_cli::files(&server, command).await,
+            Command::Jobs { server, command } => yunmo_cli::jobs(&server, command).await,
             Command::Models { server, command } => yunmo_cli::models(&server, command).await,
             Command::Infer { server, args } => yunmo_cli::infer(&server, args).await,
             Command::Tenants { server, command } => yunmo_cli::tenants(&server, command).await,

@@ -31,6 +31,28 @@ pub struct Settings {
     pub drift: yunmo_drift::DriftSettings,
     /// The built-in alert rules and where their notifications go.
     pub alerts: AlertSettings,
+    /// Background jobs (training) and their dataset files.
+    pub jobs: JobSettings,
+}
+
+/// `[jobs]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Jobs this replica runs at once (0: it runs none; other replicas do).
+    pub workers: usize,
+    /// Seconds a claim on a running job lasts without renewal (renewed twice a second).
+    pub lease_s: u64,
+    /// Runs of one job before it is failed for good.
+    pub max_attempts: u32,
+    /// Longest a job may run, seconds.
+    pub max_runtime_s: u64,
+    /// Largest dataset file, bytes.
+    pub max_file_bytes: u64,
+    /// Most data rows of a dataset file.
+    pub max_rows: usize,
+    /// Most columns of a dataset file.
+    pub max_columns: usize,
 }
 
 /// `[alerts]`.

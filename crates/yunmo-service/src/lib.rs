@@ -16,6 +16,9 @@ mod drift_sync;
 pub mod embed;
 pub mod forecast;
 pub mod generate;
+pub mod job_runner;
+pub mod job_task;
+pub mod jobs;
 mod load;
 mod loaded;
 mod manage;
@@ -37,6 +40,8 @@ use yunmo_types::{InferInput, InferOutput, ModelRef, Signature, VersionConfig};
 pub use call::{Call, Target};
 pub use embed::{EmbedInput, Embeddings};
 pub use generate::{Generation, Prompt, PromptInput};
+pub use job_runner::JobRunner;
+pub use jobs::{FileUpload, JobRequest, JobsConfig};
 pub use loaded::{LoadSpec, LoadedModel, WorkerConfig};
 pub use residency::ModelManager;
 
@@ -57,6 +62,8 @@ pub struct ServiceConfig {
     pub drift: yunmo_drift::DriftSettings,
     /// The built-in alert rules' bounds (`[alerts]`).
     pub alerts: alerts::AlertRules,
+    /// Background jobs (`[jobs]`).
+    pub jobs: jobs::JobsConfig,
 }
 
 /// Model metadata as the V2 protocol reports it.
@@ -138,6 +145,8 @@ struct Inner {
     alerts: alerts::AlertState,
     /// The latest forecasts of loaded models (gauges, the capacity alert).
     forecasts: forecast::SharedCache,
+    /// Jobs settings and the runner's wake-ups.
+    jobs: jobs::JobsHub,
 }
 
 impl InferenceService {
@@ -150,6 +159,7 @@ impl InferenceService {
         let (resolved, records, named, generation) = Default::default();
         let drift = drift::DriftHub::new(config.drift, registry.clone());
         let alerts = alerts::AlertState::new(config.alerts);
+        let jobs = jobs::JobsHub { config: config.jobs, wake: Default::default(), cancelled: Default::default() };
         let inner = Inner {
             registry,
             gate,
@@ -163,6 +173,7 @@ impl InferenceService {
             drift,
             alerts,
             forecasts: Default::default(),
+            jobs,
         };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
@@ -318,7 +329,7 @@ impl InferenceService {
     }
 
     /// Forgets cached resolutions and the record of `name` (after any change to the model or its versions).
-    fn invalidate(&self, name: &str) {
+    pub(crate) fn invalidate(&self, name: &str) {
         let mut resolved = self.inner.resolved.write().expect("resolve cache lock");
         let mut records = self.inner.records.write().expect("record cache lock");
         let mut named = self.inner.named.write().expect("name cache lock");

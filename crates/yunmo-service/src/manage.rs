@@ -235,16 +235,18 @@ impl InferenceService {
     }
 
     /// Replaces a version's serving options; a loaded version is reloaded with them on its next request.
+    /// The version's provenance (set by the job that made it) is kept: it is not a serving option.
     pub async fn set_version_config(
         &self,
         call: &Call,
         target: &Target,
         version: u64,
-        config: VersionConfig,
+        mut config: VersionConfig,
     ) -> Result<VersionRecord, ServiceError> {
         target.permits(call, Action::Write)?;
         self.inner.drift.settings(&config).map_err(ServiceError::invalid)?;
         let name = target.name();
+        config.provenance = self.inner.registry.get_version(name, version).await?.config.provenance;
         let result = self.inner.registry.set_version_config(name, version, config).await;
         self.invalidate(name);
         let record = result?;

@@ -21,7 +21,7 @@ use yunmo_service::{
 use yunmo_types::{DataType, InferInput, Limits, ModelRef, Scope, Sharing, Tensor, TensorData, VersionConfig};
 
 /// Public methods of `InferenceService` that take no `Call`, and why that is safe.
-const NEEDS_NO_CALL: [&str; 8] = [
+const NEEDS_NO_CALL: [&str; 9] = [
     "new",                   // constructs the service
     "refresh_gauges",        // metrics of loaded models, for /metrics (scope-checked by the transport)
     "is_loaded",             // takes a version record the caller already got through a checked method
@@ -30,6 +30,7 @@ const NEEDS_NO_CALL: [&str; 8] = [
     "apply_desired_states",  // loads what the metadata store says at start; no caller, nothing returned
     "alert_conditions",      // the server's own alert loop: its figures, answering nobody
     "evaluate_alerts",       // the same loop recording what fired; callers read alerts through `alerts(call)`
+    "jobs_config",           // the [jobs] settings (upload limits), no tenant's data
 ];
 /// `generate` takes a `Prompt`, which only `prepare_prompt` makes, after the `Infer` check.
 const NEEDS_NO_CALL_PROMPT: &str = "generate";
@@ -180,6 +181,7 @@ async fn service() -> (InferenceService, tempfile::TempDir) {
         request_timeout: Duration::from_secs(10),
         drift: yunmo_drift::DriftSettings::default(),
         alerts: Default::default(),
+        jobs: Default::default(),
     };
     let service = InferenceService::new(registry.clone(), vec![Arc::new(EchoFactory)], config, Gate::new(registry, auth).unwrap());
     let admin = Call::new(Arc::new(Principal::local()), "admin");

@@ -28,6 +28,7 @@ async fn a_panicking_runtime_fails_the_request_and_the_model_serves_on() {
         request_timeout: Duration::from_secs(10),
         drift: yunmo_drift::DriftSettings::default(),
         alerts: Default::default(),
+        jobs: Default::default(),
     };
     let auth = AuthConfig {
         enabled: false,

@@ -162,6 +162,36 @@ pub struct VersionConfig {
     /// (checked by the service, which knows them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How the version was made, when a Yunmo job made it (training or optimisation): set by the job,
+    /// shown by the API and CLI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// How a job made a version: what it did, from what, and how the result measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The job's id.
+    pub job: String,
+    /// `train` or `optimise`.
+    pub kind: String,
+    /// The family trained or the optimisation applied.
+    pub method: String,
+    /// The version it was made from (optimisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_version: Option<u64>,
+    /// The dataset file it learnt from (training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_file: Option<String>,
+    /// The file it was validated on, when separate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_file: Option<String>,
+    /// Evaluation metrics (validation rows), by name.
+    #[serde(default)]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// What else the job measured or used (rows, features, the optimisation report).
+    #[serde(default)]
+    pub details: serde_json::Value,
 }
 
 impl Default for VersionConfig {
@@ -175,6 +205,7 @@ impl Default for VersionConfig {
             chat_template: None,
             price: None,
             drift: None,
+            provenance: None,
         }
     }
 }

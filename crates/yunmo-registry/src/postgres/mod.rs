@@ -7,6 +7,7 @@
 //! whichever replica runs them.
 
 mod drift;
+mod jobs;
 mod listen;
 mod migrate;
 mod models;
@@ -80,7 +81,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Models, versions, tenants, keys, usage and audit in a PostgreSQL database.
+/// Models, versions, tenants, keys, usage, audit, jobs and dataset files in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,

@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "cluster", sql: include_str!("../../migrations/sqlite/0003_cluster.sql") },
     Migration { version: 4, name: "forecast", sql: include_str!("../../migrations/sqlite/0004_forecast.sql") },
     Migration { version: 5, name: "drift", sql: include_str!("../../migrations/sqlite/0005_drift.sql") },
+    Migration { version: 6, name: "jobs", sql: include_str!("../../migrations/sqlite/0006_jobs.sql") },
 ];
 
 /// Brings the database to the newest schema; returns its version.

@@ -1,6 +1,7 @@
 //! The metadata store in SQLite (WAL, `synchronous=FULL`): the embedded default.
 
 mod drift;
+mod jobs;
 mod migrate;
 mod models;
 mod tenancy;
@@ -13,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::RegistryError;
 
-/// Models, versions, tenants, keys, usage and audit in one SQLite file.
+/// Models, versions, tenants, keys, usage, audit, jobs and dataset files in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,

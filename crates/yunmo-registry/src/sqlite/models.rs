@@ -9,6 +9,7 @@ use super::tx::WriteTx;
 use super::{SqliteStore, json, now, parse};
 use crate::RegistryError;
 use crate::columns::StoredRow;
+use crate::jobs::sql as jobs_sql;
 use crate::metadata::{ArtifactWork, Change, DesiredState, MaintenanceLock};
 use crate::records::{ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, qualified_name};
 
@@ -289,10 +290,10 @@ impl SqliteStore {
         Ok(record)
     }
 
-    /// Runs `remove` under the write lock if no version refers to `sha256`.
+    /// Runs `remove` under the write lock if no version or dataset file refers to `sha256`.
     pub(super) async fn remove_artifact_if_unreferenced(&self, sha256: &str, remove: ArtifactWork<'_>) -> Result<bool, RegistryError> {
         let mut tx = self.write_transaction().await?;
-        let in_use = sqlx::query("SELECT 1 FROM versions WHERE sha256 = ? LIMIT 1").bind(sha256).fetch_optional(&mut *tx).await?;
+        let in_use = sqlx::query(jobs_sql::ARTIFACT_IN_USE).bind(sha256).fetch_optional(&mut *tx).await?;
         if in_use.is_none() {
             remove.await?;
         }
@@ -301,7 +302,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn referenced_artifacts(&self) -> Result<HashSet<String>, RegistryError> {
-        let shas: Vec<String> = sqlx::query_scalar("SELECT DISTINCT sha256 FROM versions").fetch_all(&self.pool).await?;
+        let shas: Vec<String> = sqlx::query_scalar(jobs_sql::REFERENCED_ARTIFACTS).fetch_all(&self.pool).await?;
         Ok(shas.into_iter().collect())
     }
     pub(super) async fn set_desired_state(

@@ -1,0 +1,64 @@
+//! `yunmo job-run SPEC`: the child process a job runs in. It reads the task the server wrote, does the
+//! work, prints its progress and result as JSON lines (`yunmo_service::job_task::TaskMessage`) and writes
+//! the result's file. It dies with its parent (PR_SET_PDEATHSIG), so a server killed outright leaves no
+//! job running unseen.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use yunmo_service::job_task::{JobKind, TaskMessage, TaskSpec};
+
+fn say(message: &TaskMessage) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut stdout, message);
+    let _ = stdout.write_all(b"\n");
+    let _ = stdout.flush();
+}
+
+/// Runs the task described in `spec_path`; the exit status is 0 when it printed `done` or `failed`.
+pub fn run(spec_path: &Path) -> ExitCode {
+    if let Err(error) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)) {
+        eprintln!("Could not ask to die with the server: {error}.");
+    }
+    let result = std::fs::read(spec_path)
+        .map_err(|error| format!("cannot read the task {}: {error}", spec_path.display()))
+        .and_then(|bytes| serde_json::from_slice::<TaskSpec>(&bytes).map_err(|error| format!("the task is not valid: {error}")))
+        .and_then(|spec| match spec.kind {
+            JobKind::Train => train(&spec),
+        });
+    match result {
+        Ok(message) => say(&message),
+        Err(error) => say(&TaskMessage::Failed { error }),
+    }
+    ExitCode::SUCCESS
+}
+
+fn read_table(path: &Path, spec: &TaskSpec) -> Result<yunmo_train::Table, String> {
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let limits = yunmo_train::CsvLimits { max_rows: spec.max_rows, max_columns: spec.max_columns };
+    yunmo_train::parse_csv(&bytes, &limits).map_err(|error| error.to_string())
+}
+
+fn train(spec: &TaskSpec) -> Result<TaskMessage, String> {
+    let params: yunmo_train::TrainParams = serde_json::from_value(spec.params.clone()).map_err(|error| format!("params: {error}"))?;
+    let training = spec.training.as_deref().ok_or("a train job needs a training file")?;
+    let table = read_table(training, spec).map_err(|error| format!("training_file: {error}"))?;
+    let validation = match &spec.validation {
+        Some(path) => Some(read_table(path, spec).map_err(|error| format!("validation_file: {error}"))?),
+        None => None,
+    };
+    let dataset = yunmo_train::Dataset { table: &table, validation: validation.as_ref() };
+    let mut progress = |step: yunmo_train::Progress| {
+        say(&TaskMessage::Progress { fraction: step.fraction, message: step.message, loss: step.loss });
+    };
+    let trained = yunmo_train::train(&dataset, &params, &mut progress).map_err(|error| error.to_string())?;
+    let artifact = "model.onnx";
+    std::fs::write(spec.output.join(artifact), &trained.onnx).map_err(|error| format!("cannot write the model: {error}"))?;
+    let details = serde_json::json!({
+        "train_rows": trained.train_rows,
+        "validation_rows": trained.validation_rows,
+        "features": trained.features,
+    });
+    Ok(TaskMessage::Done { artifact: artifact.into(), metrics: trained.metrics, labels: trained.labels, details })
+}
