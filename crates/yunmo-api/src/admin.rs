@@ -200,6 +200,11 @@ pub struct VersionConfigDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub drift: Option<serde_json::Map<String, serde_json::Value>>,
+    /// BYTES inputs whose elements must be one of the listed values, e.g. a recommender's
+    /// `{"user": [...], "item": [...]}`; anything else is a 400 naming it. At most 2,000,000 values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub known_values: BTreeMap<String, Vec<String>>,
 }
 
 fn one() -> u32 {
@@ -217,6 +222,7 @@ impl From<VersionConfigDto> for VersionConfig {
             chat_template: dto.chat_template,
             price: dto.price,
             drift: dto.drift,
+            known_values: dto.known_values,
             provenance: None,
         }
     }
@@ -319,6 +325,7 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
             chat_template: record.config.chat_template,
             price: record.config.price,
             drift: record.config.drift,
+            known_values: record.config.known_values,
         },
         provenance: record.config.provenance,
         has_tokenizer: record.has_tokenizer,

@@ -133,8 +133,17 @@ pub async fn upload_file(
                     artifact = Some(stage(&state, &caller, stream, limit).await?);
                 }
                 Some("purpose") => {
-                    let text = field.text().await.map_err(|e| ApiError::admin(ServiceError::invalid(format!("purpose part: {e}"))))?;
-                    upload.purpose = text.trim().to_string();
+                    let mut field = field;
+                    let mut text = Vec::new();
+                    while let Some(chunk) =
+                        field.chunk().await.map_err(|e| ApiError::admin(ServiceError::invalid(format!("purpose part: {e}"))))?
+                    {
+                        text.extend_from_slice(&chunk);
+                        if text.len() > 64 {
+                            return Err(ApiError::admin(ServiceError::invalid("the purpose part is longer than 64 bytes")));
+                        }
+                    }
+                    upload.purpose = String::from_utf8_lossy(&text).trim().to_string();
                 }
                 other => {
                     return Err(ApiError::admin(ServiceError::invalid(format!(

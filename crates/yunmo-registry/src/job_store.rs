@@ -63,6 +63,11 @@ macro_rules! job_store_on_pool {
                     rows.first().map(StoredRow::job).transpose()
                 }
 
+                async fn release_job(&self, id: &str, owner: &str) -> Result<bool, RegistryError> {
+                    let released = sqlx::query(sql::RELEASE_JOB).bind(id).bind(owner).execute(&self.pool).await?;
+                    Ok(released.rows_affected() == 1)
+                }
+
                 async fn finish_job(&self, id: &str, owner: &str, end: &JobEnd, now: i64) -> Result<bool, RegistryError> {
                     let end = end.columns();
                     let finished = sqlx::query(sql::FINISH_JOB)

@@ -216,6 +216,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// `lease_until` and returns the record (the caller reads `cancel_requested`). `None` when the lease is
     /// lost.
     async fn renew_job(&self, id: &str, owner: &str, progress: f64, lease_until: i64) -> Result<Option<JobRecord>, RegistryError>;
+    /// Hands a job that `owner` holds back without ending it (the server is stopping): its lease ends now,
+    /// so the next claim takes it, and the run does not count as an attempt. False when owner does not hold
+    /// it.
+    async fn release_job(&self, id: &str, owner: &str) -> Result<bool, RegistryError>;
     /// Ends a job that `owner` holds: status from `end`, `finished_at = now`, lease cleared, progress 1 on
     /// success; `result_version` and `metrics`, or `error`, stored. Returns false (and changes nothing)
     /// when `owner` does not hold it.
@@ -348,6 +352,10 @@ pub(crate) mod sql {
     /// Renews a held lease: $1 id, $2 owner, $3 progress, $4 lease_until.
     pub(crate) const RENEW_JOB: &str = "UPDATE jobs SET progress = $3, lease_until = $4 \
          WHERE id = $1 AND lease_owner = $2 AND status = 'running' RETURNING *";
+
+    /// Hands a held job back: $1 id, $2 owner.
+    pub(crate) const RELEASE_JOB: &str = "UPDATE jobs SET lease_until = 0, lease_owner = NULL, attempts = attempts - 1 \
+         WHERE id = $1 AND lease_owner = $2 AND status = 'running'";
 
     /// Ends a held job: $1 id, $2 owner, $3 status, $4 now, $5 result_version, $6 metrics (NULL keeps
     /// them), $7 error.

@@ -193,6 +193,7 @@ pub async fn run(
     let grpc_address = listeners.grpc.local_addr()?;
     alerting::start(&settings.alerts, alert_service.clone(), http_address, tls.is_some());
     let job_runner = yunmo_service::JobRunner::start(&alert_service, &replica_name(http_address));
+    let stop_jobs = job_runner.stopper();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<yunmo_api::grpc::GrpcInferenceServiceServer<yunmo_api::grpc::GrpcService>>().await;
 
@@ -203,6 +204,8 @@ pub async fn run(
         tracing::info!("Shutting down: finishing in-flight requests.");
         shutting_down.store(true, Ordering::Relaxed);
         let _ = stop_sender.send(true);
+        // Running jobs are handed back at once, not after the requests' grace period.
+        let _ = stop_jobs.send(true);
     });
     let mut stop = stop_receiver.clone();
     let http_stopped = async move {
@@ -272,7 +275,11 @@ fn jobs_config(settings: &Settings) -> anyhow::Result<yunmo_service::JobsConfig>
         max_rows: jobs.max_rows,
         max_columns: jobs.max_columns,
         work_dir: settings.storage.data_dir.join("jobs"),
-        program: std::env::current_exe().context("cannot find this program's path to run jobs with")?,
+        // The running binary itself, even after an upgrade replaced the file on disk.
+        program: match std::path::Path::new("/proc/self/exe") {
+            path if path.exists() => path.to_path_buf(),
+            _ => std::env::current_exe().context("cannot find this program's path to run jobs with")?,
+        },
     })
 }
 

@@ -21,6 +21,13 @@ pub fn run(spec_path: &Path) -> ExitCode {
     if let Err(error) = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)) {
         eprintln!("Could not ask to die with the server: {error}.");
     }
+    // A parent that died before the request above took effect would leave this child unsupervised.
+    let parent = std::env::var(yunmo_service::job_runner::PARENT_VARIABLE).ok().and_then(|pid| pid.parse::<i32>().ok());
+    let current = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
+    if parent.is_some_and(|parent| parent != current) {
+        eprintln!("The server that started this job is gone; exiting.");
+        return ExitCode::FAILURE;
+    }
     let result = std::fs::read(spec_path)
         .map_err(|error| format!("cannot read the task {}: {error}", spec_path.display()))
         .and_then(|bytes| serde_json::from_slice::<TaskSpec>(&bytes).map_err(|error| format!("the task is not valid: {error}")))
@@ -55,10 +62,18 @@ fn train(spec: &TaskSpec) -> Result<TaskMessage, String> {
     let trained = yunmo_train::train(&dataset, &params, &mut progress).map_err(|error| error.to_string())?;
     let artifact = "model.onnx";
     std::fs::write(spec.output.join(artifact), &trained.onnx).map_err(|error| format!("cannot write the model: {error}"))?;
-    let details = serde_json::json!({
+    let mut details = serde_json::json!({
         "train_rows": trained.train_rows,
         "validation_rows": trained.validation_rows,
-        "features": trained.features,
     });
-    Ok(TaskMessage::Done { artifact: artifact.into(), metrics: trained.metrics, labels: trained.labels, details })
+    if !trained.features.is_empty() {
+        details["features"] = serde_json::json!(trained.features);
+    }
+    if let serde_json::Value::Object(extra) = trained.extra {
+        details.as_object_mut().expect("an object").extend(extra);
+    }
+    // JSON has no NaN: a metric that is not a number (ROC AUC when a class is missing from the validation
+    // rows) is left out rather than written as null.
+    let metrics = trained.metrics.into_iter().filter(|(_, value)| value.is_finite()).collect();
+    Ok(TaskMessage::Done { artifact: artifact.into(), metrics, labels: trained.labels, details, known_values: trained.known_values })
 }

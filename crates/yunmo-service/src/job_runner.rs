@@ -21,13 +21,21 @@ use crate::{Call, InferenceService, UploadOptions};
 
 /// The workers of one replica; [`JobRunner::stop`] ends them.
 pub struct JobRunner {
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl JobRunner {
-    /// Starts `jobs.workers` workers; `replica` names this process in leases and events.
+    /// Starts `jobs.workers` workers; `replica` names this process in leases and events. What earlier runs
+    /// of this server left in `jobs.work_dir` (plaintext copies of datasets, after a crash) is removed
+    /// first: the folder is this server's own.
     pub fn start(service: &InferenceService, replica: &str) -> JobRunner {
+        let work_dir = &service.jobs_config().work_dir;
+        match std::fs::remove_dir_all(work_dir) {
+            Ok(()) => tracing::info!(folder = %work_dir.display(), "Removed what earlier job runs left."),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(folder = %work_dir.display(), %error, "Could not clear the jobs' working folder."),
+        }
         let (stop, stopped) = watch::channel(false);
         let workers = (0..service.jobs_config().workers)
             .map(|index| {
@@ -35,11 +43,17 @@ impl JobRunner {
                 tokio::spawn(worker.run())
             })
             .collect();
-        JobRunner { stop, workers }
+        JobRunner { stop: Arc::new(stop), workers }
     }
 
-    /// Stops the workers: running children are killed and their jobs handed back (their leases end now),
-    /// so the next server to start claims them again.
+    /// What tells the workers to stop (claim nothing more, kill their children and hand their jobs back);
+    /// the server sends it as soon as it begins to shut down.
+    pub fn stopper(&self) -> Arc<watch::Sender<bool>> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Stops the workers: running children are killed and their jobs handed back (their leases end now,
+    /// the run not counted as an attempt), so the next server to start claims them again.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for worker in self.workers {
@@ -64,6 +78,8 @@ enum Outcome {
     Cancelled,
     /// The lease was lost or the server is stopping: the job is not ended here.
     Abandoned,
+    /// A store the job needs is unavailable: the job is handed back to run again later.
+    Unavailable(String),
 }
 
 impl Worker {
@@ -82,7 +98,7 @@ impl Worker {
                     tokio::select! {
                         _ = hub.wake.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = self.stop.changed() => {}
+                        changed = self.stop.changed() => if changed.is_err() { return },
                     }
                 }
                 Err(error) => {
@@ -99,11 +115,40 @@ impl Worker {
         }
     }
 
-    async fn finish(&self, job: &JobRecord, end: JobEnd) {
-        match self.service.inner.registry.jobs().finish_job(&job.id, &self.owner, &end, now_ms()).await {
-            Ok(true) => tracing::info!(job = %job.id, end = ?end, "Job ended."),
-            Ok(false) => tracing::warn!(job = %job.id, "Job ended here, but another replica holds it now; its end is theirs."),
-            Err(error) => tracing::warn!(job = %job.id, %error, "Could not record a job's end; it runs again after its lease."),
+    /// Records the job's end; false when this worker no longer holds it (or the store failed).
+    async fn finish(&self, job: &JobRecord, end: &JobEnd) -> bool {
+        match self.service.inner.registry.jobs().finish_job(&job.id, &self.owner, end, now_ms()).await {
+            Ok(true) => {
+                tracing::info!(job = %job.id, end = ?end, "Job ended.");
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(job = %job.id, "Job ended here, but another worker holds it now; its end is theirs.");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(job = %job.id, %error, "Could not record a job's end; it runs again after its lease.");
+                false
+            }
+        }
+    }
+
+    /// Hands the job back to be claimed again (the server stops, or a store it needs is unavailable).
+    async fn release(&self, job: &JobRecord) {
+        if let Err(error) = self.service.inner.registry.jobs().release_job(&job.id, &self.owner).await {
+            tracing::warn!(job = %job.id, %error, "Could not hand a job back; it runs again after its lease.");
+        }
+    }
+
+    /// Whether this worker still holds the job and it is not being cancelled, just before its result
+    /// becomes a version.
+    async fn still_ours(&self, job: &JobRecord) -> Option<Outcome> {
+        let lease = self.service.inner.jobs.config.lease.as_millis() as i64;
+        match self.service.inner.registry.jobs().renew_job(&job.id, &self.owner, 1.0, now_ms() + lease).await {
+            Ok(Some(record)) if record.cancel_requested => Some(Outcome::Cancelled),
+            Ok(Some(_)) => None,
+            Ok(None) => Some(Outcome::Abandoned),
+            Err(error) => Some(Outcome::Unavailable(error.to_string())),
         }
     }
 
@@ -112,27 +157,43 @@ impl Worker {
         if job.attempts > config.max_attempts {
             let error = format!("gave up after {} attempts (the server stopped or crashed during each)", config.max_attempts);
             self.event(&job.id, "error", &format!("Failed: {error}."), "").await;
-            self.finish(&job, JobEnd::Failed { error }).await;
+            self.finish(&job, &JobEnd::Failed { error }).await;
             return;
         }
         self.event(&job.id, "info", &format!("Attempt {} started on {}.", job.attempts, self.owner), "").await;
         let dir = config.work_dir.join(format!("{}-{}", job.id, job.attempts));
         let started = Instant::now();
-        let outcome = match self.prepare(&job, &dir).await {
+        let mut outcome = match self.prepare(&job, &dir).await {
             Ok(spec) => self.supervise(&job, &spec).await,
+            Err(error) if error.code == Code::Unavailable => Outcome::Unavailable(error.message),
             Err(error) => Outcome::Failed(error.message),
         };
+        if matches!(outcome, Outcome::Done { .. })
+            && let Some(changed) = self.still_ours(&job).await
+        {
+            outcome = changed;
+        }
         let compute_ms = started.elapsed().as_millis() as u64;
         let (end, version) = match outcome {
             Outcome::Done { artifact, message } => match self.register(&job, &artifact, message).await {
                 Ok((version, metrics)) => (Some(JobEnd::Succeeded { result_version: Some(version), metrics }), version),
+                Err(error) if error.code == Code::Unavailable => {
+                    self.unavailable(&job, &error.message).await;
+                    (None, 0)
+                }
                 Err(error) => (Some(JobEnd::Failed { error: format!("registering the version failed: {}", error.message) }), 0),
             },
             Outcome::Failed(error) => (Some(JobEnd::Failed { error }), 0),
             Outcome::Cancelled => (Some(JobEnd::Cancelled), 0),
             Outcome::Abandoned => (None, 0),
+            Outcome::Unavailable(error) => {
+                self.unavailable(&job, &error).await;
+                (None, 0)
+            }
         };
-        if let Some(end) = end {
+        if let Some(end) = end
+            && self.finish(&job, &end).await
+        {
             let (level, message) = match &end {
                 JobEnd::Succeeded { result_version, .. } => {
                     ("info", format!("Succeeded: version {} of '{}'.", result_version.unwrap_or(0), job.model))
@@ -142,13 +203,19 @@ impl Worker {
             };
             self.event(&job.id, level, &message, "").await;
             self.meter(&job, version, compute_ms, &end).await;
-            self.finish(&job, end).await;
         }
         if let Err(error) = tokio::fs::remove_dir_all(&dir).await
             && error.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(job = %job.id, %error, "Could not remove a job's working folder.");
         }
+    }
+
+    /// A store was unavailable: the job is handed back (and runs again, as another attempt, once a worker
+    /// claims it after a pause).
+    async fn unavailable(&self, job: &JobRecord, error: &str) {
+        self.event(&job.id, "warning", &format!("A store is unavailable ({error}); the job runs again later."), "").await;
+        let _ = self.service.inner.registry.jobs().renew_job(&job.id, &self.owner, 0.0, now_ms() + 5_000).await;
     }
 
     /// Writes the job's inputs in plaintext into `dir` and describes the task.
@@ -198,6 +265,7 @@ impl Worker {
         let mut child = match Command::new(&config.program)
             .arg("job-run")
             .arg(&spec_path)
+            .env(PARENT_VARIABLE, std::process::id().to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -226,6 +294,9 @@ impl Worker {
                             }
                         }
                         Ok(message) => last = Some(message),
+                        Err(error) if line.starts_with("{\"type\"") => {
+                            last = Some(TaskMessage::Failed { error: format!("the job's process wrote a message this server cannot read: {error}") });
+                        }
                         Err(_) => tracing::debug!(job = %job.id, line, "Job output that is not a message."),
                     },
                     Ok(None) | Err(_) => break,
@@ -243,7 +314,7 @@ impl Worker {
                 _ = self.stop.changed() => {
                     stop_child(&mut child).await;
                     self.event(&job.id, "warning", "Interrupted: the server is stopping; the job runs again when a server claims it.", "").await;
-                    let _ = self.service.inner.registry.jobs().renew_job(&job.id, &self.owner, progress.fraction, 0).await;
+                    self.release(job).await;
                     return Outcome::Abandoned;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
@@ -290,11 +361,14 @@ impl Worker {
 
     /// Adds the child's file as a new version (or finds the one an earlier run of this job added).
     async fn register(&self, job: &JobRecord, artifact: &std::path::Path, message: TaskMessage) -> Result<(u64, String), ServiceError> {
-        let TaskMessage::Done { metrics, labels, details, .. } = message else {
+        let TaskMessage::Done { metrics, labels, details, known_values, .. } = message else {
             return Err(ServiceError::internal("no result"));
         };
         let metrics_text = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
         let registry = &self.service.inner.registry;
+        if let Err(RegistryError::ResourceNotFound(_)) = registry.get_tenant(&job.tenant).await {
+            return Err(ServiceError::invalid(format!("the job's tenant '{}' was deleted", job.tenant)));
+        }
         let (params, validation_file) = StoredParams::read(job);
         let method = params.get("family").and_then(|family| family.as_str()).unwrap_or_default().to_string();
         match registry.get_model(&job.model).await {
@@ -308,7 +382,11 @@ impl Worker {
             Err(RegistryError::NotFound(_)) => {
                 let short = yunmo_registry::name_for(&job.model, &job.tenant).to_string();
                 let task = if labels.is_empty() { "regression" } else { "classification" };
-                let task = if method == "kmeans" { "clustering" } else { task };
+                let task = match method.as_str() {
+                    "kmeans" => "clustering",
+                    "matrix_factorization" => "recommendation",
+                    _ => task,
+                };
                 let model = NewModel {
                     name: short,
                     tenant: job.tenant.clone(),
@@ -334,7 +412,7 @@ impl Worker {
             metrics,
             details,
         };
-        let config = VersionConfig { max_batch_size: 1024, labels, provenance: Some(provenance), ..VersionConfig::default() };
+        let config = VersionConfig { max_batch_size: 1024, labels, known_values, provenance: Some(provenance), ..VersionConfig::default() };
         let staged = stage(registry, artifact).await?;
         let principal = Principal {
             key_id: format!("job:{}", job.id),
@@ -378,6 +456,10 @@ impl Worker {
         }
     }
 }
+
+/// The environment variable that gives a child its parent's process id (it exits if its parent is gone
+/// before it asked to die with it).
+pub const PARENT_VARIABLE: &str = "YUNMO_JOB_PARENT";
 
 /// Progress events are kept at most every two seconds, and whenever the step's name changes.
 #[derive(Default)]

@@ -79,6 +79,9 @@ pub enum TaskMessage {
         /// Everything else worth keeping with the version (rows, features, a report).
         #[serde(default)]
         details: serde_json::Value,
+        /// Inputs whose values must be among these (the version's `known_values`).
+        #[serde(default)]
+        known_values: BTreeMap<String, Vec<String>>,
     },
     /// Could not finish; the message says why (shown to the job's owner).
     Failed {

@@ -108,6 +108,12 @@ fn sees(principal: &Principal, tenant: &str) -> bool {
     !principal.tenant.is_empty() && (principal.is_admin() || principal.tenant == tenant)
 }
 
+/// Whether `principal`'s model allow-list (if it has one) covers the job's model.
+fn covers(principal: &Principal, job: &JobRecord) -> bool {
+    let short = yunmo_registry::name_for(&job.model, &principal.tenant);
+    principal.models.as_ref().is_none_or(|models| models.iter().any(|model| model == short || model == &job.model))
+}
+
 fn require_reader(principal: &Principal) -> Result<(), ServiceError> {
     if principal.has_any(&[Scope::ModelsRead, Scope::ModelsWrite]) { Ok(()) } else { Err(principal.lacks(Scope::ModelsRead)) }
 }
@@ -134,9 +140,9 @@ impl InferenceService {
         }
         let limits = yunmo_train::CsvLimits { max_rows: self.inner.jobs.config.max_rows, max_columns: self.inner.jobs.config.max_columns };
         let path = artifact.path().to_path_buf();
-        let table = tokio::task::spawn_blocking(move || {
+        let (columns, rows) = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|error| ServiceError::internal(format!("reading the staged file: {error}")))?;
-            yunmo_train::parse_csv(&bytes, &limits).map_err(|error| ServiceError::invalid(format!("file: {error}")))
+            yunmo_train::dataset::scan_csv(&bytes, &limits).map_err(|error| ServiceError::invalid(format!("file: {error}")))
         })
         .await
         .map_err(|error| ServiceError::internal(format!("checking the file panicked: {error}")))??;
@@ -147,8 +153,8 @@ impl InferenceService {
             purpose: upload.purpose,
             bytes: 0,
             sha256: String::new(),
-            rows: table.rows.len() as u64,
-            columns: serde_json::to_string(&table.columns).unwrap_or_else(|_| "[]".into()),
+            rows: rows as u64,
+            columns: serde_json::to_string(&columns).unwrap_or_else(|_| "[]".into()),
             created_at: now_ms(),
         };
         let record = self.inner.registry.add_file(record, artifact).await?;
@@ -247,14 +253,42 @@ impl InferenceService {
     /// The model a job writes: an existing one the caller may write, or a new name in the caller's tenant
     /// (created when the job succeeds).
     async fn job_model(&self, call: &Call, name: &str) -> Result<String, ServiceError> {
+        let principal = &call.principal;
         match self.authorize(call, &ModelRef::new(name, None), Action::Write).await {
+            Ok(target) if target.record().tenant != principal.tenant => Err(ServiceError::invalid(format!(
+                "model: a job writes a model of the caller's own tenant ('{}'); '{name}' belongs to '{}'",
+                principal.tenant,
+                target.record().tenant
+            ))),
             Ok(target) => Ok(target.name().to_string()),
             Err(error) if error.code == Code::ModelNotFound && !name.contains('/') => {
                 yunmo_registry::validate_name(name).map_err(|error| ServiceError::invalid(format!("model: {error}")))?;
-                Ok(yunmo_registry::qualified_name(&call.principal.tenant, name))
+                if principal.models.as_ref().is_some_and(|models| !models.iter().any(|model| model == name)) {
+                    return Err(ServiceError::new(
+                        Code::PermissionDenied,
+                        format!("key '{}' may not use model '{name}'", principal.key_id),
+                    ));
+                }
+                Ok(yunmo_registry::qualified_name(&principal.tenant, name))
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Ends what a deleted tenant left running and removes its files: its queued jobs are cancelled, its
+    /// running ones asked to stop (they register nothing: the tenant is gone), its dataset files deleted.
+    pub(crate) async fn forget_tenant_jobs(&self, tenant: &str) -> Result<(), ServiceError> {
+        let jobs = self.inner.registry.jobs();
+        for job in jobs.list_jobs(JobFilter { tenant: Some(tenant), status: None, limit: 0 }).await? {
+            if !job.status.is_final() {
+                jobs.cancel_job(&job.id, now_ms()).await?;
+            }
+        }
+        for file in jobs.list_files(Some(tenant)).await? {
+            self.inner.registry.delete_file(&file.id).await?;
+        }
+        self.inner.jobs.cancelled.notify_waiters();
+        Ok(())
     }
 
     async fn file_field(&self, call: &Call, id: &str, field: &str) -> Result<FileRecord, ServiceError> {
@@ -269,14 +303,15 @@ impl InferenceService {
     pub async fn list_jobs(&self, call: &Call, status: Option<JobStatus>, limit: u32) -> Result<Vec<JobRecord>, ServiceError> {
         require_reader(&call.principal)?;
         let tenant = call.principal.tenant_filter(None)?;
-        Ok(self.inner.registry.jobs().list_jobs(JobFilter { tenant: tenant.as_deref(), status, limit }).await?)
+        let jobs = self.inner.registry.jobs().list_jobs(JobFilter { tenant: tenant.as_deref(), status, limit }).await?;
+        Ok(jobs.into_iter().filter(|job| covers(&call.principal, job)).collect())
     }
 
     /// One job the caller may see; another tenant's is "not found".
     pub async fn get_job(&self, call: &Call, id: &str) -> Result<JobRecord, ServiceError> {
         require_reader(&call.principal)?;
         match self.inner.registry.jobs().get_job(id).await? {
-            Some(record) if sees(&call.principal, &record.tenant) => Ok(record),
+            Some(record) if sees(&call.principal, &record.tenant) && covers(&call.principal, &record) => Ok(record),
             _ => Err(ServiceError::new(Code::NotFound, format!("job '{id}' not found"))),
         }
     }

@@ -456,7 +456,9 @@ impl InferenceService {
         input: InferInput,
         deadline: Instant,
     ) -> Result<InferOutput, ServiceError> {
-        let output_names = validate::check_request(&version.model, &loaded.signature, &loaded.config, &input)?;
+        let checks =
+            validate::Checks { model: &version.model, signature: &loaded.signature, config: &loaded.config, known: &loaded.known_values };
+        let output_names = validate::check_request(&checks, &input)?;
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
         if Instant::now() >= deadline {

@@ -54,6 +54,8 @@ pub struct LoadedModel {
     pub signature: Signature,
     /// Serving options it was loaded with.
     pub config: VersionConfig,
+    /// The values its BYTES inputs may hold (`config.known_values`), as sets.
+    pub(crate) known_values: crate::validate::KnownValues,
     /// Estimated bytes it holds (artifact size per instance, or what the runtime reports).
     pub memory_bytes: u64,
     pub(crate) runtime: Runtime,

@@ -44,6 +44,7 @@ impl InferenceService {
         let result = self.remove_tenant(name, with_models).await;
         self.inner.gate.forget_keys();
         result?;
+        self.forget_tenant_jobs(name).await?;
         tracing::info!(tenant = %name, "Tenant deleted.");
         Ok(())
     }

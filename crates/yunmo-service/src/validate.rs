@@ -1,21 +1,60 @@
 //! Checks a request against the model's signature before it is queued.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use yunmo_types::{InferInput, Signature, VersionConfig};
+use yunmo_types::{InferInput, Signature, TensorData, VersionConfig};
 
 use crate::ServiceError;
 
+/// The values a version's BYTES inputs may hold (`known_values` of its config), as sets built once at
+/// load.
+#[derive(Debug, Default)]
+pub(crate) struct KnownValues {
+    by_input: HashMap<String, HashSet<Vec<u8>>>,
+}
+
+impl KnownValues {
+    pub(crate) fn new(config: &VersionConfig) -> KnownValues {
+        let by_input = config
+            .known_values
+            .iter()
+            .map(|(input, values)| (input.clone(), values.iter().map(|value| value.as_bytes().to_vec()).collect()))
+            .collect();
+        KnownValues { by_input }
+    }
+
+    /// Fails naming the first element of a listed input that is not among its values.
+    fn check(&self, name: &str, data: &TensorData) -> Result<(), ServiceError> {
+        let (Some(known), TensorData::Bytes(items)) = (self.by_input.get(name), data) else { return Ok(()) };
+        match items.iter().position(|item| !known.contains(item.as_ref())) {
+            None => Ok(()),
+            Some(index) => {
+                let value = String::from_utf8_lossy(&items[index]);
+                let shown: String = value.chars().take(64).collect();
+                Err(ServiceError::invalid(format!(
+                    "input '{name}': element {index} ('{shown}') is not one of the {} values this version knows (known_values)",
+                    known.len()
+                )))
+            }
+        }
+    }
+}
+
+/// What a request is checked against: the version's name, signature, config and known values.
+pub(crate) struct Checks<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) signature: &'a Signature,
+    pub(crate) config: &'a VersionConfig,
+    pub(crate) known: &'a KnownValues,
+}
+
 /// Checks inputs and requested outputs; returns the output names to compute, in response order.
-pub(crate) fn check_request(
-    model: &str,
-    signature: &Signature,
-    config: &VersionConfig,
-    input: &InferInput,
-) -> Result<Vec<String>, ServiceError> {
+pub(crate) fn check_request(checks: &Checks<'_>, input: &InferInput) -> Result<Vec<String>, ServiceError> {
+    let Checks { model, signature, config, known } = *checks;
     let mut seen = HashSet::new();
     for tensor in &input.inputs {
         let name = tensor.name();
+        known.check(name, tensor.data())?;
         if !seen.insert(name) {
             return Err(ServiceError::invalid(format!("input '{name}' is given more than once")));
         }

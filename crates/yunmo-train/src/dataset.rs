@@ -25,6 +25,8 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Data rows (cells trimmed).
     pub rows: Vec<Vec<String>>,
+    /// The line of the file each row starts on (1-based; the header is line 1).
+    pub lines: Vec<usize>,
 }
 
 impl Table {
@@ -36,9 +38,9 @@ impl Table {
             .ok_or_else(|| TrainError::param(field, format!("there is no column '{name}' (columns: {})", self.columns.join(", "))))
     }
 
-    /// The number (1-based, header = line 1) of the line data row `row` was read from, for errors.
-    pub fn line(row: usize) -> usize {
-        row + 2
+    /// The line (1-based, header = line 1) data row `row` starts on, for errors.
+    pub fn line(&self, row: usize) -> usize {
+        self.lines.get(row).copied().unwrap_or(row + 2)
     }
 
     /// The numeric value of a cell, or an error naming the line and column.
@@ -63,7 +65,7 @@ impl Table {
     }
 
     fn cell_error(&self, row: usize, column: usize, message: String) -> TrainError {
-        TrainError::Data { line: Table::line(row), column: self.columns[column].clone(), message }
+        TrainError::Data { line: self.line(row), column: self.columns[column].clone(), message }
     }
 }
 
@@ -74,6 +76,24 @@ fn shorten(text: &str) -> String {
 /// Parses a CSV file with a header row. Blank lines are skipped; every row must have as many fields as
 /// the header; the header's names must be unique and not empty.
 pub fn parse_csv(bytes: &[u8], limits: &CsvLimits) -> Result<Table, TrainError> {
+    let mut rows = Vec::new();
+    let mut lines = Vec::new();
+    let columns = read_csv(bytes, limits, &mut |line, fields| {
+        lines.push(line);
+        rows.push(fields.into_iter().map(|cell| cell.trim().to_string()).collect());
+    })?;
+    Ok(Table { columns, rows, lines })
+}
+
+/// Checks a CSV file as [`parse_csv`] does without keeping its rows: its column names and row count.
+pub fn scan_csv(bytes: &[u8], limits: &CsvLimits) -> Result<(Vec<String>, usize), TrainError> {
+    let mut count = 0;
+    let columns = read_csv(bytes, limits, &mut |_, _| count += 1)?;
+    Ok((columns, count))
+}
+
+/// Reads the header, then hands each data row (its line and fields) to `row`; returns the column names.
+fn read_csv(bytes: &[u8], limits: &CsvLimits, row: &mut dyn FnMut(usize, Vec<String>)) -> Result<Vec<String>, TrainError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|error| TrainError::File(format!("the file is not UTF-8 text (byte {})", error.valid_up_to())))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -94,7 +114,7 @@ pub fn parse_csv(bytes: &[u8], limits: &CsvLimits) -> Result<Table, TrainError> 
             return Err(TrainError::File(format!("line 1: the column name '{name}' appears twice")));
         }
     }
-    let mut rows = Vec::new();
+    let mut count = 0;
     while let Some((line, fields)) = records.next_record()? {
         if fields.len() == 1 && fields[0].trim().is_empty() {
             continue;
@@ -102,15 +122,16 @@ pub fn parse_csv(bytes: &[u8], limits: &CsvLimits) -> Result<Table, TrainError> 
         if fields.len() != columns.len() {
             return Err(TrainError::File(format!("line {line}: {} fields, but the header has {} columns", fields.len(), columns.len())));
         }
-        if rows.len() == limits.max_rows {
-            return Err(TrainError::File(format!("more than {} data rows (files.max_rows)", limits.max_rows)));
+        if count == limits.max_rows {
+            return Err(TrainError::File(format!("more than {} data rows (jobs.max_rows)", limits.max_rows)));
         }
-        rows.push(fields.into_iter().map(|cell| cell.trim().to_string()).collect());
+        count += 1;
+        row(line, fields);
     }
-    if rows.is_empty() {
+    if count == 0 {
         return Err(TrainError::File("the file has a header but no data rows".into()));
     }
-    Ok(Table { columns, rows })
+    Ok(columns)
 }
 
 struct Records<'a> {
@@ -240,6 +261,13 @@ pub struct PlanSpec<'a> {
     pub encoding: Encoding,
 }
 
+/// Most categories one column may have (an id or free-text column would make the model as wide as the
+/// data).
+pub const MAX_CATEGORIES: usize = 1000;
+
+/// Names the exported graphs give their outputs; no feature may have one.
+pub const RESERVED_NAMES: [&str; 8] = ["prediction", "probabilities", "label", "cluster", "distances", "rating", "top_items", "top_scores"];
+
 /// Chooses and describes the features from the training rows: a column is categorical when named so or
 /// when any training value is not a number.
 pub fn plan_features(table: &Table, spec: &PlanSpec<'_>, train_rows: &[usize]) -> Result<Vec<Feature>, TrainError> {
@@ -255,9 +283,18 @@ pub fn plan_features(table: &Table, spec: &PlanSpec<'_>, train_rows: &[usize]) -
             return Err(TrainError::param("params.categorical", format!("'{name}' is not one of the feature columns")));
         }
     }
-    let mut plan = Vec::with_capacity(names.len());
+    let mut plan: Vec<Feature> = Vec::with_capacity(names.len());
     for name in names {
         let column = table.column(&name, "params.features")?;
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(TrainError::param(
+                "params.features",
+                format!("'{name}' is the name of a model output; rename the column or leave it out with params.features"),
+            ));
+        }
+        if plan.iter().any(|feature| feature.name() == name) {
+            return Err(TrainError::param("params.features", format!("'{name}' is listed twice")));
+        }
         if spec.excluded.contains(&name) {
             return Err(TrainError::param("params.features", format!("'{name}' is the target; it cannot also be a feature")));
         }
@@ -276,6 +313,14 @@ pub fn plan_features(table: &Table, spec: &PlanSpec<'_>, train_rows: &[usize]) -
             let mut categories = BTreeSet::new();
             for &row in train_rows {
                 categories.insert(table.text(row, column)?.to_string());
+                if categories.len() > MAX_CATEGORIES {
+                    return Err(TrainError::param(
+                        "params.features",
+                        format!(
+                            "column '{name}' has more than {MAX_CATEGORIES} distinct values, too many for a category (an id or free text?); leave it out with params.features"
+                        ),
+                    ));
+                }
             }
             plan.push(Feature::Categorical { name, categories: categories.into_iter().collect(), encoding: spec.encoding });
         }
@@ -341,7 +386,7 @@ pub fn labels(table: &Table, column: usize, rows: &[usize], classes: &[String]) 
         .map(|&row| {
             let text = table.text(row, column)?;
             index.get(text).copied().ok_or_else(|| TrainError::Data {
-                line: Table::line(row),
+                line: table.line(row),
                 column: table.columns[column].clone(),
                 message: format!("class '{}' does not occur in the training rows", shorten(text)),
             })
@@ -359,6 +404,7 @@ mod tests {
     fn quoted_fields_crlf_and_blank_lines_parse() {
         let table = parse_csv(b"a,b\r\n1,\"x, \"\"y\"\"\"\r\n\r\n2,z\n", &LIMITS).unwrap();
         assert_eq!(table.columns, ["a", "b"]);
+        assert_eq!(table.lines, [2, 4], "the blank line counts");
         assert_eq!(table.rows, vec![vec!["1".to_string(), "x, \"y\"".into()], vec!["2".into(), "z".into()]]);
     }
 
@@ -392,6 +438,21 @@ mod tests {
         assert!((matrix.get(0, 0) + 1.224744871391589).abs() < 1e-12);
         let classes = classes(&table, 2, &rows).unwrap();
         assert_eq!(labels(&table, 2, &rows, &classes).unwrap(), [0, 1, 1]);
+    }
+
+    #[test]
+    fn output_names_duplicates_and_id_columns_are_refused_as_features() {
+        let table = parse_csv(b"label,x,y\n1,2,3\n", &LIMITS).unwrap();
+        let spec = PlanSpec { features: None, excluded: &["y".into()], categorical: &[], encoding: Encoding::OneHot };
+        assert!(plan_features(&table, &spec, &[0]).unwrap_err().to_string().contains("'label' is the name of a model output"));
+        let twice = ["x".to_string(), "x".to_string()];
+        let spec = PlanSpec { features: Some(&twice), excluded: &["y".into()], categorical: &[], encoding: Encoding::OneHot };
+        assert!(plan_features(&table, &spec, &[0]).unwrap_err().to_string().contains("'x' is listed twice"));
+        let ids: String = (0..=MAX_CATEGORIES).map(|i| format!("u{i},1\n")).collect();
+        let table = parse_csv(format!("id,y\n{ids}").as_bytes(), &CsvLimits { max_rows: 5000, max_columns: 10 }).unwrap();
+        let rows: Vec<usize> = (0..table.rows.len()).collect();
+        let spec = PlanSpec { features: None, excluded: &["y".into()], categorical: &[], encoding: Encoding::OneHot };
+        assert!(plan_features(&table, &spec, &rows).unwrap_err().to_string().contains("column 'id' has more than 1000 distinct values"));
     }
 
     #[test]

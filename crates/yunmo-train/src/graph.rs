@@ -119,7 +119,7 @@ impl GraphBuilder {
     /// A new name no other value of this graph has, starting with `stem`.
     pub fn fresh(&mut self, stem: &str) -> String {
         self.counter += 1;
-        format!("{stem}__{}", self.counter)
+        format!("yunmo/{stem}/{}", self.counter)
     }
 
     /// Declares an input of shape `[batch, width]` (`[batch]` without a width).
@@ -182,6 +182,20 @@ impl GraphBuilder {
     /// Adds a node whose output takes the given name (graph outputs are named so).
     pub fn op_into(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<Attr<'_>>) {
         self.node_into(NodeSpec { op, domain: "", inputs, output }, attrs);
+    }
+
+    /// Adds a default-domain node with several outputs, named by the caller.
+    pub fn op_multi(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Attr<'_>>) {
+        let name = self.fresh(op);
+        self.nodes.push(NodeProto {
+            name: Some(name),
+            op_type: Some(op.into()),
+            domain: Some(String::new()),
+            input: inputs.iter().map(|input| input.to_string()).collect(),
+            output: outputs.iter().map(|output| output.to_string()).collect(),
+            attribute: attrs.into_iter().map(Attr::proto).collect(),
+            ..Default::default()
+        });
     }
 
     /// Adds an `ai.onnx.ml` node with one output and returns its name.

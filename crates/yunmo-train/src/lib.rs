@@ -12,6 +12,7 @@ pub mod dataset;
 pub mod export;
 pub mod graph;
 pub mod params;
+mod recommend;
 pub mod solvers;
 mod supervise;
 
@@ -90,6 +91,11 @@ pub struct Trained {
     pub train_rows: usize,
     /// Rows evaluated on.
     pub validation_rows: usize,
+    /// Inputs whose values must be among these (recommenders: the training ids), checked by the server
+    /// before the graph runs.
+    pub known_values: BTreeMap<String, Vec<String>>,
+    /// What else the family reports (recommenders: users, items, cold-start rows).
+    pub extra: serde_json::Value,
 }
 
 /// Trains, evaluates and exports the model `params` describe.
@@ -113,5 +119,8 @@ pub fn train(dataset: &Dataset<'_>, params: &TrainParams, progress: &mut dyn FnM
         message: format!("Read {} training and {} validation rows.", split.train_rows.len(), split.validation_len()),
         loss: None,
     });
+    if params.family == Family::MatrixFactorization {
+        return recommend::fit(&split, params, progress);
+    }
     supervise::fit(&split, params, progress)
 }

@@ -20,6 +20,8 @@ pub enum Family {
     MlpRegressor,
     /// K-means clustering (k-means++, Lloyd).
     Kmeans,
+    /// A recommender: biased matrix factorisation of (user, item, rating) rows (SGD).
+    MatrixFactorization,
 }
 
 impl Family {
@@ -31,6 +33,7 @@ impl Family {
             Family::MlpClassifier => "mlp_classifier",
             Family::MlpRegressor => "mlp_regressor",
             Family::Kmeans => "kmeans",
+            Family::MatrixFactorization => "matrix_factorization",
         }
     }
 
@@ -94,6 +97,18 @@ pub struct TrainParams {
     /// Runs of k-means from different seeds; the best is kept (default 4).
     #[serde(default)]
     pub restarts: Option<u32>,
+    /// The user id column (matrix factorisation, default `user`).
+    #[serde(default)]
+    pub user_column: Option<String>,
+    /// The item id column (matrix factorisation, default `item`).
+    #[serde(default)]
+    pub item_column: Option<String>,
+    /// Latent factors per user and item (matrix factorisation, default 100).
+    #[serde(default)]
+    pub factors: Option<usize>,
+    /// Items the recommender's `top_items` output lists (default 10).
+    #[serde(default)]
+    pub top_k: Option<usize>,
 }
 
 /// Upper bounds of the options.
@@ -160,10 +175,19 @@ impl TrainParams {
                 at_most(&format!("params.hidden_layers[{index}]"), Some(width as u64), 1, bounds::MAX_WIDTH as u64)?;
             }
         }
+        let recommends = self.family == Family::MatrixFactorization;
+        at_most("params.factors", self.factors.map(|n| n as u64), 1, bounds::MAX_WIDTH as u64)?;
+        at_most("params.top_k", self.top_k.map(|n| n as u64), 1, 1000)?;
         let family_only = [
             ("params.max_iter", self.max_iter.is_some(), matches!(self.family, Family::LogisticRegression | Family::Kmeans)),
-            ("params.epochs", self.epochs.is_some(), self.family.as_str().starts_with("mlp")),
-            ("params.learning_rate", self.learning_rate.is_some(), self.family.as_str().starts_with("mlp")),
+            ("params.epochs", self.epochs.is_some(), self.family.as_str().starts_with("mlp") || recommends),
+            ("params.learning_rate", self.learning_rate.is_some(), self.family.as_str().starts_with("mlp") || recommends),
+            ("params.user_column", self.user_column.is_some(), recommends),
+            ("params.item_column", self.item_column.is_some(), recommends),
+            ("params.factors", self.factors.is_some(), recommends),
+            ("params.top_k", self.top_k.is_some(), recommends),
+            ("params.features", self.features.is_some(), !recommends),
+            ("params.categorical", !self.categorical.is_empty(), !recommends),
             ("params.batch_size", self.batch_size.is_some(), self.family.as_str().starts_with("mlp")),
             ("params.hidden_layers", self.hidden_layers.is_some(), self.family.as_str().starts_with("mlp")),
             ("params.clusters", self.clusters.is_some(), self.family == Family::Kmeans),
@@ -189,6 +213,10 @@ impl TrainParams {
         }
         for name in &self.categorical {
             columns.push(("params.categorical", name));
+        }
+        if self.family == Family::MatrixFactorization {
+            columns.push(("params.user_column", self.user_column.as_deref().unwrap_or("user")));
+            columns.push(("params.item_column", self.item_column.as_deref().unwrap_or("item")));
         }
         columns
     }

@@ -27,6 +27,16 @@ impl Split<'_> {
     pub(crate) fn validation_len(&self) -> usize {
         self.validation_rows.len()
     }
+
+    /// The table the validation rows are in (the training file, or the validation file).
+    pub(crate) fn validation_table(&self) -> &Table {
+        self.validation
+    }
+
+    /// The validation rows of [`Split::validation_table`].
+    pub(crate) fn validation_rows(&self) -> &[usize] {
+        &self.validation_rows
+    }
 }
 
 /// Shuffles the rows with the seed and holds out `validation_fraction` of them (at least one row when the
@@ -145,6 +155,8 @@ pub(crate) fn fit(split: &Split<'_>, params: &TrainParams, progress: &mut dyn Fn
         features: prepared.plan,
         train_rows: split.train_rows.len(),
         validation_rows: if prepared.check_table_is_validation { prepared.check_rows.len() } else { 0 },
+        known_values: BTreeMap::new(),
+        extra: serde_json::Value::Null,
     })
 }
 

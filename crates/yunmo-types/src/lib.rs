@@ -162,6 +162,11 @@ pub struct VersionConfig {
     /// (checked by the service, which knows them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<serde_json::Map<String, serde_json::Value>>,
+    /// BYTES inputs whose every element must be one of these values (a recommender's user and item ids):
+    /// anything else is refused with a 400 naming the input, the element and the value, before the model
+    /// runs. At most [`VersionConfig::MAX_KNOWN_VALUES`] values in all.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub known_values: std::collections::BTreeMap<String, Vec<String>>,
     /// How the version was made, when a Yunmo job made it (training or optimisation): set by the job,
     /// shown by the API and CLI.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +210,7 @@ impl Default for VersionConfig {
             chat_template: None,
             price: None,
             drift: None,
+            known_values: Default::default(),
             provenance: None,
         }
     }
@@ -217,6 +223,8 @@ impl VersionConfig {
     pub const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
     /// Largest `max_batch_size`.
     pub const MAX_BATCH_SIZE: u32 = 1 << 20;
+    /// Most values of `known_values`, all inputs together.
+    pub const MAX_KNOWN_VALUES: usize = 2_000_000;
 
     /// Checks the bounds; the message names the field, the bound and the value.
     pub fn validate(&self) -> Result<(), String> {
@@ -234,6 +242,10 @@ impl VersionConfig {
         }
         if let Some(price) = &self.price {
             price.validate()?;
+        }
+        let known: usize = self.known_values.values().map(Vec::len).sum();
+        if known > Self::MAX_KNOWN_VALUES {
+            return Err(format!("known_values holds {known} values; at most {} are allowed", Self::MAX_KNOWN_VALUES));
         }
         Ok(())
     }

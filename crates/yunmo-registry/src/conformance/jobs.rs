@@ -148,6 +148,12 @@ async fn claims_and_leases(store: &dyn MetadataStore) {
     }
     assert!(store.claim_job("w4", 2500, 4000).await.expect("claim").is_none(), "j1's lease runs until 3000");
 
+    // A job handed back (the server stops) is claimed at once by the next worker, the run not counted.
+    assert!(!store.release_job("j4", "w1").await.expect("release"), "w1 does not hold j4");
+    assert!(store.release_job("j4", "w3").await.expect("release"));
+    let again = store.claim_job("w3", 2500, 4000).await.expect("claim").expect("a handed-back job");
+    assert_eq!((again.id.as_str(), again.attempts, again.lease_owner.as_deref()), ("j4", 2, Some("w3")));
+
     // Each end stores what it has and clears the lease; an ended job is held by no one and never claimed.
     let succeeded = JobEnd::Succeeded { result_version: Some(7), metrics: "{\"loss\":0.25}".into() };
     assert!(store.finish_job("j1", "w1", &succeeded, 2600).await.expect("finish"));
