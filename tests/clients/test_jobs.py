@@ -81,6 +81,13 @@ def wait(srv, job_id, key, until=("succeeded", "failed", "cancelled"), timeout=1
 
 
 
+def versions(srv, model, key):
+    status, body = srv.request("GET", f"/api/v1/models/{model}/versions", key=key)
+    assert status == 200, body
+    listed = json.loads(body)
+    return listed["versions"] if isinstance(listed, dict) else listed
+
+
 def infer_columns(srv, model, version, frame, outputs):
     inputs = []
     for column in frame.columns:
@@ -271,10 +278,7 @@ def test_a_job_survives_a_server_restart_and_makes_one_version(srv):
     srv.process, srv.log, srv.address, srv.url, srv.grpc_address = restarted.process, restarted.log, restarted.address, restarted.url, restarted.grpc_address
     job = wait(srv, job["id"], key, timeout=300)
     assert job["status"] == "succeeded" and job["attempts"] == 2, job
-    status, body = srv.request("GET", "/api/v1/models/restarted_model/versions", key=key)
-    versions = json.loads(body)
-    versions = versions.get("versions", versions) if isinstance(versions, dict) else versions
-    assert [v["version"] for v in versions] == [job["result_version"]], versions
+    assert [v["version"] for v in versions(srv, "restarted_model", key)] == [job["result_version"]]
 
 
 def test_the_cli_trains_with_a_progress_bar_and_prints_the_metrics(srv, tmp_path):
@@ -330,3 +334,79 @@ def test_matrix_factorization_on_movielens_recommends_and_refuses_unknown_ids(sr
         infer_columns(srv, "movies", job["result_version"], unknown, ["rating"])
     assert "400" in str(refused.value) or "known_values" in str(refused.value), refused.value
     assert "element 0 ('no-such-user')" in str(refused.value)
+
+
+def test_a_trained_mlp_is_pruned_and_quantised_into_smaller_versions_that_agree_with_it(srv):
+    iris = datasets.load_iris(as_frame=True)
+    frame = iris.frame.rename(columns={"target": "species"})
+    key = srv.keys["alpha"]
+    training = upload(srv, csv_text(frame), key)
+    parent = wait(srv, create(srv, {"kind": "train", "model": "iris_wide", "training_file": training["id"],
+                                    "params": {"family": "mlp_classifier", "target": "species", "hidden_layers": [64],
+                                               "epochs": 300, "learning_rate": 0.01, "seed": 1}}, key)["id"], key)
+    assert parent["status"] == "succeeded", parent
+    features = list(iris.feature_names)
+    status, body = srv.request("POST", "/api/v1/jobs", {"kind": "optimise", "model": "iris_wide", "params": {"method": "prune", "epochs": 3}}, key=key)
+    assert status == 400 and "epochs" in body.decode(), body
+    pruned = wait(srv, create(srv, {"kind": "optimise", "model": "iris_wide", "version": parent["result_version"],
+                                    "params": {"method": "prune", "keep_fraction": 0.75, "min_cosine": 0.95, "min_top1": 0.95}}, key)["id"], key)
+    assert pruned["status"] == "succeeded" and pruned["parent_version"] == parent["result_version"], pruned["error"]
+    assert pruned["metrics"]["size_ratio"] < 0.9 and pruned["metrics"]["min_top1"] >= 0.95, pruned["metrics"]
+    status, body = srv.request("GET", f"/api/v1/models/iris_wide/versions/{pruned['result_version']}", key=key)
+    record = json.loads(body)
+    assert record["provenance"]["parent_version"] == parent["result_version"] and record["provenance"]["method"] == "prune"
+    layer = record["provenance"]["details"]["rewrite"]["layers"][0]
+    assert (layer["hidden"], layer["kept"]) == (64, 48), layer
+    assert record["config"]["labels"] == ["0", "1", "2"], "the pruned version serves as its parent did"
+    accuracy = {}
+    for version in (parent["result_version"], pruned["result_version"]):
+        (label,) = infer_columns(srv, "iris_wide", version, frame[features], ["label"])
+        accuracy[version] = float(np.mean([value.decode() == str(truth) for value, truth in zip(label[:, 0], frame["species"])]))
+    assert accuracy[pruned["result_version"]] >= accuracy[parent["result_version"]] - 0.05, accuracy
+    quantised = wait(srv, create(srv, {"kind": "optimise", "model": "iris_wide", "version": parent["result_version"],
+                                       "params": {"method": "dynamic_int8", "min_elements": 1}}, key)["id"], key)
+    assert quantised["status"] == "succeeded" and quantised["metrics"]["min_cosine"] >= 0.99, quantised
+    # Refused when the agreement asked for cannot be met, and nothing is registered.
+    strict = wait(srv, create(srv, {"kind": "optimise", "model": "iris_wide", "version": parent["result_version"],
+                                    "params": {"method": "prune", "keep_fraction": 0.02, "min_cosine": 1.0}}, key)["id"], key)
+    assert strict["status"] == "failed" and "agrees too little" in strict["error"] and strict["result_version"] is None, strict
+    assert [v["version"] for v in versions(srv, "iris_wide", key)] == [1, 2, 3]
+
+
+def test_dynamic_int8_of_a_float_encoder_agrees_with_its_parent_and_with_onnx_runtimes_quantiser(srv, tmp_path):
+    from conftest import CACHE
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    import onnxruntime
+    parent_path = os.path.join(CACHE, "models", "paraphrase-minilm-l3-fp32.onnx")
+    key = srv.keys["alpha"]
+    status, body = srv.request("POST", "/api/v1/models", {"name": "paraphrase"}, key=key)
+    assert status == 201, body
+    with open(parent_path, "rb") as f:
+        status, body = srv.request("POST", "/api/v1/models/paraphrase/versions", f.read(), {"Content-Type": "application/octet-stream"}, key=key)
+    assert status == 201, body
+    job = wait(srv, create(srv, {"kind": "optimise", "model": "paraphrase", "params": {"method": "dynamic_int8"}}, key)["id"], key, timeout=600)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["metrics"]["size_ratio"] < 0.3 and job["metrics"]["min_cosine"] >= 0.99, job["metrics"]
+    # Real sentences (token ids of the BERT uncased vocabulary both models share), through tritonclient.
+    ids = np.array([[101, 1037, 2158, 2003, 5983, 2833, 1012, 102, 0, 0], [101, 1037, 2158, 2003, 5983, 1037, 3538, 1997, 7852, 102]], dtype=np.int64)
+    mask = (ids != 0).astype(np.int64)
+    inputs = []
+    for name, values in (("input_ids", ids), ("attention_mask", mask)):
+        tensor = httpclient.InferInput(name, list(values.shape), "INT64")
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    client = httpclient.InferenceServerClient(srv.address)
+    served = {}
+    for version in (1, job["result_version"]):
+        result = client.infer("paraphrase", inputs, model_version=str(version), outputs=[httpclient.InferRequestedOutput("461")],
+                              headers={"Authorization": f"Bearer {key}"})
+        served[version] = result.as_numpy("461")
+    cosine = lambda a, b: float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+    for row in range(2):
+        assert cosine(served[1][row], served[job["result_version"]][row]) >= 0.99
+    # ONNX Runtime's own quantiser on the same parent (per channel, int8 weights) is the oracle.
+    oracle_path = str(tmp_path / "oracle.onnx")
+    quantize_dynamic(parent_path, oracle_path, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    oracle = onnxruntime.InferenceSession(oracle_path, providers=["CPUExecutionProvider"]).run(["461"], {"input_ids": ids, "attention_mask": mask})[0]
+    for row in range(2):
+        assert cosine(oracle[row], served[job["result_version"]][row]) >= 0.995, row

@@ -229,7 +229,8 @@ pub async fn delete_file(State(state): State<AppState>, caller: Caller, Path(fil
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
-    /// `train`: learn a model from `training_file` into a new version of `model`.
+    /// `train`: learn a model from `training_file` into a new version of `model`; `optimise`: make a new,
+    /// smaller version of `model` from `version` (`params.method`: `dynamic_int8` or `prune`).
     #[schema(value_type = String, example = "train")]
     pub kind: JobKind,
     /// The model that gets the new version; created in the caller's tenant when it does not exist.
@@ -240,10 +241,14 @@ pub struct CreateJob {
     /// A CSV file to validate on, with the same columns (default: a share of the training rows).
     #[serde(default)]
     pub validation_file: Option<String>,
+    /// `optimise`: the version to optimise (default: the model's newest).
+    #[serde(default)]
+    pub version: Option<u64>,
     /// The trainer's options: `{"family": "linear_regression" | "logistic_regression" | "mlp_classifier" |
     /// "mlp_regressor" | "kmeans", "target", "features", "categorical", "encoding", "validation_fraction",
     /// "seed", "l2", "max_iter", "epochs", "learning_rate", "batch_size", "hidden_layers", "clusters",
-    /// "restarts"}` (docs/lifecycle.md).
+    /// "restarts", "user_column", "item_column", "factors", "top_k"}`; for `optimise`: `{"method", "keep_fraction",
+    /// "min_elements", "min_cosine", "min_top1", "force", "probe_batch"}` (docs/lifecycle.md).
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
 }
@@ -272,6 +277,8 @@ pub struct JobDto {
     pub training_file: Option<String>,
     /// The validation file.
     pub validation_file: Option<String>,
+    /// The version it starts from (optimisation).
+    pub parent_version: Option<u64>,
     /// The version it made (when succeeded).
     pub result_version: Option<u64>,
     /// Evaluation metrics of the version it made.
@@ -303,6 +310,7 @@ fn job_dto(caller: &Caller, record: JobRecord) -> JobDto {
         params,
         training_file: record.training_file,
         validation_file,
+        parent_version: record.parent_version,
         result_version: record.result_version,
         metrics: serde_json::from_str(&record.metrics).unwrap_or_default(),
         error: record.error,
@@ -326,6 +334,7 @@ pub async fn create_job(State(state): State<AppState>, caller: Caller, body: Laz
         model: body.model,
         training_file: body.training_file,
         validation_file: body.validation_file,
+        version: body.version,
         params: body.params,
     };
     let record = state.service.create_job(&caller.call, request).await.map_err(ApiError::admin)?;

@@ -79,6 +79,36 @@ pub enum CreateKind {
     ///
     /// Example: yunmo jobs create train --model iris --file iris.csv --family logistic_regression --target species
     Train(TrainArgs),
+    /// Make a smaller, faster version of --model from --version (default: its newest), with a report of
+    /// size, latency and agreement with the parent (a result that agrees too little is refused unless
+    /// --force).
+    ///
+    /// Example: yunmo jobs create optimise --model minilm --method dynamic_int8
+    Optimise(OptimiseArgs),
+}
+
+/// `yunmo jobs create optimise` options.
+#[derive(Debug, Args)]
+pub struct OptimiseArgs {
+    /// The model.
+    #[arg(long)]
+    pub model: String,
+    /// The version to optimise (default: the newest).
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// dynamic_int8 (int8 MatMul weights) or prune (remove the least important hidden units of dense ReLU
+    /// layers; --param keep_fraction=0.5).
+    #[arg(long)]
+    pub method: String,
+    /// More options as NAME=VALUE: keep_fraction, min_elements, min_cosine, min_top1, probe_batch.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Keep a result that breaks the agreement thresholds.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the job's id and return instead of following it.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// `yunmo jobs create train` options.
@@ -188,6 +218,15 @@ async fn file_id(client: &Client, url: &str, given: &str, purpose: &str) -> anyh
     Ok(text(&record["id"]).to_string())
 }
 
+/// Adds NAME=VALUE options (VALUE read as JSON when it parses) to `params`.
+fn add_params(params: &mut Value, given: &[String]) -> anyhow::Result<()> {
+    for param in given {
+        let Some((name, value)) = param.split_once('=') else { bail!("--param {param:?} is not NAME=VALUE") };
+        params[name.trim()] = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+    }
+    Ok(())
+}
+
 fn train_params(args: &TrainArgs) -> anyhow::Result<Value> {
     let mut params = json!({ "family": args.family });
     if let Some(target) = &args.target {
@@ -199,11 +238,20 @@ fn train_params(args: &TrainArgs) -> anyhow::Result<Value> {
     if !args.categorical.is_empty() {
         params["categorical"] = json!(args.categorical);
     }
-    for param in &args.params {
-        let Some((name, value)) = param.split_once('=') else { bail!("--param {param:?} is not NAME=VALUE") };
-        params[name.trim()] = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
-    }
+    add_params(&mut params, &args.params)?;
     Ok(params)
+}
+
+/// Creates a job and follows it (or prints its id with `detach`).
+async fn start(client: &Client, url: &str, body: &Value, detach: bool) -> anyhow::Result<()> {
+    let job: Value = check(client.post(format!("{url}/api/v1/jobs")).json(body).send().await?).await?.json().await?;
+    let id = text(&job["id"]).to_string();
+    if detach {
+        outln!("{id}");
+        return Ok(());
+    }
+    eprintln!("Job {id} queued; following it (Ctrl-C stops following, not the job).");
+    follow(client, url, &id).await
 }
 
 /// Runs a `jobs` subcommand.
@@ -220,14 +268,16 @@ pub async fn jobs(server: &ServerArgs, command: JobsCommand) -> anyhow::Result<(
             };
             let body = json!({ "kind": "train", "model": args.model, "training_file": training_file,
                 "validation_file": validation_file, "params": params });
-            let job: Value = check(client.post(format!("{url}/api/v1/jobs")).json(&body).send().await?).await?.json().await?;
-            let id = text(&job["id"]).to_string();
-            if args.detach {
-                outln!("{id}");
-                return Ok(());
+            start(&client, url, &body, args.detach).await
+        }
+        JobsCommand::Create { kind: CreateKind::Optimise(args) } => {
+            let mut params = json!({ "method": args.method });
+            if args.force {
+                params["force"] = json!(true);
             }
-            eprintln!("Job {id} queued; following it (Ctrl-C stops following, not the job).");
-            follow(&client, url, &id).await
+            add_params(&mut params, &args.params)?;
+            let body = json!({ "kind": "optimise", "model": args.model, "version": args.version, "params": params });
+            start(&client, url, &body, args.detach).await
         }
         JobsCommand::Ls { status } => {
             let mut request = client.get(format!("{url}/api/v1/jobs"));
@@ -329,6 +379,9 @@ async fn follow(client: &Client, url: &str, id: &str) -> anyhow::Result<()> {
     match text(&job["status"]) {
         "succeeded" => {
             outln!("Job {id} succeeded: version {} of model '{}'.", job["result_version"], text(&job["model"]));
+            if let Some(parent) = job["parent_version"].as_u64() {
+                outln!("  made from version {parent}");
+            }
             if let Some(metrics) = job["metrics"].as_object() {
                 for (name, value) in metrics {
                     outln!("  {name:<22} {}", value.as_f64().map_or(value.to_string(), |v| format!("{v:.6}")));

@@ -34,7 +34,7 @@ pub fn is_closed_pipe(error: &anyhow::Error) -> bool {
 
 mod jobs;
 mod tenancy;
-pub use jobs::{CreateKind, FilesCommand, JobsCommand, TrainArgs, files, jobs};
+pub use jobs::{CreateKind, FilesCommand, JobsCommand, OptimiseArgs, TrainArgs, files, jobs};
 pub use tenancy::{AuditArgs, KeysCommand, TenantsCommand, UsageArgs, audit, keys, tenants, usage, whoami};
 
 /// Where the server is.

@@ -5,6 +5,7 @@
 mod alerting;
 mod conn;
 mod http;
+mod measure;
 pub mod settings;
 pub mod task;
 pub mod tls;
@@ -275,6 +276,7 @@ fn jobs_config(settings: &Settings) -> anyhow::Result<yunmo_service::JobsConfig>
         max_rows: jobs.max_rows,
         max_columns: jobs.max_columns,
         work_dir: settings.storage.data_dir.join("jobs"),
+        onnx_library: Some(settings.onnx_library()),
         // The running binary itself, even after an upgrade replaced the file on disk.
         program: match std::path::Path::new("/proc/self/exe") {
             path if path.exists() => path.to_path_buf(),

@@ -33,6 +33,7 @@ pub fn run(spec_path: &Path) -> ExitCode {
         .and_then(|bytes| serde_json::from_slice::<TaskSpec>(&bytes).map_err(|error| format!("the task is not valid: {error}")))
         .and_then(|spec| match spec.kind {
             JobKind::Train => train(&spec),
+            JobKind::Optimise => optimise(&spec),
         });
     match result {
         Ok(message) => say(&message),
@@ -76,4 +77,46 @@ fn train(spec: &TaskSpec) -> Result<TaskMessage, String> {
     // rows) is left out rather than written as null.
     let metrics = trained.metrics.into_iter().filter(|(_, value)| value.is_finite()).collect();
     Ok(TaskMessage::Done { artifact: artifact.into(), metrics, labels: trained.labels, details, known_values: trained.known_values })
+}
+
+fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
+    let params: yunmo_optimise::OptimiseParams = serde_json::from_value(spec.params.clone()).map_err(|error| format!("params: {error}"))?;
+    let parent = spec.parent.as_deref().ok_or("an optimise job needs the parent version's file")?;
+    let library = spec.onnx_library.as_deref().ok_or("ONNX Runtime is not available to this server (backends.onnx.library_path)")?;
+    say(&TaskMessage::Progress { fraction: 0.05, message: format!("Applying {}.", params.method.as_str()), loss: None });
+    let bytes = std::fs::read(parent).map_err(|error| format!("cannot read the parent version: {error}"))?;
+    let (optimised, rewrite) = yunmo_optimise::optimise(&bytes, &params).map_err(|error| error.to_string())?;
+    let artifact = "model.onnx";
+    let result = spec.output.join(artifact);
+    std::fs::write(&result, &optimised).map_err(|error| format!("cannot write the model: {error}"))?;
+    say(&TaskMessage::Progress { fraction: 0.3, message: "Measuring the result against its parent.".into(), loss: None });
+    let rows = match &spec.probe {
+        Some(path) => Some(read_table(path, spec).map_err(|error| format!("the parent's data: {error}"))?),
+        None => None,
+    };
+    let comparison =
+        crate::measure::Comparison { library, parent, result: &result, batch: params.probe_batch.unwrap_or(32), rows: rows.as_ref() };
+    let (mut report, min_cosine, min_top1) = crate::measure::compare(&comparison)?;
+    report["rewrite"] = rewrite;
+    let (want_cosine, want_top1) = (params.min_cosine.unwrap_or(0.99), params.min_top1.unwrap_or(0.95));
+    let passes = min_cosine >= want_cosine && min_top1 >= want_top1;
+    report["thresholds"] =
+        serde_json::json!({ "min_cosine": want_cosine, "min_top1": want_top1, "passed": passes, "forced": params.force });
+    if !passes && !params.force {
+        return Err(format!(
+            "the result agrees too little with its parent (cosine {min_cosine:.4}, wanted {want_cosine}; top-1 {min_top1:.4}, wanted {want_top1}); \
+             nothing was registered (force: true keeps it anyway). Report: {report}"
+        ));
+    }
+    let mut metrics = std::collections::BTreeMap::new();
+    metrics.insert("size_ratio".to_string(), report["size_ratio"].as_f64().unwrap_or(f64::NAN));
+    metrics.insert("min_cosine".to_string(), min_cosine);
+    metrics.insert("min_top1".to_string(), min_top1);
+    if let Some(latency) = report["latency"].as_object() {
+        for (batch, figures) in latency {
+            metrics.insert(format!("speedup_{batch}"), figures["speedup"].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    let metrics = metrics.into_iter().filter(|(_, value)| value.is_finite()).collect();
+    Ok(TaskMessage::Done { artifact: artifact.into(), metrics, labels: Vec::new(), details: report, known_values: Default::default() })
 }

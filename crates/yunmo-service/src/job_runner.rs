@@ -240,6 +240,26 @@ impl Worker {
             Some(id) => Some(copy(id, "validation.csv").await?),
             None => None,
         };
+        let (mut parent, mut probe) = (None, None);
+        if let Some(version) = job.parent_version {
+            let registry = &self.service.inner.registry;
+            let record = registry.get_version(&job.model, version).await?;
+            let readable = registry.readable_artifact(&record).await?;
+            let path = dir.join("parent.onnx");
+            tokio::fs::copy(readable.path(), &path).await.map_err(io)?;
+            parent = Some(path);
+            // A parent trained here is probed with its own data (validation rows first), if still stored.
+            let provenance = record.config.provenance.as_ref();
+            let files = provenance.map(|p| [p.validation_file.clone(), p.training_file.clone()]).unwrap_or_default();
+            for id in files.into_iter().flatten() {
+                if let Ok(Some(file)) = self.service.inner.registry.jobs().get_file(&id).await
+                    && file.tenant == job.tenant
+                {
+                    probe = Some(copy(&id, "probe.csv").await?);
+                    break;
+                }
+            }
+        }
         let config = &self.service.inner.jobs.config;
         let spec = TaskSpec {
             job: job.id.clone(),
@@ -247,6 +267,9 @@ impl Worker {
             params,
             training,
             validation,
+            parent,
+            probe,
+            onnx_library: config.onnx_library.clone(),
             output: dir.join("output"),
             max_rows: config.max_rows,
             max_columns: config.max_columns,
@@ -402,6 +425,7 @@ impl Worker {
             }
             Err(error) => return Err(error.into()),
         }
+        let method = params.get("method").and_then(|method| method.as_str()).map_or(method, str::to_string);
         let provenance = Provenance {
             job: job.id.clone(),
             kind: job.kind.clone(),
@@ -412,7 +436,18 @@ impl Worker {
             metrics,
             details,
         };
-        let config = VersionConfig { max_batch_size: 1024, labels, known_values, provenance: Some(provenance), ..VersionConfig::default() };
+        let (config, tokenizer) = match job.parent_version {
+            // An optimised version serves as its parent did (batching, labels, embedding, price...).
+            Some(version) => {
+                let parent = registry.get_version(&job.model, version).await?;
+                let tokenizer = registry.tokenizer(&job.model, version).await?;
+                (VersionConfig { provenance: Some(provenance), ..parent.config }, tokenizer)
+            }
+            None => (
+                VersionConfig { max_batch_size: 1024, labels, known_values, provenance: Some(provenance), ..VersionConfig::default() },
+                None,
+            ),
+        };
         let staged = stage(registry, artifact).await?;
         let principal = Principal {
             key_id: format!("job:{}", job.id),
@@ -422,7 +457,8 @@ impl Worker {
         };
         let call = Call::new(Arc::new(principal), job.id.as_str());
         let target = self.service.authorize(&call, &ModelRef::new(job.model.as_str(), None), Action::Write).await?;
-        let record = self.service.add_version(&call, &target, staged, UploadOptions { config, ..UploadOptions::default() }).await?;
+        let record =
+            self.service.add_version(&call, &target, staged, UploadOptions { config, tokenizer, ..UploadOptions::default() }).await?;
         Ok((record.version, metrics_text))
     }
 

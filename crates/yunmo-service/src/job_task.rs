@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub enum JobKind {
     /// Train a model from a CSV file into a new version.
     Train,
+    /// Make a smaller, faster version from an existing one (quantisation, pruning), with a report.
+    #[serde(alias = "optimize")]
+    Optimise,
 }
 
 impl JobKind {
@@ -20,6 +23,7 @@ impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Train => "train",
+            JobKind::Optimise => "optimise",
         }
     }
 
@@ -27,6 +31,7 @@ impl JobKind {
     pub fn parse(text: &str) -> Option<JobKind> {
         match text {
             "train" => Some(JobKind::Train),
+            "optimise" => Some(JobKind::Optimise),
             _ => None,
         }
     }
@@ -45,6 +50,15 @@ pub struct TaskSpec {
     pub training: Option<PathBuf>,
     /// The validation file, in plaintext.
     pub validation: Option<PathBuf>,
+    /// The parent version's file, in plaintext (optimisation).
+    #[serde(default)]
+    pub parent: Option<PathBuf>,
+    /// Rows to probe an optimisation with: the data the parent version was trained on, when it was.
+    #[serde(default)]
+    pub probe: Option<PathBuf>,
+    /// The ONNX Runtime library the server runs (optimisation reports run both models on it).
+    #[serde(default)]
+    pub onnx_library: Option<PathBuf>,
     /// Where to write the result.
     pub output: PathBuf,
     /// Most data rows a file may have.

@@ -32,6 +32,8 @@ pub struct JobsConfig {
     pub max_columns: usize,
     /// Where jobs keep their working files (each job's folder is removed when it ends).
     pub work_dir: PathBuf,
+    /// The ONNX Runtime library (optimisation jobs measure with it).
+    pub onnx_library: Option<PathBuf>,
     /// The program a job's child process runs (`yunmo`, with `job-run SPEC`).
     pub program: PathBuf,
 }
@@ -49,6 +51,7 @@ impl Default for JobsConfig {
             max_rows: 10_000_000,
             max_columns: 1000,
             work_dir: PathBuf::from("yunmo-data/jobs"),
+            onnx_library: None,
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("yunmo")),
         }
     }
@@ -65,6 +68,8 @@ pub struct JobRequest {
     pub training_file: Option<String>,
     /// A separate dataset to validate on.
     pub validation_file: Option<String>,
+    /// The version to optimise (optimisation; default: the model's newest).
+    pub version: Option<u64>,
     /// The job's options.
     pub params: serde_json::Value,
 }
@@ -206,7 +211,9 @@ impl InferenceService {
             return Err(ServiceError::new(Code::PermissionDenied, "a caller without a key owns no jobs; send an API key"));
         }
         let model = self.job_model(call, &request.model).await?;
-        let JobKind::Train = request.kind;
+        if request.kind == JobKind::Optimise {
+            return self.create_optimise_job(call, model, request).await;
+        }
         let training = request
             .training_file
             .as_deref()
@@ -242,8 +249,53 @@ impl InferenceService {
             parent_version: None,
             created_at: now_ms(),
         };
+        self.queue(call, job).await
+    }
+
+    /// Checks and queues an optimisation of an existing ONNX version.
+    async fn create_optimise_job(&self, call: &Call, model: String, request: JobRequest) -> Result<JobRecord, ServiceError> {
+        let params: yunmo_optimise::OptimiseParams =
+            serde_json::from_value(request.params.clone()).map_err(|error| ServiceError::invalid(format!("params: {error}")))?;
+        params.validate().map_err(|error| ServiceError::invalid(error.to_string()))?;
+        if request.training_file.is_some() || request.validation_file.is_some() {
+            return Err(ServiceError::invalid("an optimise job reads no files: leave out training_file and validation_file"));
+        }
+        let registry = &self.inner.registry;
+        let parent = match request.version {
+            Some(version) => registry.get_version(&model, version).await?,
+            None => registry
+                .list_versions(&model)
+                .await?
+                .into_iter()
+                .last()
+                .ok_or_else(|| ServiceError::invalid(format!("model: '{}' has no version to optimise", request.model)))?,
+        };
+        if parent.format != "onnx" {
+            return Err(ServiceError::invalid(format!(
+                "version: version {} of '{}' is a {} file; {} applies to ONNX models",
+                parent.version,
+                request.model,
+                parent.format,
+                params.method.as_str()
+            )));
+        }
+        let stored = StoredParams { params: request.params, validation_file: None };
+        let job = NewJob {
+            id: yunmo_registry::new_id("job-"),
+            tenant: call.principal.tenant.clone(),
+            kind: request.kind.as_str().to_string(),
+            model,
+            params: serde_json::to_string(&stored).map_err(|error| ServiceError::internal(error.to_string()))?,
+            training_file: None,
+            parent_version: Some(parent.version),
+            created_at: now_ms(),
+        };
+        self.queue(call, job).await
+    }
+
+    async fn queue(&self, call: &Call, job: NewJob) -> Result<JobRecord, ServiceError> {
         let record = self.inner.registry.jobs().insert_job(&job).await?;
-        let message = format!("Job created by key '{}'.", principal.key_id);
+        let message = format!("Job created by key '{}'.", call.principal.key_id);
         self.inner.registry.jobs().append_job_event(&record.id, record.created_at, "info", &message, "").await?;
         tracing::info!(job = %record.id, kind = %record.kind, model = %record.model, "Job queued.");
         self.inner.jobs.wake.notify_one();

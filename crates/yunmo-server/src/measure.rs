@@ -1,0 +1,230 @@
+//! What an optimisation job measures: the parent and the result side by side on the same probe inputs
+//! (made from the signature: normal floats, small ids, masks of ones), in this one process and thread —
+//! file size, latency at batch 1 and at a larger batch (median of repeated runs after a warm-up), and the
+//! agreement of every output (cosine, largest absolute difference, top-1 agreement of class scores,
+//! exact matches of labels and indices).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use yunmo_backend::{BackendFactory, BatchBackend, LoadOptions};
+use yunmo_types::{DataType, Tensor, TensorData};
+
+/// What the job compares.
+pub struct Comparison<'a> {
+    /// The ONNX Runtime library.
+    pub library: &'a Path,
+    /// The parent's file.
+    pub parent: &'a Path,
+    /// The result's file.
+    pub result: &'a Path,
+    /// Rows of the larger probe batch.
+    pub batch: usize,
+    /// Rows to probe with (the data the parent was trained on), when its inputs are that file's columns.
+    pub rows: Option<&'a yunmo_train::Table>,
+}
+
+/// A deterministic generator for probe values (the same inputs for both models).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.next().max(1e-12), self.next());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+}
+
+/// `batch` rows of `table` (from the first, wrapping around) as the model's inputs, when every input is a
+/// column of it with shape `[batch, 1]`.
+fn rows_probe(backend: &dyn BatchBackend, table: &yunmo_train::Table, batch: usize) -> Option<Vec<Tensor>> {
+    let mut tensors = Vec::new();
+    for spec in &backend.signature().inputs {
+        let column = table.columns.iter().position(|name| name == &spec.name)?;
+        if spec.shape.len() != 2 || spec.shape[0] != -1 || spec.shape[1] != 1 {
+            return None;
+        }
+        let cells = (0..batch).map(|index| table.rows[index % table.rows.len()][column].as_str());
+        let data = match spec.datatype {
+            DataType::Fp32 => {
+                TensorData::Fixed(cells.flat_map(|cell| cell.parse::<f32>().unwrap_or(f32::NAN).to_le_bytes()).collect::<Vec<u8>>().into())
+            }
+            DataType::Bytes => TensorData::Bytes(cells.map(|cell| bytes::Bytes::from(cell.to_string())).collect()),
+            _ => return None,
+        };
+        tensors.push(Tensor::new(spec.name.clone(), spec.datatype, vec![batch as i64, 1], data).ok()?);
+    }
+    Some(tensors)
+}
+
+fn probe(backend: &dyn BatchBackend, batch: usize, rows: Option<&yunmo_train::Table>) -> Result<Vec<Tensor>, String> {
+    if let Some(table) = rows
+        && let Some(tensors) = rows_probe(backend, table, batch)
+    {
+        return Ok(tensors);
+    }
+    let mut random = Lcg(7);
+    let mut tensors = Vec::new();
+    for spec in &backend.signature().inputs {
+        let shape: Vec<i64> = spec
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(axis, &dim)| {
+                if dim >= 0 {
+                    dim
+                } else if axis == 0 {
+                    batch as i64
+                } else {
+                    16
+                }
+            })
+            .collect();
+        let count = shape.iter().product::<i64>().max(0) as usize;
+        let name = spec.name.to_ascii_lowercase();
+        let data = match spec.datatype {
+            DataType::Fp32 => TensorData::Fixed((0..count).flat_map(|_| random.normal().to_le_bytes()).collect::<Vec<u8>>().into()),
+            DataType::Int64 => {
+                let value = |random: &mut Lcg| match () {
+                    _ if name.contains("mask") => 1i64,
+                    _ if name.contains("type") || name.contains("segment") => 0,
+                    _ => 1 + (random.next() * 999.0) as i64,
+                };
+                TensorData::Fixed((0..count).flat_map(|_| value(&mut random).to_le_bytes()).collect::<Vec<u8>>().into())
+            }
+            DataType::Int32 => TensorData::Fixed((0..count).flat_map(|_| 1i32.to_le_bytes()).collect::<Vec<u8>>().into()),
+            DataType::Bytes => TensorData::Bytes(vec![bytes::Bytes::new(); count]),
+            other => return Err(format!("no probe can be made for input '{}' of datatype {other}", spec.name)),
+        };
+        tensors.push(Tensor::new(spec.name.clone(), spec.datatype, shape, data).map_err(|error| error.to_string())?);
+    }
+    Ok(tensors)
+}
+
+fn outputs(backend: &dyn BatchBackend) -> Vec<String> {
+    backend.signature().outputs.iter().map(|spec| spec.name.clone()).collect()
+}
+
+/// Median milliseconds of a call with `inputs`, after one warm-up, over up to 50 runs or one second.
+fn latency(backend: &mut dyn BatchBackend, inputs: &[Tensor]) -> Result<f64, String> {
+    let names = outputs(backend);
+    backend.infer(inputs.to_vec(), &names).map_err(|error| error.to_string())?;
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while times.len() < 50 && (times.len() < 5 || started.elapsed() < Duration::from_secs(1)) {
+        let call = Instant::now();
+        backend.infer(inputs.to_vec(), &names).map_err(|error| error.to_string())?;
+        times.push(call.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn floats(tensor: &Tensor) -> Option<Vec<f64>> {
+    match (tensor.datatype(), tensor.data()) {
+        (DataType::Fp32, TensorData::Fixed(bytes)) => {
+            Some(bytes.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Agreement of one output: cosine and largest difference for floats (and top-1 for class scores), the
+/// share of equal elements otherwise.
+fn agreement(parent: &Tensor, result: &Tensor) -> serde_json::Value {
+    match (floats(parent), floats(result)) {
+        (Some(a), Some(b)) if a.len() == b.len() => {
+            let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            let norms = a.iter().map(|x| x * x).sum::<f64>().sqrt() * b.iter().map(|y| y * y).sum::<f64>().sqrt();
+            let cosine = if norms > 0.0 { dot / norms } else { 1.0 };
+            let max_abs_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+            let mut value = serde_json::json!({ "cosine": cosine, "max_abs_diff": max_abs_diff });
+            let shape = parent.shape();
+            if shape.len() == 2 && shape[1] > 1 {
+                let width = shape[1] as usize;
+                let argmax = |row: &[f64]| row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
+                let rows = a.len() / width;
+                let same = (0..rows).filter(|&r| argmax(&a[r * width..(r + 1) * width]) == argmax(&b[r * width..(r + 1) * width])).count();
+                value["top1"] = serde_json::json!(same as f64 / rows.max(1) as f64);
+            }
+            value
+        }
+        _ => {
+            let share = match (parent.data(), result.data()) {
+                (TensorData::Bytes(a), TensorData::Bytes(b)) if a.len() == b.len() => {
+                    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+                }
+                (TensorData::Fixed(a), TensorData::Fixed(b)) if a.len() == b.len() && parent.shape() == result.shape() => {
+                    let width = parent.datatype().element_size().unwrap_or(1).max(1);
+                    let same = a.chunks(width).zip(b.chunks(width)).filter(|(x, y)| x == y).count();
+                    same as f64 / (a.len() / width).max(1) as f64
+                }
+                _ => 0.0,
+            };
+            serde_json::json!({ "top1": share })
+        }
+    }
+}
+
+fn load(factory: &dyn BackendFactory, path: &Path) -> Result<Box<dyn BatchBackend>, String> {
+    factory.load(path, &LoadOptions { intra_op_threads: 1 }).map_err(|error| format!("loading {}: {error}", path.display()))
+}
+
+/// Compares parent and result; the report's figures, and the smallest cosine and top-1 agreement.
+pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f64), String> {
+    let factory = yunmo_backend_onnx::OnnxFactory::new(comparison.library).map_err(|error| error.to_string())?;
+    let mut parent = load(&factory, comparison.parent)?;
+    let mut result = load(&factory, comparison.result)?;
+    if parent.signature().inputs != result.signature().inputs {
+        return Err("the result's inputs differ from the parent's".into());
+    }
+    let batched = parent.signature().inputs.iter().all(|spec| spec.shape.first() == Some(&-1));
+    let mut batches = vec![1];
+    if batched && comparison.batch > 1 {
+        batches.push(comparison.batch);
+    }
+    // Agreement is judged on every probe row (up to 4096) when the parent's own data is at hand.
+    let agreement_rows = match comparison.rows {
+        Some(table) if batched && rows_probe(parent.as_ref(), table, 1).is_some() => table.rows.len().min(4096),
+        _ => *batches.last().expect("one batch"),
+    };
+    let mut latency_report = serde_json::Map::new();
+    let mut outputs_report = serde_json::Map::new();
+    let (mut min_cosine, mut min_top1) = (1.0f64, 1.0f64);
+    let inputs = probe(parent.as_ref(), agreement_rows, comparison.rows)?;
+    let names = outputs(parent.as_ref());
+    let expected = parent.infer(inputs.clone(), &names).map_err(|error| error.to_string())?;
+    let got = result.infer(inputs, &names).map_err(|error| error.to_string())?;
+    for (a, b) in expected.iter().zip(&got) {
+        let value = agreement(a, b);
+        min_cosine = min_cosine.min(value["cosine"].as_f64().unwrap_or(1.0));
+        min_top1 = min_top1.min(value["top1"].as_f64().unwrap_or(1.0));
+        outputs_report.insert(a.name().to_string(), value);
+    }
+    for &batch in &batches {
+        let inputs = probe(parent.as_ref(), batch, comparison.rows)?;
+        let (before, after) = (latency(parent.as_mut(), &inputs)?, latency(result.as_mut(), &inputs)?);
+        latency_report.insert(
+            format!("batch_{batch}"),
+            serde_json::json!({ "parent_ms": before, "result_ms": after, "speedup": before / after.max(1e-9) }),
+        );
+    }
+    let size = |path: &Path| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0);
+    let (parent_bytes, result_bytes) = (size(comparison.parent), size(comparison.result));
+    let report = serde_json::json!({
+        "parent_bytes": parent_bytes,
+        "result_bytes": result_bytes,
+        "size_ratio": result_bytes as f64 / parent_bytes.max(1) as f64,
+        "latency": latency_report,
+        "agreement": outputs_report,
+        "probe": match comparison.rows {
+            Some(_) if agreement_rows > 1 || batches.len() == 1 => format!("{agreement_rows} rows of the data the parent was trained on; latency at batches {batches:?}, one thread"),
+            _ => format!("inputs made from the signature (normal floats, ids below 1000, masks of ones), {agreement_rows} rows; latency at batches {batches:?}, one thread"),
+        },
+    });
+    Ok((report, min_cosine, min_top1))
+}
