@@ -410,3 +410,29 @@ def test_dynamic_int8_of_a_float_encoder_agrees_with_its_parent_and_with_onnx_ru
     oracle = onnxruntime.InferenceSession(oracle_path, providers=["CPUExecutionProvider"]).run(["461"], {"input_ids": ids, "attention_mask": mask})[0]
     for row in range(2):
         assert cosine(oracle[row], served[job["result_version"]][row]) >= 0.995, row
+
+
+def test_smollm2_requantised_by_llama_cpp_still_answers_and_reports_its_perplexity(srv):
+    from conftest import CACHE
+    from openai import OpenAI
+    key = srv.keys["alpha"]
+    status, body = srv.request("POST", "/api/v1/models", {"name": "smollm2"}, key=key)
+    assert status == 201, body
+    with open(os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf"), "rb") as f:
+        status, body = srv.request("POST", "/api/v1/models/smollm2/versions", f.read(), {"Content-Type": "application/octet-stream"}, key=key)
+    assert status == 201, body
+    status, body = srv.request("POST", "/api/v1/jobs", {"kind": "optimise", "model": "smollm2", "params": {"method": "dynamic_int8"}}, key=key)
+    assert status == 400 and "applies to onnx models" in body.decode(), body
+    job = wait(srv, create(srv, {"kind": "optimise", "model": "smollm2", "params": {"method": "requantize", "type": "Q4_0"}}, key)["id"], key, timeout=600)
+    assert job["status"] == "succeeded", job["error"]
+    metrics = job["metrics"]
+    assert metrics["size_ratio"] < 1.0 and metrics["perplexity_result"] <= 1.25 * metrics["perplexity_parent"], metrics
+    # The newest version serves the model's name: the chat goes to the re-quantised one.
+    assert job["result_version"] == 2
+    client = OpenAI(base_url=srv.url + "/v1", api_key=key)
+    reply = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=16,
+                                           messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert "Paris" in reply.choices[0].message.content, reply
+    status, body = srv.request("GET", "/api/v1/models/smollm2/versions/2", key=key)
+    report = json.loads(body)["provenance"]["details"]
+    assert report["type"] == "Q4_0" and report["perplexity"]["tokens"] > 100, report

@@ -14,6 +14,7 @@ pub mod fault {
     pub static PANIC_NEXT_STEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 }
 pub mod plan;
+pub mod requantize;
 pub mod sampler;
 pub mod text;
 

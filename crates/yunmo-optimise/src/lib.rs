@@ -36,8 +36,17 @@ pub enum OptimiseError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimiseParams {
-    /// `dynamic_int8` or `prune`.
+    /// `dynamic_int8`, `prune` (ONNX) or `requantize` (GGUF).
     pub method: Method,
+    /// Re-quantisation: the llama.cpp type to write (`Q8_0`, `Q6_K`, `Q5_K_M`, `Q4_K_M`, `Q4_0`, `F16`).
+    #[serde(default, rename = "type")]
+    pub gguf_type: Option<String>,
+    /// Re-quantisation: the largest relative rise of perplexity accepted (default 0.25: 25%).
+    #[serde(default)]
+    pub max_perplexity_increase: Option<f64>,
+    /// Re-quantisation: the text perplexity is measured on (default: a built-in English passage).
+    #[serde(default)]
+    pub text: Option<String>,
     /// Pruning: share of each hidden layer's units kept (0 < keep ≤ 1, default 0.5).
     #[serde(default)]
     pub keep_fraction: Option<f64>,
@@ -66,6 +75,8 @@ pub enum Method {
     DynamicInt8,
     /// Structured pruning of dense ReLU layers.
     Prune,
+    /// A GGUF model written again in another llama.cpp quantisation type.
+    Requantize,
 }
 
 impl Method {
@@ -74,6 +85,15 @@ impl Method {
         match self {
             Method::DynamicInt8 => "dynamic_int8",
             Method::Prune => "prune",
+            Method::Requantize => "requantize",
+        }
+    }
+
+    /// The artifact format it applies to (`onnx` or `gguf`).
+    pub fn format(self) -> &'static str {
+        match self {
+            Method::DynamicInt8 | Method::Prune => "onnx",
+            Method::Requantize => "gguf",
         }
     }
 }
@@ -89,6 +109,27 @@ impl OptimiseParams {
             if !(keep > 0.0 && keep <= 1.0) {
                 return param("params.keep_fraction", format!("must be above 0 and at most 1, got {keep}"));
             }
+        }
+        let requantize = self.method == Method::Requantize;
+        match (&self.gguf_type, requantize) {
+            (None, true) => return param("params.type", "requantize needs the type to write, e.g. Q8_0 or Q4_K_M".into()),
+            (Some(_), false) => return param("params.type", "applies to requantize only".into()),
+            _ => {}
+        }
+        for (field, given) in
+            [("params.max_perplexity_increase", self.max_perplexity_increase.is_some()), ("params.text", self.text.is_some())]
+        {
+            if given && !requantize {
+                return param(field, "applies to requantize only".into());
+            }
+        }
+        if let Some(rise) = self.max_perplexity_increase
+            && !(rise.is_finite() && rise >= 0.0)
+        {
+            return param("params.max_perplexity_increase", format!("must be a number of at least 0, got {rise}"));
+        }
+        if self.text.as_ref().is_some_and(|text| text.len() > 100_000) {
+            return param("params.text", "must be at most 100000 bytes".into());
         }
         if self.min_elements.is_some() && self.method != Method::DynamicInt8 {
             return param("params.min_elements", "applies to dynamic_int8 only".into());
@@ -117,7 +158,37 @@ pub fn optimise(model: &[u8], params: &OptimiseParams) -> Result<(Vec<u8>, serde
     let summary = match params.method {
         Method::DynamicInt8 => quantize::dynamic_int8(&mut model, params.min_elements.unwrap_or(1024))?,
         Method::Prune => prune::prune_mlp(&mut model, params.keep_fraction.unwrap_or(0.5))?,
+        Method::Requantize => return Err(OptimiseError::NotApplicable("requantize rewrites GGUF files, not ONNX graphs".into())),
     };
     model.producer_name = Some("yunmo".into());
     Ok((model.encode_to_vec(), summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> Result<(), String> {
+        let params: OptimiseParams = serde_json::from_str(json).map_err(|error| error.to_string())?;
+        params.validate().map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn options_are_checked_against_the_method_with_the_field_named() {
+        assert!(check(r#"{"method": "prune", "keep_fraction": 0.5}"#).is_ok());
+        assert!(check(r#"{"method": "requantize", "type": "Q8_0"}"#).is_ok());
+        assert_eq!(
+            check(r#"{"method": "prune", "keep_fraction": 0}"#).unwrap_err(),
+            "params.keep_fraction: must be above 0 and at most 1, got 0"
+        );
+        assert_eq!(
+            check(r#"{"method": "dynamic_int8", "keep_fraction": 0.5}"#).unwrap_err(),
+            "params.keep_fraction: applies to prune only"
+        );
+        assert!(check(r#"{"method": "requantize"}"#).unwrap_err().starts_with("params.type: requantize needs"));
+        assert_eq!(check(r#"{"method": "prune", "type": "Q8_0"}"#).unwrap_err(), "params.type: applies to requantize only");
+        assert_eq!(check(r#"{"method": "prune", "min_cosine": 2}"#).unwrap_err(), "params.min_cosine: must be between 0 and 1, got 2");
+        assert!(check(r#"{"method": "static_int8"}"#).unwrap_err().contains("unknown variant"));
+        assert!(check(r#"{"method": "prune", "epochs": 3}"#).unwrap_err().contains("unknown field"));
+    }
 }

@@ -84,6 +84,9 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
     let parent = spec.parent.as_deref().ok_or("an optimise job needs the parent version's file")?;
     let library = spec.onnx_library.as_deref().ok_or("ONNX Runtime is not available to this server (backends.onnx.library_path)")?;
     say(&TaskMessage::Progress { fraction: 0.05, message: format!("Applying {}.", params.method.as_str()), loss: None });
+    if params.method == yunmo_optimise::Method::Requantize {
+        return requantize(spec, &params, parent);
+    }
     let bytes = std::fs::read(parent).map_err(|error| format!("cannot read the parent version: {error}"))?;
     let (optimised, rewrite) = yunmo_optimise::optimise(&bytes, &params).map_err(|error| error.to_string())?;
     let artifact = "model.onnx";
@@ -117,6 +120,53 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
             metrics.insert(format!("speedup_{batch}"), figures["speedup"].as_f64().unwrap_or(f64::NAN));
         }
     }
+    let metrics = metrics.into_iter().filter(|(_, value)| value.is_finite()).collect();
+    Ok(TaskMessage::Done { artifact: artifact.into(), metrics, labels: Vec::new(), details: report, known_values: Default::default() })
+}
+
+/// A passage of plain English prose perplexity is measured on by default (written for Yunmo).
+const SAMPLE_TEXT: &str = "The river runs through the old town before it reaches the sea. In the morning the market opens \
+on the square by the bridge, and people come from the villages to sell bread, cheese, fruit and fish. Children walk to \
+school along the water, and the bells of the church ring at eight. In the afternoon the streets are quiet, because most \
+shops close for lunch and many people rest at home. When the sun goes down, families sit outside, talk with their \
+neighbours and watch the boats come back from the harbour. The town has changed slowly over the centuries, but its \
+people still say that the river is the heart of the place, and that a day without a walk by the water is a day lost.";
+
+fn requantize(spec: &TaskSpec, params: &yunmo_optimise::OptimiseParams, parent: &std::path::Path) -> Result<TaskMessage, String> {
+    use yunmo_backend_gguf::requantize as gguf;
+    let kind = params.gguf_type.as_deref().unwrap_or("Q8_0");
+    let artifact = "model.gguf";
+    let result = spec.output.join(artifact);
+    say(&TaskMessage::Progress { fraction: 0.05, message: format!("Re-quantising to {kind} with llama.cpp."), loss: None });
+    gguf::requantize(parent, &result, kind, 0).map_err(|error| error.to_string())?;
+    let text = params.text.as_deref().unwrap_or(SAMPLE_TEXT);
+    say(&TaskMessage::Progress { fraction: 0.6, message: "Measuring perplexity of the parent and the result.".into(), loss: None });
+    let (before, tokens) = gguf::perplexity(parent, text, 512).map_err(|error| format!("the parent's perplexity: {error}"))?;
+    let (after, _) = gguf::perplexity(&result, text, 512).map_err(|error| format!("the result's perplexity: {error}"))?;
+    let size = |path: &std::path::Path| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0);
+    let (parent_bytes, result_bytes) = (size(parent), size(&result));
+    let rise = after / before - 1.0;
+    let allowed = params.max_perplexity_increase.unwrap_or(0.25);
+    let report = serde_json::json!({
+        "type": kind,
+        "parent_bytes": parent_bytes,
+        "result_bytes": result_bytes,
+        "size_ratio": result_bytes as f64 / parent_bytes.max(1) as f64,
+        "perplexity": { "parent": before, "result": after, "increase": rise, "tokens": tokens,
+            "text": if params.text.is_some() { "given" } else { "built-in passage" } },
+        "thresholds": { "max_perplexity_increase": allowed, "passed": rise <= allowed, "forced": params.force },
+    });
+    if rise > allowed && !params.force {
+        return Err(format!(
+            "the result's perplexity rose by {:.1}% (from {before:.3} to {after:.3}), more than max_perplexity_increase {allowed}; \
+             nothing was registered (force: true keeps it anyway). Report: {report}",
+            rise * 100.0
+        ));
+    }
+    let mut metrics = std::collections::BTreeMap::new();
+    metrics.insert("size_ratio".to_string(), result_bytes as f64 / parent_bytes.max(1) as f64);
+    metrics.insert("perplexity_parent".to_string(), before);
+    metrics.insert("perplexity_result".to_string(), after);
     let metrics = metrics.into_iter().filter(|(_, value)| value.is_finite()).collect();
     Ok(TaskMessage::Done { artifact: artifact.into(), metrics, labels: Vec::new(), details: report, known_values: Default::default() })
 }

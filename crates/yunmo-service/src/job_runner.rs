@@ -245,7 +245,7 @@ impl Worker {
             let registry = &self.service.inner.registry;
             let record = registry.get_version(&job.model, version).await?;
             let readable = registry.readable_artifact(&record).await?;
-            let path = dir.join("parent.onnx");
+            let path = dir.join(format!("parent.{}", record.format));
             tokio::fs::copy(readable.path(), &path).await.map_err(io)?;
             parent = Some(path);
             // A parent trained here is probed with its own data (validation rows first), if still stored.

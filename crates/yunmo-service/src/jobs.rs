@@ -270,13 +270,14 @@ impl InferenceService {
                 .last()
                 .ok_or_else(|| ServiceError::invalid(format!("model: '{}' has no version to optimise", request.model)))?,
         };
-        if parent.format != "onnx" {
+        if parent.format != params.method.format() {
             return Err(ServiceError::invalid(format!(
-                "version: version {} of '{}' is a {} file; {} applies to ONNX models",
+                "version: version {} of '{}' is a {} file; {} applies to {} models",
                 parent.version,
                 request.model,
                 parent.format,
-                params.method.as_str()
+                params.method.as_str(),
+                params.method.format()
             )));
         }
         let stored = StoredParams { params: request.params, validation_file: None };
