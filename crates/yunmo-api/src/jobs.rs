@@ -230,7 +230,8 @@ pub async fn delete_file(State(state): State<AppState>, caller: Caller, Path(fil
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     /// `train`: learn a model from `training_file` into a new version of `model`; `optimise`: make a new,
-    /// smaller version of `model` from `version` (`params.method`: `dynamic_int8` or `prune`).
+    /// smaller version of `model` from `version` (`params.method`: `dynamic_int8` or `prune` for ONNX,
+    /// `requantize` for GGUF).
     #[schema(value_type = String, example = "train")]
     pub kind: JobKind,
     /// The model that gets the new version; created in the caller's tenant when it does not exist.
@@ -248,7 +249,8 @@ pub struct CreateJob {
     /// "mlp_regressor" | "kmeans", "target", "features", "categorical", "encoding", "validation_fraction",
     /// "seed", "l2", "max_iter", "epochs", "learning_rate", "batch_size", "hidden_layers", "clusters",
     /// "restarts", "user_column", "item_column", "factors", "top_k"}`; for `optimise`: `{"method", "keep_fraction",
-    /// "min_elements", "min_cosine", "min_top1", "force", "probe_batch"}` (docs/lifecycle.md).
+    /// "min_elements", "min_cosine", "min_top1", "force", "probe_batch", "type", "max_perplexity_increase",
+    /// "text"}` (docs/lifecycle.md).
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
 }

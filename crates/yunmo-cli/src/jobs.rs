@@ -96,11 +96,13 @@ pub struct OptimiseArgs {
     /// The version to optimise (default: the newest).
     #[arg(long)]
     pub version: Option<u64>,
-    /// dynamic_int8 (int8 MatMul weights) or prune (remove the least important hidden units of dense ReLU
-    /// layers; --param keep_fraction=0.5).
+    /// dynamic_int8 (int8 MatMul weights and embedding tables), prune (remove the least important hidden
+    /// units of dense ReLU layers; --param keep_fraction=0.5) or requantize (GGUF, through llama.cpp;
+    /// --param type=Q4_K_M).
     #[arg(long)]
     pub method: String,
-    /// More options as NAME=VALUE: keep_fraction, min_elements, min_cosine, min_top1, probe_batch.
+    /// More options as NAME=VALUE: keep_fraction, min_elements, min_cosine, min_top1, probe_batch (ONNX);
+    /// type, max_perplexity_increase, text (GGUF).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// Keep a result that breaks the agreement thresholds.

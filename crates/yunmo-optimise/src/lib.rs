@@ -32,6 +32,9 @@ pub enum OptimiseError {
     Unreadable(String),
 }
 
+/// The llama.cpp types `requantize` writes.
+pub const GGUF_TYPES: [&str; 6] = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "F16"];
+
 /// What an optimisation job does, as sent in `params` of `POST /api/v1/jobs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,7 +117,19 @@ impl OptimiseParams {
         match (&self.gguf_type, requantize) {
             (None, true) => return param("params.type", "requantize needs the type to write, e.g. Q8_0 or Q4_K_M".into()),
             (Some(_), false) => return param("params.type", "applies to requantize only".into()),
+            (Some(kind), true) if !GGUF_TYPES.iter().any(|name| name.eq_ignore_ascii_case(kind)) => {
+                return param("params.type", format!("must be one of {}, got '{kind}'", GGUF_TYPES.join(", ")));
+            }
             _ => {}
+        }
+        for (field, given) in [
+            ("params.min_cosine", self.min_cosine.is_some()),
+            ("params.min_top1", self.min_top1.is_some()),
+            ("params.probe_batch", self.probe_batch.is_some()),
+        ] {
+            if given && requantize {
+                return param(field, "does not apply to requantize (its check is max_perplexity_increase)".into());
+            }
         }
         for (field, given) in
             [("params.max_perplexity_increase", self.max_perplexity_increase.is_some()), ("params.text", self.text.is_some())]
@@ -189,6 +204,15 @@ mod tests {
         assert_eq!(check(r#"{"method": "prune", "type": "Q8_0"}"#).unwrap_err(), "params.type: applies to requantize only");
         assert_eq!(check(r#"{"method": "prune", "min_cosine": 2}"#).unwrap_err(), "params.min_cosine: must be between 0 and 1, got 2");
         assert!(check(r#"{"method": "static_int8"}"#).unwrap_err().contains("unknown variant"));
+        assert_eq!(
+            check(r#"{"method": "requantize", "type": "Q4_K"}"#).unwrap_err(),
+            "params.type: must be one of Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, F16, got 'Q4_K'"
+        );
+        assert!(
+            check(r#"{"method": "requantize", "type": "q8_0", "min_cosine": 0.9}"#)
+                .unwrap_err()
+                .starts_with("params.min_cosine: does not apply")
+        );
         assert!(check(r#"{"method": "prune", "epochs": 3}"#).unwrap_err().contains("unknown field"));
     }
 }

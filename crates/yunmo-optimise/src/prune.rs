@@ -104,6 +104,11 @@ pub fn prune_mlp(model: &mut ModelProto, keep: f64) -> Result<serde_json::Value,
             "importance_removed": if total_importance > 0.0 { removed_importance / total_importance } else { 0.0 },
         }));
     }
+    if layers.is_empty() {
+        return Err(OptimiseError::NotApplicable(
+            "the dense ReLU layers found have weights of mismatched shapes; nothing was pruned".into(),
+        ));
+    }
     // Shapes recorded for intermediate values may name the old widths; they are optional, so drop them.
     graph.value_info.clear();
     Ok(serde_json::json!({ "layers": layers }))

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use yunmo_proto::onnx::{AttributeProto, ModelProto, NodeProto, attribute_proto::AttributeType, tensor_proto::DataType};
 
 use crate::OptimiseError;
-use crate::tensor::{Names, drop_unread_initializers, float_tensor, floats, initializer, int8_tensor, opset};
+use crate::tensor::{Names, drop_unread_initializers, float_tensor, floats, initializer, int8_tensor, is_graph_input, opset};
 
 fn node(op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
@@ -62,6 +62,9 @@ pub fn dynamic_int8(model: &mut ModelProto, min_elements: usize) -> Result<serde
     let mut quantized_inputs: HashMap<String, [String; 3]> = HashMap::new();
     let (mut count, mut bytes_before, mut bytes_after) = (0usize, 0usize, 0usize);
     let mut gathers = 0usize;
+    let mut replaced: Vec<String> = Vec::new();
+    // A weight read by several MatMuls is quantised once.
+    let mut quantized_weights: HashMap<String, [String; 3]> = HashMap::new();
     for original in nodes {
         // Unsqueeze takes its axes as an input from opset 13 on.
         if let Some((table, values)) = gather_table(graph, &original, min_elements).filter(|_| version >= 13) {
@@ -96,6 +99,7 @@ pub fn dynamic_int8(model: &mut ModelProto, min_elements: usize) -> Result<serde
                 int64_data: vec![-1],
                 ..Default::default()
             });
+            replaced.push(table.clone());
             let indices = original.input[1].clone();
             rewritten.push(node("Gather", &[&q_name, &indices], &[&gathered], Vec::new()));
             rewritten.push(cast_to_float(&gathered, &as_float));
@@ -116,17 +120,27 @@ pub fn dynamic_int8(model: &mut ModelProto, min_elements: usize) -> Result<serde
             }),
             false => None,
         };
-        let Some((values, rows, columns)) = weight else {
+        let Some((values, rows, columns)) = weight.filter(|_| !is_graph_input(graph, &original.input[1])) else {
             rewritten.push(original);
             continue;
         };
-        let (scales, quantized) = quantize_columns(&values, rows, columns);
         let stem = original.input[1].clone();
-        let (q_name, scale_name, zero_name) =
-            (names.fresh(&format!("{stem}/int8")), names.fresh(&format!("{stem}/scale")), names.fresh(&format!("{stem}/zero")));
-        graph.initializer.push(int8_tensor(&q_name, &[rows as i64, columns as i64], &quantized));
-        graph.initializer.push(float_tensor(&scale_name, &[columns as i64], &scales));
-        graph.initializer.push(int8_tensor(&zero_name, &[columns as i64], &vec![0; columns]));
+        let [q_name, scale_name, zero_name] = match quantized_weights.get(&stem) {
+            Some(names) => names.clone(),
+            None => {
+                let (scales, quantized) = quantize_columns(&values, rows, columns);
+                let new_names =
+                    [names.fresh(&format!("{stem}/int8")), names.fresh(&format!("{stem}/scale")), names.fresh(&format!("{stem}/zero"))];
+                graph.initializer.push(int8_tensor(&new_names[0], &[rows as i64, columns as i64], &quantized));
+                graph.initializer.push(float_tensor(&new_names[1], &[columns as i64], &scales));
+                graph.initializer.push(int8_tensor(&new_names[2], &[columns as i64], &vec![0; columns]));
+                bytes_before += values.len() * 4;
+                bytes_after += quantized.len() + columns * 5;
+                replaced.push(stem.clone());
+                quantized_weights.insert(stem.clone(), new_names.clone());
+                new_names
+            }
+        };
         let input = original.input[0].clone();
         let [a_q, a_scale, a_zero] = match quantized_inputs.get(&input) {
             Some(names) => names.clone(),
@@ -146,8 +160,6 @@ pub fn dynamic_int8(model: &mut ModelProto, min_elements: usize) -> Result<serde
         rewritten.push(node("Mul", &[&a_scale, &scale_name], &[&scale], Vec::new()));
         rewritten.push(node("Mul", &[&as_float, &scale], &[output], Vec::new()));
         count += 1;
-        bytes_before += values.len() * 4;
-        bytes_after += quantized.len() + columns * 5;
         // Names of the rewritten nodes are kept unique by ONNX Runtime; the original's name is dropped.
     }
     graph.node = rewritten;
@@ -156,7 +168,7 @@ pub fn dynamic_int8(model: &mut ModelProto, min_elements: usize) -> Result<serde
             "no MatMul weight or Gather table that is a constant FP32 matrix of at least {min_elements} elements to quantise"
         )));
     }
-    drop_unread_initializers(graph);
+    drop_unread_initializers(graph, &replaced);
     Ok(serde_json::json!({
         "matmuls_quantized": count,
         "gathers_quantized": gathers,
@@ -173,6 +185,9 @@ fn gather_table(graph: &yunmo_proto::onnx::GraphProto, node: &NodeProto, min_ele
     }
     let axis =
         node.attribute.iter().find(|attribute| attribute.name.as_deref() == Some("axis")).and_then(|attribute| attribute.i).unwrap_or(0);
+    if is_graph_input(graph, &node.input[0]) {
+        return None;
+    }
     let tensor = initializer(graph, &node.input[0]).filter(|tensor| tensor.dims.len() == 2 && axis == 0)?;
     let values = floats(tensor)?;
     (values.len() >= min_elements && values.len() == (tensor.dims[0] * tensor.dims[1]) as usize).then(|| (node.input[0].clone(), values))
@@ -181,6 +196,54 @@ fn gather_table(graph: &yunmo_proto::onnx::GraphProto, node: &NodeProto, min_ele
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::readers;
+    use yunmo_proto::onnx::{GraphProto, OperatorSetIdProto, ValueInfoProto};
+
+    fn model(graph: GraphProto) -> ModelProto {
+        ModelProto {
+            graph: Some(graph),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            ..Default::default()
+        }
+    }
+
+    fn matmul(input: &str, weight: &str, output: &str) -> NodeProto {
+        node("MatMul", &[input, weight], &[output], Vec::new())
+    }
+
+    #[test]
+    fn a_shared_weight_is_quantised_once_and_one_read_elsewhere_is_kept() {
+        let weight = float_tensor("w", &[2, 2], &[1.0, -2.0, 0.5, 0.25]);
+        let branch = GraphProto { node: vec![node("Identity", &["w"], &["w_copy"], Vec::new())], ..Default::default() };
+        let nested = AttributeProto { name: Some("then_branch".into()), g: Some(branch), ..Default::default() };
+        let graph = GraphProto {
+            node: vec![matmul("x", "w", "y1"), matmul("x", "w", "y2"), node("If", &["cond"], &["z"], vec![nested])],
+            initializer: vec![weight],
+            ..Default::default()
+        };
+        let mut model = model(graph);
+        let summary = dynamic_int8(&mut model, 1).unwrap();
+        let graph = model.graph.unwrap();
+        assert_eq!(summary["matmuls_quantized"], 2);
+        let int8: Vec<_> =
+            graph.initializer.iter().filter(|tensor| tensor.data_type == Some(DataType::Int8 as i32) && tensor.dims.len() == 2).collect();
+        assert_eq!(int8.len(), 1, "one int8 copy for both readers");
+        assert!(initializer(&graph, "w").is_some() && readers(&graph, "w") == 1, "the If body still reads the float weight");
+        let quantizers = graph.node.iter().filter(|node| node.op_type.as_deref() == Some("DynamicQuantizeLinear")).count();
+        assert_eq!(quantizers, 1, "the shared input is quantised once");
+    }
+
+    #[test]
+    fn an_initializer_that_is_also_a_graph_input_stays_float() {
+        let graph = GraphProto {
+            node: vec![matmul("x", "w", "y")],
+            initializer: vec![float_tensor("w", &[2, 2], &[1.0, 2.0, 3.0, 4.0])],
+            input: vec![ValueInfoProto { name: Some("w".into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let error = dynamic_int8(&mut model(graph), 1).unwrap_err();
+        assert!(error.to_string().contains("no MatMul weight or Gather table"), "{error}");
+    }
 
     #[test]
     fn columns_get_their_own_scale_and_round_to_the_nearest_step() {

@@ -49,18 +49,43 @@ pub fn initializer<'a>(graph: &'a GraphProto, name: &str) -> Option<&'a TensorPr
     graph.initializer.iter().find(|tensor| tensor.name.as_deref() == Some(name))
 }
 
-/// How many nodes read the value `name` (and whether a graph output is it).
+/// How many times the value `name` is read: by nodes (also inside the subgraphs of If, Loop and Scan
+/// nodes, which may read the outer graph's values), by the graph's outputs, and as a graph input (an
+/// initializer that is also an input can be replaced by the caller, so it counts as read elsewhere).
 pub fn readers(graph: &GraphProto, name: &str) -> usize {
-    let by_nodes = graph.node.iter().map(|node| node.input.iter().filter(|input| *input == name).count()).sum::<usize>();
     let by_outputs = graph.output.iter().filter(|output| output.name.as_deref() == Some(name)).count();
-    by_nodes + by_outputs
+    let as_input = graph.input.iter().filter(|input| input.name.as_deref() == Some(name)).count();
+    by_outputs + as_input + node_reads(graph, name)
 }
 
-/// Removes the initializers nothing reads any more.
-pub fn drop_unread_initializers(graph: &mut GraphProto) {
-    let unread: Vec<String> =
-        graph.initializer.iter().filter_map(|tensor| tensor.name.clone()).filter(|name| readers(graph, name) == 0).collect();
+fn node_reads(graph: &GraphProto, name: &str) -> usize {
+    graph
+        .node
+        .iter()
+        .map(|node| {
+            let direct = node.input.iter().filter(|input| *input == name).count();
+            let nested: usize = node
+                .attribute
+                .iter()
+                .flat_map(|attribute| attribute.g.iter().chain(attribute.graphs.iter()))
+                .map(|subgraph| {
+                    node_reads(subgraph, name) + subgraph.output.iter().filter(|output| output.name.as_deref() == Some(name)).count()
+                })
+                .sum();
+            direct + nested
+        })
+        .sum()
+}
+
+/// Removes the initializers among `replaced` that nothing reads any more.
+pub fn drop_unread_initializers(graph: &mut GraphProto, replaced: &[String]) {
+    let unread: Vec<String> = replaced.iter().filter(|name| readers(graph, name) == 0).cloned().collect();
     graph.initializer.retain(|tensor| tensor.name.as_ref().is_none_or(|name| !unread.contains(name)));
+}
+
+/// Whether the initializer `name` is also a graph input (then a caller may replace it, and it must stay).
+pub fn is_graph_input(graph: &GraphProto, name: &str) -> bool {
+    graph.input.iter().any(|input| input.name.as_deref() == Some(name))
 }
 
 /// The default-domain opset version the model imports (0 when none).
@@ -82,9 +107,15 @@ impl Names {
     /// The names `graph` uses now (nodes' inputs and outputs, initializers, graph inputs and outputs).
     pub fn of(graph: &GraphProto) -> Names {
         let mut taken = std::collections::HashSet::new();
-        for node in &graph.node {
-            taken.extend(node.input.iter().chain(node.output.iter()).cloned());
+        fn collect(graph: &GraphProto, taken: &mut std::collections::HashSet<String>) {
+            for node in &graph.node {
+                taken.extend(node.input.iter().chain(node.output.iter()).cloned());
+                for subgraph in node.attribute.iter().flat_map(|attribute| attribute.g.iter().chain(attribute.graphs.iter())) {
+                    collect(subgraph, taken);
+                }
+            }
         }
+        collect(graph, &mut taken);
         taken.extend(graph.initializer.iter().filter_map(|tensor| tensor.name.clone()));
         taken.extend(graph.input.iter().chain(graph.output.iter()).filter_map(|value| value.name.clone()));
         Names { taken }

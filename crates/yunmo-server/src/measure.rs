@@ -48,7 +48,9 @@ fn rows_probe(backend: &dyn BatchBackend, table: &yunmo_train::Table, batch: usi
         if spec.shape.len() != 2 || spec.shape[0] != -1 || spec.shape[1] != 1 {
             return None;
         }
-        let cells = (0..batch).map(|index| table.rows[index % table.rows.len()][column].as_str());
+        // Rows spread over the whole file (files are often sorted, by class for one), wrapping when short.
+        let count = table.rows.len();
+        let cells = (0..batch).map(|index| table.rows[if batch <= count { index * count / batch } else { index % count }][column].as_str());
         let data = match spec.datatype {
             DataType::Fp32 => {
                 TensorData::Fixed(cells.flat_map(|cell| cell.parse::<f32>().unwrap_or(f32::NAN).to_le_bytes()).collect::<Vec<u8>>().into())
@@ -92,7 +94,8 @@ fn probe(backend: &dyn BatchBackend, batch: usize, rows: Option<&yunmo_train::Ta
                 let value = |random: &mut Lcg| match () {
                     _ if name.contains("mask") => 1i64,
                     _ if name.contains("type") || name.contains("segment") => 0,
-                    _ => 1 + (random.next() * 999.0) as i64,
+                    // Small ids: valid in any vocabulary of at least 100 entries.
+                    _ => 1 + (random.next() * 99.0) as i64,
                 };
                 TensorData::Fixed((0..count).flat_map(|_| value(&mut random).to_le_bytes()).collect::<Vec<u8>>().into())
             }
@@ -138,13 +141,31 @@ fn floats(tensor: &Tensor) -> Option<Vec<f64>> {
 fn agreement(parent: &Tensor, result: &Tensor) -> serde_json::Value {
     match (floats(parent), floats(result)) {
         (Some(a), Some(b)) if a.len() == b.len() => {
-            let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            let norms = a.iter().map(|x| x * x).sum::<f64>().sqrt() * b.iter().map(|y| y * y).sum::<f64>().sqrt();
-            let cosine = if norms > 0.0 { dot / norms } else { 1.0 };
-            let max_abs_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
-            let mut value = serde_json::json!({ "cosine": cosine, "max_abs_diff": max_abs_diff });
             let shape = parent.shape();
-            if shape.len() == 2 && shape[1] > 1 {
+            // One value per row (a regression): centred, so that a result stuck near the mean does not
+            // score well only because all values share a sign.
+            let centre = if shape.len() == 2 && shape[1] == 1 { a.iter().sum::<f64>() / a.len().max(1) as f64 } else { 0.0 };
+            let dot: f64 = a.iter().zip(&b).map(|(x, y)| (x - centre) * (y - centre)).sum();
+            let (norm_a, norm_b) =
+                (a.iter().map(|x| (x - centre).powi(2)).sum::<f64>().sqrt(), b.iter().map(|y| (y - centre).powi(2)).sum::<f64>().sqrt());
+            let cosine = match (norm_a > 0.0, norm_b > 0.0) {
+                (true, true) => dot / (norm_a * norm_b),
+                (false, false) => 1.0,
+                _ => 0.0,
+            };
+            // Not a number (NaN or infinite values) agrees with nothing.
+            let cosine = if cosine.is_finite() { cosine } else { 0.0 };
+            let max_abs_diff = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, |max: f64, diff| if diff.is_nan() { f64::INFINITY } else { max.max(diff) });
+            let mut value = serde_json::json!({ "cosine": cosine, "max_abs_diff": if max_abs_diff.is_finite() { serde_json::json!(max_abs_diff) } else { serde_json::json!("not finite") } });
+            // Top-1 agreement only where rows are class probabilities (non-negative, summing to 1).
+            let probabilities = shape.len() == 2
+                && shape[1] > 1
+                && a.chunks(shape[1] as usize).all(|row| row.iter().all(|p| *p >= 0.0) && (row.iter().sum::<f64>() - 1.0).abs() < 1e-3);
+            if probabilities {
                 let width = shape[1] as usize;
                 let argmax = |row: &[f64]| row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
                 let rows = a.len() / width;
@@ -188,9 +209,10 @@ pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f
         batches.push(comparison.batch);
     }
     // Agreement is judged on every probe row (up to 4096) when the parent's own data is at hand.
-    let agreement_rows = match comparison.rows {
-        Some(table) if batched && rows_probe(parent.as_ref(), table, 1).is_some() => table.rows.len().min(4096),
-        _ => *batches.last().expect("one batch"),
+    let from_rows = comparison.rows.filter(|table| batched && rows_probe(parent.as_ref(), table, 1).is_some());
+    let agreement_rows = match from_rows {
+        Some(table) => table.rows.len().min(4096),
+        None => *batches.last().expect("one batch"),
     };
     let mut latency_report = serde_json::Map::new();
     let mut outputs_report = serde_json::Map::new();
@@ -221,9 +243,9 @@ pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f
         "size_ratio": result_bytes as f64 / parent_bytes.max(1) as f64,
         "latency": latency_report,
         "agreement": outputs_report,
-        "probe": match comparison.rows {
-            Some(_) if agreement_rows > 1 || batches.len() == 1 => format!("{agreement_rows} rows of the data the parent was trained on; latency at batches {batches:?}, one thread"),
-            _ => format!("inputs made from the signature (normal floats, ids below 1000, masks of ones), {agreement_rows} rows; latency at batches {batches:?}, one thread"),
+        "probe": match from_rows {
+            Some(_) => format!("{agreement_rows} rows of the data the parent was trained on; latency at batches {batches:?}, one thread"),
+            None => format!("inputs made from the signature (normal floats, ids below 100, masks of ones), {agreement_rows} rows; latency at batches {batches:?}, one thread"),
         },
     });
     Ok((report, min_cosine, min_top1))

@@ -93,10 +93,8 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
     let result = spec.output.join(artifact);
     std::fs::write(&result, &optimised).map_err(|error| format!("cannot write the model: {error}"))?;
     say(&TaskMessage::Progress { fraction: 0.3, message: "Measuring the result against its parent.".into(), loss: None });
-    let rows = match &spec.probe {
-        Some(path) => Some(read_table(path, spec).map_err(|error| format!("the parent's data: {error}"))?),
-        None => None,
-    };
+    // The parent's data, when it can be read; otherwise the probes are made from the signature.
+    let rows = spec.probe.as_deref().and_then(|path| read_table(path, spec).ok());
     let comparison =
         crate::measure::Comparison { library, parent, result: &result, batch: params.probe_batch.unwrap_or(32), rows: rows.as_ref() };
     let (mut report, min_cosine, min_top1) = crate::measure::compare(&comparison)?;
@@ -155,8 +153,10 @@ fn requantize(spec: &TaskSpec, params: &yunmo_optimise::OptimiseParams, parent: 
         "perplexity": { "parent": before, "result": after, "increase": rise, "tokens": tokens,
             "text": if params.text.is_some() { "given" } else { "built-in passage" } },
         "thresholds": { "max_perplexity_increase": allowed, "passed": rise <= allowed, "forced": params.force },
+        "note": "perplexity on at most 512 tokens of one text, one window: a comparison of the two files, not a benchmark score",
     });
-    if rise > allowed && !params.force {
+    // A perplexity that is not a number fails the check too.
+    if !(rise <= allowed) && !params.force {
         return Err(format!(
             "the result's perplexity rose by {:.1}% (from {before:.3} to {after:.3}), more than max_perplexity_increase {allowed}; \
              nothing was registered (force: true keeps it anyway). Report: {report}",

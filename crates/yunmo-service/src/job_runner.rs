@@ -402,6 +402,9 @@ impl Worker {
                     }
                 }
             }
+            Err(RegistryError::NotFound(_)) if job.parent_version.is_some() => {
+                return Err(ServiceError::invalid(format!("the model '{}' was deleted while the job ran", job.model)));
+            }
             Err(RegistryError::NotFound(_)) => {
                 let short = yunmo_registry::name_for(&job.model, &job.tenant).to_string();
                 let task = if labels.is_empty() { "regression" } else { "classification" };
@@ -437,10 +440,16 @@ impl Worker {
             details,
         };
         let (config, tokenizer) = match job.parent_version {
-            // An optimised version serves as its parent did (batching, labels, embedding, price...).
+            // An optimised version serves as its parent did (batching, labels, embedding, price...) and keeps
+            // naming the data the parent learnt from (a later optimisation probes with it).
             Some(version) => {
                 let parent = registry.get_version(&job.model, version).await?;
                 let tokenizer = registry.tokenizer(&job.model, version).await?;
+                let mut provenance = provenance;
+                if let Some(learnt) = &parent.config.provenance {
+                    provenance.training_file = provenance.training_file.or_else(|| learnt.training_file.clone());
+                    provenance.validation_file = provenance.validation_file.or_else(|| learnt.validation_file.clone());
+                }
                 (VersionConfig { provenance: Some(provenance), ..parent.config }, tokenizer)
             }
             None => (

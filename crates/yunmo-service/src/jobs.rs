@@ -214,6 +214,9 @@ impl InferenceService {
         if request.kind == JobKind::Optimise {
             return self.create_optimise_job(call, model, request).await;
         }
+        if request.version.is_some() {
+            return Err(ServiceError::invalid("version: a train job makes a new version; leave version out (it is for optimise jobs)"));
+        }
         let training = request
             .training_file
             .as_deref()

@@ -25,6 +25,9 @@ impl KnownValues {
 
     /// Fails naming the first element of a listed input that is not among its values.
     fn check(&self, name: &str, data: &TensorData) -> Result<(), ServiceError> {
+        if self.by_input.is_empty() {
+            return Ok(());
+        }
         let (Some(known), TensorData::Bytes(items)) = (self.by_input.get(name), data) else { return Ok(()) };
         match items.iter().position(|item| !known.contains(item.as_ref())) {
             None => Ok(()),
