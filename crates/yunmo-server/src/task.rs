@@ -156,7 +156,7 @@ fn requantize(spec: &TaskSpec, params: &yunmo_optimise::OptimiseParams, parent: 
         "note": "perplexity on at most 512 tokens of one text, one window: a comparison of the two files, not a benchmark score",
     });
     // A perplexity that is not a number fails the check too.
-    if !(rise <= allowed) && !params.force {
+    if (rise.is_nan() || rise > allowed) && !params.force {
         return Err(format!(
             "the result's perplexity rose by {:.1}% (from {before:.3} to {after:.3}), more than max_perplexity_increase {allowed}; \
              nothing was registered (force: true keeps it anyway). Report: {report}",
