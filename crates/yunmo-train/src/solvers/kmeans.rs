@@ -143,10 +143,12 @@ fn kmeans_plus_plus(x: &Matrix, n_clusters: usize, rng: &mut Rng) -> Matrix {
     centroids
 }
 
-/// Lloyd's iterations from `centroids` until no assignment changes or `max_iter` passes.
+/// Lloyd's iterations from `centroids` until no assignment changes, the centroids move less than 1e-4 of
+/// the data's mean variance in all (scikit-learn's `tol`), or `max_iter` passes.
 fn lloyd(x: &Matrix, mut centroids: Matrix, max_iter: u32) -> KMeans {
     let mut assignments = vec![usize::MAX; x.rows];
     let mut distances = vec![0.0; x.rows];
+    let tolerance = 1e-4 * mean_variance(x);
     for _ in 0..max_iter {
         let mut changed = false;
         for (i, (assignment, distance)) in assignments.iter_mut().zip(distances.iter_mut()).enumerate() {
@@ -158,10 +160,28 @@ fn lloyd(x: &Matrix, mut centroids: Matrix, max_iter: u32) -> KMeans {
         if !changed {
             break;
         }
+        let before = centroids.clone();
         update_centroids(x, &assignments, &distances, &mut centroids);
+        let shift: f64 = before.data.iter().zip(&centroids.data).map(|(a, b)| (a - b) * (a - b)).sum();
+        if shift <= tolerance {
+            break;
+        }
     }
     let inertia = (0..x.rows).map(|i| nearest_centroid(x.row(i), &centroids).1).sum();
     KMeans { centroids, inertia }
+}
+
+/// The mean over columns of each column's variance.
+fn mean_variance(x: &Matrix) -> f64 {
+    if x.rows == 0 || x.cols == 0 {
+        return 0.0;
+    }
+    let mut total = 0.0;
+    for column in 0..x.cols {
+        let mean = (0..x.rows).map(|row| x.get(row, column)).sum::<f64>() / x.rows as f64;
+        total += (0..x.rows).map(|row| (x.get(row, column) - mean).powi(2)).sum::<f64>() / x.rows as f64;
+    }
+    total / x.cols as f64
 }
 
 /// Moves each centroid to the mean of its rows; an empty cluster goes to the row farthest from its own
@@ -176,8 +196,12 @@ fn update_centroids(x: &Matrix, assignments: &[usize], distances: &[f64], centro
             *sum += value;
         }
     }
-    let mut farthest_first: Vec<usize> = (0..x.rows).collect();
-    farthest_first.sort_by(|&a, &b| distances[b].total_cmp(&distances[a]).then(a.cmp(&b)));
+    // Rows farthest from their centroid first, for empty clusters: sorted only when one is empty.
+    let mut farthest_first: Vec<usize> = Vec::new();
+    if counts.contains(&0) {
+        farthest_first = (0..x.rows).collect();
+        farthest_first.sort_by(|&a, &b| distances[b].total_cmp(&distances[a]).then(a.cmp(&b)));
+    }
     let mut relocations = farthest_first.into_iter();
     #[allow(clippy::needless_range_loop)] // the cluster index addresses counts, centroids and sums alike
     for cluster in 0..n_clusters {
