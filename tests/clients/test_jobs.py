@@ -436,3 +436,30 @@ def test_smollm2_requantised_by_llama_cpp_still_answers_and_reports_its_perplexi
     status, body = srv.request("GET", "/api/v1/models/smollm2/versions/2", key=key)
     report = json.loads(body)["provenance"]["details"]
     assert report["type"] == "Q4_0" and report["perplexity"]["tokens"] > 100, report
+
+
+@pytest.mark.parametrize("encoding", ["one_hot", "index"])
+def test_text_categories_are_encoded_inside_the_served_graph(srv, encoding):
+    import pandas
+    rng = np.random.default_rng(5)
+    colors = rng.choice(["red", "green", "blue", "dark red"], size=600)
+    size = rng.normal(size=600)
+    # The class depends on the colour and the size; the colour arrives as text.
+    score = np.where(colors == "red", 1.5, 0.0) + np.where(colors == "blue", -1.5, 0.0) + np.where(colors == "dark red", 3.0, 0.0) + size
+    frame = pandas.DataFrame({"color": colors, "size": size, "label_class": np.where(score > 0.5, "yes", "no")})
+    key = srv.keys["alpha"]
+    training = upload(srv, csv_text(frame), key)
+    job = wait(srv, create(srv, {"kind": "train", "model": f"colors_{encoding}", "training_file": training["id"],
+                                 "params": {"family": "logistic_regression", "target": "label_class", "encoding": encoding,
+                                            "validation_fraction": 0}}, key)["id"], key)
+    assert job["status"] == "succeeded", job["error"]
+    features = frame[["color", "size"]].copy()
+    features["color"] = features["color"].astype(object)
+    (label,) = infer_columns(srv, f"colors_{encoding}", job["result_version"], features, ["label"])
+    served = float(np.mean([value.decode() == truth for value, truth in zip(label[:, 0], frame["label_class"])]))
+    assert abs(served - job["metrics"]["train_accuracy"]) < 1e-9, (served, job["metrics"])
+    if encoding == "one_hot":
+        assert served > 0.8, served
+    # An unseen colour is encoded as nothing (one-hot zeros / index -1), never an error.
+    (unseen,) = infer_columns(srv, f"colors_{encoding}", job["result_version"], pandas.DataFrame({"color": np.array(["purple"], dtype=object), "size": [0.0]}), ["label"])
+    assert unseen.shape == (1, 1)
