@@ -410,6 +410,11 @@ def test_dynamic_int8_of_a_float_encoder_agrees_with_its_parent_and_with_onnx_ru
     oracle = onnxruntime.InferenceSession(oracle_path, providers=["CPUExecutionProvider"]).run(["461"], {"input_ids": ids, "attention_mask": mask})[0]
     for row in range(2):
         assert cosine(oracle[row], served[job["result_version"]][row]) >= 0.995, row
+    # ONNX Runtime's own graph optimisations, saved: the same outputs.
+    fused = wait(srv, create(srv, {"kind": "optimise", "model": "paraphrase", "version": 1, "params": {"method": "ort_optimize"}}, key)["id"], key, timeout=600)
+    assert fused["status"] == "succeeded" and fused["metrics"]["min_cosine"] >= 0.9999, fused
+    report = versions(srv, "paraphrase", key)[-1]["provenance"]["details"]
+    assert report["rewrite"] == {"level": "extended"} and report["load_ms"]["result"] > 0, report
 
 
 def test_smollm2_requantised_by_llama_cpp_still_answers_and_reports_its_perplexity(srv):

@@ -230,8 +230,8 @@ pub async fn delete_file(State(state): State<AppState>, caller: Caller, Path(fil
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     /// `train`: learn a model from `training_file` into a new version of `model`; `optimise`: make a new,
-    /// smaller version of `model` from `version` (`params.method`: `dynamic_int8` or `prune` for ONNX,
-    /// `requantize` for GGUF).
+    /// smaller version of `model` from `version` (`params.method`: `dynamic_int8`, `prune` or `ort_optimize`
+    /// for ONNX, `requantize` for GGUF).
     #[schema(value_type = String, example = "train")]
     pub kind: JobKind,
     /// The model that gets the new version; created in the caller's tenant when it does not exist.

@@ -42,6 +42,18 @@ impl OnnxFactory {
         Ok(OnnxFactory { environment })
     }
 
+    /// Writes `input` as ONNX Runtime's extended graph optimisations leave it (constant folding, redundant
+    /// nodes removed, node fusions; not the hardware-specific layouts of the last level, so the file stays
+    /// portable) to `output`. Blocking.
+    pub fn optimise_graph(&self, input: &Path, output: &Path) -> Result<(), BackendError> {
+        Session::builder(&self.environment)
+            .and_then(|builder| builder.with_optimization_level(GraphOptimizationLevel::Level2).map_err(Into::into))
+            .and_then(|builder| builder.with_optimized_model_path(output).map_err(Into::into))
+            .and_then(|mut builder| builder.commit_from_file(input))
+            .map(drop)
+            .map_err(|error| BackendError::InvalidModel(format!("ONNX Runtime could not optimise the graph: {error}")))
+    }
+
     fn session(&self, path: &Path, options: &LoadOptions) -> Result<Session, BackendError> {
         let mut builder = Session::builder(&self.environment)
             .and_then(|builder| builder.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))

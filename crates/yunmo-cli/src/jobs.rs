@@ -97,8 +97,8 @@ pub struct OptimiseArgs {
     #[arg(long)]
     pub version: Option<u64>,
     /// dynamic_int8 (int8 MatMul weights and embedding tables), prune (remove the least important hidden
-    /// units of dense ReLU layers; --param keep_fraction=0.5) or requantize (GGUF, through llama.cpp;
-    /// --param type=Q4_K_M).
+    /// units of dense ReLU layers; --param keep_fraction=0.5), ort_optimize (ONNX Runtime's graph
+    /// optimisations, saved) or requantize (GGUF, through llama.cpp; --param type=Q4_K_M).
     #[arg(long)]
     pub method: String,
     /// More options as NAME=VALUE: keep_fraction, min_elements, min_cosine, min_top1, probe_batch (ONNX);

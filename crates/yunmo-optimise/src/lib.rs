@@ -39,7 +39,7 @@ pub const GGUF_TYPES: [&str; 6] = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimiseParams {
-    /// `dynamic_int8`, `prune` (ONNX) or `requantize` (GGUF).
+    /// `dynamic_int8`, `prune`, `ort_optimize` (ONNX) or `requantize` (GGUF).
     pub method: Method,
     /// Re-quantisation: the llama.cpp type to write (`Q8_0`, `Q6_K`, `Q5_K_M`, `Q4_K_M`, `Q4_0`, `F16`).
     #[serde(default, rename = "type")]
@@ -80,6 +80,8 @@ pub enum Method {
     Prune,
     /// A GGUF model written again in another llama.cpp quantisation type.
     Requantize,
+    /// ONNX Runtime's own graph optimisations (extended level), saved.
+    OrtOptimize,
 }
 
 impl Method {
@@ -89,13 +91,14 @@ impl Method {
             Method::DynamicInt8 => "dynamic_int8",
             Method::Prune => "prune",
             Method::Requantize => "requantize",
+            Method::OrtOptimize => "ort_optimize",
         }
     }
 
     /// The artifact format it applies to (`onnx` or `gguf`).
     pub fn format(self) -> &'static str {
         match self {
-            Method::DynamicInt8 | Method::Prune => "onnx",
+            Method::DynamicInt8 | Method::Prune | Method::OrtOptimize => "onnx",
             Method::Requantize => "gguf",
         }
     }
@@ -174,6 +177,7 @@ pub fn optimise(model: &[u8], params: &OptimiseParams) -> Result<(Vec<u8>, serde
         Method::DynamicInt8 => quantize::dynamic_int8(&mut model, params.min_elements.unwrap_or(1024))?,
         Method::Prune => prune::prune_mlp(&mut model, params.keep_fraction.unwrap_or(0.5))?,
         Method::Requantize => return Err(OptimiseError::NotApplicable("requantize rewrites GGUF files, not ONNX graphs".into())),
+        Method::OrtOptimize => return Err(OptimiseError::NotApplicable("ort_optimize runs in ONNX Runtime, not as a rewrite here".into())),
     };
     model.producer_name = Some("yunmo".into());
     Ok((model.encode_to_vec(), summary))

@@ -198,8 +198,12 @@ fn load(factory: &dyn BackendFactory, path: &Path) -> Result<Box<dyn BatchBacken
 /// Compares parent and result; the report's figures, and the smallest cosine and top-1 agreement.
 pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f64), String> {
     let factory = yunmo_backend_onnx::OnnxFactory::new(comparison.library).map_err(|error| error.to_string())?;
+    let started = Instant::now();
     let mut parent = load(&factory, comparison.parent)?;
+    let parent_load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let started = Instant::now();
     let mut result = load(&factory, comparison.result)?;
+    let result_load_ms = started.elapsed().as_secs_f64() * 1000.0;
     if parent.signature().inputs != result.signature().inputs {
         return Err("the result's inputs differ from the parent's".into());
     }
@@ -241,6 +245,7 @@ pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f
         "parent_bytes": parent_bytes,
         "result_bytes": result_bytes,
         "size_ratio": result_bytes as f64 / parent_bytes.max(1) as f64,
+        "load_ms": { "parent": parent_load_ms, "result": result_load_ms },
         "latency": latency_report,
         "agreement": outputs_report,
         "probe": match from_rows {

@@ -87,11 +87,18 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
     if params.method == yunmo_optimise::Method::Requantize {
         return requantize(spec, &params, parent);
     }
-    let bytes = std::fs::read(parent).map_err(|error| format!("cannot read the parent version: {error}"))?;
-    let (optimised, rewrite) = yunmo_optimise::optimise(&bytes, &params).map_err(|error| error.to_string())?;
     let artifact = "model.onnx";
     let result = spec.output.join(artifact);
-    std::fs::write(&result, &optimised).map_err(|error| format!("cannot write the model: {error}"))?;
+    let rewrite = if params.method == yunmo_optimise::Method::OrtOptimize {
+        let factory = yunmo_backend_onnx::OnnxFactory::new(library).map_err(|error| error.to_string())?;
+        factory.optimise_graph(parent, &result).map_err(|error| error.to_string())?;
+        serde_json::json!({ "level": "extended" })
+    } else {
+        let bytes = std::fs::read(parent).map_err(|error| format!("cannot read the parent version: {error}"))?;
+        let (optimised, rewrite) = yunmo_optimise::optimise(&bytes, &params).map_err(|error| error.to_string())?;
+        std::fs::write(&result, &optimised).map_err(|error| format!("cannot write the model: {error}"))?;
+        rewrite
+    };
     say(&TaskMessage::Progress { fraction: 0.3, message: "Measuring the result against its parent.".into(), loss: None });
     // The parent's data, when it can be read; otherwise the probes are made from the signature.
     let rows = spec.probe.as_deref().and_then(|path| read_table(path, spec).ok());
