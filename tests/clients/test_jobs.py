@@ -363,6 +363,9 @@ def test_a_trained_mlp_is_pruned_and_quantised_into_smaller_versions_that_agree_
         (label,) = infer_columns(srv, "iris_wide", version, frame[features], ["label"])
         accuracy[version] = float(np.mean([value.decode() == str(truth) for value, truth in zip(label[:, 0], frame["species"])]))
     assert accuracy[pruned["result_version"]] >= accuracy[parent["result_version"]] - 0.05, accuracy
+    # The job measured the same: both models' accuracy on the parent's data (here its 150 training rows).
+    assert abs(pruned["metrics"]["parent_accuracy"] - accuracy[parent["result_version"]]) < 1e-9, pruned["metrics"]
+    assert abs(pruned["metrics"]["result_accuracy"] - accuracy[pruned["result_version"]]) < 1e-9, pruned["metrics"]
     quantised = wait(srv, create(srv, {"kind": "optimise", "model": "iris_wide", "version": parent["result_version"],
                                        "params": {"method": "dynamic_int8", "min_elements": 1}}, key)["id"], key)
     assert quantised["status"] == "succeeded" and quantised["metrics"]["min_cosine"] >= 0.99, quantised

@@ -22,6 +22,28 @@ pub struct Comparison<'a> {
     pub batch: usize,
     /// Rows to probe with (the data the parent was trained on), when its inputs are that file's columns.
     pub rows: Option<&'a yunmo_train::Table>,
+    /// The column of `rows` the parent learnt to predict: its accuracy (`label` output) or R² (`prediction`
+    /// output) is measured for both models on those rows.
+    pub target: Option<&'a str>,
+}
+
+/// Accuracy of a `label` output or R² of a `prediction` output against `target`'s cells of the probe rows.
+fn evaluate(outputs: &[Tensor], table: &yunmo_train::Table, column: usize, rows: usize) -> Option<(&'static str, f64)> {
+    let count = table.rows.len();
+    let truth: Vec<&str> =
+        (0..rows).map(|index| table.rows[if rows <= count { index * count / rows } else { index % count }][column].as_str()).collect();
+    if let Some(label) = outputs.iter().find(|tensor| tensor.name() == "label")
+        && let TensorData::Bytes(values) = label.data()
+    {
+        let right = values.iter().zip(&truth).filter(|(value, truth)| value.as_ref() == truth.as_bytes()).count();
+        return Some(("accuracy", right as f64 / truth.len().max(1) as f64));
+    }
+    let prediction = floats(outputs.iter().find(|tensor| tensor.name() == "prediction")?)?;
+    let actual: Vec<f64> = truth.iter().map(|cell| cell.parse::<f64>().unwrap_or(f64::NAN)).collect();
+    let mean = actual.iter().sum::<f64>() / actual.len().max(1) as f64;
+    let total: f64 = actual.iter().map(|value| (value - mean).powi(2)).sum();
+    let residual: f64 = actual.iter().zip(&prediction).map(|(value, predicted)| (value - predicted).powi(2)).sum();
+    (total > 0.0).then(|| ("r2", 1.0 - residual / total))
 }
 
 /// A deterministic generator for probe values (the same inputs for both models).
@@ -225,6 +247,14 @@ pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f
     let names = outputs(parent.as_ref());
     let expected = parent.infer(inputs.clone(), &names).map_err(|error| error.to_string())?;
     let got = result.infer(inputs, &names).map_err(|error| error.to_string())?;
+    let metric = match (from_rows, comparison.target) {
+        (Some(table), Some(target)) => table.columns.iter().position(|name| name == target).and_then(|column| {
+            let (name, before) = evaluate(&expected, table, column, agreement_rows)?;
+            let (_, after) = evaluate(&got, table, column, agreement_rows)?;
+            Some(serde_json::json!({ "name": name, "parent": before, "result": after, "rows": agreement_rows, "column": target }))
+        }),
+        _ => None,
+    };
     for (a, b) in expected.iter().zip(&got) {
         let value = agreement(a, b);
         min_cosine = min_cosine.min(value["cosine"].as_f64().unwrap_or(1.0));
@@ -246,6 +276,7 @@ pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f
         "result_bytes": result_bytes,
         "size_ratio": result_bytes as f64 / parent_bytes.max(1) as f64,
         "load_ms": { "parent": parent_load_ms, "result": result_load_ms },
+        "metric": metric,
         "latency": latency_report,
         "agreement": outputs_report,
         "probe": match from_rows {

@@ -66,6 +66,7 @@ fn train(spec: &TaskSpec) -> Result<TaskMessage, String> {
     let mut details = serde_json::json!({
         "train_rows": trained.train_rows,
         "validation_rows": trained.validation_rows,
+        "target": params.target,
     });
     if !trained.features.is_empty() {
         details["features"] = serde_json::json!(trained.features);
@@ -102,8 +103,14 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
     say(&TaskMessage::Progress { fraction: 0.3, message: "Measuring the result against its parent.".into(), loss: None });
     // The parent's data, when it can be read; otherwise the probes are made from the signature.
     let rows = spec.probe.as_deref().and_then(|path| read_table(path, spec).ok());
-    let comparison =
-        crate::measure::Comparison { library, parent, result: &result, batch: params.probe_batch.unwrap_or(32), rows: rows.as_ref() };
+    let comparison = crate::measure::Comparison {
+        library,
+        parent,
+        result: &result,
+        batch: params.probe_batch.unwrap_or(32),
+        rows: rows.as_ref(),
+        target: spec.probe_target.as_deref(),
+    };
     let (mut report, min_cosine, min_top1) = crate::measure::compare(&comparison)?;
     report["rewrite"] = rewrite;
     let (want_cosine, want_top1) = (params.min_cosine.unwrap_or(0.99), params.min_top1.unwrap_or(0.95));
@@ -120,6 +127,14 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
     metrics.insert("size_ratio".to_string(), report["size_ratio"].as_f64().unwrap_or(f64::NAN));
     metrics.insert("min_cosine".to_string(), min_cosine);
     metrics.insert("min_top1".to_string(), min_top1);
+    if let Some(score) = report["metric"].as_object() {
+        let name = score.get("name").and_then(|name| name.as_str()).unwrap_or("metric").to_string();
+        for side in ["parent", "result"] {
+            if let Some(value) = score.get(side).and_then(|value| value.as_f64()) {
+                metrics.insert(format!("{side}_{name}"), value);
+            }
+        }
+    }
     if let Some(latency) = report["latency"].as_object() {
         for (batch, figures) in latency {
             metrics.insert(format!("speedup_{batch}"), figures["speedup"].as_f64().unwrap_or(f64::NAN));

@@ -240,7 +240,7 @@ impl Worker {
             Some(id) => Some(copy(id, "validation.csv").await?),
             None => None,
         };
-        let (mut parent, mut probe) = (None, None);
+        let (mut parent, mut probe, mut probe_target) = (None, None, None);
         if let Some(version) = job.parent_version {
             let registry = &self.service.inner.registry;
             let record = registry.get_version(&job.model, version).await?;
@@ -256,6 +256,7 @@ impl Worker {
                     && file.tenant == job.tenant
                 {
                     probe = Some(copy(&id, "probe.csv").await?);
+                    probe_target = provenance.and_then(|p| p.details.get("target")).and_then(|target| target.as_str()).map(str::to_string);
                     break;
                 }
             }
@@ -269,6 +270,7 @@ impl Worker {
             validation,
             parent,
             probe,
+            probe_target,
             onnx_library: config.onnx_library.clone(),
             output: dir.join("output"),
             max_rows: config.max_rows,

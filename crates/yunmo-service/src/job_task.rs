@@ -56,6 +56,9 @@ pub struct TaskSpec {
     /// Rows to probe an optimisation with: the data the parent version was trained on, when it was.
     #[serde(default)]
     pub probe: Option<PathBuf>,
+    /// The column of `probe` the parent learnt to predict (its evaluation is measured again on both).
+    #[serde(default)]
+    pub probe_target: Option<String>,
     /// The ONNX Runtime library the server runs (optimisation reports run both models on it).
     #[serde(default)]
     pub onnx_library: Option<PathBuf>,
