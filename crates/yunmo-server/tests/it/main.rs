@@ -26,6 +26,8 @@ mod drift;
 mod drift_shared;
 /// Demand forecasts from two weeks of hourly usage, the measured capacity and the capacity alert.
 mod forecast;
+/// Jobs shared by replicas (PostgreSQL): one queue, each job run once, cancels across replicas.
+mod jobs_shared;
 /// Models and versions through the management API: create, upload, policy, load/unload, delete, restart.
 mod lifecycle;
 /// Request bodies, bytes in flight, connection timeouts and the connection limit.
