@@ -54,8 +54,11 @@ def console():
         assert status == 201, body
         keys[tenant] = body["key"]
     srv.key = keys["a"]
-    # A small drift baseline, so that the model page has verdicts to show after a few requests.
-    srv.push("a_iris", "iris_mlp.onnx", config={"drift": {"baseline_rows": 20, "min_count": 10}})
+    # A small drift baseline, so that the model page has verdicts to show after a few requests. Windows are
+    # aligned to the clock (multiples of window_s since 1970): with hourly ones, rows sent just before a full
+    # hour and just after it landed in different windows and the counts below came out short. 31 days is the
+    # longest window allowed; a boundary falls inside a test run about once in 20,000 runs.
+    srv.push("a_iris", "iris_mlp.onnx", config={"drift": {"baseline_rows": 20, "min_count": 10, "window_s": 31 * 86400}})
     srv.key = keys["b"]
     srv.push("b_iris", "iris_mlp.onnx")
     srv.push_file("b_llm", SMOLLM)
