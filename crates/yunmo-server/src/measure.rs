@@ -29,9 +29,7 @@ pub struct Comparison<'a> {
 
 /// Accuracy of a `label` output or R² of a `prediction` output against `target`'s cells of the probe rows.
 fn evaluate(outputs: &[Tensor], table: &yunmo_train::Table, column: usize, rows: usize) -> Option<(&'static str, f64)> {
-    let count = table.rows.len();
-    let truth: Vec<&str> =
-        (0..rows).map(|index| table.rows[if rows <= count { index * count / rows } else { index % count }][column].as_str()).collect();
+    let truth: Vec<&str> = (0..rows).map(|index| table.rows[probe_row(index, rows, table.rows.len())][column].as_str()).collect();
     if let Some(label) = outputs.iter().find(|tensor| tensor.name() == "label")
         && let TensorData::Bytes(values) = label.data()
     {
@@ -61,7 +59,13 @@ impl Lcg {
     }
 }
 
-/// `batch` rows of `table` (from the first, wrapping around) as the model's inputs, when every input is a
+/// The file row that probe row `index` of `rows` is: rows spread over the whole file (files are often
+/// sorted, by class for one), wrapping around when the file is shorter.
+fn probe_row(index: usize, rows: usize, count: usize) -> usize {
+    if rows <= count { index * count / rows } else { index % count }
+}
+
+/// `batch` rows of `table` (spread over it, see [`probe_row`]) as the model's inputs, when every input is a
 /// column of it with shape `[batch, 1]`.
 fn rows_probe(backend: &dyn BatchBackend, table: &yunmo_train::Table, batch: usize) -> Option<Vec<Tensor>> {
     let mut tensors = Vec::new();
@@ -70,9 +74,7 @@ fn rows_probe(backend: &dyn BatchBackend, table: &yunmo_train::Table, batch: usi
         if spec.shape.len() != 2 || spec.shape[0] != -1 || spec.shape[1] != 1 {
             return None;
         }
-        // Rows spread over the whole file (files are often sorted, by class for one), wrapping when short.
-        let count = table.rows.len();
-        let cells = (0..batch).map(|index| table.rows[if batch <= count { index * count / batch } else { index % count }][column].as_str());
+        let cells = (0..batch).map(|index| table.rows[probe_row(index, batch, table.rows.len())][column].as_str());
         let data = match spec.datatype {
             DataType::Fp32 => {
                 TensorData::Fixed(cells.flat_map(|cell| cell.parse::<f32>().unwrap_or(f32::NAN).to_le_bytes()).collect::<Vec<u8>>().into())
