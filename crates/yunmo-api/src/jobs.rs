@@ -44,15 +44,15 @@ pub struct FileDto {
     pub tenant: String,
     /// The name it was uploaded with.
     pub filename: String,
-    /// `train` or `validation`.
+    /// `train` or `validation` (CSV datasets), `calibration` (sample inputs: V2 inference requests in JSON).
     pub purpose: String,
     /// Size.
     pub bytes: u64,
     /// sha256 of the bytes.
     pub sha256: String,
-    /// Data rows (the header not counted).
+    /// Data rows (the header not counted); samples of a calibration file.
     pub rows: u64,
-    /// Column names from the header.
+    /// Column names from the header; input names of a calibration file.
     pub columns: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
@@ -95,7 +95,9 @@ pub struct FileQuery {
 /// Uploads a CSV dataset: the raw file as the body (`text/csv`), or `multipart/form-data` with a `file`
 /// part and an optional `purpose` part (as OpenAI's files API). It must be UTF-8 with a header row of
 /// unique names and rows as wide as it, within `jobs.max_file_bytes`, `jobs.max_rows` and
-/// `jobs.max_columns`; a refused file stores nothing and the message names the line.
+/// `jobs.max_columns`; a refused file stores nothing and the message names the line. With purpose
+/// `calibration` the file is sample inputs for static quantisation instead: one or more V2 inference
+/// requests in JSON (JSON Lines), each input's first dimension counting samples.
 #[utoipa::path(post, path = "/api/v1/files", params(FileQuery),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 201, body = FileDto), (status = 400, body = crate::schema::ErrorBody), (status = 413, body = crate::schema::ErrorBody)))]
@@ -195,7 +197,7 @@ pub async fn get_file(State(state): State<AppState>, caller: Caller, Path(file):
     Ok(Json(file_dto(state.service.get_file(&caller.call, &file).await.map_err(ApiError::admin)?)))
 }
 
-/// The file's bytes (`text/csv`).
+/// The file's bytes (`text/csv`; `application/json` for a calibration file).
 #[utoipa::path(get, path = "/api/v1/files/{file}/content", params(("file" = String, Path, description = "The file's id")),
     responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = crate::schema::ErrorBody)))]
 pub async fn file_content(State(state): State<AppState>, caller: Caller, Path(file): Path<String>) -> Answer<Response> {
@@ -203,7 +205,8 @@ pub async fn file_content(State(state): State<AppState>, caller: Caller, Path(fi
     let body = tokio::fs::read(bytes.path())
         .await
         .map_err(|e| ApiError::admin(ServiceError::internal(format!("reading file {}: {e}", record.id))))?;
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+    let kind = if record.purpose == "calibration" { "application/json" } else { "text/csv; charset=utf-8" };
+    Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
 }
 
 /// Deleted.
@@ -230,8 +233,8 @@ pub async fn delete_file(State(state): State<AppState>, caller: Caller, Path(fil
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
     /// `train`: learn a model from `training_file` into a new version of `model`; `optimise`: make a new,
-    /// smaller version of `model` from `version` (`params.method`: `dynamic_int8`, `prune` or `ort_optimize`
-    /// for ONNX, `requantize` for GGUF).
+    /// smaller version of `model` from `version` (`params.method`: `dynamic_int8`, `static_int8` (with
+    /// `calibration_file`), `prune` or `ort_optimize` for ONNX, `requantize` for GGUF).
     #[schema(value_type = String, example = "train")]
     pub kind: JobKind,
     /// The model that gets the new version; created in the caller's tenant when it does not exist.
@@ -245,6 +248,10 @@ pub struct CreateJob {
     /// `optimise`: the version to optimise (default: the model's newest).
     #[serde(default)]
     pub version: Option<u64>,
+    /// `optimise` with `static_int8`: the file of sample inputs to calibrate with (uploaded with purpose
+    /// `calibration`: V2 inference requests in JSON).
+    #[serde(default)]
+    pub calibration_file: Option<String>,
     /// The trainer's options: `{"family": "linear_regression" | "logistic_regression" | "mlp_classifier" |
     /// "mlp_regressor" | "kmeans", "target", "features", "categorical", "encoding", "validation_fraction",
     /// "seed", "l2", "max_iter", "epochs", "learning_rate", "batch_size", "hidden_layers", "clusters",
@@ -279,6 +286,8 @@ pub struct JobDto {
     pub training_file: Option<String>,
     /// The validation file.
     pub validation_file: Option<String>,
+    /// The calibration file (static quantisation).
+    pub calibration_file: Option<String>,
     /// The version it starts from (optimisation).
     pub parent_version: Option<u64>,
     /// The version it made (when succeeded).
@@ -301,7 +310,7 @@ pub struct JobDto {
 }
 
 fn job_dto(caller: &Caller, record: JobRecord) -> JobDto {
-    let (params, validation_file) = yunmo_service::jobs::StoredParams::read(&record);
+    let yunmo_service::jobs::StoredParams { params, validation_file, calibration_file } = yunmo_service::jobs::StoredParams::read(&record);
     JobDto {
         model: yunmo_registry::name_for(&record.model, &caller.principal().tenant).to_string(),
         object: "job",
@@ -312,6 +321,7 @@ fn job_dto(caller: &Caller, record: JobRecord) -> JobDto {
         params,
         training_file: record.training_file,
         validation_file,
+        calibration_file,
         parent_version: record.parent_version,
         result_version: record.result_version,
         metrics: serde_json::from_str(&record.metrics).unwrap_or_default(),
@@ -337,6 +347,7 @@ pub async fn create_job(State(state): State<AppState>, caller: Caller, body: Laz
         training_file: body.training_file,
         validation_file: body.validation_file,
         version: body.version,
+        calibration_file: body.calibration_file,
         params: body.params,
     };
     let record = state.service.create_job(&caller.call, request).await.map_err(ApiError::admin)?;

@@ -16,11 +16,13 @@ use crate::{ServerArgs, check};
 /// `yunmo files ...`
 #[derive(Debug, Subcommand)]
 pub enum FilesCommand {
-    /// Upload a CSV file (a header row, then data rows) for training; prints its id.
+    /// Upload a CSV file (a header row, then data rows) for training, or sample inputs for static
+    /// quantisation (--purpose calibration: V2 inference requests in JSON, one or several as JSON Lines);
+    /// prints its id.
     Upload {
-        /// The CSV file.
+        /// The file.
         path: PathBuf,
-        /// `train` or `validation`.
+        /// `train`, `validation` or `calibration`.
         #[arg(long, default_value = "train")]
         purpose: String,
     },
@@ -84,6 +86,8 @@ pub enum CreateKind {
     /// --force).
     ///
     /// Example: yunmo jobs create optimise --model minilm --method dynamic_int8
+    ///
+    /// Example: yunmo jobs create optimise --model efficientnet --method static_int8 --calibration-file samples.json
     Optimise(OptimiseArgs),
 }
 
@@ -96,11 +100,16 @@ pub struct OptimiseArgs {
     /// The version to optimise (default: the newest).
     #[arg(long)]
     pub version: Option<u64>,
-    /// dynamic_int8 (int8 MatMul weights and embedding tables), prune (remove the least important hidden
+    /// dynamic_int8 (int8 MatMul weights and embedding tables), static_int8 (CNNs: int8 weights and
+    /// activations at ranges measured on --calibration-file), prune (remove the least important hidden
     /// units of dense ReLU layers; --param keep_fraction=0.5), ort_optimize (ONNX Runtime's graph
     /// optimisations, saved) or requantize (GGUF, through llama.cpp; --param type=Q4_K_M).
     #[arg(long)]
     pub method: String,
+    /// static_int8: sample inputs to calibrate with, a path (uploaded first) or a file id: V2 inference
+    /// requests in JSON, as sent to /v2/models/NAME/infer (JSON Lines for several).
+    #[arg(long)]
+    pub calibration_file: Option<String>,
     /// More options as NAME=VALUE: keep_fraction, min_elements, min_cosine, min_top1, probe_batch (ONNX);
     /// type, max_perplexity_increase, text (GGUF).
     #[arg(long = "param", value_name = "NAME=VALUE")]
@@ -179,7 +188,7 @@ fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("-")
 }
 
-/// Uploads a CSV file with a progress bar; returns the file's record.
+/// Uploads a file with a progress bar; returns the file's record.
 async fn upload(client: &Client, url: &str, path: &Path, purpose: &str) -> anyhow::Result<Value> {
     let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().await?.len();
@@ -200,7 +209,7 @@ async fn upload(client: &Client, url: &str, path: &Path, purpose: &str) -> anyho
     let request = client
         .post(format!("{url}/api/v1/files"))
         .query(&[("filename", filename.as_str()), ("purpose", purpose)])
-        .header(reqwest::header::CONTENT_TYPE, "text/csv")
+        .header(reqwest::header::CONTENT_TYPE, if purpose == "calibration" { "application/json" } else { "text/csv" })
         .header(reqwest::header::CONTENT_LENGTH, size)
         .body(reqwest::Body::wrap_stream(stream));
     let answer = check(request.send().await?).await;
@@ -278,7 +287,12 @@ pub async fn jobs(server: &ServerArgs, command: JobsCommand) -> anyhow::Result<(
                 params["force"] = json!(true);
             }
             add_params(&mut params, &args.params)?;
-            let body = json!({ "kind": "optimise", "model": args.model, "version": args.version, "params": params });
+            let calibration_file = match &args.calibration_file {
+                Some(given) => Some(file_id(&client, url, given, "calibration").await?),
+                None => None,
+            };
+            let body = json!({ "kind": "optimise", "model": args.model, "version": args.version,
+                "calibration_file": calibration_file, "params": params });
             start(&client, url, &body, args.detach).await
         }
         JobsCommand::Ls { status } => {

@@ -6,8 +6,11 @@
 //! - [`prune::prune_mlp`]: structured pruning of dense ReLU layers (`MatMul` → `Add` → `Relu` → `MatMul`):
 //!   the hidden units that matter least are removed, so the result is a smaller dense graph (zeroed weights
 //!   would give no speed-up).
+//! - [`qdq::static_int8`]: static int8 quantisation of CNNs in QDQ form, with activation ranges measured
+//!   on a calibration sample (the caller runs [`qdq::calibration_model`] and gathers the ranges).
 
 pub mod prune;
+pub mod qdq;
 pub mod quantize;
 pub mod tensor;
 
@@ -39,7 +42,7 @@ pub const GGUF_TYPES: [&str; 6] = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimiseParams {
-    /// `dynamic_int8`, `prune`, `ort_optimize` (ONNX) or `requantize` (GGUF).
+    /// `dynamic_int8`, `static_int8`, `prune`, `ort_optimize` (ONNX) or `requantize` (GGUF).
     pub method: Method,
     /// Re-quantisation: the llama.cpp type to write (`Q8_0`, `Q6_K`, `Q5_K_M`, `Q4_K_M`, `Q4_0`, `F16`).
     #[serde(default, rename = "type")]
@@ -76,6 +79,8 @@ pub struct OptimiseParams {
 pub enum Method {
     /// int8 MatMul weights, activations quantised at run time.
     DynamicInt8,
+    /// int8 Conv, MatMul and Gemm weights and uint8 activations at ranges measured on a calibration sample.
+    StaticInt8,
     /// Structured pruning of dense ReLU layers.
     Prune,
     /// A GGUF model written again in another llama.cpp quantisation type.
@@ -89,6 +94,7 @@ impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Method::DynamicInt8 => "dynamic_int8",
+            Method::StaticInt8 => "static_int8",
             Method::Prune => "prune",
             Method::Requantize => "requantize",
             Method::OrtOptimize => "ort_optimize",
@@ -98,7 +104,7 @@ impl Method {
     /// The artifact format it applies to (`onnx` or `gguf`).
     pub fn format(self) -> &'static str {
         match self {
-            Method::DynamicInt8 | Method::Prune | Method::OrtOptimize => "onnx",
+            Method::DynamicInt8 | Method::StaticInt8 | Method::Prune | Method::OrtOptimize => "onnx",
             Method::Requantize => "gguf",
         }
     }
@@ -176,6 +182,7 @@ pub fn optimise(model: &[u8], params: &OptimiseParams) -> Result<(Vec<u8>, serde
     let summary = match params.method {
         Method::DynamicInt8 => quantize::dynamic_int8(&mut model, params.min_elements.unwrap_or(1024))?,
         Method::Prune => prune::prune_mlp(&mut model, params.keep_fraction.unwrap_or(0.5))?,
+        Method::StaticInt8 => return Err(OptimiseError::NotApplicable("static_int8 needs ranges from a calibration run: use qdq".into())),
         Method::Requantize => return Err(OptimiseError::NotApplicable("requantize rewrites GGUF files, not ONNX graphs".into())),
         Method::OrtOptimize => return Err(OptimiseError::NotApplicable("ort_optimize runs in ONNX Runtime, not as a rewrite here".into())),
     };
@@ -207,7 +214,8 @@ mod tests {
         assert!(check(r#"{"method": "requantize"}"#).unwrap_err().starts_with("params.type: requantize needs"));
         assert_eq!(check(r#"{"method": "prune", "type": "Q8_0"}"#).unwrap_err(), "params.type: applies to requantize only");
         assert_eq!(check(r#"{"method": "prune", "min_cosine": 2}"#).unwrap_err(), "params.min_cosine: must be between 0 and 1, got 2");
-        assert!(check(r#"{"method": "static_int8"}"#).unwrap_err().contains("unknown variant"));
+        assert!(check(r#"{"method": "static_int8"}"#).is_ok());
+        assert!(check(r#"{"method": "int4"}"#).unwrap_err().contains("unknown variant"));
         assert_eq!(
             check(r#"{"method": "requantize", "type": "Q4_K"}"#).unwrap_err(),
             "params.type: must be one of Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, F16, got 'Q4_K'"

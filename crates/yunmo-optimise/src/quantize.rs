@@ -9,18 +9,7 @@ use std::collections::HashMap;
 use yunmo_proto::onnx::{AttributeProto, ModelProto, NodeProto, attribute_proto::AttributeType, tensor_proto::DataType};
 
 use crate::OptimiseError;
-use crate::tensor::{Names, drop_unread_initializers, float_tensor, floats, initializer, int8_tensor, is_graph_input, opset};
-
-fn node(op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        domain: Some(String::new()),
-        input: inputs.iter().map(|name| name.to_string()).collect(),
-        output: outputs.iter().map(|name| name.to_string()).collect(),
-        attribute,
-        ..Default::default()
-    }
-}
+use crate::tensor::{Names, drop_unread_initializers, float_tensor, floats, initializer, int8_tensor, is_graph_input, node, opset};
 
 fn cast_to_float(input: &str, output: &str) -> NodeProto {
     let to = AttributeProto {

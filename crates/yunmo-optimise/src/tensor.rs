@@ -1,6 +1,6 @@
 //! Reading and writing initializers (`TensorProto`), and the graph queries the rewrites share.
 
-use yunmo_proto::onnx::{GraphProto, TensorProto, tensor_proto::DataType};
+use yunmo_proto::onnx::{AttributeProto, GraphProto, NodeProto, TensorProto, tensor_proto::DataType};
 
 /// A float initializer's values (from `float_data` or little-endian `raw_data`), or None when it is not
 /// FP32 or stored outside the file.
@@ -15,6 +15,18 @@ pub fn floats(tensor: &TensorProto) -> Option<Vec<f32>> {
         return Some(raw.chunks_exact(4).map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])).collect());
     }
     Some(tensor.float_data.clone())
+}
+
+/// A node of the default domain.
+pub fn node(op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        domain: Some(String::new()),
+        input: inputs.iter().map(|name| name.to_string()).collect(),
+        output: outputs.iter().map(|name| name.to_string()).collect(),
+        attribute,
+        ..Default::default()
+    }
 }
 
 /// The number of elements its dimensions give.

@@ -3,6 +3,7 @@
 //! server on port 0 in-process or through the `yunmo` binary.
 
 mod alerting;
+mod calibrate;
 mod conn;
 mod http;
 mod measure;

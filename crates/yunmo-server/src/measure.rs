@@ -25,7 +25,12 @@ pub struct Comparison<'a> {
     /// The column of `rows` the parent learnt to predict: its accuracy (`label` output) or R² (`prediction`
     /// output) is measured for both models on those rows.
     pub target: Option<&'a str>,
+    /// Sample inputs (a calibration file's requests): agreement is judged on them when given.
+    pub samples: Option<&'a [Vec<Tensor>]>,
 }
+
+/// Most sample rows agreement is judged on.
+const MAX_SAMPLE_ROWS: usize = 256;
 
 /// Accuracy of a `label` output or R² of a `prediction` output against `target`'s cells of the probe rows.
 fn evaluate(outputs: &[Tensor], table: &yunmo_train::Table, column: usize, rows: usize) -> Option<(&'static str, f64)> {
@@ -189,12 +194,13 @@ fn agreement(parent: &Tensor, result: &Tensor) -> serde_json::Value {
             let probabilities = shape.len() == 2
                 && shape[1] > 1
                 && a.chunks(shape[1] as usize).all(|row| row.iter().all(|p| *p >= 0.0) && (row.iter().sum::<f64>() - 1.0).abs() < 1e-3);
-            if probabilities {
+            // Scores with no such sum (logits) get the same figure as `argmax_agreement`, reported, not judged.
+            if shape.len() == 2 && shape[1] > 1 {
                 let width = shape[1] as usize;
                 let argmax = |row: &[f64]| row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
                 let rows = a.len() / width;
                 let same = (0..rows).filter(|&r| argmax(&a[r * width..(r + 1) * width]) == argmax(&b[r * width..(r + 1) * width])).count();
-                value["top1"] = serde_json::json!(same as f64 / rows.max(1) as f64);
+                value[if probabilities { "top1" } else { "argmax_agreement" }] = serde_json::json!(same as f64 / rows.max(1) as f64);
             }
             value
         }
@@ -245,11 +251,16 @@ pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f
     let mut latency_report = serde_json::Map::new();
     let mut outputs_report = serde_json::Map::new();
     let (mut min_cosine, mut min_top1) = (1.0f64, 1.0f64);
-    let inputs = probe(parent.as_ref(), agreement_rows, comparison.rows)?;
+    let joined = comparison.samples.and_then(|samples| crate::calibrate::join(samples, MAX_SAMPLE_ROWS));
+    let sample_rows = joined.as_ref().and_then(|tensors| tensors.first()).and_then(|tensor| tensor.shape().first().copied());
+    let inputs = match joined {
+        Some(tensors) => tensors,
+        None => probe(parent.as_ref(), agreement_rows, comparison.rows)?,
+    };
     let names = outputs(parent.as_ref());
     let expected = parent.infer(inputs.clone(), &names).map_err(|error| error.to_string())?;
     let got = result.infer(inputs, &names).map_err(|error| error.to_string())?;
-    let metric = match (from_rows, comparison.target) {
+    let metric = match (from_rows.filter(|_| sample_rows.is_none()), comparison.target) {
         (Some(table), Some(target)) => table.columns.iter().position(|name| name == target).and_then(|column| {
             let (name, before) = evaluate(&expected, table, column, agreement_rows)?;
             let (_, after) = evaluate(&got, table, column, agreement_rows)?;
@@ -281,9 +292,10 @@ pub fn compare(comparison: &Comparison<'_>) -> Result<(serde_json::Value, f64, f
         "metric": metric,
         "latency": latency_report,
         "agreement": outputs_report,
-        "probe": match from_rows {
-            Some(_) => format!("{agreement_rows} rows of the data the parent was trained on; latency at batches {batches:?}, one thread"),
-            None => format!("inputs made from the signature (normal floats, ids below 100, masks of ones), {agreement_rows} rows; latency at batches {batches:?}, one thread"),
+        "probe": match (sample_rows, from_rows) {
+            (Some(rows), _) => format!("agreement on {rows} rows of the calibration sample; latency at batches {batches:?} on inputs made from the signature, one thread"),
+            (None, Some(_)) => format!("{agreement_rows} rows of the data the parent was trained on; latency at batches {batches:?}, one thread"),
+            (None, None) => format!("inputs made from the signature (normal floats, ids below 100, masks of ones), {agreement_rows} rows; latency at batches {batches:?}, one thread"),
         },
     });
     Ok((report, min_cosine, min_top1))

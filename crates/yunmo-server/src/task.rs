@@ -90,10 +90,18 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
     }
     let artifact = "model.onnx";
     let result = spec.output.join(artifact);
+    let samples = match &spec.calibration {
+        Some(path) => Some(crate::calibrate::read_samples(path)?),
+        None => None,
+    };
     let rewrite = if params.method == yunmo_optimise::Method::OrtOptimize {
         let factory = yunmo_backend_onnx::OnnxFactory::new(library).map_err(|error| error.to_string())?;
         factory.optimise_graph(parent, &result).map_err(|error| error.to_string())?;
         serde_json::json!({ "level": "extended" })
+    } else if params.method == yunmo_optimise::Method::StaticInt8 {
+        let samples = samples.as_deref().ok_or("static_int8 needs a calibration file")?;
+        say(&TaskMessage::Progress { fraction: 0.1, message: "Measuring activation ranges on the calibration sample.".into(), loss: None });
+        crate::calibrate::quantize(library, parent, &result, samples)?
     } else {
         let bytes = std::fs::read(parent).map_err(|error| format!("cannot read the parent version: {error}"))?;
         let (optimised, rewrite) = yunmo_optimise::optimise(&bytes, &params).map_err(|error| error.to_string())?;
@@ -110,6 +118,7 @@ fn optimise(spec: &TaskSpec) -> Result<TaskMessage, String> {
         batch: params.probe_batch.unwrap_or(32),
         rows: rows.as_ref(),
         target: spec.probe_target.as_deref(),
+        samples: samples.as_deref(),
     };
     let (mut report, min_cosine, min_top1) = crate::measure::compare(&comparison)?;
     report["rewrite"] = rewrite;

@@ -223,7 +223,7 @@ impl Worker {
         let io = |error: std::io::Error| ServiceError::internal(format!("preparing the job's folder: {error}"));
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
         let kind = JobKind::parse(&job.kind).ok_or_else(|| ServiceError::invalid(format!("unknown job kind '{}'", job.kind)))?;
-        let (params, validation_file) = StoredParams::read(job);
+        let StoredParams { params, validation_file, calibration_file } = StoredParams::read(job);
         let copy = async |id: &str, name: &str| -> Result<std::path::PathBuf, ServiceError> {
             let jobs = self.service.inner.registry.jobs();
             let record = jobs.get_file(id).await?.ok_or_else(|| ServiceError::invalid(format!("the file '{id}' was deleted")))?;
@@ -238,6 +238,10 @@ impl Worker {
         };
         let validation = match &validation_file {
             Some(id) => Some(copy(id, "validation.csv").await?),
+            None => None,
+        };
+        let calibration = match &calibration_file {
+            Some(id) => Some(copy(id, "calibration.json").await?),
             None => None,
         };
         let (mut parent, mut probe, mut probe_target) = (None, None, None);
@@ -271,6 +275,7 @@ impl Worker {
             parent,
             probe,
             probe_target,
+            calibration,
             onnx_library: config.onnx_library.clone(),
             output: dir.join("output"),
             max_rows: config.max_rows,
@@ -394,7 +399,7 @@ impl Worker {
         if let Err(RegistryError::ResourceNotFound(_)) = registry.get_tenant(&job.tenant).await {
             return Err(ServiceError::invalid(format!("the job's tenant '{}' was deleted", job.tenant)));
         }
-        let (params, validation_file) = StoredParams::read(job);
+        let StoredParams { params, validation_file, .. } = StoredParams::read(job);
         let method = params.get("family").and_then(|family| family.as_str()).unwrap_or_default().to_string();
         match registry.get_model(&job.model).await {
             Ok(_) => {

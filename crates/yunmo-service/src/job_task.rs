@@ -59,6 +59,9 @@ pub struct TaskSpec {
     /// The column of `probe` the parent learnt to predict (its evaluation is measured again on both).
     #[serde(default)]
     pub probe_target: Option<String>,
+    /// Sample inputs to calibrate static quantisation with (V2 inference requests in JSON).
+    #[serde(default)]
+    pub calibration: Option<PathBuf>,
     /// The ONNX Runtime library the server runs (optimisation reports run both models on it).
     #[serde(default)]
     pub onnx_library: Option<PathBuf>,

@@ -70,30 +70,36 @@ pub struct JobRequest {
     pub validation_file: Option<String>,
     /// The version to optimise (optimisation; default: the model's newest).
     pub version: Option<u64>,
+    /// Sample inputs to calibrate static quantisation with (a file of purpose `calibration`).
+    pub calibration_file: Option<String>,
     /// The job's options.
     pub params: serde_json::Value,
 }
 
 /// What the job row's `params` column holds: the options and the extra files.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct StoredParams {
-    pub(crate) params: serde_json::Value,
+    /// The job's options.
+    pub params: serde_json::Value,
+    /// The validation file (training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) validation_file: Option<String>,
+    pub validation_file: Option<String>,
+    /// The calibration file (static quantisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_file: Option<String>,
 }
 
 impl StoredParams {
     /// The stored form of a job's options (an unreadable one reads as empty options).
-    pub fn read(record: &JobRecord) -> (serde_json::Value, Option<String>) {
-        match serde_json::from_str::<StoredParams>(&record.params) {
-            Ok(stored) => (stored.params, stored.validation_file),
-            Err(_) => (serde_json::Value::Object(Default::default()), None),
-        }
+    pub fn read(record: &JobRecord) -> StoredParams {
+        serde_json::from_str::<StoredParams>(&record.params)
+            .unwrap_or_else(|_| StoredParams { params: serde_json::Value::Object(Default::default()), ..StoredParams::default() })
     }
 }
 
-/// Purposes a dataset file may be uploaded for.
-pub const FILE_PURPOSES: [&str; 2] = ["train", "validation"];
+/// Purposes a file may be uploaded for: `train` and `validation` (CSV datasets), `calibration` (sample
+/// inputs for static quantisation: V2 inference requests in JSON, see [`crate::calibration`]).
+pub const FILE_PURPOSES: [&str; 3] = ["train", "validation", "calibration"];
 
 /// A dataset upload's name and purpose.
 #[derive(Clone, Debug)]
@@ -145,8 +151,12 @@ impl InferenceService {
         }
         let limits = yunmo_train::CsvLimits { max_rows: self.inner.jobs.config.max_rows, max_columns: self.inner.jobs.config.max_columns };
         let path = artifact.path().to_path_buf();
+        let calibration = upload.purpose == "calibration";
         let (columns, rows) = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|error| ServiceError::internal(format!("reading the staged file: {error}")))?;
+            if calibration {
+                return crate::calibration::scan(&bytes, limits.max_rows).map_err(|error| ServiceError::invalid(format!("file: {error}")));
+            }
             yunmo_train::dataset::scan_csv(&bytes, &limits).map_err(|error| ServiceError::invalid(format!("file: {error}")))
         })
         .await
@@ -217,6 +227,9 @@ impl InferenceService {
         if request.version.is_some() {
             return Err(ServiceError::invalid("version: a train job makes a new version; leave version out (it is for optimise jobs)"));
         }
+        if request.calibration_file.is_some() {
+            return Err(ServiceError::invalid("calibration_file: applies to optimise jobs with method static_int8"));
+        }
         let training = request
             .training_file
             .as_deref()
@@ -230,6 +243,11 @@ impl InferenceService {
             files.push(("validation_file", self.file_field(call, validation, "validation_file").await?));
         }
         for (field, file) in &files {
+            if file.purpose == "calibration" {
+                return Err(ServiceError::invalid(format!("{field}: '{}' is a calibration file, not a CSV dataset", file.id)));
+            }
+        }
+        for (field, file) in &files {
             let columns: Vec<String> = serde_json::from_str(&file.columns).unwrap_or_default();
             for (param, column) in params.columns() {
                 if !columns.iter().any(|name| name == column) {
@@ -241,7 +259,7 @@ impl InferenceService {
                 }
             }
         }
-        let stored = StoredParams { params: request.params, validation_file: request.validation_file };
+        let stored = StoredParams { params: request.params, validation_file: request.validation_file, calibration_file: None };
         let job = NewJob {
             id: yunmo_registry::new_id("job-"),
             tenant: principal.tenant.clone(),
@@ -261,7 +279,9 @@ impl InferenceService {
             serde_json::from_value(request.params.clone()).map_err(|error| ServiceError::invalid(format!("params: {error}")))?;
         params.validate().map_err(|error| ServiceError::invalid(error.to_string()))?;
         if request.training_file.is_some() || request.validation_file.is_some() {
-            return Err(ServiceError::invalid("an optimise job reads no files: leave out training_file and validation_file"));
+            return Err(ServiceError::invalid(
+                "an optimise job reads no training or validation data: leave out training_file and validation_file (static_int8 takes calibration_file)",
+            ));
         }
         let registry = &self.inner.registry;
         let parent = match request.version {
@@ -283,7 +303,8 @@ impl InferenceService {
                 params.method.format()
             )));
         }
-        let stored = StoredParams { params: request.params, validation_file: None };
+        let calibration_file = self.calibration_field(call, &params, &parent, request.calibration_file.as_deref()).await?;
+        let stored = StoredParams { params: request.params, validation_file: None, calibration_file };
         let job = NewJob {
             id: yunmo_registry::new_id("job-"),
             tenant: call.principal.tenant.clone(),
@@ -295,6 +316,45 @@ impl InferenceService {
             created_at: now_ms(),
         };
         self.queue(call, job).await
+    }
+
+    /// The calibration file of a static quantisation: required for it, refused for the other methods, and
+    /// sending the parent's inputs.
+    async fn calibration_field(
+        &self,
+        call: &Call,
+        params: &yunmo_optimise::OptimiseParams,
+        parent: &yunmo_registry::VersionRecord,
+        id: Option<&str>,
+    ) -> Result<Option<String>, ServiceError> {
+        let field = "calibration_file";
+        let id = match (params.method == yunmo_optimise::Method::StaticInt8, id) {
+            (true, None) => {
+                return Err(ServiceError::invalid(
+                    "calibration_file: static_int8 measures activation ranges on sample inputs; upload them with purpose calibration (V2 inference requests in JSON) and name the file",
+                ));
+            }
+            (false, Some(_)) => return Err(ServiceError::invalid("calibration_file: applies to method static_int8 only")),
+            (false, None) => return Ok(None),
+            (true, Some(id)) => id,
+        };
+        let file = self.file_field(call, id, field).await?;
+        if file.purpose != "calibration" {
+            return Err(ServiceError::invalid(format!(
+                "calibration_file: '{id}' was uploaded for {}; calibration takes a file uploaded with purpose calibration",
+                file.purpose
+            )));
+        }
+        let sent: Vec<String> = serde_json::from_str(&file.columns).unwrap_or_default();
+        let mut wanted: Vec<String> = parent.signature.inputs.iter().map(|input| input.name.clone()).collect();
+        wanted.sort();
+        if sent != wanted {
+            return Err(ServiceError::invalid(format!(
+                "calibration_file: '{id}' sends inputs {sent:?}; version {} takes {wanted:?}",
+                parent.version
+            )));
+        }
+        Ok(Some(file.id))
     }
 
     async fn queue(&self, call: &Call, job: NewJob) -> Result<JobRecord, ServiceError> {

@@ -8,6 +8,7 @@
 
 pub mod alerts;
 mod batching;
+pub mod calibration;
 mod call;
 mod classify;
 mod cluster;
