@@ -4,6 +4,7 @@ with tritonclient. ONNX Runtime's own quantize_static on the same samples is the
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import tritonclient.http as httpclient
 
 import images
-from conftest import BINARY, FIXTURES, Server  # noqa: F401  (BINARY: the binary under test)
+from conftest import BINARY, FIXTURES, Server
 
 ADMIN = "ym_staticadmin_" + "S" * 41
 PHOTOS = ("china.jpg", "flower.jpg")
@@ -92,12 +93,17 @@ def test_efficientnet_static_int8_keeps_its_top1_is_smaller_and_agrees_with_onnx
                                                         "params": {"method": "dynamic_int8"}})
     assert status == 400 and b"applies to method static_int8 only" in body, body
 
-    status, body = srv.request("POST", "/api/v1/jobs", {"kind": "optimise", "model": "effnet", "calibration_file": calibration["id"],
-                                                        "params": {"method": "static_int8"}})
-    assert status == 201, body
-    job = wait(srv, json.loads(body)["id"])
+    # Through the CLI, which uploads the samples file first (purpose calibration) and names it.
+    path = tmp_path / "samples.jsonl"
+    path.write_bytes(images.v2_request(samples[:8]) + b"\n" + images.v2_request(samples[8:]))
+    env = {**os.environ, "YUNMO_URL": srv.url, "YUNMO_API_KEY": ADMIN}
+    made = subprocess.run([BINARY, "jobs", "create", "optimise", "--model", "effnet", "--method", "static_int8",
+                           "--calibration-file", str(path), "--detach"], env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    job = wait(srv, made.stdout.strip())
     assert job["status"] == "succeeded", job["error"]
-    assert job["calibration_file"] == calibration["id"]
+    status, body = srv.request("GET", f"/api/v1/files/{job['calibration_file']}")
+    assert status == 200 and json.loads(body)["purpose"] == "calibration" and json.loads(body)["rows"] == 16, body
     metrics = job["metrics"]
     # At least 3x smaller (int8 weights); the speed-up is measured in bench/optimise.py, not asserted here.
     assert metrics["size_ratio"] <= 1 / 3, metrics
