@@ -10,6 +10,7 @@ use std::io::Cursor;
 
 use image::{ImageFormat, RgbImage};
 use serde::{Deserialize, Serialize};
+use yunmo_types::{DataType, Tensor, TensorData};
 
 use crate::StepError;
 
@@ -242,6 +243,48 @@ impl ImageSteps {
     }
 }
 
+impl ImageSteps {
+    /// Prepares every image of a BYTES tensor (`[N]` or `[N, 1]`) into one batch `[N, ...]` named `output`.
+    /// Images must come out the same size (declare `resize.exact` or `center_crop` for mixed sizes).
+    pub fn run(&self, images: &Tensor, output: &str, limits: &ImageLimits) -> Result<Tensor, StepError> {
+        let TensorData::Bytes(items) = images.data() else {
+            return Err(StepError::Invalid(format!("image: expects encoded images as BYTES, got {}", images.datatype())));
+        };
+        let shape = images.shape();
+        if !(shape.len() == 1 || (shape.len() == 2 && shape[1] == 1)) {
+            return Err(StepError::Invalid(format!("image: expects one image per row, shape [N] or [N, 1]; got {shape:?}")));
+        }
+        let mut prepared_shape = None;
+        let (mut floats, mut bytes) = (Vec::new(), Vec::new());
+        for (index, item) in items.iter().enumerate() {
+            let prepared = self.prepare(item, limits).map_err(|error| match error {
+                StepError::Invalid(message) => StepError::Invalid(format!("images[{index}]: {message}")),
+                other => other,
+            })?;
+            match prepared_shape {
+                Some(first) if first != prepared.shape => {
+                    return Err(StepError::Invalid(format!(
+                        "images[{index}]: comes out {:?}, images[0] {first:?}; images of one batch must come out the same size (declare resize.exact or center_crop)",
+                        prepared.shape
+                    )));
+                }
+                _ => prepared_shape = Some(prepared.shape),
+            }
+            match prepared.values {
+                Values::Fp32(values) => floats.extend(values.iter().flat_map(|value| value.to_le_bytes())),
+                Values::Uint8(values) => bytes.extend(values),
+            }
+        }
+        let dims = prepared_shape.unwrap_or_else(|| self.fixed_shape().unwrap_or([0, 0, 0]));
+        let shape = vec![items.len() as i64, dims[0] as i64, dims[1] as i64, dims[2] as i64];
+        let (datatype, data) = match self.datatype {
+            OutputType::Fp32 => (DataType::Fp32, floats),
+            OutputType::Uint8 => (DataType::Uint8, bytes),
+        };
+        Tensor::new(output, datatype, shape, TensorData::Fixed(data.into())).map_err(|error| StepError::Invalid(error.to_string()))
+    }
+}
+
 /// Decodes a JPEG, PNG or WebP image into RGB within `limits`.
 pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, StepError> {
     let invalid = |message: String| StepError::Invalid(message);
@@ -405,6 +448,21 @@ mod tests {
         assert!(decode(&whole, &small).unwrap_err().to_string().contains("more than the limit of 10 bytes"));
         let truncated_png = png(8, 8);
         assert!(decode(&truncated_png[..truncated_png.len() - 20], &limits).is_err());
+    }
+
+    #[test]
+    fn a_bytes_tensor_of_images_becomes_one_batch() {
+        let steps = ImageSteps { resize: Some(Resize::Exact([4, 4])), ..ImageSteps::default() };
+        let images =
+            Tensor::new("image", DataType::Bytes, vec![2, 1], TensorData::Bytes(vec![png(8, 3).into(), jpeg(5, 9).into()])).unwrap();
+        let batch = steps.run(&images, "pixels", &ImageLimits::default()).unwrap();
+        assert_eq!((batch.name(), batch.datatype(), batch.shape()), ("pixels", DataType::Fp32, &[2i64, 3, 4, 4][..]));
+        let mixed = ImageSteps::default().run(&images, "pixels", &ImageLimits::default()).unwrap_err();
+        assert!(mixed.to_string().starts_with("images[1]: comes out [3, 9, 5], images[0] [3, 3, 8]"), "{mixed}");
+        let bad =
+            Tensor::new("image", DataType::Bytes, vec![2], TensorData::Bytes(vec![png(2, 2).into(), b"nope".to_vec().into()])).unwrap();
+        let error = steps.run(&bad, "pixels", &ImageLimits::default()).unwrap_err();
+        assert_eq!(error.to_string(), "images[1]: image: the bytes are not a JPEG, PNG or WebP image");
     }
 
     #[test]
