@@ -24,6 +24,7 @@ mod load;
 mod loaded;
 mod manage;
 pub mod metrics;
+pub mod pipeline;
 mod residency;
 pub mod stats;
 mod tenancy;
@@ -153,8 +154,9 @@ struct Inner {
 impl InferenceService {
     /// A service over `registry`, running artifacts with `factories` (one per format), checking every call
     /// with `gate`.
-    pub fn new(registry: Registry, factories: Vec<Arc<dyn BackendFactory>>, config: ServiceConfig, gate: yunmo_auth::Gate) -> Self {
+    pub fn new(registry: Registry, mut factories: Vec<Arc<dyn BackendFactory>>, config: ServiceConfig, gate: yunmo_auth::Gate) -> Self {
         metrics::describe();
+        factories.push(Arc::new(pipeline::PipelineFormat));
         let models = ModelManager::new(config.workers);
         let request_timeout = config.request_timeout;
         let (resolved, records, named, generation) = Default::default();
@@ -372,8 +374,24 @@ impl InferenceService {
                 ServiceError::not_ready(format!("model '{model}' version {number} cannot be read: {error}"))
             }
         })?;
+        let pipeline = match version.format == pipeline::FORMAT {
+            true => {
+                let bytes = tokio::fs::read(artifact.path())
+                    .await
+                    .map_err(|error| ServiceError::internal(format!("reading the pipeline: {error}")))?;
+                let opened = self.open_pipeline(&bytes).await.map_err(|error| {
+                    ServiceError::not_ready(format!(
+                        "pipeline '{}' version {} cannot run: {}",
+                        version.model, version.version, error.message
+                    ))
+                })?;
+                Some(Arc::new(opened))
+            }
+            false => None,
+        };
         let spec = loaded::LoadSpec {
             key: (version.model.clone(), version.version),
+            pipeline,
             artifact,
             factory: self.factory(&version.format)?,
             config: version.config.clone(),
@@ -460,6 +478,9 @@ impl InferenceService {
         let checks =
             validate::Checks { model: &version.model, signature: &loaded.signature, config: &loaded.config, known: &loaded.known_values };
         let output_names = validate::check_request(&checks, &input)?;
+        if let loaded::Runtime::Pipeline(pipeline) = &loaded.runtime {
+            return self.run_pipeline(version, pipeline, input, output_names, deadline).await;
+        }
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
         if Instant::now() >= deadline {

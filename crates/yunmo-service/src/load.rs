@@ -14,6 +14,9 @@ use crate::workers::Worker;
 use crate::{ServiceError, metrics};
 
 pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
+    if let Some(pipeline) = spec.pipeline.clone() {
+        return Ok(load_pipeline(spec, pipeline, now_ms));
+    }
     if spec.factory.kind() == RuntimeKind::Generate {
         return load_generate(spec, now_ms).await;
     }
@@ -151,4 +154,27 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
         stats: crate::stats::StatsRing::new(crate::stats::RingKind::Generate),
         drift: spec.drift,
     }))
+}
+
+/// A pipeline holds no runtime of its own: its steps call the loaded models they name.
+fn load_pipeline(spec: LoadSpec, pipeline: Arc<crate::pipeline::Pipeline>, now_ms: u64) -> Arc<LoadedModel> {
+    ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
+    tracing::info!(model = %spec.key.0, version = spec.key.1, "Pipeline loaded.");
+    Arc::new(LoadedModel {
+        metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
+        key: spec.key,
+        signature: spec.signature,
+        memory_bytes: spec.size_bytes,
+        known_values: crate::validate::KnownValues::new(&spec.config),
+        config: spec.config,
+        runtime: Runtime::Pipeline(pipeline),
+        tokenizer_digest: None,
+        stats: crate::stats::StatsRing::new(crate::stats::RingKind::Tensor),
+        drift: spec.drift,
+        embedder: None,
+        chat_template: Err("it is a pipeline".into()),
+        llm_metrics: None,
+        last_used_ms: AtomicU64::new(now_ms),
+        last_used_order: AtomicU64::new(0),
+    })
 }

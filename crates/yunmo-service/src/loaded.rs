@@ -31,6 +31,8 @@ pub struct LoadSpec {
     pub size_bytes: u64,
     /// Its drift watch, when drift monitoring is on for it.
     pub(crate) drift: Option<Arc<crate::drift::Watch>>,
+    /// The opened pipeline, when the version is one (then nothing is loaded into a runtime).
+    pub(crate) pipeline: Option<Arc<crate::pipeline::Pipeline>>,
 }
 
 /// Options shared by every loaded model.
@@ -89,6 +91,8 @@ pub(crate) fn tokenizer_digest(text: &str) -> u64 {
 pub(crate) enum Runtime {
     Tensor(TensorQueue),
     Generate(Arc<dyn GenerateBackend>),
+    /// Steps run by the service, calling other loaded models.
+    Pipeline(Arc<crate::pipeline::Pipeline>),
 }
 
 impl LoadedModel {
@@ -99,6 +103,9 @@ impl LoadedModel {
                 "model '{}' generates text: use /v1/chat/completions, /v1/completions or the V2 generate endpoints",
                 self.key.0
             ))),
+            Runtime::Pipeline(_) => {
+                Err(ServiceError::invalid(format!("model '{}' is a pipeline: it runs through inference requests", self.key.0)))
+            }
         }
     }
 
@@ -108,6 +115,7 @@ impl LoadedModel {
         match &self.runtime {
             Runtime::Tensor(queue) => (queue.queued.load(Ordering::Relaxed), Some(queue.capacity())),
             Runtime::Generate(backend) => (backend.stats().waiting, None),
+            Runtime::Pipeline(_) => (0, None),
         }
     }
 
@@ -115,7 +123,7 @@ impl LoadedModel {
     pub fn generator(&self) -> Option<&Arc<dyn GenerateBackend>> {
         match &self.runtime {
             Runtime::Generate(backend) => Some(backend),
-            Runtime::Tensor(_) => None,
+            Runtime::Tensor(_) | Runtime::Pipeline(_) => None,
         }
     }
 

@@ -191,6 +191,9 @@ impl InferenceService {
         let mut head = [0u8; 16];
         let mut file = tokio::fs::File::open(artifact.path()).await.map_err(|e| ServiceError::internal(e.to_string()))?;
         let n = file.read(&mut head).await.map_err(|e| ServiceError::internal(e.to_string()))?;
+        if crate::pipeline::is_declaration(&head[..n]) {
+            return self.add_pipeline_version(call, target, artifact, options).await;
+        }
         let factory = self.inner.factories.iter().find(|factory| factory.sniff(&head[..n])).cloned().ok_or_else(|| {
             let formats: Vec<&str> = self.inner.factories.iter().map(|f| f.format()).collect();
             ServiceError::invalid(format!(
@@ -205,9 +208,21 @@ impl InferenceService {
             .await
             .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
             .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
+        self.store_version(name, factory.format(), signature, artifact, options).await
+    }
+
+    /// Stores a checked version and forgets cached resolutions of its model.
+    async fn store_version(
+        &self,
+        name: &str,
+        format: &str,
+        signature: yunmo_types::Signature,
+        artifact: StagedArtifact,
+        options: UploadOptions,
+    ) -> Result<VersionRecord, ServiceError> {
         let new_version = yunmo_registry::NewVersion {
             version: options.version,
-            format: factory.format().to_string(),
+            format: format.to_string(),
             signature,
             config: options.config,
             artifact,
@@ -216,8 +231,34 @@ impl InferenceService {
         let result = self.inner.registry.add_version(name, new_version).await;
         self.invalidate(name);
         let record = result?;
-        tracing::info!(model = %name, version = record.version, sha256 = %record.sha256, "Model version added.");
+        tracing::info!(model = %name, version = record.version, format, sha256 = %record.sha256, "Model version added.");
         Ok(record)
+    }
+
+    /// Adds a pipeline version: the declaration is checked against the models it names (which `call` must
+    /// be allowed to call) and stored with their names and versions pinned.
+    async fn add_pipeline_version(
+        &self,
+        call: &Call,
+        target: &Target,
+        artifact: StagedArtifact,
+        options: UploadOptions,
+    ) -> Result<VersionRecord, ServiceError> {
+        let io = |error: std::io::Error| ServiceError::internal(format!("reading the declaration: {error}"));
+        if artifact.size() > crate::pipeline::MAX_DECLARATION_BYTES as u64 {
+            return Err(ServiceError::invalid(format!(
+                "pipeline: the declaration is {} bytes, more than {}",
+                artifact.size(),
+                crate::pipeline::MAX_DECLARATION_BYTES
+            )));
+        }
+        let bytes = tokio::fs::read(artifact.path()).await.map_err(io)?;
+        let (declaration, signature) = self.check_declaration(call, &bytes).await?;
+        drop(artifact);
+        let mut staging = self.inner.registry.stage().await.map_err(io)?;
+        staging.write(&declaration).await.map_err(io)?;
+        let artifact = staging.finish().await.map_err(io)?;
+        self.store_version(target.name(), crate::pipeline::FORMAT, signature, artifact, options).await
     }
 
     /// Fails unless `name` exists and `version` (if given) is free: lets transports refuse an upload

@@ -79,6 +79,15 @@ pub const QUEUE_CAPACITY: &str = "yunmo_inference_queue_capacity";
 /// Instances (sessions on their own threads) of a loaded tensor version, by `model` and `version`.
 pub const MODEL_INSTANCES: &str = "yunmo_model_instances";
 
+/// Seconds one step of a pipeline took (labels `model`, `version`, `step`).
+pub const PIPELINE_STEP_DURATION_SECONDS: &str = "yunmo_pipeline_step_duration_seconds";
+
+/// Records one pipeline step's duration.
+pub(crate) fn pipeline_step(model: &str, version: u64, step: &str, took: std::time::Duration) {
+    metrics::histogram!(PIPELINE_STEP_DURATION_SECONDS, "model" => model.to_string(), "version" => version.to_string(), "step" => step.to_string())
+        .record(took.as_secs_f64());
+}
+
 /// Histogram buckets fitted to each measure: `(metric name, upper bounds)`. Metrics not listed are
 /// durations in seconds and take [`SECONDS_BUCKETS`].
 pub const BUCKETS: [(&str, &[f64]); 4] = [
@@ -218,6 +227,7 @@ pub fn describe() {
     describe_histogram!(BATCH_SIZE, Unit::Count, "Rows per runtime call after dynamic batching.");
     describe_histogram!(BATCH_REQUESTS, Unit::Count, "Requests merged into one runtime call.");
     describe_gauge!(MODELS_LOADED, "Model versions loaded.");
+    describe_histogram!(PIPELINE_STEP_DURATION_SECONDS, Unit::Seconds, "Time one step of a pipeline took, by model, version and step.");
     describe_histogram!(MODEL_LOAD_DURATION_SECONDS, Unit::Seconds, "Time to load a model version.");
     describe_counter!(MODEL_LOAD_FAILURES_TOTAL, "Model loads that failed.");
     describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests by route, method and status class.");
