@@ -479,7 +479,8 @@ impl InferenceService {
             validate::Checks { model: &version.model, signature: &loaded.signature, config: &loaded.config, known: &loaded.known_values };
         let output_names = validate::check_request(&checks, &input)?;
         if let loaded::Runtime::Pipeline(pipeline) = &loaded.runtime {
-            return self.run_pipeline(version, pipeline, input, output_names, deadline).await;
+            // Boxed: the pipeline's state stays out of every tensor request's future.
+            return Box::pin(self.run_pipeline(version, pipeline, input, output_names, deadline)).await;
         }
         let InferInput { id, inputs, outputs: requested } = input;
         let (reply, receiver) = oneshot::channel();
