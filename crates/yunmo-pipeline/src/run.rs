@@ -14,11 +14,6 @@ fn input<'a>(step: &Step, inputs: &'a HashMap<String, Tensor>, own: &str) -> Res
     inputs.get(value).ok_or_else(|| StepError::Invalid(format!("step '{}': the value '{value}' was not produced", step.name)))
 }
 
-fn renamed(tensor: Tensor, name: &str) -> Result<Tensor, StepError> {
-    let (_, datatype, shape, data) = tensor.into_parts();
-    Tensor::new(name, datatype, shape, data).map_err(|error| StepError::Invalid(error.to_string()))
-}
-
 /// Runs `step` (an image, softmax, sigmoid or top-k step) on the pipeline values in `inputs`; returns the
 /// outputs it maps, named as the pipeline values they become. `labels` are the plan's labels for a top-k
 /// step. A model step is the caller's to run.
@@ -45,7 +40,7 @@ pub fn run_builtin(
     let mut outputs = Vec::with_capacity(step.outputs.len());
     for (own, tensor) in made {
         if let Some(value) = step.outputs.get(own) {
-            outputs.push(renamed(tensor, value)?);
+            outputs.push(tensor.with_name(value));
         }
     }
     Ok(outputs)

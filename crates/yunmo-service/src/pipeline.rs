@@ -71,11 +71,6 @@ fn step_failed(step: &str, error: ServiceError) -> ServiceError {
     ServiceError { message: format!("step '{step}': {}", error.message), ..error }
 }
 
-fn renamed(tensor: Tensor, name: &str) -> Result<Tensor, ServiceError> {
-    let (_, datatype, shape, data) = tensor.into_parts();
-    Tensor::new(name, datatype, shape, data).map_err(|error| ServiceError::internal(error.to_string()))
-}
-
 impl InferenceService {
     /// Looks up the models a declaration names: `lookup` gives each `(name, version)`'s stored record.
     async fn model_infos<F, Fut>(
@@ -104,15 +99,10 @@ impl InferenceService {
         Ok(infos)
     }
 
-    /// Checks an uploaded declaration for `call` and rewrites it with every model's stored name and version
-    /// pinned; returns the rewritten declaration and the pipeline's signature.
+    /// Checks an uploaded declaration (at most [`MAX_DECLARATION_BYTES`]: the upload checks the size before
+    /// reading the file) for `call` and rewrites it with every model's stored name and version pinned;
+    /// returns the rewritten declaration and the pipeline's signature.
     pub(crate) async fn check_declaration(&self, call: &Call, bytes: &[u8]) -> Result<(Vec<u8>, Signature), ServiceError> {
-        if bytes.len() > MAX_DECLARATION_BYTES {
-            return Err(ServiceError::invalid(format!(
-                "pipeline: the declaration is {} bytes, more than {MAX_DECLARATION_BYTES}",
-                bytes.len()
-            )));
-        }
         let spec = PipelineSpec::parse(bytes).map_err(declaration_error)?;
         let infos = self
             .model_infos(&spec, |name, version| async move {
@@ -220,10 +210,10 @@ impl InferenceService {
         let mut inputs = Vec::with_capacity(step.inputs.len());
         for (own, value) in &step.inputs {
             let tensor = values.get(value).ok_or_else(|| ServiceError::internal(format!("the value '{value}' was not produced")))?;
-            inputs.push(renamed(tensor.clone(), own)?);
+            inputs.push(tensor.clone().with_name(own.as_str()));
         }
         let outputs = step.outputs.keys().map(|own| RequestedOutput { name: own.clone(), class_count: None }).collect();
         let answer = Box::pin(self.infer_loaded(&record, &loaded, InferInput { id: None, inputs, outputs }, deadline)).await?;
-        step.outputs.values().zip(answer.outputs).map(|(value, tensor)| renamed(tensor, value)).collect()
+        Ok(step.outputs.values().zip(answer.outputs).map(|(value, tensor)| tensor.with_name(value.as_str())).collect())
     }
 }

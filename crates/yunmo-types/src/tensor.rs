@@ -119,6 +119,11 @@ impl Tensor {
     pub fn element_count(&self) -> usize {
         element_count(&self.shape).expect("shape was checked at construction. This is a bug.")
     }
+    /// The same tensor under another name (the shape and elements, already checked, are kept).
+    pub fn with_name(mut self, name: impl Into<String>) -> Tensor {
+        self.name = name.into();
+        self
+    }
     /// Splits the tensor into its parts.
     pub fn into_parts(self) -> (String, DataType, Vec<i64>, TensorData) {
         (self.name, self.datatype, self.shape, self.data)
