@@ -34,7 +34,25 @@ impl S3 {
         let mut s3 = S3 { dir, weed, ports, child: None, bucket: bucket.to_string() };
         s3.resume();
         s3.create_bucket(bucket);
+        s3.wait_writable(bucket);
         s3
+    }
+
+    /// Waits until the master can place a file of `bucket`'s collection: until the volume server has
+    /// registered, SeaweedFS answers writes after seconds of its own retries ("failed to pick 1 from 0 node
+    /// candidates", measured 5 s on an idle machine), which on a loaded one outlast a client's retries.
+    /// Asking for a file id also grows the collection's volumes, which the first write would otherwise wait for.
+    fn wait_writable(&self, bucket: &str) {
+        let started = Instant::now();
+        let path = format!("/dir/assign?collection={bucket}");
+        loop {
+            let answer = http_get(self.ports[1], &path).unwrap_or_else(|error| error.to_string());
+            if answer.contains("\"fid\"") {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "SeaweedFS cannot store files of bucket {bucket}: {answer}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn create_bucket(&self, bucket: &str) {
@@ -121,6 +139,17 @@ impl Drop for S3 {
     fn drop(&mut self) {
         self.pause();
     }
+}
+
+/// The body of a plain HTTP GET to 127.0.0.1:`port`.
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
 }
 
 /// The `weed` binary: `$YUNMO_CACHE/bin/weed` (default `~/.cache/yunmo`), else on `PATH`.

@@ -26,7 +26,10 @@ async fn push_iris(server: &TestServer) {
     assert_eq!(call(server, reqwest::Method::POST, "/api/v1/models", ADMIN, Some(json!({"name": "iris"}))).await.0, 201);
     let bytes = std::fs::read(fixture("iris_mlp.onnx")).unwrap();
     let url = format!("{}/api/v1/models/iris/versions", server.url);
-    assert_eq!(server.client.post(url).bearer_auth(ADMIN).body(bytes).send().await.unwrap().status(), 201);
+    let response = server.client.post(url).bearer_auth(ADMIN).body(bytes).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "{body}\nthe end of the server's log:\n{}", server.log_tail(30));
 }
 
 #[tokio::test]

@@ -17,6 +17,13 @@ pub fn fixture(name: &str) -> PathBuf {
     path
 }
 
+/// The last `lines` lines of `data_dir/server.log`.
+fn log_tail(data_dir: &Path, lines: usize) -> String {
+    let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// A running `yunmo serve`.
 pub struct TestServer {
     pub child: Child,
@@ -49,9 +56,7 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready_file.exists() {
             if let Some(status) = child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
-                let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-                panic!("yunmo exited early with {status}; the end of its log:\n{tail}");
+                panic!("yunmo exited early with {status}; the end of its log:\n{}", log_tail(data_dir, 20));
             }
             assert!(Instant::now() < deadline, "yunmo did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -60,6 +65,11 @@ impl TestServer {
         let address = ready["http"].as_str().unwrap().to_string();
         yunmo_cli::install_tls_provider();
         TestServer { child, url: format!("http://{address}"), address, data_dir: data_dir.to_path_buf(), client: reqwest::Client::new() }
+    }
+
+    /// The last `lines` lines of the server's log, for a failing assertion's message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.data_dir, lines)
     }
 
     /// Sends SIGTERM and waits for a clean exit.
