@@ -45,7 +45,7 @@ fn admin(error: ServiceError) -> ApiError {
 }
 
 /// Which version serves requests that name none.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum VersionPolicyDto {
     /// The highest version.
@@ -55,6 +55,8 @@ pub enum VersionPolicyDto {
         /// The version served.
         version: u64,
     },
+    /// Versions sharing the requests by weight (see `PUT /api/v1/models/{name}/route`).
+    Routed(crate::route::RouteDto),
 }
 
 impl From<VersionPolicyDto> for VersionPolicy {
@@ -62,6 +64,7 @@ impl From<VersionPolicyDto> for VersionPolicy {
         match policy {
             VersionPolicyDto::Latest => VersionPolicy::Latest,
             VersionPolicyDto::Pinned { version } => VersionPolicy::Pinned { version },
+            VersionPolicyDto::Routed(route) => VersionPolicy::Routed(route.into()),
         }
     }
 }
@@ -71,6 +74,7 @@ impl From<VersionPolicy> for VersionPolicyDto {
         match policy {
             VersionPolicy::Latest => VersionPolicyDto::Latest,
             VersionPolicy::Pinned { version } => VersionPolicyDto::Pinned { version },
+            VersionPolicy::Routed(route) => VersionPolicyDto::Routed(route.into()),
         }
     }
 }
@@ -341,7 +345,7 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
 
 /// A model as `caller` may see it: who else it is shared with is shown to its owner and admins only; a
 /// tenant it is shared with sees itself in the list and nobody else.
-async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> AdminResult<ModelDto> {
+pub(crate) async fn model_dto(state: &AppState, caller: &Caller, record: ModelRecord) -> AdminResult<ModelDto> {
     let target = caller.target(state, &record.name, Action::Read).await.map_err(admin)?;
     let versions = state.service.list_versions(&caller.call, &target).await.map_err(admin)?;
     Ok(model_dto_with(state, caller, record, versions))

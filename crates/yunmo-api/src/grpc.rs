@@ -188,7 +188,7 @@ impl GrpcService {
             let code = error.code;
             (status(error), code)
         };
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         let size = prost::Message::encoded_len(&request);
         if let Some(usage) = &call.usage {
             usage.add_bytes(size as u64, 0);
@@ -199,7 +199,10 @@ impl GrpcService {
         let mut charge = self.state.budget.charge(size).map_err(fail)?;
         let typed = request.raw_input_contents.is_empty();
         let model_ref = model_ref(request.model_name.clone(), &request.model_version).map_err(|s| (s, Code::InvalidRequest))?;
-        let target = self.state.service.authorize(call, &model_ref, Action::Infer).await.map_err(fail)?;
+        let mut target = self.state.service.authorize(call, &model_ref, Action::Infer).await.map_err(fail)?;
+        if let Some(value) = target.sticky_header().and_then(|name| metadata.get(name)) {
+            target = target.with_sticky_value(value.as_bytes());
+        }
         let asked_for = request.model_name.clone();
         let limits = DecodeLimits { max_tensor_elements: self.state.config.max_tensor_elements };
         let input = decode_request(request, limits).map_err(fail)?;
@@ -208,6 +211,7 @@ impl GrpcService {
             charge.merge(self.state.budget.charge(bytes).map_err(fail)?);
         }
         let output = self.state.service.infer(call, &target, input).await.map_err(fail)?;
+        let output_version = output.model_version;
         let mut response = pb::ModelInferResponse {
             model_name: asked_for,
             model_version: output.model_version.to_string(),
@@ -224,7 +228,9 @@ impl GrpcService {
             response.raw_output_contents.push(raw_bytes(tensor));
         }
         drop(charge);
-        Ok(Response::new(response))
+        let mut response = Response::new(response);
+        response.metadata_mut().insert(crate::kserve::MODEL_VERSION_HEADER, output_version.into());
+        Ok(response)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod kserve;
 pub mod openai;
 pub mod openapi;
 pub mod request_id;
+pub mod route;
 pub mod schema;
 pub mod stats;
 pub mod tenancy;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(kserve::routes(&state))
         .merge(admin::routes())
+        .merge(route::routes())
         .merge(tenancy::routes())
         .merge(stats::routes())
         .merge(drift::routes())
@@ -151,7 +153,8 @@ async fn front(State(state): State<AppState>, mut request: Request, next: Next) 
 /// Route prefixes followed by a model name.
 const MODEL_PATHS: [&str; 3] = ["/v2/models/", "/v2/repository/models/", "/api/v1/models/"];
 /// Path segments that may follow a model name in those routes.
-const AFTER_MODEL: [&str; 9] = ["ready", "infer", "versions", "generate", "generate_stream", "load", "unload", "sharing", "forecast"];
+const AFTER_MODEL: [&str; 10] =
+    ["ready", "infer", "versions", "generate", "generate_stream", "load", "unload", "sharing", "forecast", "route"];
 
 /// Lets clients write a qualified model name (`tenant/name`) with a plain slash in a URL path, as
 /// `tritonclient` does (it does not escape `/`): `/v2/models/a/iris/infer` becomes

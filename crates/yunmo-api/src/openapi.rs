@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 
 use serde_json::{Value, json};
 
-use crate::{admin, alerts, console, drift, forecast, jobs, schema, stats, tenancy};
+use crate::{admin, alerts, console, drift, forecast, jobs, route, schema, stats, tenancy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,9 @@ use crate::{admin, alerts, console, drift, forecast, jobs, schema, stats, tenanc
         admin::load_version,
         admin::unload_version,
         admin::set_sharing,
+        route::get_route,
+        route::set_route,
+        route::promote,
         tenancy::create_tenant,
         tenancy::list_tenants,
         tenancy::get_tenant,
@@ -87,6 +90,12 @@ use crate::{admin, alerts, console, drift, forecast, jobs, schema, stats, tenanc
         admin::VersionConfigDto,
         admin::TensorSpecDto,
         admin::VersionPolicyDto,
+        route::RouteDto,
+        route::WeightedDto,
+        route::GuardDto,
+        route::RouteStatusDto,
+        route::RouteVersionDto,
+        route::PromoteDto,
         admin::SharingDto,
         tenancy::CreateTenant,
         tenancy::CreateKey,

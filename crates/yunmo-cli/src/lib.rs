@@ -33,6 +33,7 @@ pub fn is_closed_pipe(error: &anyhow::Error) -> bool {
 }
 
 mod jobs;
+mod route;
 mod tenancy;
 pub use jobs::{CreateKind, FilesCommand, JobsCommand, OptimiseArgs, TrainArgs, files, jobs};
 pub use tenancy::{AuditArgs, KeysCommand, TenantsCommand, UsageArgs, audit, keys, tenants, usage, whoami};
@@ -136,6 +137,17 @@ pub enum ModelsCommand {
     Load(VersionArgs),
     /// Unload a version (default: every loaded version); it stays unloaded until loaded again.
     Unload(VersionArgs),
+    /// Route the requests that name no version between versions by weight (canary, A/B), with an optional
+    /// shadow, stickiness and a guard that rolls canaries back; without weights, show the route.
+    /// E.g. `yunmo models route fraud v2=90 v3=10 --shadow v4 --sticky header:x-user --guard`.
+    Route(route::RouteArgs),
+    /// Send every request to one version (ends a route: the canary is promoted), e.g. `yunmo models promote fraud v3`.
+    Promote {
+        /// Model name.
+        name: String,
+        /// The version (`v3` or `3`).
+        version: String,
+    },
     /// Show a version's serving config, or replace it with --set.
     Config {
         #[command(flatten)]
@@ -292,6 +304,8 @@ pub async fn models(server: &ServerArgs, command: ModelsCommand) -> anyhow::Resu
         ModelsCommand::Load(target) => load_or_unload(&client, url, target, "load").await,
         ModelsCommand::Unload(target) => load_or_unload(&client, url, target, "unload").await,
         ModelsCommand::Config { target, set } => config(&client, url, target, set).await,
+        ModelsCommand::Route(args) => route::route(&client, url, args).await,
+        ModelsCommand::Promote { name, version } => route::promote(&client, url, &name, &version).await,
     }
 }
 

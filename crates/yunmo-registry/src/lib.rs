@@ -427,8 +427,10 @@ impl Registry {
     /// The version a request for `model_ref` gets: the explicit one, else the model's policy.
     pub async fn resolve(&self, model_ref: &ModelRef) -> Result<(ModelRecord, VersionRecord), RegistryError> {
         let model = self.meta.get_model(&model_ref.name).await?;
-        let version = match (model_ref.version, model.version_policy) {
-            (Some(version), _) | (None, yunmo_types::VersionPolicy::Pinned { version }) => self.meta.get_version(&model, version).await?,
+        let version = match (model_ref.version, &model.version_policy) {
+            (Some(version), _) | (None, &yunmo_types::VersionPolicy::Pinned { version }) => self.meta.get_version(&model, version).await?,
+            // The stable version stands for a route wherever one version must (metadata, readiness).
+            (None, yunmo_types::VersionPolicy::Routed(route)) => self.meta.get_version(&model, route.stable).await?,
             (None, yunmo_types::VersionPolicy::Latest) => self
                 .meta
                 .latest_version(&model)

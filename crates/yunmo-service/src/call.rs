@@ -52,6 +52,8 @@ pub struct Target {
     version: Option<u64>,
     action: Action,
     principal: Arc<Principal>,
+    /// The hash of the value that keeps this caller on one version of a sticky route (a header's).
+    sticky: Option<u64>,
 }
 
 impl Target {
@@ -69,6 +71,29 @@ impl Target {
     pub fn with_version(mut self, version: Option<u64>) -> Target {
         self.version = version;
         self
+    }
+
+    /// The request header whose value keeps a caller on one version, if the model's route is sticky by one:
+    /// the transport reads it and passes the value to [`Target::with_sticky_value`].
+    pub fn sticky_header(&self) -> Option<&str> {
+        match &self.model.version_policy {
+            yunmo_types::VersionPolicy::Routed(route) => match route.sticky()? {
+                yunmo_types::Sticky::Header(name) => Some(name),
+                yunmo_types::Sticky::Key => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The same target with the value of its route's sticky header.
+    pub fn with_sticky_value(mut self, value: &[u8]) -> Target {
+        self.sticky = Some(yunmo_types::sticky_hash(value));
+        self
+    }
+
+    /// The hash of the sticky header's value, if the transport gave one.
+    pub(crate) fn sticky_hash(&self) -> Option<u64> {
+        self.sticky
     }
 
     /// The model's record.
@@ -123,7 +148,7 @@ impl InferenceService {
             (Ok(model), Action::Infer, Some(usage)) => usage.set_model(&model.name, 0),
             _ => {}
         }
-        Ok(Target { model: result?, version: model.version, action, principal: principal.clone() })
+        Ok(Target { model: result?, version: model.version, action, principal: principal.clone(), sticky: None })
     }
 
     /// Admits `call` past its key's and tenant's rate limits and quotas and starts its usage record, which

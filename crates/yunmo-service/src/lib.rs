@@ -26,6 +26,7 @@ mod manage;
 pub mod metrics;
 pub mod pipeline;
 mod residency;
+pub mod routing;
 pub mod stats;
 mod tenancy;
 mod validate;
@@ -149,6 +150,8 @@ struct Inner {
     forecasts: forecast::SharedCache,
     /// Jobs settings and the runner's wake-ups.
     jobs: jobs::JobsHub,
+    /// Shadow slots and when each route was last judged.
+    routing: routing::RoutingState,
 }
 
 impl InferenceService {
@@ -177,6 +180,7 @@ impl InferenceService {
             alerts,
             forecasts: Default::default(),
             jobs,
+            routing: Default::default(),
         };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {
@@ -419,7 +423,8 @@ impl InferenceService {
     pub async fn infer(&self, call: &Call, target: &Target, input: InferInput) -> Result<InferOutput, ServiceError> {
         target.permits(call, Action::Infer)?;
         let started = Instant::now();
-        let version = match self.resolve(target.name(), target.version()).await {
+        let routed = routing::choose(call, target);
+        let version = match self.resolve(target.name(), routed.version).await {
             Ok(version) => version,
             Err(error) => {
                 self.count_refused(&error);
@@ -440,6 +445,9 @@ impl InferenceService {
         let deadline = call.deadline.unwrap_or_else(|| started + self.inner.request_timeout) + loading.elapsed();
         // A sampled request's tensors (reference-counted bytes) go to the drift worker with its answer.
         let watched = loaded.drift.as_ref().filter(|watch| watch.sampled()).map(|watch| (watch.clone(), input.inputs.clone()));
+        if let Some(shadow) = routed.shadow {
+            self.shadow(target, shadow, input.clone());
+        }
         let result = self.infer_loaded(&version, &loaded, input, deadline).await;
         match &result {
             Ok(output) => {
@@ -456,6 +464,9 @@ impl InferenceService {
         }
         loaded.metrics.duration.record(started.elapsed().as_secs_f64());
         loaded.stats.record(stats::Ending::of_result(&result), started.elapsed(), 0);
+        if routed.canary {
+            self.judge(target);
+        }
         result
     }
 

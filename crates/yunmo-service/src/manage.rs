@@ -5,7 +5,7 @@
 use tokio::io::AsyncReadExt;
 use yunmo_auth::Action;
 use yunmo_registry::{ModelPatch, ModelRecord, NewModel, StagedArtifact, StagingFile, VersionRecord};
-use yunmo_types::{Code, Scope, ServiceError, VersionConfig, VersionPolicy};
+use yunmo_types::{Code, Scope, ServiceError, VersionConfig};
 
 use crate::{Call, IndexEntry, InferenceService, Target, UploadOptions, check_tokenizer};
 
@@ -21,9 +21,9 @@ impl InferenceService {
             principal.require(Scope::Admin)?;
             self.check_tenant(&model.tenant, "tenant").await?;
         }
-        if let VersionPolicy::Pinned { version } = model.version_policy {
+        if let Some(version) = model.version_policy.named_versions().first() {
             return Err(ServiceError::invalid(format!(
-                "version_policy: a new model has no versions, so it cannot pin version {version}; create it with 'latest'"
+                "version_policy: a new model has no versions, so it cannot pin or route version {version}; create it with 'latest'"
             )));
         }
         let qualified = yunmo_registry::qualified_name(&model.tenant, &model.name);
@@ -42,6 +42,10 @@ impl InferenceService {
             for tenant in &sharing.tenants {
                 self.check_tenant(tenant, "tenants").await?;
             }
+        }
+        let mut patch = patch;
+        if let Some(yunmo_types::VersionPolicy::Routed(route)) = &mut patch.version_policy {
+            self.check_route(target, route).await?;
         }
         let name = target.name();
         let result = self.inner.registry.update_model(name, patch).await;

@@ -12,12 +12,14 @@ pub mod calendar;
 mod datatype;
 mod error;
 mod generate;
+mod route;
 mod tenancy;
 mod tensor;
 
 pub use datatype::DataType;
 pub use error::{Code, ServiceError};
 pub use generate::{EmbeddingConfig, FinishReason, GenerateParams, Pooling, TextChunk, TokenLogprob, Usage};
+pub use route::{Guard, MAX_ROUTED_VERSIONS, Route, Sticky, Weighted, sticky_hash};
 pub use tenancy::{Limits, Price, Scope, Sharing};
 pub use tensor::{Tensor, TensorData, TensorError, element_count as element_count_of};
 
@@ -122,7 +124,7 @@ pub struct InferOutput {
 }
 
 /// Which version a request without an explicit version gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum VersionPolicy {
     /// The highest version number.
@@ -133,6 +135,19 @@ pub enum VersionPolicy {
         /// The version served.
         version: u64,
     },
+    /// Versions sharing the requests by weight (canary, A/B), with an optional shadow and guard.
+    Routed(Route),
+}
+
+impl VersionPolicy {
+    /// Every version the policy names (which must exist, and may not be deleted while it does).
+    pub fn named_versions(&self) -> Vec<u64> {
+        match self {
+            VersionPolicy::Latest => Vec::new(),
+            VersionPolicy::Pinned { version } => vec![*version],
+            VersionPolicy::Routed(route) => route.named_versions().collect(),
+        }
+    }
 }
 
 /// Serving options of one model version, persisted with it.

@@ -137,6 +137,9 @@ async fn model_ready_version(State(state): State<AppState>, caller: Caller, Path
     }
 }
 
+/// The response header (and gRPC metadata key) naming the version that served an inference request.
+pub const MODEL_VERSION_HEADER: &str = "x-yunmo-model-version";
+
 async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let target = caller.target_ref(&state, &model_ref, Action::Infer).await.map_err(ApiError::kserve)?;
     let header_length = match headers.get(encode::HEADER_LENGTH) {
@@ -152,13 +155,17 @@ async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers
     let decode::Decoded { input, encoding, model_name, model_version } =
         decode::decode_request(body.clone(), header_length, limits).map_err(ApiError::kserve)?;
     let model_ref = check_body_model(model_ref, model_name, model_version).map_err(ApiError::kserve)?;
-    let target = target.with_version(model_ref.version);
+    let mut target = target.with_version(model_ref.version);
+    if let Some(value) = target.sticky_header().and_then(|name| headers.get(name)) {
+        target = target.with_sticky_value(value.as_bytes());
+    }
     // Tensors decoded from JSON are new memory (binary ones are slices of the body): charged too, and held
     // with the body until the answer is encoded.
     charge.merge(state.budget.charge(decode::allocated_bytes(&input, &body)).map_err(ApiError::kserve)?);
     drop(body);
     let output = state.service.infer(&caller.call, &target, input).await.map_err(ApiError::kserve)?;
-    let response = encode::encode_response(&model_ref.name, &output, &encoding);
+    let mut response = encode::encode_response(&model_ref.name, &output, &encoding);
+    response.headers_mut().insert(MODEL_VERSION_HEADER, axum::http::HeaderValue::from(output.model_version));
     drop(charge);
     Ok(response)
 }

@@ -131,6 +131,16 @@ async fn versions(store: Arc<dyn MetadataStore>) {
     let pin = ModelPatch { version_policy: Some(VersionPolicy::Pinned { version: 5 }), ..ModelPatch::default() };
     store.update_model("a", pin).await.expect("pin");
     assert!(matches!(store.delete_version(&a, 5).await, Err(RegistryError::Invalid(_))));
+    // So are the versions a route names, shadow included; a route to a missing version is refused.
+    let route = |versions: &[u64], shadow| {
+        let weighted = versions.iter().map(|&version| yunmo_types::Weighted { version, weight: 50 }).collect();
+        let route = yunmo_types::Route { versions: weighted, stable: 5, shadow, sticky: None, guard: None, since: 0 };
+        ModelPatch { version_policy: Some(VersionPolicy::Routed(route)), ..ModelPatch::default() }
+    };
+    assert!(matches!(store.update_model("a", route(&[5, 9], None)).await, Err(RegistryError::Invalid(_))), "routing a missing version");
+    store.update_model("a", route(&[5], Some(6))).await.expect("route");
+    assert!(matches!(store.delete_version(&a, 6).await, Err(RegistryError::Invalid(_))), "deleting the shadow");
+    store.update_model("a", route(&[5], None)).await.expect("route");
     assert_eq!(store.delete_version(&a, 6).await.expect("delete").version, 6);
     assert!(matches!(store.delete_version(&a, 6).await, Err(RegistryError::NotFound(_))));
     let referenced = store.referenced_artifacts().await.expect("referenced");

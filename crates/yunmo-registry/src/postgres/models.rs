@@ -81,16 +81,14 @@ impl PgStore {
             .fetch_optional(&mut *tx)
             .await?;
         let mut model = row.as_ref().map(StoredRow::model).transpose()?.ok_or_else(|| RegistryError::model_not_found(name))?;
-        if let Some(VersionPolicy::Pinned { version }) = patch.version_policy {
+        for version in patch.version_policy.as_ref().map(VersionPolicy::named_versions).unwrap_or_default() {
             let exists = sqlx::query("SELECT 1 FROM versions WHERE model_id = $1 AND version = $2")
                 .bind(model.id)
                 .bind(version_param(version))
                 .fetch_optional(&mut *tx)
                 .await?;
             if exists.is_none() {
-                return Err(RegistryError::Invalid(format!(
-                    "version_policy: cannot pin version {version}, model '{name}' has no such version"
-                )));
+                return Err(RegistryError::Invalid(format!("version_policy: version {version} of model '{name}' does not exist")));
             }
         }
         patch.apply(&mut model);
@@ -278,9 +276,9 @@ impl PgStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(policy) = policy else { return Err(RegistryError::model_not_found(&model.name)) };
-        if parse::<VersionPolicy>(&policy, "version policy")? == (VersionPolicy::Pinned { version }) {
+        if parse::<VersionPolicy>(&policy, "version policy")?.named_versions().contains(&version) {
             return Err(RegistryError::Invalid(format!(
-                "version {version} of model '{}' is pinned by its version policy; change the policy first",
+                "version {version} of model '{}' is pinned or routed by its version policy; change the policy first",
                 model.name
             )));
         }
