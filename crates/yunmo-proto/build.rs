@@ -4,14 +4,16 @@
 //! the trainers and optimisers write ONNX graphs with.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
+    // Read when the script runs, not when it is compiled: cargo reuses a compiled build script for the same
+    // sources in another checkout (a worktree), whose protos are elsewhere.
+    let proto_dir = format!("{}/../../proto", std::env::var("CARGO_MANIFEST_DIR")?);
     let grpc = format!("{proto_dir}/grpc_service.proto");
     let onnx = format!("{proto_dir}/onnx.proto");
     println!("cargo:rerun-if-changed={grpc}");
     println!("cargo:rerun-if-changed={onnx}");
-    let descriptors = protox::compile([&grpc], [proto_dir])?;
+    let descriptors = protox::compile([&grpc], [&proto_dir])?;
     tonic_prost_build::configure().build_client(true).build_server(true).bytes(".").compile_fds(descriptors)?;
-    let descriptors = protox::compile([&onnx], [proto_dir])?;
+    let descriptors = protox::compile([&onnx], [&proto_dir])?;
     tonic_prost_build::configure().build_client(false).build_server(false).compile_fds(descriptors)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ import tempfile
 
 import pytest
 
+import images
 from conftest import BINARY, CACHE, ROOT, Server, fixture_path
 
 README = os.path.join(ROOT, "README.md")
@@ -106,6 +107,16 @@ def demo():
     with open(TOKENIZER, "rb") as f:
         status, body = srv.request("PUT", "/api/v1/models/minilm/versions/1/tokenizer", f.read(), {"Content-Type": "application/json"})
     assert status == 200, body
+    # The image pipeline, as the demo pushes it (deploy/demo/imagenet-pipeline.json), over EfficientNet-Lite0
+    # with the demo's ImageNet labels when they are fetched (npm; scripts/demo.sh does), else class numbers.
+    srv.push("efficientnet_lite0", "efficientnet_lite0.onnx", config={"labels": imagenet_labels()})
+    status, body = srv.request("POST", "/api/v1/models", {"name": "imagenet", "task": "classification"})
+    assert status == 201, body
+    with open(os.path.join(ROOT, "deploy", "demo", "imagenet-pipeline.json"), "rb") as f:
+        status, body = srv.request("POST", "/api/v1/models/imagenet/versions", f.read(), {"Content-Type": "application/json"})
+    assert status == 201, body
+    os.makedirs(os.path.join(data_dir, "data", "images"))
+    shutil.copy(images.sample_image_path("china.jpg"), os.path.join(data_dir, "data", "images"))
     work = os.path.join(data_dir, "repo")
     os.makedirs(os.path.join(work, "bin"))
     os.symlink(os.path.join(data_dir, "data"), os.path.join(work, "yunmo-data"))
@@ -198,6 +209,31 @@ def check_openai_client(srv, out):
     assert len(first_four) == 4 and all(isinstance(x, float) for x in first_four), out
 
 
+def imagenet_labels():
+    """The demo's ImageNet class names, or `class N` when they are not in the cache."""
+    path = os.path.join(CACHE, "models", "imagenet_labels.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return [f"class {index}" for index in range(1000)]
+
+
+def check_image(srv, out):
+    # scikit-learn's china.jpg is a palace: ImageNet class 698, first of the top 5 (about 0.38; 442, bell cote, next at 0.15).
+    answer = json.loads(out)
+    outputs = {output["name"]: output for output in answer["outputs"]}
+    assert answer["model_name"] == "imagenet" and outputs["labels"]["shape"] == [1, 5], answer
+    assert outputs["labels"]["data"][0] == imagenet_labels()[698], outputs["labels"]
+    assert outputs["scores"]["data"][0] > 0.3 and outputs["scores"]["data"] == sorted(outputs["scores"]["data"], reverse=True), outputs
+
+
+def check_canary(srv, out):
+    assert re.search(r"^v1 +stable +90 ", out, re.M) and re.search(r"^v2 +canary +10 ", out, re.M), out
+    assert "every request now goes to version 2" in out, out
+    model = json.loads(out.strip().splitlines()[-1])
+    assert model["name"] == "fraud" and model["version_policy"] == {"kind": "pinned", "version": 2}, model
+
+
 def check_langchain(srv, out):
     # The same vector as the openai SDK's for the same text (the README's claim).
     first_four = ast.literal_eval(out.strip().splitlines()[-1])
@@ -207,7 +243,8 @@ def check_langchain(srv, out):
 
 
 CHECKS = {"keys.sh": check_keys, "curl.sh": check_curl, "tritonclient_iris.py": check_tritonclient,
-          "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "langchain_embeddings.py": check_langchain}
+          "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "langchain_embeddings.py": check_langchain,
+          "image.sh": check_image, "canary.sh": check_canary}
 
 
 def test_every_example_has_a_check():

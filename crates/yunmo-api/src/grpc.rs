@@ -229,7 +229,9 @@ impl GrpcService {
         }
         drop(charge);
         let mut response = Response::new(response);
-        response.metadata_mut().insert(crate::kserve::MODEL_VERSION_HEADER, output_version.into());
+        let value = crate::kserve::small_version(output_version)
+            .map_or_else(|| tonic::metadata::MetadataValue::from(output_version), tonic::metadata::MetadataValue::from_static);
+        response.metadata_mut().insert(crate::kserve::MODEL_VERSION_HEADER, value);
         Ok(response)
     }
 }

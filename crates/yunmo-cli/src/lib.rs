@@ -171,7 +171,8 @@ pub struct VersionArgs {
 /// `yunmo models push`
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Model file: ONNX (`.onnx`) or a GGUF large language model (`.gguf`); the format is read from the file.
+    /// Model file: ONNX (`.onnx`), a GGUF large language model (`.gguf`) or a pipeline declaration (JSON, see
+    /// docs/pipelines.md); the format is read from the file.
     pub file: PathBuf,
     /// Model name.
     #[arg(long)]

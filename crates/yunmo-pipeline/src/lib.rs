@@ -3,6 +3,7 @@
 //! - [`vision`]: an encoded image (JPEG, PNG, WebP) to a model's input tensor: decode within limits, resize
 //!   (the shorter side to a length, or exactly), centre-crop, scale and normalise per channel, NCHW or
 //!   NHWC, FP32 or UINT8.
+//! - [`text`]: tokenisation with a `tokenizer.json` and pooling of token states.
 //! - [`post`]: softmax, sigmoid and the top k classes with labels.
 //! - [`spec`]: a pipeline's declaration (steps mapping their inputs and outputs to pipeline values), checked
 //!   as a graph against the models it names.
@@ -12,6 +13,7 @@ pub mod post;
 pub mod resample;
 pub mod run;
 pub mod spec;
+pub mod text;
 pub mod vision;
 
 /// Why a step refused its input; the message names the step and the bound.

@@ -9,24 +9,33 @@ use crate::StepError;
 use crate::spec::{Step, StepKind};
 use crate::vision::ImageLimits;
 
+/// What built-in steps use besides their inputs: the image limits and the version's tokenizer.
+#[derive(Default)]
+pub struct Resources {
+    /// Bounds on the images an image step decodes.
+    pub limits: ImageLimits,
+    /// The pipeline version's `tokenizer.json`, for tokenize steps.
+    pub tokenizer: Option<yunmo_text::embed::EmbedTokenizer>,
+}
+
 fn input<'a>(step: &Step, inputs: &'a HashMap<String, Tensor>, own: &str) -> Result<&'a Tensor, StepError> {
     let value = step.inputs.get(own).ok_or_else(|| StepError::Config(format!("step '{}': input '{own}' is not mapped", step.name)))?;
     inputs.get(value).ok_or_else(|| StepError::Invalid(format!("step '{}': the value '{value}' was not produced", step.name)))
 }
 
-/// Runs `step` (an image, softmax, sigmoid or top-k step) on the pipeline values in `inputs`; returns the
-/// outputs it maps, named as the pipeline values they become. `labels` are the plan's labels for a top-k
-/// step. A model step is the caller's to run.
+/// Runs `step` (any step but a model's) on the pipeline values in `inputs`; returns the outputs it maps,
+/// named as the pipeline values they become. `labels` are the plan's labels for a top-k step. A model step
+/// is the caller's to run.
 pub fn run_builtin(
     step: &Step,
     labels: Option<&[String]>,
     inputs: &HashMap<String, Tensor>,
-    limits: &ImageLimits,
+    resources: &Resources,
 ) -> Result<Vec<Tensor>, StepError> {
     let owner = format!("step '{}'", step.name);
     let made: Vec<(&str, Tensor)> = match &step.kind {
         StepKind::Model(_) => return Err(StepError::Config(format!("{owner}: a model step is run by the caller"))),
-        StepKind::Image(image) => vec![("tensor", image.run(input(step, inputs, "image")?, "tensor", limits)?)],
+        StepKind::Image(image) => vec![("tensor", image.run(input(step, inputs, "image")?, "tensor", &resources.limits)?)],
         StepKind::Softmax(_) => vec![("y", crate::post::softmax(input(step, inputs, "x")?, "y", &owner)?)],
         StepKind::Sigmoid(_) => vec![("y", crate::post::sigmoid(input(step, inputs, "x")?, "y", &owner)?)],
         StepKind::TopK(top) => {
@@ -35,6 +44,17 @@ pub fn run_builtin(
                 .into_iter()
                 .filter_map(|(own, tensor)| tensor.map(|tensor| (own, tensor)))
                 .collect()
+        }
+        StepKind::Tokenize(tokenize) => {
+            let tokenizer = resources
+                .tokenizer
+                .as_ref()
+                .ok_or_else(|| StepError::Config(format!("{owner}: the pipeline version has no tokenizer.json")))?;
+            let [ids, mask, types] = tokenize.run(input(step, inputs, "text")?, tokenizer, &owner)?;
+            vec![("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types)]
+        }
+        StepKind::Pool(pool) => {
+            vec![("embedding", pool.run(input(step, inputs, "hidden")?, input(step, inputs, "attention_mask")?, &owner)?)]
         }
     };
     let mut outputs = Vec::with_capacity(step.outputs.len());
@@ -65,7 +85,7 @@ mod tests {
         values.insert("logits".to_string(), crate::post::fp32_tensor("logits", vec![1, 3], &[0.0, 5.0, 1.0]).unwrap());
         for &index in &plan.order {
             let step = &spec.steps[index];
-            for tensor in run_builtin(step, plan.labels.get(&index).map(Vec::as_slice), &values, &ImageLimits::default()).unwrap() {
+            for tensor in run_builtin(step, plan.labels.get(&index).map(Vec::as_slice), &values, &Resources::default()).unwrap() {
                 values.insert(tensor.name().to_string(), tensor);
             }
         }

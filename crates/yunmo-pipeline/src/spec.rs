@@ -11,6 +11,7 @@ use yunmo_types::{DataType, Signature, TensorSpec};
 
 use crate::StepError;
 use crate::post::TopK;
+use crate::text::{Pool, Tokenize};
 use crate::vision::{ImageLimits, ImageSteps, OutputType};
 
 /// Most steps in one pipeline.
@@ -45,9 +46,13 @@ pub enum StepKind {
     Sigmoid(NoSettings),
     /// The top k classes per row (`scores` → `scores`, `indices`, `labels`).
     TopK(TopK),
+    /// Tokenise texts with the version's tokenizer (BYTES `text` → `input_ids`, `attention_mask`, `token_type_ids`).
+    Tokenize(Tokenize),
+    /// Pool token states into one vector per row (`hidden`, `attention_mask` → `embedding`).
+    Pool(Pool),
 }
 
-const KINDS: [&str; 5] = ["model", "image", "softmax", "sigmoid", "top_k"];
+const KINDS: [&str; 7] = ["model", "image", "softmax", "sigmoid", "top_k", "tokenize", "pool"];
 
 /// One step as declared.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,11 +153,18 @@ impl PipelineSpec {
                 "softmax" => StepKind::Softmax(serde_json::from_value(settings).map_err(field)?),
                 "sigmoid" => StepKind::Sigmoid(serde_json::from_value(settings).map_err(field)?),
                 "top_k" => StepKind::TopK(serde_json::from_value(settings).map_err(field)?),
+                "tokenize" => StepKind::Tokenize(serde_json::from_value(settings).map_err(field)?),
+                "pool" => StepKind::Pool(serde_json::from_value(settings).map_err(field)?),
                 other => unreachable!("'{other}' was checked against the kinds"),
             };
             steps.push(Step { name: step.name, kind, inputs: step.inputs, outputs: step.outputs });
         }
         Ok(PipelineSpec { inputs: raw.inputs, steps, outputs: raw.outputs })
+    }
+
+    /// Whether a step tokenises text (the version then needs a `tokenizer.json`).
+    pub fn needs_tokenizer(&self) -> bool {
+        self.steps.iter().any(|step| matches!(step.kind, StepKind::Tokenize(_)))
     }
 
     /// The models the steps name, as `(name, version)`, to look up before [`PipelineSpec::plan`].
@@ -307,6 +319,16 @@ impl PipelineSpec {
                     gives.push(spec("labels", DataType::Bytes, vec![-1, -1]));
                 }
                 (vec![spec("scores", DataType::Fp32, vec![-1, -1])], gives)
+            }
+            StepKind::Tokenize(tokenize) => {
+                tokenize.validate().map_err(|error| config(format!("{owner}.tokenize.{error}")))?;
+                let ids = |name: &str| spec(name, DataType::Int64, vec![-1, -1]);
+                (vec![spec("text", DataType::Bytes, vec![-1])], vec![ids("input_ids"), ids("attention_mask"), ids("token_type_ids")])
+            }
+            StepKind::Pool(pool) => {
+                pool.validate().map_err(|error| config(format!("{owner}.pool.{error}")))?;
+                let takes = vec![spec("hidden", DataType::Fp32, vec![-1, -1, -1]), spec("attention_mask", DataType::Int64, vec![-1, -1])];
+                (takes, vec![spec("embedding", DataType::Fp32, vec![-1, -1])])
             }
         })
     }

@@ -362,7 +362,7 @@ impl InferenceService {
     }
 
     async fn load_version(&self, version: &VersionRecord) -> Result<Arc<LoadedModel>, ServiceError> {
-        let tokenizer = if version.has_tokenizer && version.config.embedding.is_some() {
+        let tokenizer = if version.has_tokenizer && (version.config.embedding.is_some() || version.format == pipeline::FORMAT) {
             self.inner.registry.tokenizer(&version.model, version.version).await?
         } else {
             None
@@ -383,7 +383,7 @@ impl InferenceService {
                 let bytes = tokio::fs::read(artifact.path())
                     .await
                     .map_err(|error| ServiceError::internal(format!("reading the pipeline: {error}")))?;
-                let opened = self.open_pipeline(&bytes).await.map_err(|error| {
+                let opened = self.open_pipeline(&bytes, tokenizer.as_deref()).await.map_err(|error| {
                     ServiceError::not_ready(format!(
                         "pipeline '{}' version {} cannot run: {}",
                         version.model, version.version, error.message
@@ -519,6 +519,13 @@ impl InferenceService {
             queue_us: done.queue_time.as_micros() as u64,
             compute_us: done.compute_time.as_micros() as u64,
         })
+    }
+
+    /// The signature of the version `target` resolves to (a route's stable one: every version of a route
+    /// takes the same inputs).
+    pub async fn signature(&self, call: &Call, target: &Target) -> Result<Signature, ServiceError> {
+        target.permits(call, Action::Read)?;
+        Ok(self.resolve(target.name(), target.version()).await?.signature.clone())
     }
 
     /// Metadata of the version `target` resolves to.

@@ -257,7 +257,7 @@ impl InferenceService {
             )));
         }
         let bytes = tokio::fs::read(artifact.path()).await.map_err(io)?;
-        let (declaration, signature) = self.check_declaration(call, &bytes).await?;
+        let (declaration, signature) = self.check_declaration(call, &bytes, options.tokenizer.is_some()).await?;
         drop(artifact);
         let mut staging = self.inner.registry.stage().await.map_err(io)?;
         staging.write(&declaration).await.map_err(io)?;

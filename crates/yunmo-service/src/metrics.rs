@@ -88,17 +88,10 @@ pub(crate) fn pipeline_step(model: &str, version: u64, step: &str, took: std::ti
         .record(took.as_secs_f64());
 }
 
-/// Requests a route sent to a version (labels `model`, `version`, `role`: `stable`, `canary`, `shadow`).
-pub const ROUTED_REQUESTS_TOTAL: &str = "yunmo_routed_requests_total";
 /// Shadow copies not sent because `routing.max_shadow_inflight` were in flight (label `model`).
 pub const SHADOW_DROPPED_TOTAL: &str = "yunmo_shadow_dropped_total";
 /// Automatic rollbacks of a route's canaries by its guard (labels `model`, `version`).
 pub const ROUTE_ROLLBACKS_TOTAL: &str = "yunmo_route_rollbacks_total";
-
-/// Counts a request a route sent to `version` in `role`.
-pub(crate) fn routed(model: &str, version: u64, role: &'static str) {
-    metrics::counter!(ROUTED_REQUESTS_TOTAL, "model" => model.to_string(), "version" => version.to_string(), "role" => role).increment(1);
-}
 
 /// Counts a shadow copy dropped for want of a slot.
 pub(crate) fn counter_shadow_dropped(model: &str) {
@@ -250,7 +243,6 @@ pub fn describe() {
     describe_histogram!(BATCH_REQUESTS, Unit::Count, "Requests merged into one runtime call.");
     describe_gauge!(MODELS_LOADED, "Model versions loaded.");
     describe_histogram!(PIPELINE_STEP_DURATION_SECONDS, Unit::Seconds, "Time one step of a pipeline took, by model, version and step.");
-    describe_counter!(ROUTED_REQUESTS_TOTAL, "Requests a route sent to a version, by model, version and role (stable, canary, shadow).");
     describe_counter!(SHADOW_DROPPED_TOTAL, "Shadow copies not sent because too many were in flight.");
     describe_counter!(ROUTE_ROLLBACKS_TOTAL, "Canaries rolled back to 0% by a route's guard.");
     describe_histogram!(MODEL_LOAD_DURATION_SECONDS, Unit::Seconds, "Time to load a model version.");

@@ -11,9 +11,11 @@ use std::time::Instant;
 
 use yunmo_auth::Action;
 use yunmo_backend::{BackendError, BackendFactory, BatchBackend, LoadOptions};
+use yunmo_pipeline::run::Resources;
 use yunmo_pipeline::spec::{ModelInfo, PipelineSpec, Plan, StepKind};
 use yunmo_pipeline::vision::ImageLimits;
 use yunmo_registry::VersionRecord;
+use yunmo_text::embed::EmbedTokenizer;
 use yunmo_types::{InferInput, InferOutput, ModelRef, RequestedOutput, Signature, Tensor};
 
 use crate::{Call, InferenceService, ServiceError};
@@ -34,7 +36,7 @@ pub(crate) struct Pipeline {
     plan: Plan,
     /// Step index → (stored model name, version).
     models: HashMap<usize, (String, u64)>,
-    limits: ImageLimits,
+    resources: Resources,
 }
 
 /// The runtime entry for the format, so metadata and load paths find one: a pipeline is run by the
@@ -102,8 +104,18 @@ impl InferenceService {
     /// Checks an uploaded declaration (at most [`MAX_DECLARATION_BYTES`]: the upload checks the size before
     /// reading the file) for `call` and rewrites it with every model's stored name and version pinned;
     /// returns the rewritten declaration and the pipeline's signature.
-    pub(crate) async fn check_declaration(&self, call: &Call, bytes: &[u8]) -> Result<(Vec<u8>, Signature), ServiceError> {
+    pub(crate) async fn check_declaration(
+        &self,
+        call: &Call,
+        bytes: &[u8],
+        has_tokenizer: bool,
+    ) -> Result<(Vec<u8>, Signature), ServiceError> {
         let spec = PipelineSpec::parse(bytes).map_err(declaration_error)?;
+        if spec.needs_tokenizer() && !has_tokenizer {
+            return Err(ServiceError::invalid(
+                "pipeline: a tokenize step needs the version's tokenizer.json: upload it with the declaration (the `tokenizer` form field, or `yunmo models push --tokenizer`)",
+            ));
+        }
         let infos = self
             .model_infos(&spec, |name, version| async move {
                 let target = self.authorize(call, &ModelRef::new(name, version), Action::Infer).await?;
@@ -126,9 +138,15 @@ impl InferenceService {
         Ok((rewritten, plan.signature))
     }
 
-    /// Reads a stored declaration (names and versions already pinned) into a runnable pipeline.
-    pub(crate) async fn open_pipeline(&self, bytes: &[u8]) -> Result<Pipeline, ServiceError> {
+    /// Reads a stored declaration (names and versions already pinned) into a runnable pipeline, with the
+    /// version's tokenizer.
+    pub(crate) async fn open_pipeline(&self, bytes: &[u8], tokenizer: Option<&str>) -> Result<Pipeline, ServiceError> {
         let spec = PipelineSpec::parse(bytes).map_err(declaration_error)?;
+        let tokenizer = match tokenizer {
+            Some(json) => Some(EmbedTokenizer::from_json(json.as_bytes()).map_err(|error| ServiceError::invalid(error.to_string()))?),
+            None if spec.needs_tokenizer() => return Err(ServiceError::invalid("a tokenize step needs the version's tokenizer.json")),
+            None => None,
+        };
         let infos = self.model_infos(&spec, |name, version| async move { self.resolve(&name, version).await }).await?;
         let plan_infos = infos.iter().map(|(key, (_, info))| (key.clone(), info.clone())).collect();
         let limits = ImageLimits::default();
@@ -140,7 +158,7 @@ impl InferenceService {
                 models.insert(index, (stored.clone(), info.version));
             }
         }
-        Ok(Pipeline { spec, plan, models, limits })
+        Ok(Pipeline { spec, plan, models, resources: Resources { limits, tokenizer } })
     }
 
     /// Runs `pipeline` (version `version`) on a checked request.
@@ -168,7 +186,12 @@ impl InferenceService {
                     let running = pipeline.clone();
                     tokio::task::spawn_blocking(move || {
                         let step = &running.spec.steps[index];
-                        yunmo_pipeline::run::run_builtin(step, running.plan.labels.get(&index).map(Vec::as_slice), &needed, &running.limits)
+                        yunmo_pipeline::run::run_builtin(
+                            step,
+                            running.plan.labels.get(&index).map(Vec::as_slice),
+                            &needed,
+                            &running.resources,
+                        )
                     })
                     .await
                     .map_err(|error| ServiceError::internal(format!("step '{}' panicked: {error}", step.name)))?

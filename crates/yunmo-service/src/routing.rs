@@ -104,9 +104,7 @@ pub(crate) fn choose(call: &Call, target: &Target) -> Routed {
         None => random_draw(),
     };
     let version = route.pick(draw);
-    let canary = version != route.stable;
-    metrics::routed(target.name(), version, if canary { "canary" } else { "stable" });
-    Routed { version: Some(version), shadow: route.shadow, canary }
+    Routed { version: Some(version), shadow: route.shadow, canary: version != route.stable }
 }
 
 impl InferenceService {
@@ -203,7 +201,6 @@ impl InferenceService {
             metrics::counter_shadow_dropped(target.name());
             return;
         };
-        metrics::routed(target.name(), version, "shadow");
         let service = self.clone();
         let name = target.name().to_string();
         tokio::spawn(async move {

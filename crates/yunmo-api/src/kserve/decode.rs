@@ -72,6 +72,35 @@ pub struct Decoded {
     pub model_version: Option<String>,
 }
 
+/// A request whose body is one raw file (`media`, e.g. `image/jpeg`) for a model with one BYTES input:
+/// that input, with shape `[1]`, holds the body; every output is answered in JSON.
+pub fn raw_request(signature: &yunmo_types::Signature, media: &str, body: Bytes) -> Result<Decoded, ServiceError> {
+    let [spec] = signature.inputs.as_slice() else {
+        return Err(invalid(format!(
+            "a {media} body is the one BYTES input of a model that takes one; this model takes {} inputs: send a V2 inference request",
+            signature.inputs.len()
+        )));
+    };
+    if spec.datatype != DataType::Bytes {
+        return Err(invalid(format!(
+            "a {media} body is for a BYTES input; input '{}' is {}: send a V2 inference request",
+            spec.name, spec.datatype
+        )));
+    }
+    // One element: every dimension the model leaves open is 1 (`[-1]` becomes `[1]`).
+    let shape: Vec<i64> = spec.shape.iter().map(|dim| if *dim < 0 { 1 } else { *dim }).collect();
+    if shape.iter().product::<i64>() != 1 {
+        return Err(invalid(format!(
+            "a {media} body is one element; input '{}' takes shape {:?}: send a V2 inference request",
+            spec.name, spec.shape
+        )));
+    }
+    let tensor = Tensor::new(spec.name.clone(), DataType::Bytes, shape, TensorData::Bytes(vec![body]))
+        .map_err(|error| invalid(error.to_string()))?;
+    let input = InferInput { id: None, inputs: vec![tensor], outputs: Vec::new() };
+    Ok(Decoded { input, encoding: OutputEncoding::default(), model_name: None, model_version: None })
+}
+
 /// How each output of the response is to be encoded.
 #[derive(Debug, Clone, Default)]
 pub struct OutputEncoding {

@@ -140,6 +140,24 @@ async fn model_ready_version(State(state): State<AppState>, caller: Caller, Path
 /// The response header (and gRPC metadata key) naming the version that served an inference request.
 pub const MODEL_VERSION_HEADER: &str = "x-yunmo-model-version";
 
+/// Version numbers below 64 as static text: most answers name one of them, and a static header value is
+/// not allocated per request.
+const SMALL_VERSIONS: [&str; 64] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20", "21", "22", "23",
+    "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45",
+    "46", "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63",
+];
+
+/// `version` as static text, when it is below 64.
+pub(crate) fn small_version(version: u64) -> Option<&'static str> {
+    SMALL_VERSIONS.get(usize::try_from(version).ok()?).copied()
+}
+
+/// The value of [`MODEL_VERSION_HEADER`] for `version`.
+fn version_header(version: u64) -> axum::http::HeaderValue {
+    small_version(version).map_or_else(|| axum::http::HeaderValue::from(version), axum::http::HeaderValue::from_static)
+}
+
 async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let target = caller.target_ref(&state, &model_ref, Action::Infer).await.map_err(ApiError::kserve)?;
     let header_length = match headers.get(encode::HEADER_LENGTH) {
@@ -152,8 +170,13 @@ async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers
     };
     let (body, mut charge) = read_body(&state, &headers, body, Limit::inference(&state.config)).await.map_err(ApiError::kserve)?;
     let limits = decode::DecodeLimits { max_tensor_elements: state.config.max_tensor_elements };
-    let decode::Decoded { input, encoding, model_name, model_version } =
-        decode::decode_request(body.clone(), header_length, limits).map_err(ApiError::kserve)?;
+    let decode::Decoded { input, encoding, model_name, model_version } = match raw_media_type(&headers) {
+        Some(media) => {
+            let signature = state.service.signature(&caller.call, &target).await.map_err(ApiError::kserve)?;
+            decode::raw_request(&signature, media, body.clone()).map_err(ApiError::kserve)?
+        }
+        None => decode::decode_request(body.clone(), header_length, limits).map_err(ApiError::kserve)?,
+    };
     let model_ref = check_body_model(model_ref, model_name, model_version).map_err(ApiError::kserve)?;
     let mut target = target.with_version(model_ref.version);
     if let Some(value) = target.sticky_header().and_then(|name| headers.get(name)) {
@@ -165,9 +188,16 @@ async fn run_infer(state: AppState, caller: Caller, model_ref: ModelRef, headers
     drop(body);
     let output = state.service.infer(&caller.call, &target, input).await.map_err(ApiError::kserve)?;
     let mut response = encode::encode_response(&model_ref.name, &output, &encoding);
-    response.headers_mut().insert(MODEL_VERSION_HEADER, axum::http::HeaderValue::from(output.model_version));
+    response.headers_mut().insert(MODEL_VERSION_HEADER, version_header(output.model_version));
     drop(charge);
     Ok(response)
+}
+
+/// The media type of a request whose body is one raw file for the model's single BYTES input (an image,
+/// an audio clip, a document: `curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'`), not a V2 body.
+fn raw_media_type(headers: &HeaderMap) -> Option<&str> {
+    let media = headers.get(axum::http::header::CONTENT_TYPE)?.to_str().ok()?.split(';').next()?.trim();
+    ["image/", "audio/", "video/", "text/plain"].iter().any(|prefix| media.starts_with(prefix)).then_some(media)
 }
 
 /// The model a request body names (`model_name`, `model_version`, as Open Inference Protocol clients send

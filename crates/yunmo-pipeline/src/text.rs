@@ -1,0 +1,178 @@
+//! Text steps: tokenisation with the pipeline version's `tokenizer.json` (the same tokenizer and padding as
+//! the embeddings route) and pooling of an encoder's token states into one vector per text.
+
+use serde::Deserialize;
+use yunmo_text::embed::{EmbedTokenizer, Encoded};
+use yunmo_types::{DataType, Pooling, Tensor, TensorData};
+
+use crate::StepError;
+
+/// Largest `max_length` a tokenize step may set.
+pub const MAX_TOKENS: usize = 8192;
+
+/// `tokenize`: BYTES `text` (UTF-8, one per row) → INT64 `input_ids`, `attention_mask`, `token_type_ids`
+/// `[rows, longest]`, padded with the tokenizer's pad id.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokenize {
+    /// Most tokens per text, special tokens included (1 to 8192).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Cut longer texts to `max_length` (keeping the closing special token) instead of refusing them.
+    #[serde(default)]
+    pub truncate: bool,
+}
+
+fn default_max_length() -> usize {
+    512
+}
+
+/// `pool`: FP32 `hidden` `[rows, tokens, width]` and INT64 `attention_mask` `[rows, tokens]` → FP32
+/// `embedding` `[rows, width]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// `mean` of the unmasked tokens, or the first token's state (`cls`).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Scale each vector to length 1.
+    #[serde(default = "default_normalize")]
+    pub normalize: bool,
+}
+
+fn default_mode() -> String {
+    "mean".to_string()
+}
+
+fn default_normalize() -> bool {
+    true
+}
+
+impl Tokenize {
+    /// Checks the settings; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(2..=MAX_TOKENS).contains(&self.max_length) {
+            return Err(format!("max_length: must be 2 to {MAX_TOKENS}, got {}", self.max_length));
+        }
+        Ok(())
+    }
+
+    /// Tokenises every text of `texts` (BYTES, one per row).
+    pub fn run(&self, texts: &Tensor, tokenizer: &EmbedTokenizer, owner: &str) -> Result<[Tensor; 3], StepError> {
+        let TensorData::Bytes(items) = texts.data() else {
+            return Err(StepError::Invalid(format!("{owner}: text must be BYTES, got {}", texts.datatype())));
+        };
+        let mut encoded: Vec<Encoded> = Vec::with_capacity(items.len());
+        for (row, item) in items.iter().enumerate() {
+            let text = std::str::from_utf8(item).map_err(|_| StepError::Invalid(format!("{owner}: text[{row}] is not UTF-8")))?;
+            let mut one = tokenizer.encode(text).map_err(|error| StepError::Invalid(format!("{owner}: text[{row}]: {error}")))?;
+            if one.ids.len() > self.max_length {
+                if !self.truncate {
+                    return Err(StepError::Invalid(format!(
+                        "{owner}: text[{row}] is {} tokens, more than max_length {} (set truncate to cut it)",
+                        one.ids.len(),
+                        self.max_length
+                    )));
+                }
+                truncate(&mut one, self.max_length);
+            }
+            encoded.push(one);
+        }
+        let refs: Vec<&Encoded> = encoded.iter().collect();
+        let batch = yunmo_text::embed::pad(&refs, tokenizer.pad_id());
+        let shape = vec![batch.rows as i64, batch.length as i64];
+        let tensor = |name: &str, values: Vec<i64>| {
+            let bytes: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
+            Tensor::new(name, DataType::Int64, shape.clone(), TensorData::Fixed(bytes.into()))
+                .map_err(|error| StepError::Invalid(error.to_string()))
+        };
+        Ok([
+            tensor("input_ids", batch.input_ids)?,
+            tensor("attention_mask", batch.attention_mask)?,
+            tensor("token_type_ids", batch.token_type_ids)?,
+        ])
+    }
+}
+
+/// Keeps the first `length - 1` tokens and the last one (the closing special token, `[SEP]`).
+fn truncate(encoded: &mut Encoded, length: usize) {
+    for values in [&mut encoded.ids, &mut encoded.type_ids] {
+        if let Some(&last) = values.last() {
+            values.truncate(length - 1);
+            values.push(last);
+        }
+    }
+}
+
+impl Pool {
+    /// Checks the settings; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.pooling().map(|_| ())
+    }
+
+    fn pooling(&self) -> Result<Pooling, String> {
+        match self.mode.as_str() {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            other => Err(format!("mode: must be 'mean' or 'cls', got '{other}'")),
+        }
+    }
+
+    /// Pools `hidden` `[rows, tokens, width]` over the tokens `mask` `[rows, tokens]` keeps.
+    pub fn run(&self, hidden: &Tensor, mask: &Tensor, owner: &str) -> Result<Tensor, StepError> {
+        let pooling = self.pooling().map_err(|error| StepError::Config(format!("{owner}.pool.{error}")))?;
+        let (&[rows, tokens, width], &[mask_rows, mask_tokens]) = (hidden.shape(), mask.shape()) else {
+            return Err(StepError::Invalid(format!(
+                "{owner}: hidden must be [rows, tokens, width] and attention_mask [rows, tokens], got {:?} and {:?}",
+                hidden.shape(),
+                mask.shape()
+            )));
+        };
+        if (rows, tokens) != (mask_rows, mask_tokens) || hidden.datatype() != DataType::Fp32 || mask.datatype() != DataType::Int64 {
+            return Err(StepError::Invalid(format!(
+                "{owner}: hidden {} {:?} and attention_mask {} {:?} do not match",
+                hidden.datatype(),
+                hidden.shape(),
+                mask.datatype(),
+                mask.shape()
+            )));
+        }
+        let (TensorData::Fixed(states), TensorData::Fixed(mask_bytes)) = (hidden.data(), mask.data()) else {
+            return Err(StepError::Invalid(format!("{owner}: hidden and attention_mask must be numbers")));
+        };
+        let states: Vec<f32> = states.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let mask: Vec<i64> = mask_bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+        let vectors = yunmo_text::embed::pool(&states, rows as usize, tokens as usize, &mask, pooling, self.normalize);
+        let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|value| value.to_le_bytes()).collect();
+        Tensor::new("embedding", DataType::Fp32, vec![rows, width], TensorData::Fixed(bytes.into()))
+            .map_err(|error| StepError::Invalid(format!("{owner}: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_the_closing_token_and_refusal_names_the_bound() {
+        let mut encoded = Encoded { ids: vec![101, 1, 2, 3, 102], type_ids: vec![0; 5] };
+        truncate(&mut encoded, 3);
+        assert_eq!(encoded.ids, vec![101, 1, 102]);
+        assert_eq!(encoded.type_ids.len(), 3);
+        assert!(Tokenize { max_length: 1, truncate: false }.validate().unwrap_err().starts_with("max_length"));
+        assert!(Pool { mode: "max".into(), normalize: true }.validate().unwrap_err().starts_with("mode"));
+    }
+
+    #[test]
+    fn mean_pooling_skips_masked_tokens() {
+        let states: Vec<u8> = [1.0f32, 0.0, 3.0, 0.0, 100.0, 100.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let hidden = Tensor::new("h", DataType::Fp32, vec![1, 3, 2], TensorData::Fixed(states.into())).unwrap();
+        let mask: Vec<u8> = [1i64, 1, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mask = Tensor::new("m", DataType::Int64, vec![1, 3], TensorData::Fixed(mask.into())).unwrap();
+        let pooled = Pool { mode: "mean".into(), normalize: false }.run(&hidden, &mask, "step 'p'").unwrap();
+        let TensorData::Fixed(bytes) = pooled.data() else { panic!() };
+        let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        assert_eq!(values, vec![2.0, 0.0]);
+        assert_eq!(pooled.shape(), &[1, 2]);
+    }
+}

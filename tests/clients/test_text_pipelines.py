@@ -1,0 +1,124 @@
+"""Text and classification pipelines (docs/pipelines.md): a text pipeline (tokenize -> MiniLM -> pool), pushed
+with its tokenizer.json by the CLI, answers the same vectors as the /v1/embeddings route on the same model;
+a classification pipeline over a model this test trains and exports (scikit-learn -> skl2onnx) answers its
+labels; bad text and a tokenize step without a tokenizer get 400s."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from skl2onnx import to_onnx
+
+from conftest import BINARY, CACHE, Server
+
+TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
+SENTENCES = ["A man is eating food.", "The quick brown fox jumps over the lazy dog near the riverbank at dawn.", "Hi"]
+SPECIES = ["setosa", "versicolor", "virginica"]
+
+TEXT_PIPELINE = {
+    "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+    "steps": [
+        {"name": "tokenize", "tokenize": {"max_length": 128}, "inputs": {"text": "text"},
+         "outputs": {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "types"}},
+        {"name": "encode", "model": {"name": "minilm"}, "inputs": {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "types"},
+         "outputs": {"last_hidden_state": "states"}},
+        {"name": "pool", "pool": {"mode": "mean", "normalize": True}, "inputs": {"hidden": "states", "attention_mask": "mask"},
+         "outputs": {"embedding": "embedding"}},
+    ],
+    "outputs": ["embedding"],
+}
+
+
+@pytest.fixture(scope="module")
+def srv():
+    data_dir = tempfile.mkdtemp(prefix="yunmo-text-pipelines-")
+    server = Server(data_dir)
+    server.push("minilm", "minilm.onnx", config={"embedding": {"pooling": "mean", "normalize": True}, "max_batch_size": 64})
+    with open(TOKENIZER, "rb") as f:
+        status, body = server.request("PUT", "/api/v1/models/minilm/versions/1/tokenizer", f.read(), {"Content-Type": "application/json"})
+    assert status == 200, body
+    server.dir = data_dir
+    yield server
+    assert server.stop() == 0
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def push_declaration(srv, name, declaration, *extra):
+    path = os.path.join(srv.dir, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(declaration, f)
+    return subprocess.run([BINARY, "models", "push", path, "--name", name, *extra], env={**os.environ, "YUNMO_URL": srv.url},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_text_pipeline_equals_the_embeddings_route(srv):
+    pushed = push_declaration(srv, "sentences", TEXT_PIPELINE, "--tokenizer", TOKENIZER)
+    assert pushed.returncode == 0, pushed.stderr
+    client = httpclient.InferenceServerClient(srv.address)
+    text = httpclient.InferInput("text", [len(SENTENCES)], "BYTES")
+    text.set_data_from_numpy(np.array([s.encode() for s in SENTENCES], dtype=object))
+    vectors = client.infer("sentences", [text]).as_numpy("embedding")
+    status, body = srv.request("POST", "/v1/embeddings", {"model": "minilm", "input": SENTENCES})
+    assert status == 200, body
+    expected = np.array([item["embedding"] for item in json.loads(body)["data"]], np.float32)
+    assert vectors.shape == (3, 384)
+    assert np.abs(vectors - expected).max() < 1e-5, np.abs(vectors - expected).max()
+    # Over gRPC too, one text at a time (no padding): the same vector.
+    grpc = grpcclient.InferenceServerClient(srv.grpc_address)
+    one = grpcclient.InferInput("text", [1], "BYTES")
+    one.set_data_from_numpy(np.array([SENTENCES[1].encode()], dtype=object))
+    assert np.abs(grpc.infer("sentences", [one]).as_numpy("embedding")[0] - expected[1]).max() < 1e-5
+
+
+def test_bad_text_and_a_missing_tokenizer_get_400s(srv):
+    client = httpclient.InferenceServerClient(srv.address)
+    text = httpclient.InferInput("text", [2], "BYTES")
+    text.set_data_from_numpy(np.array([b"fine", b"\xff\xfe not utf-8"], dtype=object))
+    with pytest.raises(Exception) as refused:
+        client.infer("sentences", [text])
+    assert "400" in str(refused.value) and "text[1] is not UTF-8" in str(refused.value)
+    long = httpclient.InferInput("text", [1], "BYTES")
+    long.set_data_from_numpy(np.array([("word " * 300).encode()], dtype=object))
+    with pytest.raises(Exception) as refused:
+        client.infer("sentences", [long])
+    assert "400" in str(refused.value) and "more than max_length 128" in str(refused.value)
+    pushed = push_declaration(srv, "no_tokenizer", TEXT_PIPELINE)
+    assert pushed.returncode != 0 and "tokenizer.json" in pushed.stderr, pushed.stderr
+
+
+def test_a_classification_pipeline_over_a_model_trained_here_answers_labels(srv):
+    iris = load_iris()
+    x, y = iris.data.astype(np.float32), iris.target
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    path = os.path.join(srv.dir, "species.onnx")
+    with open(path, "wb") as f:
+        f.write(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
+    srv.push_file("species_model", path)
+    declaration = {
+        "inputs": [{"name": "measurements", "datatype": "FP32", "shape": [-1, 4]}],
+        "steps": [
+            {"name": "classify", "model": {"name": "species_model"}, "inputs": {"X": "measurements"},
+             "outputs": {"probabilities": "probabilities"}},
+            {"name": "best", "top_k": {"k": 2, "labels": SPECIES}, "inputs": {"scores": "probabilities"},
+             "outputs": {"labels": "species", "scores": "confidence"}},
+        ],
+        "outputs": ["species", "confidence"],
+    }
+    pushed = push_declaration(srv, "species", declaration)
+    assert pushed.returncode == 0, pushed.stderr
+    rows = x[::15]
+    client = httpclient.InferenceServerClient(srv.address)
+    tensor = httpclient.InferInput("measurements", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    result = client.infer("species", [tensor])
+    species, confidence = result.as_numpy("species"), result.as_numpy("confidence")
+    expected = model.predict_proba(rows)
+    assert [row[0].decode() for row in species] == [SPECIES[i] for i in expected.argmax(axis=1)]
+    assert np.abs(confidence - np.sort(expected, axis=1)[:, ::-1][:, :2]).max() < 1e-4
