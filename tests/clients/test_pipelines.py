@@ -146,3 +146,33 @@ def test_a_broken_declaration_is_refused_and_nothing_is_stored(srv):
     listed = json.loads(body)
     listed = listed["versions"] if isinstance(listed, dict) else listed
     assert len(listed) == 1, listed
+
+
+def test_a_raw_image_body_is_the_one_bytes_input_and_other_models_refuse_it(srv):
+    status, body = srv.request("POST", "/v2/models/imagenet/infer", photo_bytes("flower.jpg", "JPEG"), {"Content-Type": "image/jpeg"})
+    assert status == 200, body
+    labels = {output["name"]: output for output in json.loads(body)["outputs"]}["labels"]
+    assert labels["shape"] == [1, 5] and labels["data"][0] == "class 985", labels
+    status, body = srv.request("POST", "/v2/models/effnet/infer", photo_bytes("flower.jpg", "JPEG"), {"Content-Type": "image/jpeg"})
+    assert status == 400 and b"input 'input' is FP32" in body and b"send a V2 inference request" in body, body
+
+
+def test_the_image_limits_are_configurable(tmp_path):
+    """[pipelines] max_image_side (YUNMO__PIPELINES__MAX_IMAGE_SIDE) bounds what an image step decodes."""
+    server = Server(str(tmp_path), env={"YUNMO__PIPELINES__MAX_IMAGE_SIDE": "300", "YUNMO__PIPELINES__MAX_IMAGE_BYTES": "100000"})
+    try:
+        server.push("effnet", "efficientnet_lite0.onnx", config={"labels": LABELS})
+        status, body = server.request("POST", "/api/v1/models", {"name": "imagenet"})
+        assert status == 201, body
+        status, body = server.request("POST", "/api/v1/models/imagenet/versions", json.dumps(PIPELINE).encode(), {"Content-Type": "application/json"})
+        assert status == 201, body
+        small = io.BytesIO()
+        Image.open(images.sample_image_path("china.jpg")).convert("RGB").resize((300, 224)).save(small, "JPEG")
+        status, body = server.request("POST", "/v2/models/imagenet/infer", small.getvalue(), {"Content-Type": "image/jpeg"})
+        assert status == 200, body
+        status, body = server.request("POST", "/v2/models/imagenet/infer", photo_bytes("china.jpg", "PNG")[:90000], {"Content-Type": "image/png"})
+        assert status == 400 and b"640x427" in body and b"images[0]" in body, body
+        status, body = server.request("POST", "/v2/models/imagenet/infer", photo_bytes("china.jpg", "JPEG"), {"Content-Type": "image/jpeg"})
+        assert status == 400 and b"100000" in body, body
+    finally:
+        assert server.stop() == 0

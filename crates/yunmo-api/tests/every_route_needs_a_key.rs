@@ -64,6 +64,7 @@ async fn state(dir: &Path) -> AppState {
             drift: yunmo_drift::DriftSettings::default(),
             alerts: Default::default(),
             jobs: Default::default(),
+            image_limits: Default::default(),
         },
         gate.clone(),
     );

@@ -155,6 +155,11 @@ pub async fn run(
             drift: settings.drift.clone(),
             alerts: alerting::rules(&settings.alerts),
             jobs: jobs_config(&settings)?,
+            image_limits: yunmo_service::ImageLimits {
+                max_bytes: settings.pipelines.max_image_bytes,
+                max_pixels: settings.pipelines.max_image_pixels,
+                max_side: settings.pipelines.max_image_side,
+            },
         },
         gate.clone(),
     );

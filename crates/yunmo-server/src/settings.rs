@@ -33,6 +33,20 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// Background jobs (training) and their dataset files.
     pub jobs: JobSettings,
+    /// Limits of pipelines' built-in steps.
+    pub pipelines: PipelineSettings,
+}
+
+/// `[pipelines]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Largest encoded image an image step decodes, bytes.
+    pub max_image_bytes: usize,
+    /// Most pixels (width x height) of a decoded image.
+    pub max_image_pixels: u64,
+    /// Longest side of a decoded image, pixels.
+    pub max_image_side: u32,
 }
 
 /// `[jobs]`.

@@ -52,6 +52,7 @@ pub use residency::ModelManager;
 pub type VersionKey = (String, u64);
 pub use tenancy::{MAX_AUDIT_ENTRIES, UsageQuery};
 pub use yunmo_auth::{Action, UsageCell};
+pub use yunmo_pipeline::vision::ImageLimits;
 pub use yunmo_types::{Code, ServiceError};
 
 /// Service-wide options.
@@ -67,6 +68,8 @@ pub struct ServiceConfig {
     pub alerts: alerts::AlertRules,
     /// Background jobs (`[jobs]`).
     pub jobs: jobs::JobsConfig,
+    /// Bounds on the images pipelines decode (`[pipelines]`).
+    pub image_limits: ImageLimits,
 }
 
 /// Model metadata as the V2 protocol reports it.
@@ -152,6 +155,8 @@ struct Inner {
     jobs: jobs::JobsHub,
     /// Shadow slots and when each route was last judged.
     routing: routing::RoutingState,
+    /// Bounds on the images pipelines decode.
+    image_limits: yunmo_pipeline::vision::ImageLimits,
 }
 
 impl InferenceService {
@@ -181,6 +186,7 @@ impl InferenceService {
             forecasts: Default::default(),
             jobs,
             routing: Default::default(),
+            image_limits: config.image_limits,
         };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {

@@ -13,7 +13,6 @@ use yunmo_auth::Action;
 use yunmo_backend::{BackendError, BackendFactory, BatchBackend, LoadOptions};
 use yunmo_pipeline::run::Resources;
 use yunmo_pipeline::spec::{ModelInfo, PipelineSpec, Plan, StepKind};
-use yunmo_pipeline::vision::ImageLimits;
 use yunmo_registry::VersionRecord;
 use yunmo_text::embed::EmbedTokenizer;
 use yunmo_types::{InferInput, InferOutput, ModelRef, RequestedOutput, Signature, Tensor};
@@ -123,7 +122,7 @@ impl InferenceService {
             })
             .await?;
         let plan_infos = infos.iter().map(|(key, (_, info))| (key.clone(), info.clone())).collect();
-        let plan = spec.plan(&plan_infos, &ImageLimits::default()).map_err(declaration_error)?;
+        let plan = spec.plan(&plan_infos, &self.inner.image_limits).map_err(declaration_error)?;
         // The same JSON with `model: {name, version}` of every step set to the stored name and version.
         let mut document: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|error| ServiceError::invalid(format!("pipeline: {error}")))?;
@@ -149,7 +148,7 @@ impl InferenceService {
         };
         let infos = self.model_infos(&spec, |name, version| async move { self.resolve(&name, version).await }).await?;
         let plan_infos = infos.iter().map(|(key, (_, info))| (key.clone(), info.clone())).collect();
-        let limits = ImageLimits::default();
+        let limits = self.inner.image_limits;
         let plan = spec.plan(&plan_infos, &limits).map_err(declaration_error)?;
         let mut models = HashMap::new();
         for (index, step) in spec.steps.iter().enumerate() {

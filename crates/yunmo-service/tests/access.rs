@@ -182,6 +182,7 @@ async fn service() -> (InferenceService, tempfile::TempDir) {
         drift: yunmo_drift::DriftSettings::default(),
         alerts: Default::default(),
         jobs: Default::default(),
+        image_limits: Default::default(),
     };
     let service = InferenceService::new(registry.clone(), vec![Arc::new(EchoFactory)], config, Gate::new(registry, auth).unwrap());
     let admin = Call::new(Arc::new(Principal::local()), "admin");

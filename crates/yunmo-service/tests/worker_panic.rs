@@ -29,6 +29,7 @@ async fn a_panicking_runtime_fails_the_request_and_the_model_serves_on() {
         drift: yunmo_drift::DriftSettings::default(),
         alerts: Default::default(),
         jobs: Default::default(),
+        image_limits: Default::default(),
     };
     let auth = AuthConfig {
         enabled: false,
