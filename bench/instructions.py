@@ -2,7 +2,9 @@
 """Instructions per request of each binary, counted by valgrind's callgrind: a measure of the serving path's
 work that the noise of a shared machine does not move (time and CPU time do, by 10 to 30% here).
 
-Usage: bench/instructions.py BINARY [BINARY ...]     (AUTH=1: auth on, as shipped)
+Usage: bench/instructions.py BINARY [BINARY ...]     (AUTH=1: auth on, as shipped;
+       ROUTE=1=90,2=10: the MLP gets a second version of the same file and this route, ROUTE=pin: it is
+       pinned to version 1 instead, the direct path to compare a route with)
 
 For each binary: starts it under callgrind with collection off (pinned to CPU 0, one runtime and one ONNX
 Runtime thread, like bench/run.py), uploads the iris MLP, and for each load (V2 JSON over REST and V2 gRPC,
@@ -16,6 +18,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run
 binaries = sys.argv[1:]
 auth = os.environ.get("AUTH") == "1"
+route = os.environ.get("ROUTE")
+
+
+def set_route(server, route):
+    """A second version of the MLP, then `route` (`1=90,2=10`) or `pin` (version 1 pinned)."""
+    import urllib.request
+    key = run.BENCH_KEY if auth else None
+    with open(os.path.join(run.CACHE, "bench-models", run.MODELS["mlp"][0]), "rb") as f:
+        run.post(f"{server.url}/api/v1/models/mlp/versions", f.read(), "application/octet-stream", key=key)
+    if route == "pin":
+        body, path, method = {"version_policy": {"kind": "pinned", "version": 1}}, "/api/v1/models/mlp", "PATCH"
+    else:
+        weights = [{"version": int(v), "weight": int(w)} for v, w in (item.split("=") for item in route.split(","))]
+        body, path, method = {"versions": weights}, "/api/v1/models/mlp/route", "PUT"
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    urllib.request.urlopen(urllib.request.Request(server.url + path, data=json.dumps(body).encode(), method=method, headers=headers)).read()
+
 loads = [("rest c=1", lambda s, b: ["http", "--url", s.infer_url("mlp"), "--body", b, "--concurrency", "1"] + s.http_auth()),
          ("rest c=16", lambda s, b: ["http", "--url", s.infer_url("mlp"), "--body", b, "--concurrency", "16"] + s.http_auth()),
          ("grpc c=1", lambda s, b: ["grpc", "--address", s.grpc, "--model", "mlp", "--body", b, "--concurrency", "1"] + s.grpc_auth()),
@@ -29,6 +48,8 @@ for binary in binaries:
     os.chmod(wrapper, 0o755)
     cls = type("Binary", (run.Yunmo if auth else run.YunmoNoAuth,), {"name": binary, "binary": wrapper, "extra_env": {}})
     server = cls(work, ["mlp"], os.path.join(run.CACHE, "bench-models"))
+    if route:
+        set_route(server, route)
     body = os.path.join(work, "mlp.json")
     json.dump(run.mlp_body(), open(body, "w"))
     pid = subprocess.run(["pgrep", "-f", f"callgrind-out-file={work}"], capture_output=True, text=True).stdout.split()[0]

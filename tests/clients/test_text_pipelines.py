@@ -122,3 +122,100 @@ def test_a_classification_pipeline_over_a_model_trained_here_answers_labels(srv)
     expected = model.predict_proba(rows)
     assert [row[0].decode() for row in species] == [SPECIES[i] for i in expected.argmax(axis=1)]
     assert np.abs(confidence - np.sort(expected, axis=1)[:, ::-1][:, :2]).max() < 1e-4
+
+
+TOPICS = {
+    "food": ["I ate a sandwich for lunch.", "This soup is delicious.", "She baked bread this morning.", "We ordered pizza and pasta.",
+             "The salad had fresh tomatoes.", "He cooked rice and beans."],
+    "sport": ["The team won the football match.", "She runs a marathon every year.", "He scored a goal in the last minute.",
+              "The tennis final went to five sets.", "They play basketball on Sundays.", "The cyclist won the race."],
+}
+
+
+def test_predict_classifies_text_with_a_pipeline_trained_here(srv):
+    """/predict (TEI's shape) over a pipeline tokenize -> MiniLM -> pool -> a logistic regression fitted here on
+    MiniLM vectors of labelled sentences -> top_k with the labels."""
+    sentences = [text for label in TOPICS for text in TOPICS[label]]
+    targets = [index for index, label in enumerate(TOPICS) for _ in TOPICS[label]]
+    status, body = srv.request("POST", "/v1/embeddings", {"model": "minilm", "input": sentences})
+    assert status == 200, body
+    vectors = np.array([item["embedding"] for item in json.loads(body)["data"]], np.float32)
+    head = LogisticRegression(max_iter=1000, C=10).fit(vectors, targets)
+    path = os.path.join(srv.dir, "topic_head.onnx")
+    with open(path, "wb") as f:
+        f.write(to_onnx(head, vectors[:1], options={"zipmap": False}).SerializeToString())
+    srv.push_file("topic_head", path)
+    declaration = json.loads(json.dumps(TEXT_PIPELINE))
+    declaration["steps"] += [
+        {"name": "classify", "model": {"name": "topic_head"}, "inputs": {"X": "embedding"}, "outputs": {"probabilities": "probabilities"}},
+        {"name": "best", "top_k": {"k": 2, "labels": list(TOPICS)}, "inputs": {"scores": "probabilities"}, "outputs": {"labels": "labels", "scores": "scores"}},
+    ]
+    declaration["outputs"] = ["labels", "scores"]
+    pushed = push_declaration(srv, "topic", declaration, "--tokenizer", TOKENIZER)
+    assert pushed.returncode == 0, pushed.stderr
+    status, body = srv.request("POST", "/predict", {"model": "topic", "inputs": "We had noodles and dumplings for dinner."})
+    assert status == 200, body
+    answer = json.loads(body)
+    assert [item["label"] for item in answer] == ["food", "sport"] and answer[0]["score"] > 0.5, answer
+    assert abs(sum(item["score"] for item in answer) - 1) < 1e-4
+    status, body = srv.request("POST", "/predict", {"model": "topic", "inputs": ["The striker kicked the ball.", "A bowl of noodles."]})
+    assert status == 200, body
+    assert [rows[0]["label"] for rows in json.loads(body)] == ["sport", "food"], body
+    # A tensor model is refused with the reason; so is an empty input list.
+    status, body = srv.request("POST", "/predict", {"model": "topic_head", "inputs": "text"})
+    assert status == 400 and b"does not take one text input" in body, body
+    status, body = srv.request("POST", "/predict", {"model": "topic", "inputs": []})
+    assert status == 400 and b"inputs must hold 1 to 1024 texts" in body, body
+
+
+def test_rerank_orders_texts_by_the_cosine_of_their_embeddings(srv):
+    texts = ["The girl is carrying a baby.", "A man is eating a piece of bread.", "A man is riding a horse."]
+    status, body = srv.request("POST", "/rerank", {"model": "minilm", "query": "A man is eating food.", "texts": texts, "return_text": True})
+    assert status == 200, body
+    ranked = json.loads(body)
+    assert [item["index"] for item in ranked][0] == 1 and ranked[0]["text"] == texts[1], ranked
+    # The reference: cos("A man is eating food.", "A man is eating a piece of bread.") = 0.755 (fp32 MiniLM).
+    assert abs(ranked[0]["score"] - 0.755) < 0.02, ranked
+    status, body = srv.request("POST", "/v1/embeddings", {"model": "minilm", "input": ["A man is eating food."] + texts})
+    vectors = np.array([item["embedding"] for item in json.loads(body)["data"]])
+    for item in ranked:
+        expected = vectors[0] @ vectors[item["index"] + 1] / np.linalg.norm(vectors[0]) / np.linalg.norm(vectors[item["index"] + 1])
+        assert abs(item["score"] - expected) < 1e-5, (item, expected)
+    assert [item["score"] for item in ranked] == sorted((item["score"] for item in ranked), reverse=True)
+    status, body = srv.request("POST", "/rerank", {"model": "minilm", "query": "q", "texts": ["a"], "raw_scores": True})
+    assert status == 400 and b"raw_scores" in body, body
+
+
+def test_an_ensemble_averages_two_classifiers(srv):
+    iris = load_iris()
+    x, y = iris.data.astype(np.float32), iris.target
+    models = {"strong": LogisticRegression(max_iter=500, C=10).fit(x, y), "weak": LogisticRegression(max_iter=500, C=0.01).fit(x, y)}
+    for name, model in models.items():
+        path = os.path.join(srv.dir, f"{name}.onnx")
+        with open(path, "wb") as f:
+            f.write(to_onnx(model, x[:1], options={"zipmap": False}).SerializeToString())
+        srv.push_file(f"iris_{name}", path)
+    declaration = {
+        "inputs": [{"name": "measurements", "datatype": "FP32", "shape": [-1, 4]}],
+        "steps": [
+            {"name": "strong", "model": {"name": "iris_strong"}, "inputs": {"X": "measurements"}, "outputs": {"probabilities": "p_strong"}},
+            {"name": "weak", "model": {"name": "iris_weak"}, "inputs": {"X": "measurements"}, "outputs": {"probabilities": "p_weak"}},
+            {"name": "average", "mean": {}, "inputs": {"a": "p_strong", "b": "p_weak"}, "outputs": {"y": "probabilities"}},
+            {"name": "best", "top_k": {"k": 3, "labels": SPECIES}, "inputs": {"scores": "probabilities"}, "outputs": {"labels": "species", "scores": "confidence"}},
+        ],
+        "outputs": ["species", "confidence", "probabilities"],
+    }
+    pushed = push_declaration(srv, "iris_ensemble", declaration)
+    assert pushed.returncode == 0, pushed.stderr
+    rows = x[::10]
+    client = grpcclient.InferenceServerClient(srv.grpc_address)
+    tensor = grpcclient.InferInput("measurements", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    result = client.infer("iris_ensemble", [tensor])
+    expected = (models["strong"].predict_proba(rows) + models["weak"].predict_proba(rows)) / 2
+    assert np.abs(result.as_numpy("probabilities") - expected).max() < 1e-5
+    assert [row[0].decode() for row in result.as_numpy("species")] == [SPECIES[i] for i in expected.argmax(axis=1)]
+    one_input = json.loads(json.dumps(declaration))
+    one_input["steps"][2]["inputs"] = {"a": "p_strong"}
+    refused = push_declaration(srv, "iris_ensemble", one_input)
+    assert refused.returncode != 0 and "mean averages 2 to 16 values, got 1" in refused.stderr, refused.stderr

@@ -24,6 +24,7 @@ pub mod request_id;
 pub mod route;
 pub mod schema;
 pub mod stats;
+pub mod tei;
 pub mod tenancy;
 
 use std::sync::Arc;
@@ -112,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(forecast::routes())
         .merge(openai::routes(&state))
+        .merge(tei::routes(&state))
         .route("/metrics", get(render_metrics))
         .merge(console::routes())
         .fallback(not_found)

@@ -56,6 +56,27 @@ pub fn sigmoid(scores: &Tensor, output: &str, owner: &str) -> Result<Tensor, Ste
     fp32_tensor(output, scores.shape().to_vec(), &values)
 }
 
+/// The element-wise mean of FP32 tensors of one shape (an ensemble's scores averaged).
+pub fn mean(tensors: &[&Tensor], output: &str, owner: &str) -> Result<Tensor, StepError> {
+    let Some(first) = tensors.first() else { return Err(StepError::Config(format!("{owner}: averages at least two values"))) };
+    let mut sum: Vec<f32> = fp32_values(first, owner)?;
+    for tensor in &tensors[1..] {
+        if tensor.shape() != first.shape() {
+            return Err(StepError::Invalid(format!(
+                "{owner}: shapes {:?} and {:?} differ; mean takes values of one shape",
+                first.shape(),
+                tensor.shape()
+            )));
+        }
+        for (total, value) in sum.iter_mut().zip(fp32_values(tensor, owner)?) {
+            *total += value;
+        }
+    }
+    let count = tensors.len() as f32;
+    let values: Vec<f32> = sum.into_iter().map(|total| total / count).collect();
+    fp32_tensor(output, first.shape().to_vec(), &values)
+}
+
 /// The `top_k` step's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -53,6 +53,10 @@ pub fn run_builtin(
             let [ids, mask, types] = tokenize.run(input(step, inputs, "text")?, tokenizer, &owner)?;
             vec![("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types)]
         }
+        StepKind::Mean(_) => {
+            let values = step.inputs.keys().map(|own| input(step, inputs, own)).collect::<Result<Vec<_>, _>>()?;
+            vec![("y", crate::post::mean(&values, "y", &owner)?)]
+        }
         StepKind::Pool(pool) => {
             vec![("embedding", pool.run(input(step, inputs, "hidden")?, input(step, inputs, "attention_mask")?, &owner)?)]
         }

@@ -50,9 +50,11 @@ pub enum StepKind {
     Tokenize(Tokenize),
     /// Pool token states into one vector per row (`hidden`, `attention_mask` → `embedding`).
     Pool(Pool),
+    /// The element-wise mean of two or more FP32 values of one shape (any input names → `y`): an ensemble.
+    Mean(NoSettings),
 }
 
-const KINDS: [&str; 7] = ["model", "image", "softmax", "sigmoid", "top_k", "tokenize", "pool"];
+const KINDS: [&str; 8] = ["model", "image", "softmax", "sigmoid", "top_k", "tokenize", "pool", "mean"];
 
 /// One step as declared.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +157,7 @@ impl PipelineSpec {
                 "top_k" => StepKind::TopK(serde_json::from_value(settings).map_err(field)?),
                 "tokenize" => StepKind::Tokenize(serde_json::from_value(settings).map_err(field)?),
                 "pool" => StepKind::Pool(serde_json::from_value(settings).map_err(field)?),
+                "mean" => StepKind::Mean(serde_json::from_value(settings).map_err(field)?),
                 other => unreachable!("'{other}' was checked against the kinds"),
             };
             steps.push(Step { name: step.name, kind, inputs: step.inputs, outputs: step.outputs });
@@ -324,6 +327,13 @@ impl PipelineSpec {
                 tokenize.validate().map_err(|error| config(format!("{owner}.tokenize.{error}")))?;
                 let ids = |name: &str| spec(name, DataType::Int64, vec![-1, -1]);
                 (vec![spec("text", DataType::Bytes, vec![-1])], vec![ids("input_ids"), ids("attention_mask"), ids("token_type_ids")])
+            }
+            StepKind::Mean(_) => {
+                if step.inputs.len() < 2 || step.inputs.len() > 16 {
+                    return Err(config(format!("{owner}.inputs: mean averages 2 to 16 values, got {}", step.inputs.len())));
+                }
+                let takes = step.inputs.keys().map(|own| spec(own, DataType::Fp32, vec![-1, -1])).collect();
+                (takes, vec![spec("y", DataType::Fp32, vec![-1, -1])])
             }
             StepKind::Pool(pool) => {
                 pool.validate().map_err(|error| config(format!("{owner}.pool.{error}")))?;

@@ -534,6 +534,12 @@ impl InferenceService {
         Ok(self.resolve(target.name(), target.version()).await?.signature.clone())
     }
 
+    /// The class labels of the version `target` resolves to (its config's `labels`; empty if none).
+    pub async fn labels(&self, call: &Call, target: &Target) -> Result<Vec<String>, ServiceError> {
+        target.permits(call, Action::Read)?;
+        Ok(self.resolve(target.name(), target.version()).await?.config.labels.clone())
+    }
+
     /// Metadata of the version `target` resolves to.
     pub async fn model_metadata(&self, call: &Call, target: &Target) -> Result<ModelMetadata, ServiceError> {
         target.permits(call, Action::Read)?;
