@@ -90,13 +90,10 @@ def test_images_in_labels_out_equal_pillow_and_onnxruntime(srv, encoding):
     for row in range(2):
         top5 = np.argsort(-expected[row], kind="stable")[:5]
         assert [label.decode() for label in labels[row]] == [LABELS[index] for index in top5], (row, labels[row], top5)
-        # The same decoded pixels (PNG) give the same probabilities. Two JPEG decoders (zune-jpeg here,
-        # libjpeg-turbo in Pillow) differ by an 8-bit step on about 1% of values, which moves these
-        # probabilities by up to 2e-3: not yet the 1e-4 (docs/pipelines.md).
-        tolerance = 1e-4 if encoding == "PNG" else 5e-3
-        assert np.abs(scores[row] - expected[row][top5]).max() < tolerance, (scores[row], expected[row][top5])
+        # The same decoded pixels (JPEG through libjpeg-turbo's decoder, as Pillow's) give the same probabilities.
+        assert np.abs(scores[row] - expected[row][top5]).max() < 1e-4, (scores[row], expected[row][top5])
     assert [labels[0][0].decode(), labels[1][0].decode()] == ["class 698", "class 985"]
-    assert np.abs(probabilities - expected).max() < (1e-5 if encoding == "PNG" else 5e-3), np.abs(probabilities - expected).max()
+    assert np.abs(probabilities - expected).max() < 1e-5, np.abs(probabilities - expected).max()
 
 
 def test_grpc_clients_call_the_pipeline_too(srv):

@@ -311,6 +311,11 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, StepError>
     if format == ImageFormat::Jpeg && !has_jpeg_end(bytes) {
         return Err(invalid("image: the JPEG data is truncated (no end-of-image marker)".into()));
     }
+    if format == ImageFormat::Jpeg
+        && let Some(image) = decode_jpeg(bytes)
+    {
+        return Ok(image);
+    }
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut bounds = image::Limits::default();
     bounds.max_image_width = Some(limits.max_side);
@@ -320,6 +325,26 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, StepError>
     reader.limits(bounds);
     let decoded = reader.decode().map_err(|error| invalid(format!("image: cannot decode the {format:?} data: {error}")))?;
     Ok(decoded.into_rgb8())
+}
+
+/// Decodes a JPEG with libjpeg-turbo's decoder (mozjpeg's build of it: accurate integer IDCT, fancy
+/// upsampling, its YCbCr conversion), as Pillow does, so the pixels equal Python's. `None` for what it
+/// cannot turn into RGB (CMYK, YCCK) or refuses: the `image` crate then decodes it, or names the fault.
+/// The size was checked against the limits from the header before this runs.
+fn decode_jpeg(bytes: &[u8]) -> Option<RgbImage> {
+    // mozjpeg reports libjpeg's errors by unwinding (without the panic hook): caught here.
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<RgbImage> {
+        let decompress = mozjpeg::Decompress::new_mem(bytes)?;
+        if matches!(decompress.color_space(), mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK) {
+            return Err(std::io::Error::other("CMYK"));
+        }
+        let mut started = decompress.rgb()?;
+        let (width, height) = (started.width() as u32, started.height() as u32);
+        let pixels: Vec<u8> = started.read_scanlines::<u8>()?;
+        started.finish()?;
+        RgbImage::from_raw(width, height, pixels).ok_or_else(|| std::io::Error::other("short image"))
+    });
+    decoded.ok()?.ok()
 }
 
 /// Whether JPEG data ends with its end-of-image marker (trailing zero padding allowed).
