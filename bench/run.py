@@ -340,6 +340,22 @@ class TorchServe(Server):
 TRITON_TYPES = {"FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "FP64": "TYPE_FP64", "INT32": "TYPE_INT32"}
 
 
+def spawn_triton(server, repo):
+    """Starts nvidia-pytriton's tritonserver (bench/run.sh --install) on `server.port` (+1 gRPC, +2 metrics)
+    with the model repository `repo`."""
+    p = os.path.join(PEERS, "triton")
+    py = os.path.join(p, "venv", "bin", "python")
+    sp = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip()
+    libpy = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"], text=True).strip()
+    env = {"LD_LIBRARY_PATH": f"{sp}/nvidia_pytriton.libs:{libpy}:" + os.environ.get("LD_LIBRARY_PATH", ""),
+           "PATH": os.path.join(p, "venv", "bin") + ":" + os.environ["PATH"]}
+    server.spawn([os.path.join(p, "server", "bin", "tritonserver"), f"--model-repository={repo}",
+                  f"--backend-directory={p}/server/backends", f"--cache-directory={p}/server/caches",
+                  "--http-address=127.0.0.1", f"--http-port={server.port}", "--grpc-address=127.0.0.1",
+                  f"--grpc-port={server.port + 1}", "--metrics-address=127.0.0.1", f"--metrics-port={server.port + 2}",
+                  "--allow-gpu-metrics=false"], env=env)
+
+
 class Triton(Server):
     name = "triton"
 
@@ -373,17 +389,7 @@ class Triton(Server):
                 f.write(f'name: "{model}"\nbackend: "python"\nmax_batch_size: 0\n'
                         f"input [\n  {spec(graph.input)}\n]\noutput [\n  {spec(graph.output)}\n]\n"
                         "instance_group [ { kind: KIND_CPU count: 1 } ]\n")
-        p = os.path.join(PEERS, "triton")
-        py = os.path.join(p, "venv", "bin", "python")
-        sp = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip()
-        libpy = subprocess.check_output([py, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"], text=True).strip()
-        env = {"LD_LIBRARY_PATH": f"{sp}/nvidia_pytriton.libs:{libpy}:" + os.environ.get("LD_LIBRARY_PATH", ""),
-               "PATH": os.path.join(p, "venv", "bin") + ":" + os.environ["PATH"]}
-        self.spawn([os.path.join(p, "server", "bin", "tritonserver"), f"--model-repository={repo}",
-                    f"--backend-directory={p}/server/backends", f"--cache-directory={p}/server/caches",
-                    "--http-address=127.0.0.1", f"--http-port={self.port}", "--grpc-address=127.0.0.1",
-                    f"--grpc-port={self.port + 1}", "--metrics-address=127.0.0.1", f"--metrics-port={self.port + 2}",
-                    "--allow-gpu-metrics=false"], env=env)
+        spawn_triton(self, repo)
         wait_ready(self.url + "/v2/health/ready")
         for model in models:
             wait_ready(f"{self.url}/v2/models/{model}/ready")

@@ -219,3 +219,57 @@ def test_an_ensemble_averages_two_classifiers(srv):
     one_input["steps"][2]["inputs"] = {"a": "p_strong"}
     refused = push_declaration(srv, "iris_ensemble", one_input)
     assert refused.returncode != 0 and "mean averages 2 to 16 values, got 1" in refused.stderr, refused.stderr
+
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def test_entities_are_spans_of_the_original_text_with_words_whole(srv):
+    """tokenize -> a token classifier (a lookup table from token id to class scores, made here with onnx.helper,
+    labelling the first pieces of chosen words) -> entities: spans in the original text, words kept whole."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    with open(TOKENIZER) as f:
+        vocab = json.load(f)["model"]["vocab"]
+
+    def first_piece(word):
+        word = word.lower()
+        return next(vocab[word[:end]] for end in range(len(word), 0, -1) if word[:end] in vocab)
+
+    table = np.zeros((len(vocab), len(NER_LABELS)), np.float32)
+    table[:, 0] = 4.0
+    for word, label in [("Alice", "B-PER"), ("Kowalczyk", "I-PER"), ("Paris", "B-LOC"), ("New", "B-LOC"), ("York", "I-LOC")]:
+        table[first_piece(word)] = 0.0
+        table[first_piece(word), NER_LABELS.index(label)] = 4.0
+    assert first_piece("Kowalczyk") != vocab.get("kowalczyk"), "the surname is several word pieces"
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "input_ids"], ["logits"], axis=0)], "ner",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", "L"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", "L", len(NER_LABELS)])],
+                              initializer=[numpy_helper.from_array(table, "table")])
+    path = os.path.join(srv.dir, "ner.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    srv.push_file("ner_model", path, config={"labels": NER_LABELS})
+    declaration = {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "steps": [
+            {"name": "tokenize", "tokenize": {}, "inputs": {"text": "text"},
+             "outputs": {"input_ids": "ids", "offsets": "offsets", "word_ids": "words"}},
+            {"name": "tag", "model": {"name": "ner_model"}, "inputs": {"input_ids": "ids"}, "outputs": {"logits": "logits"}},
+            {"name": "spans", "entities": {"labels_from": "tag"},
+             "inputs": {"logits": "logits", "offsets": "offsets", "word_ids": "words", "text": "text"}, "outputs": {"entities": "entities"}},
+        ],
+        "outputs": ["entities"],
+    }
+    pushed = push_declaration(srv, "ner", declaration, "--tokenizer", TOKENIZER)
+    assert pushed.returncode == 0, pushed.stderr
+    texts = ["Alice Kowalczyk flew from Paris to New York.", "Nothing to see here"]
+    client = httpclient.InferenceServerClient(srv.address)
+    tensor = httpclient.InferInput("text", [2], "BYTES")
+    tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object))
+    first, second = (json.loads(row) for row in client.infer("ner", [tensor]).as_numpy("entities"))
+    assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in first] == [
+        ("PER", "Alice Kowalczyk", 0, 15), ("LOC", "Paris", 26, 31), ("LOC", "New York", 35, 43)], first
+    assert all(abs(e["score"] - np.exp(4) / (np.exp(4) + 4)) < 1e-5 for e in first), first
+    assert all(texts[0][e["start"]:e["end"]] == e["word"] for e in first)
+    assert second == []

@@ -56,7 +56,7 @@ pub enum VersionPolicyDto {
         version: u64,
     },
     /// Versions sharing the requests by weight (see `PUT /api/v1/models/{name}/route`).
-    Routed(crate::route::RouteDto),
+    Routed(crate::route_types::RouteDto),
 }
 
 impl From<VersionPolicyDto> for VersionPolicy {

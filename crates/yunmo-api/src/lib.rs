@@ -22,6 +22,7 @@ pub mod openai;
 pub mod openapi;
 pub mod request_id;
 pub mod route;
+pub mod route_types;
 pub mod schema;
 pub mod stats;
 pub mod tei;

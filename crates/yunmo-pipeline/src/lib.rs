@@ -4,11 +4,13 @@
 //!   (the shorter side to a length, or exactly), centre-crop, scale and normalise per channel, NCHW or
 //!   NHWC, FP32 or UINT8.
 //! - [`text`]: tokenisation with a `tokenizer.json` and pooling of token states.
-//! - [`post`]: softmax, sigmoid and the top k classes with labels.
+//! - [`post`]: softmax, sigmoid, the mean of an ensemble and the top k classes with labels.
+//! - [`entities`]: a token classifier's scores to entity spans in the text.
 //! - [`spec`]: a pipeline's declaration (steps mapping their inputs and outputs to pipeline values), checked
 //!   as a graph against the models it names.
 //! - [`run`]: a built-in step run on pipeline values (the caller runs model steps).
 
+pub mod entities;
 pub mod post;
 pub mod resample;
 pub mod run;

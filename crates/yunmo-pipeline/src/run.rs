@@ -50,8 +50,18 @@ pub fn run_builtin(
                 .tokenizer
                 .as_ref()
                 .ok_or_else(|| StepError::Config(format!("{owner}: the pipeline version has no tokenizer.json")))?;
-            let [ids, mask, types] = tokenize.run(input(step, inputs, "text")?, tokenizer, &owner)?;
-            vec![("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types)]
+            let [ids, mask, types, words, offsets] = tokenize.run(input(step, inputs, "text")?, tokenizer, &owner)?;
+            vec![("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types), ("word_ids", words), ("offsets", offsets)]
+        }
+        StepKind::Entities(entities) => {
+            let labels = labels.ok_or_else(|| StepError::Config(format!("{owner}: no labels were planned")))?;
+            let inputs = [
+                input(step, inputs, "logits")?,
+                input(step, inputs, "offsets")?,
+                input(step, inputs, "word_ids")?,
+                input(step, inputs, "text")?,
+            ];
+            vec![("entities", entities.run(inputs, labels, &owner)?)]
         }
         StepKind::Mean(_) => {
             let values = step.inputs.keys().map(|own| input(step, inputs, own)).collect::<Result<Vec<_>, _>>()?;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use yunmo_types::{DataType, Signature, TensorSpec};
 
 use crate::StepError;
+use crate::entities::Entities;
 use crate::post::TopK;
 use crate::text::{Pool, Tokenize};
 use crate::vision::{ImageLimits, ImageSteps, OutputType};
@@ -52,9 +53,11 @@ pub enum StepKind {
     Pool(Pool),
     /// The element-wise mean of two or more FP32 values of one shape (any input names → `y`): an ensemble.
     Mean(NoSettings),
+    /// Entity spans from a token classifier's scores (`logits`, `offsets`, `word_ids`, `text` → `entities`).
+    Entities(Entities),
 }
 
-const KINDS: [&str; 8] = ["model", "image", "softmax", "sigmoid", "top_k", "tokenize", "pool", "mean"];
+const KINDS: [&str; 9] = ["model", "image", "softmax", "sigmoid", "top_k", "tokenize", "pool", "mean", "entities"];
 
 /// One step as declared.
 #[derive(Clone, Debug, PartialEq)]
@@ -158,6 +161,7 @@ impl PipelineSpec {
                 "tokenize" => StepKind::Tokenize(serde_json::from_value(settings).map_err(field)?),
                 "pool" => StepKind::Pool(serde_json::from_value(settings).map_err(field)?),
                 "mean" => StepKind::Mean(serde_json::from_value(settings).map_err(field)?),
+                "entities" => StepKind::Entities(serde_json::from_value(settings).map_err(field)?),
                 other => unreachable!("'{other}' was checked against the kinds"),
             };
             steps.push(Step { name: step.name, kind, inputs: step.inputs, outputs: step.outputs });
@@ -215,12 +219,20 @@ impl PipelineSpec {
             if let StepKind::Model(model) = &step.kind {
                 versions.insert(index, models[&(model.name.clone(), model.version)].version);
             }
-            if let StepKind::TopK(top) = &step.kind {
-                let known = match (&top.labels, &top.labels_from) {
+            let named = match &step.kind {
+                StepKind::TopK(top) => Some(("top_k", &top.labels, &top.labels_from)),
+                StepKind::Entities(entities) => Some(("entities", &entities.labels, &entities.labels_from)),
+                _ => None,
+            };
+            if let Some((kind, given, from)) = named {
+                let known = match (given, from) {
                     (Some(given), _) => Some(given.clone()),
                     (None, Some(from)) => Some(self.labels_of(from, models).ok_or_else(|| {
-                        config(format!("{owner}.top_k.labels_from: '{from}' is not a model step whose version has labels"))
+                        config(format!("{owner}.{kind}.labels_from: '{from}' is not a model step whose version has labels"))
                     })?),
+                    (None, None) if kind == "entities" => {
+                        return Err(config(format!("{owner}.entities: give the class names in labels or labels_from")));
+                    }
                     (None, None) => None,
                 };
                 if let Some(known) = known {
@@ -326,7 +338,23 @@ impl PipelineSpec {
             StepKind::Tokenize(tokenize) => {
                 tokenize.validate().map_err(|error| config(format!("{owner}.tokenize.{error}")))?;
                 let ids = |name: &str| spec(name, DataType::Int64, vec![-1, -1]);
-                (vec![spec("text", DataType::Bytes, vec![-1])], vec![ids("input_ids"), ids("attention_mask"), ids("token_type_ids")])
+                let gives = vec![
+                    ids("input_ids"),
+                    ids("attention_mask"),
+                    ids("token_type_ids"),
+                    ids("word_ids"),
+                    spec("offsets", DataType::Int64, vec![-1, -1, 2]),
+                ];
+                (vec![spec("text", DataType::Bytes, vec![-1])], gives)
+            }
+            StepKind::Entities(_) => {
+                let takes = vec![
+                    spec("logits", DataType::Fp32, vec![-1, -1, -1]),
+                    spec("offsets", DataType::Int64, vec![-1, -1, 2]),
+                    spec("word_ids", DataType::Int64, vec![-1, -1]),
+                    spec("text", DataType::Bytes, vec![-1]),
+                ];
+                (takes, vec![spec("entities", DataType::Bytes, vec![-1])])
             }
             StepKind::Mean(_) => {
                 if step.inputs.len() < 2 || step.inputs.len() > 16 {

@@ -2,7 +2,7 @@
 //! the embeddings route) and pooling of an encoder's token states into one vector per text.
 
 use serde::Deserialize;
-use yunmo_text::embed::{EmbedTokenizer, Encoded};
+use yunmo_text::embed::{EmbedTokenizer, Encoded, Spanned};
 use yunmo_types::{DataType, Pooling, Tensor, TensorData};
 
 use crate::StepError;
@@ -10,8 +10,8 @@ use crate::StepError;
 /// Largest `max_length` a tokenize step may set.
 pub const MAX_TOKENS: usize = 8192;
 
-/// `tokenize`: BYTES `text` (UTF-8, one per row) → INT64 `input_ids`, `attention_mask`, `token_type_ids`
-/// `[rows, longest]`, padded with the tokenizer's pad id.
+/// `tokenize`: BYTES `text` (UTF-8, one per row) → INT64 `input_ids`, `attention_mask`, `token_type_ids`,
+/// `word_ids` `[rows, longest]` (padded with the tokenizer's pad id) and `offsets` `[rows, longest, 2]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tokenize {
@@ -57,51 +57,74 @@ impl Tokenize {
         Ok(())
     }
 
-    /// Tokenises every text of `texts` (BYTES, one per row).
-    pub fn run(&self, texts: &Tensor, tokenizer: &EmbedTokenizer, owner: &str) -> Result<[Tensor; 3], StepError> {
+    /// Tokenises every text of `texts` (BYTES, one per row): `input_ids`, `attention_mask`,
+    /// `token_type_ids` and `word_ids` (`[rows, longest]`; -1 for special tokens and padding) and `offsets`
+    /// (`[rows, longest, 2]`: each token's character start and end in its text; 0, 0 where it has none).
+    pub fn run(&self, texts: &Tensor, tokenizer: &EmbedTokenizer, owner: &str) -> Result<[Tensor; 5], StepError> {
         let TensorData::Bytes(items) = texts.data() else {
             return Err(StepError::Invalid(format!("{owner}: text must be BYTES, got {}", texts.datatype())));
         };
-        let mut encoded: Vec<Encoded> = Vec::with_capacity(items.len());
+        let mut tokenized: Vec<Spanned> = Vec::with_capacity(items.len());
         for (row, item) in items.iter().enumerate() {
             let text = std::str::from_utf8(item).map_err(|_| StepError::Invalid(format!("{owner}: text[{row}] is not UTF-8")))?;
-            let mut one = tokenizer.encode(text).map_err(|error| StepError::Invalid(format!("{owner}: text[{row}]: {error}")))?;
-            if one.ids.len() > self.max_length {
+            let mut one = tokenizer.encode_with_spans(text).map_err(|error| StepError::Invalid(format!("{owner}: text[{row}]: {error}")))?;
+            if one.encoded.ids.len() > self.max_length {
                 if !self.truncate {
                     return Err(StepError::Invalid(format!(
                         "{owner}: text[{row}] is {} tokens, more than max_length {} (set truncate to cut it)",
-                        one.ids.len(),
+                        one.encoded.ids.len(),
                         self.max_length
                     )));
                 }
-                truncate(&mut one, self.max_length);
+                truncate(&mut one.encoded, self.max_length);
+                keep_ends(&mut one.offsets, self.max_length);
+                keep_ends(&mut one.word_ids, self.max_length);
             }
-            encoded.push(one);
+            tokenized.push(one);
         }
-        let refs: Vec<&Encoded> = encoded.iter().collect();
+        let refs: Vec<&Encoded> = tokenized.iter().map(|one| &one.encoded).collect();
         let batch = yunmo_text::embed::pad(&refs, tokenizer.pad_id());
-        let shape = vec![batch.rows as i64, batch.length as i64];
-        let tensor = |name: &str, values: Vec<i64>| {
+        let (rows, length) = (batch.rows, batch.length);
+        let mut offsets = vec![0i64; rows * length * 2];
+        let mut word_ids = vec![-1i64; rows * length];
+        for (row, one) in tokenized.iter().enumerate() {
+            for (token, (&(start, end), word)) in one.offsets.iter().zip(&one.word_ids).enumerate() {
+                let at = row * length + token;
+                if let Some(word) = word {
+                    offsets[2 * at] = start as i64;
+                    offsets[2 * at + 1] = end as i64;
+                    word_ids[at] = i64::from(*word);
+                }
+            }
+        }
+        let tensor = |name: &str, shape: Vec<i64>, values: Vec<i64>| {
             let bytes: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
-            Tensor::new(name, DataType::Int64, shape.clone(), TensorData::Fixed(bytes.into()))
+            Tensor::new(name, DataType::Int64, shape, TensorData::Fixed(bytes.into()))
                 .map_err(|error| StepError::Invalid(error.to_string()))
         };
+        let shape = vec![rows as i64, length as i64];
         Ok([
-            tensor("input_ids", batch.input_ids)?,
-            tensor("attention_mask", batch.attention_mask)?,
-            tensor("token_type_ids", batch.token_type_ids)?,
+            tensor("input_ids", shape.clone(), batch.input_ids)?,
+            tensor("attention_mask", shape.clone(), batch.attention_mask)?,
+            tensor("token_type_ids", shape.clone(), batch.token_type_ids)?,
+            tensor("word_ids", shape, word_ids)?,
+            tensor("offsets", vec![rows as i64, length as i64, 2], offsets)?,
         ])
+    }
+}
+
+/// Keeps the first `length - 1` values and the last one, as [`truncate`] keeps tokens.
+fn keep_ends<T: Copy>(values: &mut Vec<T>, length: usize) {
+    if let Some(&last) = values.last() {
+        values.truncate(length - 1);
+        values.push(last);
     }
 }
 
 /// Keeps the first `length - 1` tokens and the last one (the closing special token, `[SEP]`).
 fn truncate(encoded: &mut Encoded, length: usize) {
-    for values in [&mut encoded.ids, &mut encoded.type_ids] {
-        if let Some(&last) = values.last() {
-            values.truncate(length - 1);
-            values.push(last);
-        }
-    }
+    keep_ends(&mut encoded.ids, length);
+    keep_ends(&mut encoded.type_ids, length);
 }
 
 impl Pool {

@@ -28,6 +28,17 @@ pub struct Encoded {
     pub type_ids: Vec<i64>,
 }
 
+/// One tokenised input with where its tokens came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned {
+    /// The tokens.
+    pub encoded: Encoded,
+    /// Each token's character offsets `(start, end)` in the text (`(0, 0)` for special tokens).
+    pub offsets: Vec<(usize, usize)>,
+    /// The index of the word each token is part of (`None` for special tokens).
+    pub word_ids: Vec<Option<u32>>,
+}
+
 impl EmbedTokenizer {
     /// Reads a `tokenizer.json`. Padding and truncation stored in it are turned off: batches are padded here
     /// and over-long inputs are the service's decision.
@@ -45,6 +56,17 @@ impl EmbedTokenizer {
             ids: encoding.get_ids().iter().map(|id| i64::from(*id)).collect(),
             type_ids: encoding.get_type_ids().iter().map(|id| i64::from(*id)).collect(),
         })
+    }
+
+    /// Tokenises one text and tells where each token came from, as Hugging Face's Python tokenizers
+    /// report it.
+    pub fn encode_with_spans(&self, text: &str) -> Result<Spanned, EmbedError> {
+        let encoding = self.tokenizer.encode_char_offsets(text, true).map_err(|error| EmbedError::Tokenize(error.to_string()))?;
+        let encoded = Encoded {
+            ids: encoding.get_ids().iter().map(|id| i64::from(*id)).collect(),
+            type_ids: encoding.get_type_ids().iter().map(|id| i64::from(*id)).collect(),
+        };
+        Ok(Spanned { encoded, offsets: encoding.get_offsets().to_vec(), word_ids: encoding.get_word_ids().to_vec() })
     }
 
     /// Ids of the special tokens the tokenizer adds around a text (e.g. `[CLS]` and `[SEP]`), for
