@@ -67,7 +67,8 @@ impl Tokenize {
         let mut tokenized: Vec<Spanned> = Vec::with_capacity(items.len());
         for (row, item) in items.iter().enumerate() {
             let text = std::str::from_utf8(item).map_err(|_| StepError::Invalid(format!("{owner}: text[{row}] is not UTF-8")))?;
-            let mut one = tokenizer.encode_with_spans(text).map_err(|error| StepError::Invalid(format!("{owner}: text[{row}]: {error}")))?;
+            let mut one =
+                tokenizer.encode_with_spans(text).map_err(|error| StepError::Invalid(format!("{owner}: text[{row}]: {error}")))?;
             if one.encoded.ids.len() > self.max_length {
                 if !self.truncate {
                     return Err(StepError::Invalid(format!(
