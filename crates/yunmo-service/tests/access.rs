@@ -81,7 +81,7 @@ fn every_public_method_takes_the_call_and_every_target_method_is_tested() {
 }
 
 /// Every method that takes a `Target`, with the action it needs.
-const TARGET_METHODS: [&str; 22] = [
+const TARGET_METHODS: [&str; 27] = [
     "infer",
     "embed",
     "prepare_prompt",
@@ -104,10 +104,26 @@ const TARGET_METHODS: [&str; 22] = [
     "set_drift_reference",
     "reset_drift",
     "forecast",
+    "signature",
+    "labels",
+    "route_status",
+    "set_route",
+    "promote",
 ];
 
 /// Methods a `Read` target is enough for.
-const READ_METHODS: [&str; 7] = ["tokenize", "model_metadata", "model_ready", "list_versions", "get_version", "drift_report", "forecast"];
+const READ_METHODS: [&str; 10] = [
+    "tokenize",
+    "model_metadata",
+    "model_ready",
+    "list_versions",
+    "get_version",
+    "drift_report",
+    "forecast",
+    "signature",
+    "labels",
+    "route_status",
+];
 
 /// Calls method `name` with `call` and `target`; what it returns besides an error does not matter here.
 async fn run(service: &InferenceService, name: &str, call: &Call, target: &Target, upload: &Target) -> Result<(), ServiceError> {
@@ -145,6 +161,21 @@ async fn run(service: &InferenceService, name: &str, call: &Call, target: &Targe
         }
         "reset_drift" => service.reset_drift(call, target, 1).await.map(drop),
         "forecast" => service.forecast(call, target, 24).await.map(drop),
+        "signature" => service.signature(call, target).await.map(drop),
+        "labels" => service.labels(call, target).await.map(drop),
+        "route_status" => service.route_status(call, target).await.map(drop),
+        "set_route" => {
+            let route = yunmo_types::Route {
+                versions: vec![yunmo_types::Weighted { version: 1, weight: 100 }],
+                stable: 0,
+                shadow: None,
+                sticky: None,
+                guard: None,
+                since: 0,
+            };
+            service.set_route(call, target, route).await.map(drop)
+        }
+        "promote" => service.promote(call, target, 1).await.map(drop),
         other => panic!("no case for {other} in run"),
     }
 }
