@@ -53,59 +53,89 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
     Coefficients { taps, bounds, weights }
 }
 
-fn clip8(sum: i64) -> u8 {
-    if sum >= (1i64 << PRECISION_BITS << 8) {
-        255
-    } else if sum <= 0 {
-        0
-    } else {
-        (sum >> PRECISION_BITS) as u8
-    }
+fn clip8(sum: i32) -> u8 {
+    // Weights are non-negative and sum to one: a sum of 8-bit values fits in i32 (as in Pillow's C).
+    (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// A part of the resized image: `left`, `top`, `width`, `height` in output pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First output column.
+    pub left: usize,
+    /// First output row.
+    pub top: usize,
+    /// Output columns.
+    pub width: usize,
+    /// Output rows.
+    pub height: usize,
 }
 
 /// `pixels` (RGB, `width` × `height`, row-major) resized to `to_width` × `to_height`.
-pub fn bilinear_rgb(pixels: &[u8], (width, height): (usize, usize), (to_width, to_height): (usize, usize)) -> Vec<u8> {
+pub fn bilinear_rgb(pixels: &[u8], from: (usize, usize), to: (usize, usize)) -> Vec<u8> {
+    bilinear_rgb_window(pixels, from, to, Window { left: 0, top: 0, width: to.0, height: to.1 })
+}
+
+/// The `window` of `pixels` resized to `to_width` × `to_height`: the same values as resizing the whole
+/// image and cutting the window out (each output pixel depends only on its own coefficients), computing
+/// only the window (a centre crop after a resize skips the pixels it would throw away).
+pub fn bilinear_rgb_window(
+    pixels: &[u8],
+    (width, height): (usize, usize),
+    (to_width, to_height): (usize, usize),
+    window: Window,
+) -> Vec<u8> {
     let horizontal = coefficients(width, to_width);
     let vertical = coefficients(height, to_height);
-    // Only the rows the vertical pass reads are resized horizontally.
-    let first_row = vertical.bounds.first().map_or(0, |&(first, _)| first);
-    let last_row = vertical.bounds.last().map_or(0, |&(first, count)| first + count);
+    let columns = window.left..window.left + window.width;
+    let out_rows = window.top..window.top + window.height;
+    // Only the input rows the window's output rows read are resized horizontally.
+    let first_row = vertical.bounds[out_rows.clone()].iter().map(|&(first, _)| first).min().unwrap_or(0);
+    let last_row = vertical.bounds[out_rows.clone()].iter().map(|&(first, count)| first + count).max().unwrap_or(0);
     let rows = last_row - first_row;
-    let half = 1i64 << (PRECISION_BITS - 1);
-    let mut wide = vec![0u8; to_width * rows * 3];
-    if to_width == width {
-        wide.copy_from_slice(&pixels[first_row * width * 3..last_row * width * 3]);
-    } else {
-        for row in 0..rows {
-            let source = &pixels[(row + first_row) * width * 3..(row + first_row + 1) * width * 3];
-            for (out, &(first, count)) in horizontal.bounds.iter().enumerate() {
-                let weights = &horizontal.weights[out * horizontal.taps..out * horizontal.taps + count];
-                let mut sums = [half; 3];
-                for (tap, &weight) in weights.iter().enumerate() {
-                    let pixel = &source[(first + tap) * 3..(first + tap) * 3 + 3];
-                    for channel in 0..3 {
-                        sums[channel] += i64::from(pixel[channel]) * i64::from(weight);
-                    }
-                }
-                for channel in 0..3 {
-                    wide[(row * to_width + out) * 3 + channel] = clip8(sums[channel]);
-                }
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let stride = window.width * 3;
+    let mut wide = vec![0u8; stride * rows];
+    for row in 0..rows {
+        let source = &pixels[(row + first_row) * width * 3..(row + first_row + 1) * width * 3];
+        let target = &mut wide[row * stride..(row + 1) * stride];
+        if to_width == width {
+            target.copy_from_slice(&source[window.left * 3..window.left * 3 + stride]);
+            continue;
+        }
+        for (slot, out) in columns.clone().enumerate() {
+            let (first, count) = horizontal.bounds[out];
+            let weights = &horizontal.weights[out * horizontal.taps..out * horizontal.taps + count];
+            let mut sums = [half; 3];
+            for (pixel, &weight) in source[first * 3..(first + count) * 3].chunks_exact(3).zip(weights) {
+                sums[0] += i32::from(pixel[0]) * weight;
+                sums[1] += i32::from(pixel[1]) * weight;
+                sums[2] += i32::from(pixel[2]) * weight;
             }
+            target[slot * 3] = clip8(sums[0]);
+            target[slot * 3 + 1] = clip8(sums[1]);
+            target[slot * 3 + 2] = clip8(sums[2]);
         }
     }
     if to_height == height {
-        return wide;
+        let skip = window.top - first_row;
+        return wide[skip * stride..(skip + window.height) * stride].to_vec();
     }
-    let stride = to_width * 3;
-    let mut out = vec![0u8; to_width * to_height * 3];
-    for (row, &(first, count)) in vertical.bounds.iter().enumerate() {
+    let mut out = vec![0u8; stride * window.height];
+    // Row by row, each tap's input row is added to a whole row of sums at once (contiguous, vectorised).
+    let mut sums = vec![0i32; stride];
+    for (slot, row) in out_rows.enumerate() {
+        let (first, count) = vertical.bounds[row];
         let weights = &vertical.weights[row * vertical.taps..row * vertical.taps + count];
-        for column in 0..stride {
-            let mut sum = half;
-            for (tap, &weight) in weights.iter().enumerate() {
-                sum += i64::from(wide[(first - first_row + tap) * stride + column]) * i64::from(weight);
+        sums.fill(half);
+        for (tap, &weight) in weights.iter().enumerate() {
+            let input = &wide[(first - first_row + tap) * stride..(first - first_row + tap + 1) * stride];
+            for (sum, &value) in sums.iter_mut().zip(input) {
+                *sum += i32::from(value) * weight;
             }
-            out[row * stride + column] = clip8(sum);
+        }
+        for (target, &sum) in out[slot * stride..(slot + 1) * stride].iter_mut().zip(&sums) {
+            *target = clip8(sum);
         }
     }
     out
@@ -124,6 +154,20 @@ mod tests {
         assert_eq!(out, [71, 71, 71, 117, 117, 117]);
         let flat = vec![77u8; 30 * 20 * 3];
         assert!(bilinear_rgb(&flat, (30, 20), (7, 11)).iter().all(|&value| value == 77));
+    }
+
+    #[test]
+    fn a_window_equals_the_same_cut_out_of_the_whole_result() {
+        let pixels: Vec<u8> = (0..37 * 23 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        for to in [(20, 13), (37, 11), (60, 23)] {
+            let whole = bilinear_rgb(&pixels, (37, 23), to);
+            let window = Window { left: 3, top: 2, width: to.0 - 5, height: to.1 - 4 };
+            let part = bilinear_rgb_window(&pixels, (37, 23), to, window);
+            let expected: Vec<u8> = (window.top..window.top + window.height)
+                .flat_map(|row| whole[(row * to.0 + window.left) * 3..(row * to.0 + window.left + window.width) * 3].to_vec())
+                .collect();
+            assert_eq!(part, expected, "{to:?}");
+        }
     }
 
     #[test]

@@ -180,19 +180,29 @@ impl ImageSteps {
     /// Decodes `bytes` and applies the steps.
     pub fn prepare(&self, bytes: &[u8], limits: &ImageLimits) -> Result<Prepared, StepError> {
         let image = decode(bytes, limits)?;
-        let image = match self.resize {
+        let (width, height) = image.dimensions();
+        let resized = match self.resize {
             Some(Resize::ShorterSide(length)) => {
-                let (width, height) = image.dimensions();
                 let short = width.min(height) as f64;
                 let scaled = |side: u32| ((side as f64 * (length as f64 / short)).round_ties_even() as u32).max(1);
-                resize(image, scaled(width), scaled(height))?
+                Some((scaled(width), scaled(height)))
             }
-            Some(Resize::Exact([width, height])) => resize(image, width, height)?,
-            None => image,
+            Some(Resize::Exact([width, height])) => Some((width, height)),
+            None => None,
         };
-        let image = match self.center_crop {
-            Some([width, height]) => center_crop(&image, width, height)?,
-            None => image,
+        let image = match (resized, self.center_crop) {
+            // Resized then cropped in one pass: only the pixels the crop keeps are computed.
+            (Some(size), Some(crop)) if size != (width, height) => resize_cropped(&image, size, crop)?,
+            (resized, crop) => {
+                let image = match resized {
+                    Some((to_width, to_height)) => resize(image, to_width, to_height)?,
+                    None => image,
+                };
+                match crop {
+                    Some([crop_width, crop_height]) => center_crop(&image, crop_width, crop_height)?,
+                    None => image,
+                }
+            }
         };
         Ok(self.tensor(&image))
     }
@@ -361,6 +371,29 @@ fn resize(image: RgbImage, width: u32, height: u32) -> Result<RgbImage, StepErro
     let (from_width, from_height) = image.dimensions();
     let pixels =
         crate::resample::bilinear_rgb(image.as_raw(), (from_width as usize, from_height as usize), (width as usize, height as usize));
+    RgbImage::from_raw(width, height, pixels).ok_or_else(|| StepError::Invalid("resize: the result has the wrong size".into()))
+}
+
+/// Resizes to `size` and cuts `crop` out of the centre, computing only the crop.
+fn resize_cropped(image: &RgbImage, (to_width, to_height): (u32, u32), [width, height]: [u32; 2]) -> Result<RgbImage, StepError> {
+    if width > to_width || height > to_height {
+        return Err(StepError::Invalid(format!(
+            "center_crop: {width}x{height} is larger than the image ({to_width}x{to_height} after resizing)"
+        )));
+    }
+    let window = crate::resample::Window {
+        left: ((to_width - width) / 2) as usize,
+        top: ((to_height - height) / 2) as usize,
+        width: width as usize,
+        height: height as usize,
+    };
+    let (from_width, from_height) = image.dimensions();
+    let pixels = crate::resample::bilinear_rgb_window(
+        image.as_raw(),
+        (from_width as usize, from_height as usize),
+        (to_width as usize, to_height as usize),
+        window,
+    );
     RgbImage::from_raw(width, height, pixels).ok_or_else(|| StepError::Invalid("resize: the result has the wrong size".into()))
 }
 
