@@ -12,16 +12,26 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts connections on `port` of 127.0.0.1; panics naming `what` after `timeout`.
 pub(crate) fn wait_for_port(port: u16, what: &str, child: &mut Child, timeout: Duration) {
+    if let Err(error) = try_wait_for_port(port, what, child, timeout) {
+        panic!("{error}");
+    }
+}
+
+/// Waits until something accepts connections on `port` of 127.0.0.1; the error names `what` and whether it
+/// exited first (a port taken by another process between our choice and its bind) or took too long.
+pub(crate) fn try_wait_for_port(port: u16, what: &str, child: &mut Child, timeout: Duration) -> Result<(), String> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let started = Instant::now();
     loop {
         if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before it listened on port {port}");
+            return Err(format!("{what} exited ({status}) before it listened on port {port}"));
         }
-        assert!(started.elapsed() < timeout, "{what} did not listen on port {port} within {timeout:?}");
+        if started.elapsed() >= timeout {
+            return Err(format!("{what} did not listen on port {port} within {timeout:?}"));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{free_port, stop, wait_for_port};
+use crate::process::{free_port, stop, try_wait_for_port};
 
 /// The access key id the server accepts.
 pub const ACCESS_KEY: &str = "yunmo-test-access";
@@ -32,7 +32,14 @@ impl S3 {
         std::fs::write(dir.path().join("s3.json"), identities).expect("write s3.json");
         let ports = (0..8).map(|_| free_port()).collect();
         let mut s3 = S3 { dir, weed, ports, child: None, bucket: bucket.to_string() };
-        s3.resume();
+        // Eight ports chosen free may be taken by another test's server before SeaweedFS binds them (it then
+        // exits at once): a new set is tried, three times at most.
+        let mut attempt = 1;
+        while let Err(error) = s3.launch() {
+            assert!(attempt < 3, "{error}; the end of its log:\n{}", s3.log_tail());
+            attempt += 1;
+            s3.ports = (0..8).map(|_| free_port()).collect();
+        }
         s3.create_bucket(bucket);
         s3.wait_writable(bucket);
         s3
@@ -99,6 +106,20 @@ impl S3 {
 
     /// Starts it again with the same ports and data.
     pub fn resume(&mut self) {
+        if let Err(error) = self.launch() {
+            panic!("{error}; the end of its log:\n{}", self.log_tail());
+        }
+    }
+
+    /// The last lines SeaweedFS wrote.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().rev().take(15).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Starts `weed server` on this server's ports and data and waits until its S3 port listens.
+    fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "the S3 server is already running");
         let p = &self.ports;
         let dir = self.dir.path().display().to_string();
@@ -130,8 +151,12 @@ impl S3 {
             .stderr(std::fs::File::create(self.dir.path().join("weed.log")).map(Stdio::from).unwrap_or(Stdio::null()))
             .spawn()
             .expect("start weed server");
-        wait_for_port(self.ports[0], "weed server -s3", &mut child, Duration::from_secs(60));
-        self.child = Some(child);
+        let listening = try_wait_for_port(self.ports[0], "weed server -s3", &mut child, Duration::from_secs(60));
+        match listening {
+            Ok(()) => self.child = Some(child),
+            Err(_) => stop(&mut child, "KILL"),
+        }
+        listening
     }
 }
 
