@@ -72,7 +72,7 @@ impl Entities {
             return Err(invalid(format!("{} labels for {classes} classes", labels.len())));
         }
         let logits = crate::post::fp32_values(logits, owner)?;
-        let (offsets, words) = (int64_values(offsets, owner)?, int64_values(words, owner)?);
+        let (offsets, words) = (crate::post::int64_values(offsets, owner)?, crate::post::int64_values(words, owner)?);
         let TensorData::Bytes(texts) = texts.data() else { return Err(invalid("text must be BYTES".into())) };
         let (tokens, classes) = (tokens as usize, classes as usize);
         let mut answers = Vec::with_capacity(texts.len());
@@ -150,15 +150,6 @@ fn best_class(logits: &[f32]) -> (usize, f32) {
     let total: f32 = logits.iter().map(|value| (value - largest).exp()).sum();
     let best = logits.iter().enumerate().fold(0, |best, (index, value)| if *value > logits[best] { index } else { best });
     (best, (logits[best] - largest).exp() / total)
-}
-
-fn int64_values(tensor: &Tensor, owner: &str) -> Result<Vec<i64>, StepError> {
-    match (tensor.datatype(), tensor.data()) {
-        (DataType::Int64, TensorData::Fixed(bytes)) => {
-            Ok(bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
-        }
-        (other, _) => Err(StepError::Invalid(format!("{owner}: expects INT64 offsets and word ids, got {other}"))),
-    }
 }
 
 #[cfg(test)]

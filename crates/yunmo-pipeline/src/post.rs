@@ -17,6 +17,16 @@ pub(crate) fn fp32_values(tensor: &Tensor, owner: &str) -> Result<Vec<f32>, Step
     }
 }
 
+/// The values of an INT64 tensor; a 400 naming it otherwise.
+pub(crate) fn int64_values(tensor: &Tensor, owner: &str) -> Result<Vec<i64>, StepError> {
+    match (tensor.datatype(), tensor.data()) {
+        (DataType::Int64, TensorData::Fixed(bytes)) => {
+            Ok(bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+        }
+        (other, _) => Err(StepError::Invalid(format!("{owner}: '{}' must be INT64, got {other}", tensor.name()))),
+    }
+}
+
 /// Rows of the last axis: `(rows, width)`, or a 400 when the tensor has fewer than two dimensions.
 fn rows(tensor: &Tensor, owner: &str) -> Result<(usize, usize), StepError> {
     let shape = tensor.shape();

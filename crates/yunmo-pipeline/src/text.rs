@@ -161,11 +161,7 @@ impl Pool {
                 mask.shape()
             )));
         }
-        let (TensorData::Fixed(states), TensorData::Fixed(mask_bytes)) = (hidden.data(), mask.data()) else {
-            return Err(StepError::Invalid(format!("{owner}: hidden and attention_mask must be numbers")));
-        };
-        let states: Vec<f32> = states.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let mask: Vec<i64> = mask_bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+        let (states, mask) = (crate::post::fp32_values(hidden, owner)?, crate::post::int64_values(mask, owner)?);
         let vectors = yunmo_text::embed::pool(&states, rows as usize, tokens as usize, &mask, pooling, self.normalize);
         let bytes: Vec<u8> = vectors.iter().flatten().flat_map(|value| value.to_le_bytes()).collect();
         Tensor::new("embedding", DataType::Fp32, vec![rows, width], TensorData::Fixed(bytes.into()))
@@ -194,9 +190,7 @@ mod tests {
         let mask: Vec<u8> = [1i64, 1, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let mask = Tensor::new("m", DataType::Int64, vec![1, 3], TensorData::Fixed(mask.into())).unwrap();
         let pooled = Pool { mode: "mean".into(), normalize: false }.run(&hidden, &mask, "step 'p'").unwrap();
-        let TensorData::Fixed(bytes) = pooled.data() else { panic!() };
-        let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        assert_eq!(values, vec![2.0, 0.0]);
+        assert_eq!(crate::post::fp32_values(&pooled, "p").unwrap(), vec![2.0, 0.0]);
         assert_eq!(pooled.shape(), &[1, 2]);
     }
 }

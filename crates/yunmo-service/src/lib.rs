@@ -156,7 +156,7 @@ struct Inner {
     /// Shadow slots and when each route was last judged.
     routing: routing::RoutingState,
     /// Bounds on the images pipelines decode.
-    image_limits: yunmo_pipeline::vision::ImageLimits,
+    image_limits: ImageLimits,
 }
 
 impl InferenceService {
@@ -455,21 +455,16 @@ impl InferenceService {
             self.shadow(target, shadow, input.clone());
         }
         let result = self.infer_loaded(&version, &loaded, input, deadline).await;
-        match &result {
-            Ok(output) => {
-                if let Some((watch, inputs)) = watched {
-                    watch.submit(drift::Job::Tensors { watch: watch.clone(), inputs, outputs: output.outputs.clone() });
-                }
-                call.record_served(&version.model, output.model_version, output.queue_us, output.compute_us);
-                if let Some(usage) = &call.usage {
-                    usage.add_elements(input_elements, elements(&output.outputs));
-                }
-                loaded.metrics.ok.increment(1);
+        if let Ok(output) = &result {
+            if let Some((watch, inputs)) = watched {
+                watch.submit(drift::Job::Tensors { watch: watch.clone(), inputs, outputs: output.outputs.clone() });
             }
-            Err(error) => loaded.metrics.failed(error.code),
+            call.record_served(&version.model, output.model_version, output.queue_us, output.compute_us);
+            if let Some(usage) = &call.usage {
+                usage.add_elements(input_elements, elements(&output.outputs));
+            }
         }
-        loaded.metrics.duration.record(started.elapsed().as_secs_f64());
-        loaded.stats.record(stats::Ending::of_result(&result), started.elapsed(), 0);
+        loaded.record_ending(&result, started.elapsed());
         if routed.canary {
             self.judge(target);
         }

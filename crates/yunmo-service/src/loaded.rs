@@ -96,6 +96,17 @@ pub(crate) enum Runtime {
 }
 
 impl LoadedModel {
+    /// Counts a tensor request that ended with `result` after `took`: the version's request metrics and
+    /// its live statistics.
+    pub(crate) fn record_ending<T>(&self, result: &Result<T, ServiceError>, took: Duration) {
+        match result {
+            Ok(_) => self.metrics.ok.increment(1),
+            Err(error) => self.metrics.failed(error.code),
+        }
+        self.metrics.duration.record(took.as_secs_f64());
+        self.stats.record(crate::stats::Ending::of_result(result), took, 0);
+    }
+
     pub(crate) fn submit(&self, job: Job) -> Result<(), ServiceError> {
         match &self.runtime {
             Runtime::Tensor(queue) => queue.submit(job),

@@ -88,7 +88,7 @@ pub(crate) fn pipeline_step(model: &str, version: u64, step: &str, took: std::ti
         .record(took.as_secs_f64());
 }
 
-/// Shadow copies not sent because `routing.max_shadow_inflight` were in flight (label `model`).
+/// Shadow copies not sent because `routing::MAX_SHADOW_INFLIGHT` were in flight (label `model`).
 pub const SHADOW_DROPPED_TOTAL: &str = "yunmo_shadow_dropped_total";
 /// Automatic rollbacks of a route's canaries by its guard (labels `model`, `version`).
 pub const ROUTE_ROLLBACKS_TOTAL: &str = "yunmo_route_rollbacks_total";

@@ -209,12 +209,7 @@ impl InferenceService {
             let Ok(record) = service.resolve(&name, Some(version)).await else { return };
             let Ok(loaded) = service.loaded(&record).await else { return };
             let result = service.infer_loaded(&record, &loaded, input, started + service.inner.request_timeout).await;
-            match &result {
-                Ok(_) => loaded.metrics.ok.increment(1),
-                Err(error) => loaded.metrics.failed(error.code),
-            }
-            loaded.metrics.duration.record(started.elapsed().as_secs_f64());
-            loaded.stats.record(crate::stats::Ending::of_result(&result), started.elapsed(), 0);
+            loaded.record_ending(&result, started.elapsed());
         });
     }
 
