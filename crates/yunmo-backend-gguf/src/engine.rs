@@ -16,9 +16,14 @@ use yunmo_backend::{BackendError, GenerateBackend, GenerateEvent, GenerateInfo, 
 use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
 
 use crate::GgufConfig;
-use crate::plan::{Phase, plan_step};
+use crate::plan::{Chunk, Phase, plan_step};
+use crate::prefix::SlotCache;
 use crate::sampler::Sampler;
 use crate::text::TextAssembler;
+
+/// Tokens of one prefill chunk (`plan.rs`): llama.cpp's CPU flash attention tile (`GGML_FA_TILE_Q`), so a
+/// whole chunk takes its tiled kernel, and small enough that a reused prefix loses little to alignment.
+const PREFILL_CHUNK: usize = 64;
 
 /// Front of a running engine; dropping it stops the engine thread once its queue is empty.
 pub struct Engine {
@@ -147,6 +152,13 @@ enum Ending {
 struct Sequence {
     slot: i32,
     prompt: Vec<u32>,
+    /// The tokens in the slot's KV cells, in order (prompt, then generated): kept with the slot when the
+    /// sequence ends, for the next request that shares a prefix.
+    history: Vec<u32>,
+    /// Prompt tokens whose cells were already in the slot.
+    cached: usize,
+    /// Leading cells computed by whole aligned prefill chunks (reusable by the prefix cache).
+    exact: usize,
     /// Tokens already in the KV cache (the next position).
     n_past: usize,
     /// Prompt tokens fed so far.
@@ -165,7 +177,7 @@ impl Sequence {
     fn phase(&self) -> Phase {
         match self.next {
             Some(_) => Phase::Decode,
-            None => Phase::Prefill { remaining: self.prompt.len() - self.n_prefilled },
+            None => Phase::Prefill { done: self.n_prefilled, total: self.prompt.len() },
         }
     }
 }
@@ -178,6 +190,12 @@ struct State<'m> {
     waiting: VecDeque<Pending>,
     running: Vec<Sequence>,
     free_slots: Vec<i32>,
+    /// What each slot's cells hold (by slot).
+    caches: Vec<SlotCache>,
+    /// Counts releases, to order slots by when they were freed.
+    releases: u64,
+    /// Tokens of a prefill chunk: [`PREFILL_CHUNK`], or the batch if smaller.
+    chunk: usize,
 }
 
 fn engine_thread(
@@ -217,6 +235,9 @@ fn engine_thread(
         context,
         counters,
         free_slots: (0..config.max_sequences as i32).rev().collect(),
+        caches: vec![SlotCache::default(); config.max_sequences as usize],
+        releases: 0,
+        chunk: PREFILL_CHUNK.min(config.batch_tokens as usize),
         config,
         waiting: VecDeque::new(),
         running: Vec::new(),
@@ -267,6 +288,7 @@ impl State<'_> {
         // Free everything first, so that stats read after the last event already show it free.
         self.context.clear_kv_cache();
         self.free_slots = (0..self.config.max_sequences as i32).rev().collect();
+        self.caches.iter_mut().for_each(|cache| cache.tokens.clear());
         self.publish();
         for sequence in failed {
             let _ = sequence.events.send(GenerateEvent::Failed(error.clone()));
@@ -282,7 +304,7 @@ impl State<'_> {
             if self.running[index].events.is_disconnected() {
                 let sequence = self.running.swap_remove(index);
                 tracing::debug!(slot = sequence.slot, generated = sequence.n_generated, "Sequence cancelled by its client.");
-                self.release(sequence);
+                self.release(sequence, true);
             } else {
                 index += 1;
             }
@@ -293,7 +315,21 @@ impl State<'_> {
         while !self.waiting.is_empty() && !self.free_slots.is_empty() {
             let pending = self.waiting.pop_front().expect("checked non-empty");
             self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
-            let slot = self.free_slots.pop().expect("checked non-empty");
+            let (at, shared) = crate::prefix::pick(&self.free_slots, &self.caches, &pending.request.prompt, self.chunk);
+            let slot = self.free_slots.swap_remove(at);
+            let mut history = std::mem::take(&mut self.caches[slot as usize].tokens);
+            let mut cached = if self.config.prefix_cache { shared } else { 0 };
+            if history.len() > cached {
+                // The cells past the shared prefix hold another text: dropped before this one is written.
+                // A memory that cannot drop part of a sequence (recurrent models) answers false: it starts over.
+                let dropped = self.context.clear_kv_cache_seq(Some(slot as u32), Some(cached as u32), None);
+                if !matches!(dropped, Ok(true)) {
+                    tracing::debug!(slot, ?dropped, "Could not drop a slot's KV cells past its shared prefix; clearing it all.");
+                    let _ = self.context.clear_kv_cache_seq(Some(slot as u32), None, None);
+                    cached = 0;
+                }
+                history.truncate(cached);
+            }
             let room = self.config.context_per_sequence as usize - pending.request.prompt.len();
             let params = &pending.request.params;
             self.running.push(Sequence {
@@ -303,8 +339,11 @@ impl State<'_> {
                 text: TextAssembler::new(&params.stop),
                 want_logprobs: params.logprobs.is_some(),
                 prompt: pending.request.prompt,
-                n_past: 0,
-                n_prefilled: 0,
+                history,
+                cached,
+                exact: cached,
+                n_past: cached,
+                n_prefilled: cached,
                 next: None,
                 n_generated: 0,
                 events: pending.events,
@@ -318,9 +357,15 @@ impl State<'_> {
         self.counters.kv_used.store(self.running.iter().map(|s| s.n_past as u64).sum(), Ordering::Relaxed);
     }
 
-    /// Frees the sequence's KV cells and slot.
-    fn release(&mut self, sequence: Sequence) {
-        if let Err(error) = self.context.clear_kv_cache_seq(Some(sequence.slot as u32), None, None) {
+    /// Frees the sequence's slot. With the prefix cache on, its KV cells stay, with the tokens they hold
+    /// (unless `keep` is false: after a failed decode their contents are unknown); else they are cleared.
+    fn release(&mut self, sequence: Sequence, keep: bool) {
+        let slot = sequence.slot as usize;
+        self.releases += 1;
+        self.caches[slot] = SlotCache { tokens: Vec::new(), exact: sequence.exact, freed_at: self.releases };
+        if keep && self.config.prefix_cache {
+            self.caches[slot].tokens = sequence.history;
+        } else if let Err(error) = self.context.clear_kv_cache_seq(Some(sequence.slot as u32), None, None) {
             tracing::warn!(slot = sequence.slot, %error, "Could not clear a sequence's KV cells.");
         }
         self.free_slots.push(sequence.slot);
@@ -333,19 +378,35 @@ impl State<'_> {
             panic!("fault injected for a test");
         }
         let phases: Vec<Phase> = self.running.iter().map(Sequence::phase).collect();
-        let plan = plan_step(&phases, self.config.batch_tokens as usize);
+        let plan = plan_step(&phases, self.config.batch_tokens as usize, self.chunk);
+        let mut endings = Vec::new();
+        if !plan.decode.is_empty() {
+            let feeds: Vec<Chunk> = plan.decode.iter().map(|&sequence| Chunk { sequence, tokens: 1, logits: true }).collect();
+            self.decode(batch, &feeds, &mut endings);
+        }
+        for chunk in plan.prefill {
+            if !endings.iter().any(|(index, _)| *index == chunk.sequence) {
+                self.decode(batch, &[chunk], &mut endings);
+            }
+        }
+        self.finish_many(endings);
+        self.publish();
+    }
+
+    /// One llama.cpp decode of `feeds`, then sampling where logits were asked for; sequences that end are
+    /// added to `endings` (ended by the caller, so that indices stay valid during the step).
+    fn decode(&mut self, batch: &mut LlamaBatch, feeds: &[Chunk], endings: &mut Vec<(usize, Ending)>) {
         batch.clear();
         // (sequence index, batch index of its logits)
         let mut sample_at = Vec::new();
-        for chunk in &plan {
+        for chunk in feeds {
             let sequence = &mut self.running[chunk.sequence];
             let tokens: Vec<u32> = match sequence.next {
                 Some(token) => vec![token],
                 None => sequence.prompt[sequence.n_prefilled..sequence.n_prefilled + chunk.tokens].to_vec(),
             };
             for (offset, token) in tokens.iter().enumerate() {
-                let last = offset + 1 == tokens.len();
-                let logits = last && chunk.logits;
+                let logits = chunk.logits && offset + 1 == tokens.len();
                 if logits {
                     sample_at.push((chunk.sequence, batch.n_tokens()));
                 }
@@ -353,26 +414,27 @@ impl State<'_> {
                     .add(LlamaToken(*token as i32), (sequence.n_past + offset) as i32, &[sequence.slot], logits)
                     .expect("the plan fits the batch's token budget. This is a bug.");
             }
-            sequence.n_past += tokens.len();
             if sequence.next.is_none() {
+                // A whole aligned chunk after exact cells: its cells are exact too.
+                if sequence.exact == sequence.n_prefilled && tokens.len() == self.chunk {
+                    sequence.exact += tokens.len();
+                }
                 sequence.n_prefilled += tokens.len();
             }
+            sequence.n_past += tokens.len();
+            sequence.history.extend_from_slice(&tokens);
         }
         if let Err(error) = self.context.decode(batch) {
             let message = format!("llama.cpp decode failed: {error}");
             tracing::warn!(error = %message, "Decode step failed.");
-            let failed = plan.iter().map(|chunk| (chunk.sequence, Ending::Failed(BackendError::Inference(message.clone())))).collect();
-            self.finish_many(failed);
+            endings.extend(feeds.iter().map(|chunk| (chunk.sequence, Ending::Failed(BackendError::Inference(message.clone())))));
             return;
         }
-        let mut finished = Vec::new();
         for (index, batch_index) in sample_at {
             if let Some(reason) = self.sample(index, batch_index) {
-                finished.push((index, Ending::Finished(reason)));
+                endings.push((index, Ending::Finished(reason)));
             }
         }
-        self.finish_many(finished);
-        self.publish();
     }
 
     /// Samples the next token of one sequence and sends its text; returns why it ended, if it did.
@@ -434,14 +496,18 @@ impl State<'_> {
         endings.dedup_by_key(|(index, _)| *index);
         for (index, ending) in endings {
             let sequence = self.running.swap_remove(index);
-            let usage = Usage { prompt_tokens: sequence.prompt.len() as u64, completion_tokens: sequence.n_generated as u64 };
-            let event = match ending {
-                Ending::Finished(reason) => GenerateEvent::Finished { reason, usage },
-                Ending::Failed(error) => GenerateEvent::Failed(error),
+            let usage = Usage {
+                prompt_tokens: sequence.prompt.len() as u64,
+                completion_tokens: sequence.n_generated as u64,
+                cached_tokens: sequence.cached as u64,
+            };
+            let (event, keep) = match ending {
+                Ending::Finished(reason) => (GenerateEvent::Finished { reason, usage }, true),
+                Ending::Failed(error) => (GenerateEvent::Failed(error), false),
             };
             let events = sequence.events.clone();
             // Free the cells first, so that stats read after the last event already show them free.
-            self.release(sequence);
+            self.release(sequence, keep);
             let _ = events.send(event);
         }
     }

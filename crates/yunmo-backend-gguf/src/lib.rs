@@ -14,6 +14,7 @@ pub mod fault {
     pub static PANIC_NEXT_STEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 }
 pub mod plan;
+mod prefix;
 pub mod requantize;
 pub mod sampler;
 pub mod text;
@@ -42,11 +43,21 @@ pub struct GgufConfig {
     pub queue_capacity: usize,
     /// Layers offloaded to the GPU (only with the `cuda` feature; 0 on CPU builds).
     pub gpu_layers: u32,
+    /// Keep a finished sequence's KV cells in its slot and reuse them for a prompt that shares their prefix.
+    pub prefix_cache: bool,
 }
 
 impl Default for GgufConfig {
     fn default() -> Self {
-        GgufConfig { threads: 0, max_sequences: 8, context_per_sequence: 2048, batch_tokens: 512, queue_capacity: 64, gpu_layers: 0 }
+        GgufConfig {
+            threads: 0,
+            max_sequences: 8,
+            context_per_sequence: 2048,
+            batch_tokens: 512,
+            queue_capacity: 64,
+            gpu_layers: 0,
+            prefix_cache: true,
+        }
     }
 }
 

@@ -11,7 +11,15 @@ use yunmo_backend_gguf::{GgufConfig, GgufFactory};
 use yunmo_types::{FinishReason, GenerateParams};
 
 fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
-    let config = GgufConfig { threads: 2, max_sequences, context_per_sequence: 512, batch_tokens: 64, queue_capacity: 4, gpu_layers: 0 };
+    let config = GgufConfig {
+        threads: 2,
+        max_sequences,
+        context_per_sequence: 512,
+        batch_tokens: 64,
+        queue_capacity: 4,
+        gpu_layers: 0,
+        prefix_cache: true,
+    };
     GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap()
 }
 
@@ -40,6 +48,7 @@ fn collect(receiver: flume::Receiver<GenerateEvent>) -> (String, FinishReason, u
 
 #[test]
 fn tokenizer_golden_ids_and_inspection() {
+    let _serial = common::serial();
     let engine = engine(2);
     assert_eq!(engine.tokenize("The capital of France is", false).unwrap(), vec![504, 3575, 282, 4649, 314]);
     assert!(engine.info().chat_template.as_deref().unwrap_or("").contains("<|im_start|>"));
@@ -59,6 +68,7 @@ fn tempfile_with(bytes: &[u8]) -> tempfile::NamedTempFile {
 
 #[test]
 fn batched_greedy_equals_one_at_a_time_and_cancel_frees_the_slot() {
+    let _serial = common::serial();
     let engine = engine(4);
     let questions = ["What is the capital of France?", "Name three colours.", "What is 2 plus 2?", "Say hello."];
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| engine.tokenize(&chat_prompt(q), true).unwrap()).collect();
@@ -90,6 +100,7 @@ fn engine_single() -> Arc<dyn GenerateBackend> {
 
 #[test]
 fn stop_strings_max_tokens_and_queue_bound() {
+    let _serial = common::serial();
     let engine = engine(1);
     let prompt = engine.tokenize(&chat_prompt("What is the capital of France?"), true).unwrap();
     let (text, reason, tokens) = collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(3) }).unwrap());
@@ -108,4 +119,66 @@ fn stop_strings_max_tokens_and_queue_bound() {
     assert!(matches!(refused, Err(yunmo_backend::BackendError::Overloaded(_))), "{refused:?}");
     let too_long = engine.submit(GenerateRequest { prompt: vec![1; 600], params: greedy(1) });
     assert!(matches!(too_long, Err(yunmo_backend::BackendError::InvalidInput(_))));
+}
+
+/// Collects a whole stream: its text and usage.
+fn collect_usage(receiver: flume::Receiver<GenerateEvent>) -> (String, yunmo_types::Usage) {
+    let mut text = String::new();
+    for event in receiver.iter() {
+        match event {
+            GenerateEvent::Chunk(chunk) => text.push_str(&chunk.text),
+            GenerateEvent::Finished { usage, .. } => return (text, usage),
+            GenerateEvent::Failed(error) => panic!("generation failed: {error}"),
+        }
+    }
+    panic!("the stream ended without Finished")
+}
+
+#[test]
+fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
+    let _serial = common::serial();
+    // Long enough for whole 64-token prefill chunks (the unit of reuse): about 150 tokens.
+    let system = "You are a careful assistant for a travel agency. Answer in one short sentence, name the country, \
+                  and never invent facts. Our customers are families who travel by train across Europe in summer. \
+                  They ask about capitals, rivers, mountains and the food of the places they visit; they like short \
+                  answers they can read aloud to their children. When you do not know, say so. Prices, timetables and \
+                  bookings are handled by our office, not by you: send such questions to the office politely. Our trains \
+                  leave from Paris, Brussels, Amsterdam, Cologne, Munich, Vienna, Zurich, Milan and Barcelona, and \
+                  families often combine two or three of these cities in one trip of two weeks.";
+    let prompt = |question: &str| format!("<|im_start|>system\n{system}<|im_end|>\n{}", chat_prompt(question));
+    let cached = engine(2);
+    let config = GgufConfig {
+        threads: 2,
+        max_sequences: 2,
+        context_per_sequence: 512,
+        batch_tokens: 64,
+        queue_capacity: 4,
+        gpu_layers: 0,
+        prefix_cache: false,
+    };
+    let uncached = GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap();
+    let questions = ["What is the capital of France?", "Where is Vienna?", "Name a city in Italy.", "What is the capital of Spain?"];
+    let tokens: Vec<Vec<u32>> = questions.iter().map(|q| cached.tokenize(&prompt(q), true).unwrap()).collect();
+    let shared = tokens[0].iter().zip(&tokens[1]).take_while(|(a, b)| a == b).count();
+    assert!(shared > 128, "the questions share the system prompt's {shared} tokens");
+    let run = |engine: &Arc<dyn GenerateBackend>, prompt: &Vec<u32>| {
+        collect_usage(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(20) }).unwrap())
+    };
+    let reference: Vec<String> = tokens.iter().map(|prompt| run(&uncached, prompt).0).collect();
+    assert!(tokens.iter().all(|prompt| run(&uncached, prompt).1.cached_tokens == 0), "the cache off reuses nothing");
+    let (first, usage) = run(&cached, &tokens[0]);
+    assert_eq!((first.as_str(), usage.cached_tokens), (reference[0].as_str(), 0), "a cold slot computes everything");
+    let (second, usage) = run(&cached, &tokens[1]);
+    assert_eq!(second, reference[1]);
+    // Whole 64-token chunks of the shared prefix are reused.
+    assert_eq!(usage.cached_tokens as usize, shared / 64 * 64, "{} of {shared} shared tokens reused", usage.cached_tokens);
+    // The same prompt again reuses the whole chunks short of its last token.
+    assert_eq!(run(&cached, &tokens[1]).1.cached_tokens as usize, (tokens[1].len() - 1) / 64 * 64);
+    // Four prompts at once on two slots, twice over: each answer is its own.
+    for _ in 0..2 {
+        let receivers: Vec<_> =
+            tokens.iter().map(|prompt| cached.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(20) }).unwrap()).collect();
+        let answers: Vec<String> = receivers.into_iter().map(|receiver| collect_usage(receiver).0).collect();
+        assert_eq!(answers, reference);
+    }
 }

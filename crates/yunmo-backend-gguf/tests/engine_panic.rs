@@ -18,7 +18,16 @@ fn events(receiver: flume::Receiver<GenerateEvent>) -> Vec<GenerateEvent> {
 
 #[test]
 fn a_panic_in_a_step_fails_its_sequences_and_the_engine_serves_on() {
-    let config = GgufConfig { threads: 2, max_sequences: 2, context_per_sequence: 256, batch_tokens: 64, queue_capacity: 4, gpu_layers: 0 };
+    let _serial = common::serial();
+    let config = GgufConfig {
+        threads: 2,
+        max_sequences: 2,
+        context_per_sequence: 256,
+        batch_tokens: 64,
+        queue_capacity: 4,
+        gpu_layers: 0,
+        prefix_cache: true,
+    };
     let engine = GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap();
     let prompt = engine.tokenize("<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n", true).unwrap();
     let request =

@@ -83,6 +83,7 @@ fn backends(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn BackendFactory>>>
         batch_tokens: gguf.batch_tokens,
         queue_capacity: settings.scheduler.queue_capacity,
         gpu_layers: gguf.gpu_layers,
+        prefix_cache: gguf.prefix_cache,
     };
     factories.push(Arc::new(yunmo_backend_gguf::GgufFactory::new(config)?));
     Ok(factories)

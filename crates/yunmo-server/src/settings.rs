@@ -301,6 +301,8 @@ pub struct GgufSettings {
     pub batch_tokens: u32,
     /// Layers offloaded to the GPU (cuda builds only).
     pub gpu_layers: u32,
+    /// Reuse the KV cells of an earlier request that shares the prompt's prefix.
+    pub prefix_cache: bool,
 }
 
 /// `[backends.onnx]`.

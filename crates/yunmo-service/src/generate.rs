@@ -183,7 +183,7 @@ impl InferenceService {
                 started: Instant::now(),
                 first_token: None,
                 last_token: None,
-                usage: Usage { prompt_tokens, completion_tokens: 0 },
+                usage: Usage { prompt_tokens, completion_tokens: 0, cached_tokens: 0 },
                 outcome: None,
                 ending: None,
                 finish_reason: None,
@@ -232,6 +232,7 @@ impl Generation {
                 self.record.finish_reason = Some(reason.as_str());
                 // The prompt is counted by the first choice only (see `Prompt`).
                 self.record.usage.completion_tokens = usage.completion_tokens;
+                self.record.usage.cached_tokens = usage.cached_tokens;
                 self.record.outcome = Some("ok");
                 self.record.ending = Some(crate::stats::Ending::Ok);
             }
@@ -280,6 +281,7 @@ impl Drop for UsageRecord {
             cell.add_time_us(0, self.started.elapsed().as_micros() as u64);
         }
         self.metrics.generated.increment(self.usage.completion_tokens);
+        self.metrics.cached.increment(self.usage.cached_tokens);
         self.metrics.ended(outcome);
         let ending = self.ending.unwrap_or(crate::stats::Ending::Cancelled);
         if let (Some(reason), Some(watch)) = (self.finish_reason, self.loaded.drift.as_ref().filter(|watch| watch.sampled())) {

@@ -32,6 +32,8 @@ pub const MODEL_EVICTIONS_TOTAL: &str = "yunmo_model_evictions_total";
 pub const LLM_REQUESTS_TOTAL: &str = "yunmo_llm_requests_total";
 /// Prompt tokens admitted, by `model`.
 pub const LLM_PROMPT_TOKENS_TOTAL: &str = "yunmo_llm_prompt_tokens_total";
+/// Prompt tokens whose KV cells were reused from an earlier request (prefix cache), by model and version.
+pub const LLM_PROMPT_CACHED_TOKENS_TOTAL: &str = "yunmo_llm_prompt_cached_tokens_total";
 /// Tokens generated, by `model` (its rate is the model's tokens per second).
 pub const LLM_GENERATED_TOKENS_TOTAL: &str = "yunmo_llm_generated_tokens_total";
 /// Time from admission to the first generated token, by `model`.
@@ -196,6 +198,8 @@ pub(crate) struct LlmMetrics {
     pub generated: metrics::Counter,
     /// `LLM_PROMPT_TOKENS_TOTAL`.
     pub prompt: metrics::Counter,
+    /// `LLM_PROMPT_CACHED_TOKENS_TOTAL`.
+    pub cached: metrics::Counter,
     /// `LLM_REQUESTS_TOTAL` with outcome `ok`.
     ok: metrics::Counter,
     model: String,
@@ -212,6 +216,7 @@ impl LlmMetrics {
             tokens_per_second: metrics::histogram!(LLM_REQUEST_TOKENS_PER_SECOND, &labels),
             generated: metrics::counter!(LLM_GENERATED_TOKENS_TOTAL, &labels),
             prompt: metrics::counter!(LLM_PROMPT_TOKENS_TOTAL, &labels),
+            cached: metrics::counter!(LLM_PROMPT_CACHED_TOKENS_TOTAL, &labels),
             ok: metrics::counter!(LLM_REQUESTS_TOTAL, "model" => model.to_string(), "version" => version.to_string(), "outcome" => "ok"),
             model: model.to_string(),
             version: version.to_string(),
@@ -258,6 +263,7 @@ pub fn describe() {
     describe_gauge!(QUEUE_CAPACITY, "Requests that may wait for a loaded version (with the queue depth: saturation).");
     describe_gauge!(MODEL_INSTANCES, "Instances of a loaded tensor version, each on its own thread.");
     describe_counter!(LLM_PROMPT_TOKENS_TOTAL, "Prompt tokens admitted.");
+    describe_counter!(LLM_PROMPT_CACHED_TOKENS_TOTAL, "Prompt tokens read from the prefix cache instead of computed.");
     describe_counter!(LLM_GENERATED_TOKENS_TOTAL, "Tokens generated.");
     describe_histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS, Unit::Seconds, "Time to the first generated token.");
     describe_histogram!(LLM_INTER_TOKEN_LATENCY_SECONDS, Unit::Seconds, "Time between tokens of one generation.");

@@ -72,6 +72,9 @@ pub struct Usage {
     pub prompt_tokens: u64,
     /// Tokens generated.
     pub completion_tokens: u64,
+    /// Of the prompt tokens, those whose KV cells were reused from an earlier request (prefix cache).
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 impl Usage {

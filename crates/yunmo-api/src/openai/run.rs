@@ -160,6 +160,7 @@ fn total_usage(collected: &[Collected], n: u32) -> Usage {
     for (index, answer) in collected.iter().enumerate() {
         if (index as u32).is_multiple_of(n) {
             usage.prompt_tokens += answer.usage.prompt_tokens;
+            usage.cached_tokens += answer.usage.cached_tokens;
         }
         usage.completion_tokens += answer.usage.completion_tokens;
     }
@@ -247,6 +248,7 @@ fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usag
                 Item::Event(index, GenerateEvent::Finished { reason, usage: choice_usage }) => {
                     if index % n == 0 {
                         usage.prompt_tokens += choice_usage.prompt_tokens;
+                        usage.cached_tokens += choice_usage.cached_tokens;
                     }
                     usage.completion_tokens += choice_usage.completion_tokens;
                     format.finish(index, reason, choice_usage).map(data)

@@ -222,10 +222,24 @@ pub struct UsageOut {
     pub completion_tokens: u64,
     /// Sum.
     pub total_tokens: u64,
+    /// Of the prompt tokens, those read from the prefix cache.
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens whose KV cells an earlier request with the same prefix left (not computed again).
+    pub cached_tokens: u64,
 }
 
 impl From<yunmo_types::Usage> for UsageOut {
     fn from(usage: yunmo_types::Usage) -> Self {
-        UsageOut { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.total_tokens() }
+        UsageOut {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.total_tokens(),
+            prompt_tokens_details: PromptTokensDetails { cached_tokens: usage.cached_tokens },
+        }
     }
 }

@@ -11,3 +11,11 @@ pub fn model_path() -> PathBuf {
     assert!(path.exists(), "{} is missing: run scripts/fetch-assets.sh smollm (scripts/test.sh does)", path.display());
     path
 }
+
+/// Held by each test that runs an engine: llama.cpp's worker threads spin while they wait, so engines of
+/// tests run side by side on a small machine starve each other (a 10 s test took 60 s, and timing checks
+/// failed). One engine test at a time.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Time to first token with and without prefix caching, on one binary, interleaved: a ~500-token system prompt
+repeated with different questions, and turn 2 of a multi-turn chat (the first turn and its answer repeated).
+
+Usage: bench/prefix_cache.py [--binary target/release/yunmo] [--runs 5] [--threads 2]
+
+Two servers of the same binary (backends.gguf.prefix_cache true and false), SmolLM2-135M-Instruct Q4_1, each
+on CPUs 0-1 with --threads llama.cpp threads, started one after the other; each measurement streams one
+/v1/completions (ChatML text, greedy, 8 tokens) and takes the time to its first token. Prints the medians and
+the ratio cache-off / cache-on (above 1: the cache is faster). Build first: `cargo build --release -p
+yunmo-server`; `scripts/fetch-assets.sh smollm`.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llm  # noqa: E402  (bench/llm.py: the server process, streaming completion, auth)
+
+SYSTEM = " ".join(
+    f"Rule {i}: when a visitor asks about exhibit {i}, describe its age, its maker and the room it stands in, and keep the answer short."
+    for i in range(1, 21))
+QUESTIONS = ["When does the museum open?", "Where is the cafe?", "Can I take photos?", "Is there a lift?", "Who built the clock?",
+             "How long is a tour?", "Are dogs allowed?"]
+
+
+def chatml(system, turns):
+    text = f"<|im_start|>system\n{system}<|im_end|>\n"
+    for role, content in turns:
+        text += f"<|im_start|>{role}\n{content}<|im_end|>\n"
+    return text + "<|im_start|>assistant\n"
+
+
+def ttft(port, prompt):
+    first, _, _ = llm.stream_completion("127.0.0.1", port, "smollm2", prompt, 8, 1, 0.0)
+    return first
+
+
+def measure(port, runs):
+    repeated = [ttft(port, chatml(SYSTEM, [("user", QUESTIONS[i % len(QUESTIONS)])])) for i in range(runs + 1)][1:]
+    turn_two = []
+    for i in range(runs):
+        first = [("user", QUESTIONS[i % len(QUESTIONS)])]
+        ttft(port, chatml(SYSTEM + f" Session {i}.", first))
+        turn_two.append(ttft(port, chatml(SYSTEM + f" Session {i}.", first + [("assistant", "We open at nine."), ("user", "And when do you close?")])))
+    return statistics.median(repeated), statistics.median(turn_two)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=llm.YUNMO)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="yunmo-prefix-bench-")
+    results = {}
+    try:
+        for name, enabled in (("cache on", "true"), ("cache off", "false")):
+            port = 18090
+            env = {"YUNMO__BACKENDS__GGUF__THREADS": str(args.threads), "YUNMO__BACKENDS__GGUF__PREFIX_CACHE": enabled,
+                   "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **llm.YUNMO_AUTH_ENV}
+            proc = llm.Proc([args.binary, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, name)],
+                            os.path.join(work, f"{name}.log"), "0-1", env)
+            try:
+                llm.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
+                subprocess.run([args.binary, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", llm.GGUF], check=True,
+                               stdout=subprocess.DEVNULL, env={**os.environ, "YUNMO_API_KEY": llm.BENCH_KEY})
+                results[name] = measure(port, args.runs)
+            finally:
+                proc.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads; median of {args.runs} requests\n")
+    print("| request | cache on TTFT ms | cache off TTFT ms | off / on |")
+    print("|---|---|---|---|")
+    for index, label in enumerate(("~500-token system prompt repeated, new question", "turn 2 of a chat")):
+        on, off = results["cache on"][index], results["cache off"][index]
+        print(f"| {label} | {on * 1000:.1f} | {off * 1000:.1f} | {off / on:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

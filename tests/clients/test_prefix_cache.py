@@ -1,0 +1,77 @@
+"""Prefix caching (docs/llm.md) through the unchanged `openai` SDK on SmolLM2: a chat that shares a long
+system prompt with an earlier one reports `usage.prompt_tokens_details.cached_tokens` and answers exactly
+what a server with the cache off answers; concurrent chats with distinct prefixes never see each other's
+text."""
+import concurrent.futures
+import os
+import shutil
+import tempfile
+
+import openai
+import pytest
+
+from conftest import CACHE, Server
+
+SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
+SYSTEM = ("You are the assistant of a small railway museum in the mountains. You answer visitors' questions in one or two "
+          "short sentences, politely and without inventing facts. The museum opens at nine in the morning and closes at "
+          "five in the afternoon, every day except Monday. Tickets cost eight euros for adults and four euros for children; "
+          "families of four pay twenty euros. The steam locomotive in the main hall was built in 1912 and ran on the valley "
+          "line until 1968. Guided tours start every hour on the hour and take forty minutes. Dogs are welcome on a lead. "
+          "The cafe serves soup, bread, cheese and apple cake. The nearest station is a ten-minute walk down the hill.")
+QUESTIONS = ["When does the museum open?", "How much is a ticket for a child?", "Can I bring my dog?", "How old is the locomotive?"]
+
+
+def start(env):
+    data_dir = tempfile.mkdtemp(prefix="yunmo-prefix-")
+    server = Server(data_dir, env={"YUNMO__BACKENDS__GGUF__MAX_SEQUENCES": "4", "YUNMO__BACKENDS__GGUF__THREADS": "2", "YUNMO__BACKENDS__GGUF__BATCH_TOKENS": os.environ.get("BT", "512"), **env})
+    server.push_file("smollm2", SMOLLM)
+    return server, data_dir
+
+
+@pytest.fixture(scope="module")
+def servers():
+    if not os.path.exists(SMOLLM):
+        raise RuntimeError(f"missing {SMOLLM}: run scripts/fetch-assets.sh smollm (scripts/test.sh does)")
+    started = [start({}), start({"YUNMO__BACKENDS__GGUF__PREFIX_CACHE": "false"})]
+    yield [server for server, _ in started]
+    for server, data_dir in started:
+        assert server.stop() == 0
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def ask(server, system, question):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    response = client.chat.completions.create(model="smollm2", temperature=0, seed=1, max_tokens=24,
+                                              messages=[{"role": "system", "content": system}, {"role": "user", "content": question}])
+    return response.choices[0].message.content, response.usage
+
+
+def test_a_shared_system_prompt_is_reused_and_answers_as_without_the_cache(servers):
+    cached, uncached = servers
+    reference = [ask(uncached, SYSTEM, question) for question in QUESTIONS]
+    assert all(usage.prompt_tokens_details.cached_tokens == 0 for _, usage in reference), "the cache off reuses nothing"
+    text, usage = ask(cached, SYSTEM, QUESTIONS[0])
+    assert text == reference[0][0]
+    for question, (expected, expected_usage) in zip(QUESTIONS[1:], reference[1:]):
+        text, usage = ask(cached, SYSTEM, question)
+        assert text == expected, (question, text, expected)
+        assert usage.prompt_tokens == expected_usage.prompt_tokens
+        # The system prompt is about 150 tokens: its two whole 64-token prefill chunks are reused.
+        assert usage.prompt_tokens_details.cached_tokens == 128, usage
+        assert usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens
+    metrics = cached.request("GET", "/metrics")[1].decode()
+    reused = [line for line in metrics.splitlines() if line.startswith("yunmo_llm_prompt_cached_tokens_total{")]
+    assert reused and float(reused[0].rsplit(" ", 1)[1]) > 360, reused
+
+
+def test_concurrent_chats_with_distinct_prefixes_get_their_own_answers(servers):
+    cached, uncached = servers
+    systems = [SYSTEM.replace("railway museum", place) for place in
+               ("railway museum", "toy museum", "glass museum", "clock museum", "ski museum", "salt mine", "castle", "zoo")]
+    chats = [(system, QUESTIONS[index % len(QUESTIONS)]) for index, system in enumerate(systems)]
+    reference = [ask(uncached, system, question)[0] for system, question in chats]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(2):
+            answers = list(pool.map(lambda chat: ask(cached, *chat)[0], chats))
+            assert answers == reference
