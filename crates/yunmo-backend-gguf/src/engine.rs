@@ -4,18 +4,19 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use yunmo_backend::{BackendError, GenerateBackend, GenerateEvent, GenerateInfo, GenerateRequest, GenerateStats};
-use yunmo_types::{FinishReason, TextChunk, TokenLogprob, Usage};
+use yunmo_backend::{BackendError, GenerateBackend, GenerateEvent, GenerateInfo, GenerateRequest, GenerateStats, Grammar};
+use yunmo_types::{Constraint, FinishReason, TextChunk, TokenLogprob, Usage};
 
 use crate::GgufConfig;
+use crate::grammar::{Constrained, Grammars};
 use crate::plan::{Chunk, Phase, plan_step};
 use crate::prefix::SlotCache;
 use crate::sampler::Sampler;
@@ -32,6 +33,8 @@ pub struct Engine {
     sender: flume::Sender<Pending>,
     counters: Arc<Counters>,
     queue_capacity: usize,
+    /// The grammar compiler, built on the first constrained request (a walk over the vocabulary).
+    grammars: OnceLock<Result<Grammars, BackendError>>,
 }
 
 #[derive(Default)]
@@ -43,6 +46,7 @@ struct Counters {
 
 struct Pending {
     request: GenerateRequest,
+    grammar: Option<Constrained>,
     events: flume::Sender<GenerateEvent>,
 }
 
@@ -66,7 +70,7 @@ impl Engine {
             })
             .map_err(|error| BackendError::Runtime(format!("cannot start the engine thread: {error}")))?;
         ready_receiver.recv().map_err(|_| BackendError::Runtime("the engine thread died while starting".into()))??;
-        Ok(Engine { model, info, sender, counters, queue_capacity: config.queue_capacity })
+        Ok(Engine { model, info, sender, counters, queue_capacity: config.queue_capacity, grammars: OnceLock::new() })
     }
 }
 
@@ -117,6 +121,7 @@ impl GenerateBackend for Engine {
         if let Some((bad, _)) = request.params.logit_bias.iter().find(|(token, _)| *token >= n_vocab) {
             return Err(BackendError::InvalidInput(format!("logit_bias: token id {bad} is out of the vocabulary (0..{n_vocab})")));
         }
+        let grammar = request.grammar.as_ref().map(Constrained::start).transpose()?;
         if self.counters.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_capacity {
             self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(BackendError::Overloaded(format!(
@@ -125,7 +130,7 @@ impl GenerateBackend for Engine {
             )));
         }
         let (events, receiver) = flume::unbounded();
-        self.sender.send(Pending { request, events }).map_err(|_| {
+        self.sender.send(Pending { request, grammar, events }).map_err(|_| {
             self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
             BackendError::Runtime("the engine has stopped".into())
         })?;
@@ -139,6 +144,11 @@ impl GenerateBackend for Engine {
             kv_cells_used: self.counters.kv_used.load(Ordering::Relaxed),
             kv_cells_total: u64::from(self.info.max_sequences) * u64::from(self.info.context_per_sequence),
         }
+    }
+
+    fn constrain(&self, constraint: &Constraint) -> Result<Grammar, BackendError> {
+        let grammars = self.grammars.get_or_init(|| Grammars::new(self.model.clone()));
+        grammars.as_ref().map_err(Clone::clone)?.compile(constraint)
     }
 }
 
@@ -168,6 +178,8 @@ struct Sequence {
     n_generated: usize,
     max_tokens: usize,
     sampler: Sampler,
+    /// The grammar the output follows, if constrained.
+    grammar: Option<Constrained>,
     text: TextAssembler,
     want_logprobs: bool,
     events: flume::Sender<GenerateEvent>,
@@ -336,6 +348,7 @@ impl State<'_> {
                 slot,
                 max_tokens: (params.max_tokens as usize).min(room),
                 sampler: Sampler::new(params),
+                grammar: pending.grammar,
                 text: TextAssembler::new(&params.stop),
                 want_logprobs: params.logprobs.is_some(),
                 prompt: pending.request.prompt,
@@ -424,25 +437,52 @@ impl State<'_> {
             sequence.n_past += tokens.len();
             sequence.history.extend_from_slice(&tokens);
         }
-        if let Err(error) = self.context.decode(batch) {
+        if let Err(error) = self.decode_masking(batch, &sample_at) {
             let message = format!("llama.cpp decode failed: {error}");
             tracing::warn!(error = %message, "Decode step failed.");
             endings.extend(feeds.iter().map(|chunk| (chunk.sequence, Ending::Failed(BackendError::Inference(message.clone())))));
             return;
         }
         for (index, batch_index) in sample_at {
-            if let Some(reason) = self.sample(index, batch_index) {
-                endings.push((index, Ending::Finished(reason)));
+            if let Some(ending) = self.sample(index, batch_index) {
+                endings.push((index, ending));
             }
         }
     }
 
-    /// Samples the next token of one sequence and sends its text; returns why it ended, if it did.
-    fn sample(&mut self, index: usize, batch_index: i32) -> Option<FinishReason> {
+    /// Runs llama.cpp on `batch` while, on another thread, the grammars of the sequences that sample
+    /// after it compute their masks of allowed tokens: constrained sequences do not stall the batch.
+    fn decode_masking(&mut self, batch: &mut LlamaBatch, sample_at: &[(usize, i32)]) -> Result<(), llama_cpp_2::DecodeError> {
+        let mut grammars: Vec<(usize, Constrained)> =
+            sample_at.iter().filter_map(|(index, _)| self.running[*index].grammar.take().map(|grammar| (*index, grammar))).collect();
+        if grammars.is_empty() {
+            return self.context.decode(batch);
+        }
+        let context = &mut self.context;
+        let decoded = std::thread::scope(|scope| {
+            let masks = scope.spawn(|| grammars.iter_mut().for_each(|(_, grammar)| grammar.prepare()));
+            let decoded = context.decode(batch);
+            if let Err(payload) = masks.join() {
+                std::panic::resume_unwind(payload);
+            }
+            decoded
+        });
+        for (index, grammar) in grammars {
+            self.running[index].grammar = Some(grammar);
+        }
+        decoded
+    }
+
+    /// Samples the next token of one sequence and sends its text; returns how it ended, if it did.
+    fn sample(&mut self, index: usize, batch_index: i32) -> Option<Ending> {
         let logits = self.context.get_logits_ith(batch_index);
         let vocab = self.model.vocab();
         let sequence = &mut self.running[index];
-        let sampled = sequence.sampler.sample(logits);
+        let allowed = match sequence.grammar.as_mut().map(Constrained::mask).transpose() {
+            Ok(mask) => mask.map(toktrie::SimpleVob::as_slice),
+            Err(error) => return Some(Ending::Failed(error)),
+        };
+        let sampled = sequence.sampler.sample_allowed(logits, allowed);
         let token = LlamaToken(sampled.token as i32);
         sequence.n_generated += 1;
         if vocab.is_eog(token) {
@@ -450,8 +490,13 @@ impl State<'_> {
             if !rest.is_empty() {
                 let _ = sequence.events.send(GenerateEvent::Chunk(TextChunk { text: rest, logprobs: Vec::new() }));
             }
-            return Some(FinishReason::Stop);
+            return Some(Ending::Finished(FinishReason::Stop));
         }
+        // A grammar that is complete after this token ends the sequence: nothing more may follow.
+        let complete = match sequence.grammar.as_mut().map(|grammar| grammar.accept(sampled.token)).transpose() {
+            Ok(complete) => complete.unwrap_or(false),
+            Err(error) => return Some(Ending::Failed(error)),
+        };
         let bytes = vocab.token_to_piece(token, false, None);
         let logprobs = if sequence.want_logprobs {
             let piece = |id: u32| vocab.token_to_piece(LlamaToken(id as i32), false, None);
@@ -476,6 +521,9 @@ impl State<'_> {
         let mut text = pushed.text;
         if pushed.stopped {
             reason = Some(FinishReason::Stop);
+        } else if complete {
+            text.push_str(&sequence.text.finish());
+            reason = Some(FinishReason::Stop);
         } else if sequence.n_generated >= sequence.max_tokens {
             text.push_str(&sequence.text.finish());
             reason = Some(FinishReason::Length);
@@ -486,7 +534,7 @@ impl State<'_> {
             return None;
         }
         sequence.next = Some(sampled.token);
-        reason
+        reason.map(Ending::Finished)
     }
 
     /// Ends the sequences at the given indices (each at most once) with their last event.

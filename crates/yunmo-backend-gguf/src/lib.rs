@@ -6,6 +6,7 @@
 //! with stop strings ([`text`]) are pure Rust. Only this crate and `yunmo-backend-onnx` touch native code.
 
 mod engine;
+mod grammar;
 #[cfg(feature = "fault-injection")]
 pub mod fault {
     //! Switches the tests use to make the engine fail (feature `fault-injection`, never in a release).

@@ -57,6 +57,12 @@ impl Sampler {
 
     /// Chooses the next token from `logits` and remembers it for the penalties.
     pub fn sample(&mut self, logits: &[f32]) -> Sampled {
+        self.sample_allowed(logits, None)
+    }
+
+    /// Like [`Sampler::sample`], among the tokens whose bits are set in `allowed` (32 tokens per word, token
+    /// `i` at bit `i % 32` of word `i / 32`): a grammar's mask. Log-probabilities stay the model's own.
+    pub fn sample_allowed(&mut self, logits: &[f32], allowed: Option<&[u32]>) -> Sampled {
         let (logprob_of, top) = match self.logprobs {
             Some(n) => {
                 let log_z = log_sum_exp(logits);
@@ -64,12 +70,15 @@ impl Sampler {
             }
             None => (None, Vec::new()),
         };
-        let token = if self.temperature <= 1e-5 && !self.adjusted() {
+        let token = if self.temperature <= 1e-5 && !self.adjusted() && allowed.is_none() {
             argmax(logits)
         } else {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
             scratch.extend_from_slice(logits);
+            if let Some(allowed) = allowed {
+                forbid_outside(&mut scratch, allowed);
+            }
             for (token, count) in &self.counts {
                 if let Some(logit) = scratch.get_mut(*token as usize) {
                     *logit -= self.presence_penalty + self.frequency_penalty * *count as f32;
@@ -151,6 +160,21 @@ impl Sampler {
     }
 }
 
+/// Sets the logits of tokens whose bit is clear in `allowed` to minus infinity.
+fn forbid_outside(logits: &mut [f32], allowed: &[u32]) {
+    for (word_index, chunk) in logits.chunks_mut(32).enumerate() {
+        let word = allowed.get(word_index).copied().unwrap_or(0);
+        if word == u32::MAX {
+            continue;
+        }
+        for (bit, logit) in chunk.iter_mut().enumerate() {
+            if word & (1 << bit) == 0 {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
 /// Index of the largest value (the first on ties).
 pub fn argmax(values: &[f32]) -> u32 {
     let mut best = 0;
@@ -208,6 +232,18 @@ mod tests {
 
     fn params(temperature: f32, seed: u64) -> GenerateParams {
         GenerateParams { temperature, seed, ..GenerateParams::default() }
+    }
+
+    #[test]
+    fn a_mask_keeps_only_allowed_tokens_greedy_and_sampled() {
+        let logits: Vec<f32> = (0..40).map(|i| i as f32 / 10.0).collect();
+        // Tokens 3 and 33 allowed.
+        let allowed = [1u32 << 3, 1u32 << 1];
+        let mut greedy = Sampler::new(&GenerateParams { temperature: 0.0, ..GenerateParams::default() });
+        assert_eq!(greedy.sample_allowed(&logits, Some(&allowed)).token, 33);
+        let mut sampled = Sampler::new(&GenerateParams { temperature: 1.5, seed: 3, ..GenerateParams::default() });
+        let drawn: std::collections::HashSet<u32> = (0..200).map(|_| sampled.sample_allowed(&logits, Some(&allowed)).token).collect();
+        assert_eq!(drawn, [3, 33].into_iter().collect());
     }
 
     #[test]

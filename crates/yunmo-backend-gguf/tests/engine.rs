@@ -74,21 +74,23 @@ fn batched_greedy_equals_one_at_a_time_and_cancel_frees_the_slot() {
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| engine.tokenize(&chat_prompt(q), true).unwrap()).collect();
     let alone: Vec<(String, FinishReason, u64)> = prompts
         .iter()
-        .map(|prompt| collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(24) }).unwrap()))
+        .map(|prompt| collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(24), grammar: None }).unwrap()))
         .collect();
     assert!(alone[0].0.contains("Paris"), "{:?}", alone[0]);
-    let receivers: Vec<_> =
-        prompts.iter().map(|prompt| engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(24) }).unwrap()).collect();
+    let receivers: Vec<_> = prompts
+        .iter()
+        .map(|prompt| engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(24), grammar: None }).unwrap())
+        .collect();
     let together: Vec<_> = receivers.into_iter().map(collect).collect();
     assert_eq!(together, alone, "continuous batching must not change greedy output");
 
     // A long generation is cancelled after its first chunk; its slot must free up at once.
     let engine = engine_single();
-    let long = engine.submit(GenerateRequest { prompt: prompts[1].clone(), params: greedy(400) }).unwrap();
+    let long = engine.submit(GenerateRequest { prompt: prompts[1].clone(), params: greedy(400), grammar: None }).unwrap();
     let _first = long.recv().unwrap();
     drop(long);
     let started = Instant::now();
-    let (_, _, tokens) = collect(engine.submit(GenerateRequest { prompt: prompts[3].clone(), params: greedy(4) }).unwrap());
+    let (_, _, tokens) = collect(engine.submit(GenerateRequest { prompt: prompts[3].clone(), params: greedy(4), grammar: None }).unwrap());
     assert_eq!(tokens, 4);
     assert!(started.elapsed() < Duration::from_secs(5), "the cancelled sequence still held the only slot");
     assert_eq!(engine.stats().kv_cells_used, 0);
@@ -103,21 +105,23 @@ fn stop_strings_max_tokens_and_queue_bound() {
     let _serial = common::serial();
     let engine = engine(1);
     let prompt = engine.tokenize(&chat_prompt("What is the capital of France?"), true).unwrap();
-    let (text, reason, tokens) = collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(3) }).unwrap());
+    let (text, reason, tokens) =
+        collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(3), grammar: None }).unwrap());
     assert_eq!((reason, tokens), (FinishReason::Length, 3), "{text}");
     let params = GenerateParams { stop: vec!["France".into()], ..greedy(40) };
-    let (text, reason, _) = collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params }).unwrap());
+    let (text, reason, _) = collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params, grammar: None }).unwrap());
     assert_eq!(reason, FinishReason::Stop);
     assert!(!text.contains("France"), "{text}");
     // One slot and a queue of 4: with one running and four waiting, the next is refused.
-    let running = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(200) }).unwrap();
+    let running = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(200), grammar: None }).unwrap();
     let _first = running.recv().unwrap();
-    let waiting: Vec<_> = (0..4).map(|_| engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(200) })).collect();
+    let waiting: Vec<_> =
+        (0..4).map(|_| engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(200), grammar: None })).collect();
     assert!(waiting.iter().all(Result::is_ok));
     assert_eq!((engine.stats().running, engine.stats().waiting), (1, 4));
-    let refused = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(1) });
+    let refused = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(1), grammar: None });
     assert!(matches!(refused, Err(yunmo_backend::BackendError::Overloaded(_))), "{refused:?}");
-    let too_long = engine.submit(GenerateRequest { prompt: vec![1; 600], params: greedy(1) });
+    let too_long = engine.submit(GenerateRequest { prompt: vec![1; 600], params: greedy(1), grammar: None });
     assert!(matches!(too_long, Err(yunmo_backend::BackendError::InvalidInput(_))));
 }
 
@@ -162,7 +166,7 @@ fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
     let shared = tokens[0].iter().zip(&tokens[1]).take_while(|(a, b)| a == b).count();
     assert!(shared > 128, "the questions share the system prompt's {shared} tokens");
     let run = |engine: &Arc<dyn GenerateBackend>, prompt: &Vec<u32>| {
-        collect_usage(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(20) }).unwrap())
+        collect_usage(engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(20), grammar: None }).unwrap())
     };
     let reference: Vec<String> = tokens.iter().map(|prompt| run(&uncached, prompt).0).collect();
     assert!(tokens.iter().all(|prompt| run(&uncached, prompt).1.cached_tokens == 0), "the cache off reuses nothing");
@@ -176,9 +180,60 @@ fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
     assert_eq!(run(&cached, &tokens[1]).1.cached_tokens as usize, (tokens[1].len() - 1) / 64 * 64);
     // Four prompts at once on two slots, twice over: each answer is its own.
     for _ in 0..2 {
-        let receivers: Vec<_> =
-            tokens.iter().map(|prompt| cached.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(20) }).unwrap()).collect();
+        let receivers: Vec<_> = tokens
+            .iter()
+            .map(|prompt| cached.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(20), grammar: None }).unwrap())
+            .collect();
         let answers: Vec<String> = receivers.into_iter().map(|receiver| collect_usage(receiver).0).collect();
         assert_eq!(answers, reference);
     }
+}
+
+#[test]
+fn constrained_outputs_follow_their_schema_and_grammar() {
+    let _serial = common::serial();
+    let engine = engine(4);
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "city": { "type": "string", "maxLength": 24 },
+            "population": { "type": "integer", "minimum": 0, "maximum": 40000000 },
+            "rivers": { "type": "array", "items": { "enum": ["Seine", "Loire", "Rhone", "other"] }, "maxItems": 3 },
+        },
+        "required": ["city", "population", "rivers"],
+        "additionalProperties": false,
+    });
+    let grammar = engine.constrain(&yunmo_types::Constraint::JsonSchema(schema)).unwrap();
+    let prompt = engine.tokenize(&chat_prompt("Describe Paris as JSON."), true).unwrap();
+    let sampled = |seed: u64| GenerateParams { max_tokens: 120, temperature: 1.0, seed, ..GenerateParams::default() };
+    // Constrained sequences sampled next to an unconstrained one (the queue holds 4).
+    let free = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(60), grammar: None }).unwrap();
+    let mut receivers: Vec<_> = (0..3)
+        .map(|seed| {
+            engine.submit(GenerateRequest { prompt: prompt.clone(), params: sampled(seed), grammar: Some(grammar.clone()) }).unwrap()
+        })
+        .collect();
+    assert!(collect(free).0.contains("Paris"));
+    receivers.extend((3..6).map(|seed| {
+        engine.submit(GenerateRequest { prompt: prompt.clone(), params: sampled(seed), grammar: Some(grammar.clone()) }).unwrap()
+    }));
+    for receiver in receivers {
+        let (text, reason, _) = collect(receiver);
+        assert_eq!(reason, FinishReason::Stop, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"));
+        assert!(value["city"].as_str().is_some_and(|city| city.chars().count() <= 24), "{text}");
+        assert!(value["population"].as_u64().is_some_and(|n| n <= 40_000_000), "{text}");
+        let rivers = value["rivers"].as_array().unwrap();
+        assert!(rivers.len() <= 3 && rivers.iter().all(|r| ["Seine", "Loire", "Rhone", "other"].contains(&r.as_str().unwrap())), "{text}");
+        assert_eq!(value.as_object().unwrap().len(), 3, "{text}");
+    }
+
+    let lark = engine.constrain(&yunmo_types::Constraint::Lark("start: \"yes\" | \"no\"".into())).unwrap();
+    let (text, reason, tokens) = collect(engine.submit(GenerateRequest { prompt, params: greedy(20), grammar: Some(lark) }).unwrap());
+    assert!((text.as_str(), reason) == ("yes", FinishReason::Stop) || (text.as_str(), reason) == ("no", FinishReason::Stop), "{text}");
+    assert!(tokens <= 2, "the sequence ends as soon as the grammar is complete");
+
+    let unsupported = serde_json::json!({ "type": "object", "if": { "required": ["a"] } });
+    let error = engine.constrain(&yunmo_types::Constraint::JsonSchema(unsupported)).err().unwrap();
+    assert!(matches!(&error, yunmo_backend::BackendError::InvalidInput(message) if message.contains("\"if\"")), "{error}");
 }

@@ -30,8 +30,11 @@ fn a_panic_in_a_step_fails_its_sequences_and_the_engine_serves_on() {
     };
     let engine = GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap();
     let prompt = engine.tokenize("<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n", true).unwrap();
-    let request =
-        || GenerateRequest { prompt: prompt.clone(), params: GenerateParams { max_tokens: 8, temperature: 0.0, ..Default::default() } };
+    let request = || GenerateRequest {
+        prompt: prompt.clone(),
+        params: GenerateParams { max_tokens: 8, temperature: 0.0, ..Default::default() },
+        grammar: None,
+    };
 
     // The engine is idle, so the request below is the first in the step that panics.
     fault::PANIC_NEXT_STEP.store(true, Ordering::SeqCst);

@@ -14,7 +14,7 @@ pub mod threads;
 
 use std::path::Path;
 
-use yunmo_types::{FinishReason, GenerateParams, Signature, Tensor, TextChunk, Usage};
+use yunmo_types::{Constraint, FinishReason, GenerateParams, Signature, Tensor, TextChunk, Usage};
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -118,6 +118,18 @@ pub struct GenerateRequest {
     pub prompt: Vec<u32>,
     /// Sampling and stopping.
     pub params: GenerateParams,
+    /// The grammar the output must follow, compiled by [`GenerateBackend::constrain`] of the same backend.
+    pub grammar: Option<Grammar>,
+}
+
+/// A [`Constraint`] compiled for one backend's vocabulary; cheap to clone (one per choice).
+#[derive(Clone)]
+pub struct Grammar(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Grammar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Grammar")
+    }
 }
 
 /// What a generation stream carries. A stream ends with exactly one `Finished` or `Failed`.
@@ -186,4 +198,12 @@ pub trait GenerateBackend: Send + Sync + 'static {
 
     /// Running and waiting sequences and KV cache use.
     fn stats(&self) -> GenerateStats;
+
+    /// Compiles `constraint` for this model's vocabulary; fails with [`BackendError::InvalidInput`] naming
+    /// what the grammar or schema uses that cannot be enforced. Blocking (it may take milliseconds): call
+    /// it off the async runtime.
+    fn constrain(&self, constraint: &Constraint) -> Result<Grammar, BackendError> {
+        let _ = constraint;
+        Err(BackendError::InvalidInput("this model cannot constrain its output (response_format, tool_choice)".into()))
+    }
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use yunmo_backend::{GenerateEvent, GenerateRequest};
+use yunmo_backend::{GenerateEvent, GenerateRequest, Grammar};
 use yunmo_text::chat::{ChatMessage, SpecialTokens};
-use yunmo_types::{GenerateParams, Usage};
+use yunmo_types::{Constraint, GenerateParams, Usage};
 
 use crate::loaded::LoadedModel;
 use crate::{InferenceService, ServiceError, metrics};
@@ -148,8 +148,31 @@ impl InferenceService {
         })
     }
 
-    /// Starts generating. `max_tokens: None` allows the rest of the context.
-    pub fn generate(&self, prompt: &Prompt, max_tokens: Option<u32>, mut params: GenerateParams) -> Result<Generation, ServiceError> {
+    /// Compiles `constraint` for the prompt's model, on the blocking pool (a schema may take milliseconds);
+    /// a schema or grammar the model cannot enforce is an `invalid_request` naming what is unsupported.
+    pub async fn constrain(&self, prompt: &Prompt, constraint: Constraint) -> Result<Grammar, ServiceError> {
+        let loaded = prompt.loaded.clone();
+        tokio::task::spawn_blocking(move || {
+            let generator = loaded.generator().expect("prepare_prompt checked. This is a bug.");
+            generator.constrain(&constraint)
+        })
+        .await
+        .map_err(|error| ServiceError::internal(format!("compiling the output grammar failed: {error}")))?
+        .map_err(|error| match error {
+            yunmo_backend::BackendError::InvalidInput(message) => ServiceError::invalid(message),
+            other => other.into(),
+        })
+    }
+
+    /// Starts generating, constrained by `grammar` (from [`InferenceService::constrain`] with the same prompt)
+    /// when given. `max_tokens: None` allows the rest of the context.
+    pub fn generate(
+        &self,
+        prompt: &Prompt,
+        max_tokens: Option<u32>,
+        mut params: GenerateParams,
+        grammar: Option<Grammar>,
+    ) -> Result<Generation, ServiceError> {
         let room = prompt.context.saturating_sub(prompt.tokens.len() as u32);
         params.max_tokens = match max_tokens {
             Some(requested) if requested > room => {
@@ -164,7 +187,7 @@ impl InferenceService {
         };
         validate_params(&params)?;
         let generator = prompt.loaded.generator().expect("prepare_prompt checked. This is a bug.");
-        let events = generator.submit(GenerateRequest { prompt: prompt.tokens.clone(), params }).inspect_err(|error| {
+        let events = generator.submit(GenerateRequest { prompt: prompt.tokens.clone(), params, grammar }).inspect_err(|error| {
             if matches!(error, yunmo_backend::BackendError::Runtime(_)) {
                 self.models().forget_instance(&prompt.loaded);
             }

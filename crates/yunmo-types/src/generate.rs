@@ -45,6 +45,18 @@ impl Default for GenerateParams {
     }
 }
 
+/// A language the generated text must be in: enforced token by token while sampling (structured outputs,
+/// tool calls), so the text always parses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// Any JSON object (OpenAI's `response_format: {"type": "json_object"}`).
+    JsonObject,
+    /// JSON valid against this JSON schema (`{"type": "json_schema", ...}`).
+    JsonSchema(serde_json::Value),
+    /// A grammar in llguidance's Lark dialect (which may embed JSON schemas with `%json{...}`).
+    Lark(String),
+}
+
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -20,11 +20,6 @@ pub(crate) async fn chat_completions(
     if request.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
         return Err(openai(run::unsupported("tools", "this server does not call tools")));
     }
-    if let Some(format) = &request.response_format
-        && format.get("type").and_then(Value::as_str) != Some("text")
-    {
-        return Err(openai(run::unsupported("response_format", "only {\"type\": \"text\"} is")));
-    }
     let logprobs = match (request.logprobs.unwrap_or(false), request.top_logprobs) {
         (true, top) => Some(top.unwrap_or(0)),
         (false, Some(_)) => {
@@ -32,7 +27,8 @@ pub(crate) async fn chat_completions(
         }
         (false, None) => None,
     };
-    let plan = run::plan(&request.sampling, logprobs).map_err(openai)?;
+    let mut plan = run::plan(&request.sampling, logprobs).map_err(openai)?;
+    plan.constraint = super::format::response_format(request.response_format.as_ref()).map_err(openai)?.map(|c| (c, "response_format"));
     let model_ref = model_ref(&request.model).map_err(openai)?;
     let messages = chat_messages(request.messages).map_err(openai)?;
     let prompt = caller.prompt(&state, &model_ref, PromptInput::Chat(messages)).await.map_err(openai)?;

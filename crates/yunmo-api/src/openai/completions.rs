@@ -23,7 +23,8 @@ pub(crate) async fn completions(
     if request.suffix.as_ref().is_some_and(|suffix| !suffix.is_empty()) {
         return Err(openai(run::unsupported("suffix", "fill-in-the-middle needs a model-specific prompt format")));
     }
-    let plan = run::plan(&request.sampling, request.logprobs).map_err(openai)?;
+    let mut plan = run::plan(&request.sampling, request.logprobs).map_err(openai)?;
+    plan.constraint = super::format::response_format(request.response_format.as_ref()).map_err(openai)?.map(|c| (c, "response_format"));
     let model_ref = model_ref(&request.model).map_err(openai)?;
     let inputs = prompt_inputs(request.prompt).map_err(openai)?;
     let mut prompts: Vec<Prompt> = Vec::with_capacity(inputs.len());

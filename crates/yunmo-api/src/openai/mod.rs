@@ -6,6 +6,7 @@ mod chat;
 mod completions;
 mod embeddings;
 pub mod fields;
+mod format;
 pub mod run;
 pub mod wire;
 

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::Value;
 use yunmo_backend::GenerateEvent;
+use yunmo_backend::Grammar;
 use yunmo_service::{Code, Generation, InferenceService, Prompt, ServiceError};
-use yunmo_types::{FinishReason, GenerateParams, TextChunk, TokenLogprob, Usage};
+use yunmo_types::{Constraint, FinishReason, GenerateParams, TextChunk, TokenLogprob, Usage};
 
 use super::wire::Sampling;
 use crate::request_id::RequestId;
@@ -30,6 +31,9 @@ pub struct Plan {
     pub stream: bool,
     /// Send a usage chunk at the end of a stream.
     pub include_usage: bool,
+    /// The language the output must be in, enforced while sampling, and the request field that asked for
+    /// it (named in errors).
+    pub constraint: Option<(Constraint, &'static str)>,
 }
 
 /// Reads sampling fields; `logprobs`: `Some(alternatives)` to return log-probabilities.
@@ -77,6 +81,7 @@ pub fn plan(sampling: &Sampling, logprobs: Option<u32>) -> Result<Plan, ServiceE
         n,
         stream: sampling.stream.unwrap_or(false),
         include_usage: sampling.stream_options.as_ref().is_some_and(|options| options.include_usage),
+        constraint: None,
     })
 }
 
@@ -89,12 +94,17 @@ fn random_seed() -> u64 {
 
 /// Starts `n` choices for each prompt; choice indices run prompt-major. Fails (cancelling those
 /// started) if any cannot start.
-fn start(service: &InferenceService, prompts: &[Prompt], plan: &Plan) -> Result<Vec<(u32, Generation)>, ServiceError> {
+fn start(
+    service: &InferenceService,
+    prompts: &[Prompt],
+    plan: &Plan,
+    grammar: Option<Grammar>,
+) -> Result<Vec<(u32, Generation)>, ServiceError> {
     let mut choices = Vec::with_capacity(prompts.len() * plan.n as usize);
     for prompt in prompts {
         for choice in 0..plan.n {
             let params = GenerateParams { seed: plan.params.seed.wrapping_add(u64::from(choice)), ..plan.params.clone() };
-            choices.push((choices.len() as u32, service.generate(prompt, plan.max_tokens, params)?));
+            choices.push((choices.len() as u32, service.generate(prompt, plan.max_tokens, params, grammar.clone())?));
         }
     }
     Ok(choices)
@@ -140,7 +150,18 @@ pub async fn respond<F: StreamFormat>(
     format: F,
     body: impl FnOnce(&F, &[Collected], Usage) -> Value,
 ) -> Result<Response, ServiceError> {
-    let choices = start(service, prompts, plan)?;
+    // Compiled once (every prompt is for the same model), before anything streams: a schema the model
+    // cannot enforce is a 400.
+    let grammar = match (&plan.constraint, prompts.first()) {
+        (Some((constraint, field)), Some(prompt)) => Some(
+            service
+                .constrain(prompt, constraint.clone())
+                .await
+                .map_err(|error| ServiceError::new(error.code, format!("{field}: {}", error.message)))?,
+        ),
+        _ => None,
+    };
+    let choices = start(service, prompts, plan, grammar)?;
     if plan.stream {
         return Ok(sse(choices, format, plan.include_usage, plan.n));
     }

@@ -104,7 +104,7 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     /// Alternatives per position, 0 to 20 (needs `logprobs`).
     pub top_logprobs: Option<u32>,
-    /// Only `{"type": "text"}` is supported.
+    /// Structured output: `{"type": "text" | "json_object" | "json_schema", ...}`.
     pub response_format: Option<Value>,
     /// Tool definitions (not supported).
     pub tools: Option<Vec<Value>>,
@@ -164,6 +164,8 @@ pub struct CompletionRequest {
     pub logprobs: Option<u32>,
     /// Text after the completion (not supported).
     pub suffix: Option<String>,
+    /// Structured output, as on chat completions (an extension of vLLM's and Yunmo's).
+    pub response_format: Option<Value>,
     /// Every other field.
     #[serde(flatten)]
     pub extra: Extra,
