@@ -86,10 +86,10 @@ class Proc:
         self.log.close()
 
 
-def stream_completion(host, port, model, prompt, max_tokens, seed, temperature):
-    """One streaming /v1/completions; returns (ttft, decode_seconds, completion tokens)."""
+def stream_completion(host, port, model, prompt, max_tokens, seed, temperature, extra=None):
+    """One streaming /v1/completions (with `extra` body fields); returns (ttft, decode_seconds, completion tokens)."""
     body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "seed": seed,
-                       "stream": True, "stream_options": {"include_usage": True}})
+                       "stream": True, "stream_options": {"include_usage": True}, **(extra or {})})
     connection = http.client.HTTPConnection(host, port, timeout=600)
     started = time.perf_counter()
     connection.request("POST", "/v1/completions", body, {"Content-Type": "application/json", **AUTH})

@@ -2,12 +2,13 @@
 """Time to first token with and without prefix caching, on one binary, interleaved: a ~500-token system prompt
 repeated with different questions, and turn 2 of a multi-turn chat (the first turn and its answer repeated).
 
-Usage: bench/prefix_cache.py [--binary target/release/yunmo] [--runs 5] [--threads 2]
+Usage: bench/prefix_cache.py [--binary target/release/yunmo] [--runs 5] [--threads 2] [--prefill-chunk 32] [--no-peer]
 
-Two servers of the same binary (backends.gguf.prefix_cache true and false), SmolLM2-135M-Instruct Q4_1, each
-on CPUs 0-1 with --threads llama.cpp threads, started one after the other; each measurement streams one
-/v1/completions (ChatML text, greedy, 8 tokens) and takes the time to its first token. Prints the medians and
-the ratio cache-off / cache-on (above 1: the cache is faster). Build first: `cargo build --release -p
+Two servers of the same binary (backends.gguf.prefix_cache true and false) and llama-cpp-python's server (when
+installed by bench/llm.sh --install), SmolLM2-135M-Instruct Q4_1, each on CPUs 0-1 with --threads llama.cpp
+threads, started one after the other; each measurement streams one
+/v1/completions (ChatML text, greedy, 8 tokens) and takes the time to its first token. Prints the medians, the ratio
+cache-off / cache-on (above 1: the cache is faster) and llama-cpp-python / cache-on (above 1: Yunmo is faster). Build first: `cargo build --release -p
 yunmo-server`; `scripts/fetch-assets.sh smollm`.
 """
 import argparse
@@ -50,36 +51,70 @@ def measure(port, runs):
     return statistics.median(repeated), statistics.median(turn_two)
 
 
+def yunmo(binary, threads, enabled, work, chunk):
+    port = 18090
+    env = {"YUNMO__BACKENDS__GGUF__THREADS": str(threads), "YUNMO__BACKENDS__GGUF__PREFIX_CACHE": enabled,
+           "YUNMO__BACKENDS__GGUF__PREFILL_CHUNK": str(chunk), "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **llm.YUNMO_AUTH_ENV}
+    name = f"yunmo-{enabled}"
+    proc = llm.Proc([binary, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, name)],
+                    os.path.join(work, f"{name}.log"), "0-1", env)
+    llm.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
+    subprocess.run([binary, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", llm.GGUF], check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "YUNMO_API_KEY": llm.BENCH_KEY})
+    return proc, port
+
+
+def llamacpp(threads, work):
+    """llama-cpp-python's server (bench/llm.sh --install), which reuses the longest prefix of its last prompt."""
+    python = os.path.join(llm.PEERS, "llamacpp", "venv", "bin", "python")
+    if not os.path.exists(python):
+        llm.log("llama-cpp-python is not installed (bench/llm.sh --install); measuring Yunmo only")
+        return None, None
+    port = 18091
+    proc = llm.Proc([python, "-m", "llama_cpp.server", "--model", llm.GGUF, "--model_alias", "smollm2", "--host", "127.0.0.1",
+                     "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "2048"],
+                    os.path.join(work, "llamacpp.log"), "0-1")
+    llm.wait_ready(f"http://127.0.0.1:{port}/v1/models")
+    return proc, port
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=llm.YUNMO)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prefill-chunk", type=int, default=32, help="backends.gguf.prefill_chunk of both Yunmo servers")
+    parser.add_argument("--no-peer", action="store_true", help="skip llama-cpp-python")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="yunmo-prefix-bench-")
     results = {}
+    servers = (("cache on", lambda: yunmo(args.binary, args.threads, "true", work, args.prefill_chunk)),
+               ("cache off", lambda: yunmo(args.binary, args.threads, "false", work, args.prefill_chunk)),
+               ("llama-cpp-python", lambda: (None, None) if args.no_peer else llamacpp(args.threads, work)))
     try:
-        for name, enabled in (("cache on", "true"), ("cache off", "false")):
-            port = 18090
-            env = {"YUNMO__BACKENDS__GGUF__THREADS": str(args.threads), "YUNMO__BACKENDS__GGUF__PREFIX_CACHE": enabled,
-                   "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **llm.YUNMO_AUTH_ENV}
-            proc = llm.Proc([args.binary, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, name)],
-                            os.path.join(work, f"{name}.log"), "0-1", env)
+        for name, start in servers:
+            proc, port = start()
+            if proc is None:
+                continue
             try:
-                llm.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
-                subprocess.run([args.binary, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", llm.GGUF], check=True,
-                               stdout=subprocess.DEVNULL, env={**os.environ, "YUNMO_API_KEY": llm.BENCH_KEY})
+                ttft(port, chatml("warm-up", [("user", "hello")]))
                 results[name] = measure(port, args.runs)
             finally:
                 proc.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads; median of {args.runs} requests\n")
-    print("| request | cache on TTFT ms | cache off TTFT ms | off / on |")
-    print("|---|---|---|---|")
+    print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads, prefill_chunk {args.prefill_chunk}; median of {args.runs} requests\n")
+    peer = "llama-cpp-python" in results
+    print("| request | Yunmo cache on TTFT ms | Yunmo cache off TTFT ms | off / on |"
+          + (" llama-cpp-python TTFT ms | peer / Yunmo on |" if peer else ""))
+    print("|---|---|---|---|" + ("---|---|" if peer else ""))
     for index, label in enumerate(("~500-token system prompt repeated, new question", "turn 2 of a chat")):
         on, off = results["cache on"][index], results["cache off"][index]
-        print(f"| {label} | {on * 1000:.1f} | {off * 1000:.1f} | {off / on:.2f}x |")
+        row = f"| {label} | {on * 1000:.1f} | {off * 1000:.1f} | {off / on:.2f}x |"
+        if peer:
+            other = results["llama-cpp-python"][index]
+            row += f" {other * 1000:.1f} | {other / on:.2f}x |"
+        print(row)
 
 
 if __name__ == "__main__":

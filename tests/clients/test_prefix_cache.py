@@ -57,9 +57,9 @@ def test_a_shared_system_prompt_is_reused_and_answers_as_without_the_cache(serve
         text, usage = ask(cached, SYSTEM, question)
         assert text == expected, (question, text, expected)
         assert usage.prompt_tokens == expected_usage.prompt_tokens
-        # The system prompt is about 150 tokens: its two whole 64-token prefill chunks are reused.
-        assert usage.prompt_tokens_details.cached_tokens == 128, usage
-        assert usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens
+        # Prefill chunks end every 32 tokens and after each end-of-turn token: the whole system message is
+        # reused, the user turn and the template's tail (about 17 tokens) are computed.
+        assert usage.prompt_tokens - 22 <= usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens - 5, usage
     metrics = cached.request("GET", "/metrics")[1].decode()
     reused = [line for line in metrics.splitlines() if line.startswith("yunmo_llm_prompt_cached_tokens_total{")]
     assert reused and float(reused[0].rsplit(" ", 1)[1]) > 360, reused

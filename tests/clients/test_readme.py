@@ -209,6 +209,14 @@ def check_openai_client(srv, out):
     assert len(first_four) == 4 and all(isinstance(x, float) for x in first_four), out
 
 
+def check_openai_structured(srv, out):
+    # The raw JSON answer, then the SDK's parsed object.
+    lines = out.strip().splitlines()
+    city = json.loads(lines[0])
+    assert set(city) == {"name", "country", "population_millions"} and 0 <= city["population_millions"] <= 50, out
+    assert lines[1].startswith("name=") and "population_millions=" in lines[1], out
+
+
 def imagenet_labels():
     """The demo's ImageNet class names, or `class N` when they are not in the cache."""
     path = os.path.join(CACHE, "models", "imagenet_labels.json")
@@ -243,7 +251,7 @@ def check_langchain(srv, out):
 
 
 CHECKS = {"keys.sh": check_keys, "curl.sh": check_curl, "tritonclient_iris.py": check_tritonclient,
-          "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "langchain_embeddings.py": check_langchain,
+          "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "openai_structured.py": check_openai_structured, "langchain_embeddings.py": check_langchain,
           "image.sh": check_image, "canary.sh": check_canary}
 
 

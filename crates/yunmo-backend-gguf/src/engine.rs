@@ -17,14 +17,10 @@ use yunmo_types::{Constraint, FinishReason, TextChunk, TokenLogprob, Usage};
 
 use crate::GgufConfig;
 use crate::grammar::{Constrained, Grammars};
-use crate::plan::{Chunk, Phase, plan_step};
+use crate::plan::{Boundaries, Chunk, Phase, plan_step};
 use crate::prefix::SlotCache;
 use crate::sampler::Sampler;
 use crate::text::TextAssembler;
-
-/// Tokens of one prefill chunk (`plan.rs`): llama.cpp's CPU flash attention tile (`GGML_FA_TILE_Q`), so a
-/// whole chunk takes its tiled kernel, and small enough that a reused prefix loses little to alignment.
-const PREFILL_CHUNK: usize = 64;
 
 /// Front of a running engine; dropping it stops the engine thread once its queue is empty.
 pub struct Engine {
@@ -206,8 +202,11 @@ struct State<'m> {
     caches: Vec<SlotCache>,
     /// Counts releases, to order slots by when they were freed.
     releases: u64,
-    /// Tokens of a prefill chunk: [`PREFILL_CHUNK`], or the batch if smaller.
+    /// Tokens of a prefill chunk (`backends.gguf.prefill_chunk`).
     chunk: usize,
+    /// By token id: the end-of-turn tokens (llama.cpp's end-of-generation set), after which a prefill chunk
+    /// ends: each chat message closes with one.
+    marks: Vec<bool>,
 }
 
 fn engine_thread(
@@ -249,7 +248,8 @@ fn engine_thread(
         free_slots: (0..config.max_sequences as i32).rev().collect(),
         caches: vec![SlotCache::default(); config.max_sequences as usize],
         releases: 0,
-        chunk: PREFILL_CHUNK.min(config.batch_tokens as usize),
+        chunk: config.prefill_chunk as usize,
+        marks: (0..model.n_vocab()).map(|id| model.vocab().is_eog(LlamaToken(id))).collect(),
         config,
         waiting: VecDeque::new(),
         running: Vec::new(),
@@ -327,7 +327,9 @@ impl State<'_> {
         while !self.waiting.is_empty() && !self.free_slots.is_empty() {
             let pending = self.waiting.pop_front().expect("checked non-empty");
             self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
-            let (at, shared) = crate::prefix::pick(&self.free_slots, &self.caches, &pending.request.prompt, self.chunk);
+            let boundaries = Boundaries { chunk: self.chunk, marks: &self.marks };
+            let prompt = &pending.request.prompt;
+            let (at, shared) = crate::prefix::pick(&self.free_slots, &self.caches, prompt, |n| boundaries.last_end(prompt, n));
             let slot = self.free_slots.swap_remove(at);
             let mut history = std::mem::take(&mut self.caches[slot as usize].tokens);
             let mut cached = if self.config.prefix_cache { shared } else { 0 };
@@ -391,7 +393,9 @@ impl State<'_> {
             panic!("fault injected for a test");
         }
         let phases: Vec<Phase> = self.running.iter().map(Sequence::phase).collect();
-        let plan = plan_step(&phases, self.config.batch_tokens as usize, self.chunk);
+        let boundaries = Boundaries { chunk: self.chunk, marks: &self.marks };
+        let plan =
+            plan_step(&phases, self.config.batch_tokens as usize, |index, done| boundaries.next_end(&self.running[index].prompt, done));
         let mut endings = Vec::new();
         if !plan.decode.is_empty() {
             let feeds: Vec<Chunk> = plan.decode.iter().map(|&sequence| Chunk { sequence, tokens: 1, logits: true }).collect();
@@ -428,9 +432,13 @@ impl State<'_> {
                     .expect("the plan fits the batch's token budget. This is a bug.");
             }
             if sequence.next.is_none() {
-                // A whole aligned chunk after exact cells: its cells are exact too.
-                if sequence.exact == sequence.n_prefilled && tokens.len() == self.chunk {
-                    sequence.exact += tokens.len();
+                // A whole chunk (one that ends at a boundary, not cut by the prompt's end) after exact cells:
+                // its cells are exact too.
+                let end = sequence.n_prefilled + tokens.len();
+                if sequence.exact == sequence.n_prefilled
+                    && (Boundaries { chunk: self.chunk, marks: &self.marks }).is_end(&sequence.prompt, end)
+                {
+                    sequence.exact = end;
                 }
                 sequence.n_prefilled += tokens.len();
             }

@@ -46,6 +46,8 @@ pub struct GgufConfig {
     pub gpu_layers: u32,
     /// Keep a finished sequence's KV cells in its slot and reuse them for a prompt that shares their prefix.
     pub prefix_cache: bool,
+    /// Tokens of one prefill chunk, aligned to absolute positions: the unit of prefix reuse (see `plan.rs`).
+    pub prefill_chunk: u32,
 }
 
 impl Default for GgufConfig {
@@ -58,6 +60,7 @@ impl Default for GgufConfig {
             queue_capacity: 64,
             gpu_layers: 0,
             prefix_cache: true,
+            prefill_chunk: 32,
         }
     }
 }
@@ -74,6 +77,12 @@ impl GgufFactory {
             return Err(BackendError::Runtime(format!(
                 "backends.gguf.batch_tokens ({}) must be at least backends.gguf.max_sequences ({}), which must be at least 1",
                 config.batch_tokens, config.max_sequences
+            )));
+        }
+        if config.prefill_chunk == 0 || config.prefill_chunk > config.batch_tokens {
+            return Err(BackendError::Runtime(format!(
+                "backends.gguf.prefill_chunk must be between 1 and backends.gguf.batch_tokens ({}), got {}",
+                config.batch_tokens, config.prefill_chunk
             )));
         }
         if config.context_per_sequence < 16 {

@@ -19,6 +19,7 @@ fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
         queue_capacity: 4,
         gpu_layers: 0,
         prefix_cache: true,
+        prefill_chunk: 32,
     };
     GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap()
 }
@@ -141,7 +142,7 @@ fn collect_usage(receiver: flume::Receiver<GenerateEvent>) -> (String, yunmo_typ
 #[test]
 fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
     let _serial = common::serial();
-    // Long enough for whole 64-token prefill chunks (the unit of reuse): about 150 tokens.
+    // Long enough for several whole 32-token prefill chunks (the unit of reuse): about 170 tokens.
     let system = "You are a careful assistant for a travel agency. Answer in one short sentence, name the country, \
                   and never invent facts. Our customers are families who travel by train across Europe in summer. \
                   They ask about capitals, rivers, mountains and the food of the places they visit; they like short \
@@ -159,6 +160,7 @@ fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
         queue_capacity: 4,
         gpu_layers: 0,
         prefix_cache: false,
+        prefill_chunk: 32,
     };
     let uncached = GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap();
     let questions = ["What is the capital of France?", "Where is Vienna?", "Name a city in Italy.", "What is the capital of Spain?"];
@@ -174,10 +176,16 @@ fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
     assert_eq!((first.as_str(), usage.cached_tokens), (reference[0].as_str(), 0), "a cold slot computes everything");
     let (second, usage) = run(&cached, &tokens[1]);
     assert_eq!(second, reference[1]);
-    // Whole 64-token chunks of the shared prefix are reused.
-    assert_eq!(usage.cached_tokens as usize, shared / 64 * 64, "{} of {shared} shared tokens reused", usage.cached_tokens);
+    // Whole chunks of the shared prefix are reused: chunks end every 32 tokens and after each end-of-turn
+    // token (<|im_end|>), so the whole system message is.
+    let end_of_turn = cached.tokenize("<|im_end|>", true).unwrap()[0];
+    let last_end = |prompt: &[u32], n: usize| (1..=n).rev().find(|&p| p % 32 == 0 || prompt[p - 1] == end_of_turn).unwrap_or(0);
+    let system_end = tokens[1].iter().position(|token| *token == end_of_turn).unwrap() + 1;
+    assert!(last_end(&tokens[1], shared) >= system_end, "the whole system message is reused");
+    assert_eq!(usage.cached_tokens as usize, last_end(&tokens[1], shared), "{} of {shared} shared tokens reused", usage.cached_tokens);
     // The same prompt again reuses the whole chunks short of its last token.
-    assert_eq!(run(&cached, &tokens[1]).1.cached_tokens as usize, (tokens[1].len() - 1) / 64 * 64);
+    let again = run(&cached, &tokens[1]).1.cached_tokens as usize;
+    assert_eq!(again, last_end(&tokens[1], tokens[1].len() - 1));
     // Four prompts at once on two slots, twice over: each answer is its own.
     for _ in 0..2 {
         let receivers: Vec<_> = tokens

@@ -27,6 +27,7 @@ fn a_panic_in_a_step_fails_its_sequences_and_the_engine_serves_on() {
         queue_capacity: 4,
         gpu_layers: 0,
         prefix_cache: true,
+        prefill_chunk: 32,
     };
     let engine = GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap();
     let prompt = engine.tokenize("<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n", true).unwrap();

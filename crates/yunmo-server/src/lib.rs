@@ -84,6 +84,7 @@ fn backends(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn BackendFactory>>>
         queue_capacity: settings.scheduler.queue_capacity,
         gpu_layers: gguf.gpu_layers,
         prefix_cache: gguf.prefix_cache,
+        prefill_chunk: gguf.prefill_chunk,
     };
     factories.push(Arc::new(yunmo_backend_gguf::GgufFactory::new(config)?));
     Ok(factories)

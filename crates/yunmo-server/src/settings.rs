@@ -303,6 +303,8 @@ pub struct GgufSettings {
     pub gpu_layers: u32,
     /// Reuse the KV cells of an earlier request that shares the prompt's prefix.
     pub prefix_cache: bool,
+    /// Tokens per prefill chunk, the unit of prefix reuse.
+    pub prefill_chunk: u32,
 }
 
 /// `[backends.onnx]`.
