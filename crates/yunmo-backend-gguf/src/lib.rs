@@ -60,7 +60,7 @@ impl Default for GgufConfig {
             queue_capacity: 64,
             gpu_layers: 0,
             prefix_cache: true,
-            prefill_chunk: 32,
+            prefill_chunk: 64,
         }
     }
 }
