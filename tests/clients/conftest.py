@@ -21,6 +21,23 @@ TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "
 BINARY = os.path.abspath(os.environ.get("YUNMO_BIN", os.path.join(TARGET, "debug", "yunmo")))
 
 
+SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
+
+
+def smollm_server(prefix, pushes, env=None):
+    """A server with SmolLM2 pushed as each (name, version config) of `pushes`; yields it and stops it (a
+    generator for module fixtures)."""
+    if not os.path.exists(SMOLLM):
+        raise RuntimeError(f"missing {SMOLLM}: run scripts/fetch-assets.sh smollm (scripts/test.sh does)")
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    server = Server(data_dir, env={"YUNMO__BACKENDS__GGUF__THREADS": "2", **(env or {})})
+    for name, config in pushes:
+        server.push_file(name, SMOLLM, config=config)
+    yield server
+    assert server.stop() == 0
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def fixture_path(name):
     path = os.path.join(FIXTURES, name)
     if not os.path.exists(path):

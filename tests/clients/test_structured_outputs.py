@@ -4,18 +4,13 @@ streamed or not, on chat and on completions; `client.chat.completions.parse` wit
 schemas with features that cannot be enforced get a 400 naming them."""
 import concurrent.futures
 import json
-import os
-import shutil
-import tempfile
 
 import jsonschema
 import openai
 import pydantic
 import pytest
 
-from conftest import CACHE, Server
-
-SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
+from conftest import smollm_server
 
 # Every string and array is bounded, so that a complete answer always fits max_tokens.
 PERSON = {
@@ -64,14 +59,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def server():
-    if not os.path.exists(SMOLLM):
-        raise RuntimeError(f"missing {SMOLLM}: run scripts/fetch-assets.sh smollm (scripts/test.sh does)")
-    data_dir = tempfile.mkdtemp(prefix="yunmo-structured-")
-    server = Server(data_dir, env={"YUNMO__BACKENDS__GGUF__MAX_SEQUENCES": "8", "YUNMO__BACKENDS__GGUF__THREADS": "2"})
-    server.push_file("smollm2", SMOLLM)
-    yield server
-    assert server.stop() == 0
-    shutil.rmtree(data_dir, ignore_errors=True)
+    yield from smollm_server("yunmo-structured-", [("smollm2", None)], env={"YUNMO__BACKENDS__GGUF__MAX_SEQUENCES": "8"})
 
 
 def client(server):

@@ -19,8 +19,9 @@ pub enum PromptInput {
     Text(String),
     /// Token ids as they are.
     Tokens(Vec<u32>),
-    /// A conversation, rendered with the chat template and opened for the assistant's reply.
-    Chat(Vec<ChatMessage>),
+    /// A conversation, rendered with the chat template (given these extra template variables,
+    /// `chat_template_kwargs`) and opened for the assistant's reply.
+    Chat(Vec<ChatMessage>, serde_json::Map<String, serde_json::Value>),
 }
 
 /// A tokenised prompt bound to the loaded model that will run it.
@@ -36,6 +37,9 @@ pub struct Prompt {
     pub tokens: Vec<u32>,
     /// Tokens one sequence may hold.
     pub context: u32,
+    /// For a chat whose template thinks in `<think>...</think>`: whether the rendered prompt already opened
+    /// the thinking section (`Some(true)`: the answer starts inside it). `None`: no thinking to split off.
+    pub thinking: Option<bool>,
     /// Set once a generation from this prompt has counted its tokens: with `n` choices the prompt is
     /// counted (metrics and usage records) once, as the response's `usage` counts it.
     prompt_counted: std::sync::atomic::AtomicBool,
@@ -110,13 +114,14 @@ impl InferenceService {
         let generator = loaded.generator().ok_or_else(|| {
             ServiceError::invalid(format!("model '{}' does not generate text (its format is {})", version.model, version.format))
         })?;
+        let mut thinking = None;
         let (text, tokens) = match input {
             PromptInput::Tokens(tokens) => (String::new(), tokens),
             PromptInput::Text(text) => {
                 let tokens = generator.tokenize(&text, true)?;
                 (text, tokens)
             }
-            PromptInput::Chat(messages) => {
+            PromptInput::Chat(messages, kwargs) => {
                 let template = loaded.chat_template.as_ref().map_err(|reason| {
                     ServiceError::invalid(format!(
                         "model '{}' has no chat template ({reason}); use /v1/completions or set chat_template in the version config",
@@ -125,7 +130,9 @@ impl InferenceService {
                 })?;
                 let info = generator.info();
                 let special = SpecialTokens { bos_token: info.bos_token.clone(), eos_token: info.eos_token.clone() };
-                let rendered = template.render(&messages, &special, true).map_err(|error| ServiceError::invalid(error.to_string()))?;
+                let rendered =
+                    template.render_with(&messages, &special, true, &kwargs).map_err(|error| ServiceError::invalid(error.to_string()))?;
+                thinking = template.thinks().then(|| rendered.trim_end().ends_with("<think>"));
                 // The template writes BOS itself when the model wants one.
                 let mut tokens = generator.tokenize(&rendered, true)?;
                 if info.add_bos && rendered.starts_with(&info.bos_token) && tokens.len() >= 2 && tokens[0] == tokens[1] {
@@ -141,6 +148,7 @@ impl InferenceService {
             text,
             tokens,
             context,
+            thinking,
             loaded,
             prompt_counted: Default::default(),
             usage: None,

@@ -28,7 +28,11 @@ pub enum ChatTemplateError {
 /// A parsed chat template.
 pub struct ChatTemplate {
     environment: Environment<'static>,
+    thinks: bool,
 }
+
+/// Variables every render sets; `chat_template_kwargs` may not set them.
+pub const RESERVED: [&str; 4] = ["messages", "add_generation_prompt", "bos_token", "eos_token"];
 
 /// The special tokens a template may refer to.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +55,12 @@ impl ChatTemplate {
         });
         environment.add_function("strftime_now", strftime_now);
         environment.add_template_owned("chat", source.to_string()).map_err(|error| ChatTemplateError::Syntax(error.to_string()))?;
-        Ok(ChatTemplate { environment })
+        Ok(ChatTemplate { environment, thinks: source.contains("</think>") })
+    }
+
+    /// Whether the template writes `</think>`: the model thinks in `<think>...</think>` before answering.
+    pub fn thinks(&self) -> bool {
+        self.thinks
     }
 
     /// Renders `messages`, ending with the assistant's turn opened when `add_generation_prompt`.
@@ -61,6 +70,21 @@ impl ChatTemplate {
         tokens: &SpecialTokens,
         add_generation_prompt: bool,
     ) -> Result<String, ChatTemplateError> {
+        self.render_with(messages, tokens, add_generation_prompt, &serde_json::Map::new())
+    }
+
+    /// [`ChatTemplate::render`] with more variables for the template (`chat_template_kwargs`, such as
+    /// `enable_thinking`); none may be one of [`RESERVED`].
+    pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        tokens: &SpecialTokens,
+        add_generation_prompt: bool,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, ChatTemplateError> {
+        if let Some(name) = kwargs.keys().find(|name| RESERVED.contains(&name.as_str())) {
+            return Err(ChatTemplateError::Render(format!("chat_template_kwargs.{name} is set by the server and cannot be given")));
+        }
         let template = self.environment.get_template("chat").expect("added in new");
         template
             .render(minijinja::context! {
@@ -68,6 +92,7 @@ impl ChatTemplate {
                 add_generation_prompt => add_generation_prompt,
                 bos_token => tokens.bos_token,
                 eos_token => tokens.eos_token,
+                ..Value::from_serialize(kwargs)
             })
             .map_err(|error| {
                 let mut message = error.to_string();
@@ -138,6 +163,23 @@ mod tests {
         assert_eq!(template.render(&[user("  hi  ")], &tokens, false).unwrap(), "<s>HI");
         let error = template.render(&[ChatMessage { role: "tool".into(), content: String::new() }], &tokens, false).unwrap_err();
         assert!(error.to_string().contains("tool first"), "{error}");
+    }
+
+    #[test]
+    fn kwargs_reach_the_template_and_thinking_templates_are_known() {
+        let source = "{{ messages[0].content }}{% if add_generation_prompt %}<|assistant|>{% if enable_thinking is false %}<think>\n\n</think>{% else %}<think>\n{% endif %}{% endif %}";
+        let template = ChatTemplate::new(source).unwrap();
+        assert!(template.thinks() && !ChatTemplate::new(CHATML).unwrap().thinks());
+        let tokens = SpecialTokens::default();
+        assert_eq!(template.render(&[user("Hi")], &tokens, true).unwrap(), "Hi<|assistant|><think>\n");
+        let off = serde_json::json!({ "enable_thinking": false });
+        assert_eq!(
+            template.render_with(&[user("Hi")], &tokens, true, off.as_object().unwrap()).unwrap(),
+            "Hi<|assistant|><think>\n\n</think>"
+        );
+        let reserved = serde_json::json!({ "messages": [] });
+        let error = template.render_with(&[user("Hi")], &tokens, true, reserved.as_object().unwrap()).unwrap_err();
+        assert!(error.to_string().contains("chat_template_kwargs.messages"), "{error}");
     }
 
     #[test]

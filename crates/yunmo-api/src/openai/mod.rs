@@ -7,6 +7,7 @@ mod completions;
 mod embeddings;
 pub mod fields;
 mod format;
+mod reasoning;
 pub mod run;
 pub mod wire;
 
@@ -160,7 +161,7 @@ async fn tokenize(
     fields::check(fields::Route::Tokenize, &request.extra).map_err(openai)?;
     let input = match (request.prompt, request.messages) {
         (Some(prompt), None) => PromptInput::Text(prompt),
-        (None, Some(messages)) => PromptInput::Chat(chat_messages(messages).map_err(openai)?),
+        (None, Some(messages)) => PromptInput::Chat(chat_messages(messages).map_err(openai)?, Default::default()),
         _ => {
             return Err(openai(ServiceError::invalid("give exactly one of prompt and messages")));
         }

@@ -108,6 +108,8 @@ pub struct ChatCompletionRequest {
     pub response_format: Option<Value>,
     /// Tool definitions (not supported).
     pub tools: Option<Vec<Value>>,
+    /// More variables for the model's chat template (vLLM's field), such as `{"enable_thinking": false}`.
+    pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
     /// Every other field.
     #[serde(flatten)]
     pub extra: Extra,
