@@ -32,8 +32,8 @@ const NEEDS_NO_CALL: [&str; 9] = [
     "evaluate_alerts",       // the same loop recording what fired; callers read alerts through `alerts(call)`
     "jobs_config",           // the [jobs] settings (upload limits), no tenant's data
 ];
-/// `generate` takes a `Prompt`, which only `prepare_prompt` makes, after the `Infer` check.
-const NEEDS_NO_CALL_PROMPT: &str = "generate";
+/// `generate` and `constrain` take a `Prompt`, which only `prepare_prompt` makes, after the `Infer` check.
+const NEEDS_NO_CALL_PROMPT: [&str; 2] = ["generate", "constrain"];
 
 /// Every public method of `impl InferenceService` in the service's source: (name, parameter list).
 fn service_methods() -> Vec<(String, String)> {
@@ -71,7 +71,8 @@ fn every_public_method_takes_the_call_and_every_target_method_is_tested() {
     let mut untested = BTreeSet::new();
     for (name, params) in service_methods() {
         let takes_call = params.contains("call: &Call") || params.contains("call: &mut Call") || params.contains("call: &crate::Call");
-        let exempt = NEEDS_NO_CALL.contains(&name.as_str()) || (name == NEEDS_NO_CALL_PROMPT && params.contains("prompt: &Prompt"));
+        let exempt =
+            NEEDS_NO_CALL.contains(&name.as_str()) || (NEEDS_NO_CALL_PROMPT.contains(&name.as_str()) && params.contains("prompt: &Prompt"));
         assert!(takes_call || exempt, "InferenceService::{name}({params}) takes no Call: it cannot check who is calling");
         if params.contains("&Target") && !TARGET_METHODS.contains(&name.as_str()) {
             untested.insert(name);

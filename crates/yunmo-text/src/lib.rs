@@ -1,6 +1,8 @@
-//! Text around models, with no IO: chat templates rendered with minijinja ([`chat`]), and embedding
-//! tokenisation, padding and pooling with Hugging Face `tokenizers` ([`embed`]). Pure Rust at run time.
+//! Text around models, with no IO: chat templates rendered with minijinja ([`chat`]), embedding
+//! tokenisation, padding and pooling with Hugging Face `tokenizers` ([`embed`]), and tool calls read back
+//! from a model's output per model family ([`tool_calls`]). Pure Rust at run time.
 #![warn(missing_docs)]
 
 pub mod chat;
 pub mod embed;
+pub mod tool_calls;
