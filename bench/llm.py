@@ -129,14 +129,15 @@ def single_stream(host, port, model, runs):
     return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
 
 
-def aggregate(host, port, model, streams, duration):
+def aggregate(host, port, model, streams, duration, prompts=PROMPTS, max_tokens=64, extra=None):
+    """Generated tokens/s of `streams` clients sending sampled completions back to back for `duration` s."""
     stop = time.perf_counter() + duration
     totals = [0] * streams
 
     def client(index):
         seed = index
         while time.perf_counter() < stop:
-            _, _, tokens = stream_completion(host, port, model, PROMPTS[index % len(PROMPTS)], 64, seed, 0.8)
+            _, _, tokens = stream_completion(host, port, model, prompts[index % len(prompts)], max_tokens, seed, 0.8, extra)
             totals[index] += tokens
             seed += streams
 

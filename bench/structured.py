@@ -18,8 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llm  # noqa: E402  (bench/llm.py: the server process, streaming completion, auth)
@@ -52,25 +50,6 @@ def single(port, runs, extra):
     return statistics.median(rates)
 
 
-def aggregate(port, streams, duration, extra):
-    stop = time.perf_counter() + duration
-    totals = [0] * streams
-
-    def client(index):
-        seed = 1000 + index
-        while time.perf_counter() < stop:
-            totals[index] += llm.stream_completion("127.0.0.1", port, "smollm2", PROMPT, 160, seed, 0.8, extra)[2]
-            seed += streams
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(streams)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(totals) / (time.perf_counter() - started)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=llm.YUNMO)
@@ -95,7 +74,7 @@ def main():
         for round_ in range(args.rounds):
             for mode, extra in (("free", None), ("schema", FORMAT)):
                 results[mode]["single"].append(single(port, args.runs, extra))
-                results[mode]["aggregate"].append(aggregate(port, args.streams, args.duration, extra))
+                results[mode]["aggregate"].append(llm.aggregate("127.0.0.1", port, "smollm2", args.streams, args.duration, [PROMPT], 160, extra))
                 llm.log(f"round {round_ + 1} {mode}: single {results[mode]['single'][-1]:.1f} tok/s, "
                         f"{args.streams} streams {results[mode]['aggregate'][-1]:.1f} tok/s")
     finally:

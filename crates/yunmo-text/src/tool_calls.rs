@@ -220,8 +220,9 @@ impl Stream {
     }
 }
 
-/// The length of the longest suffix of `text` that is a proper prefix of `marker`.
-fn partial_suffix(text: &str, marker: &str) -> usize {
+/// The length of the longest suffix of `text` that is a proper prefix of `marker` (0 when none): what a
+/// stream must hold back because it may still become `marker`.
+pub fn partial_suffix(text: &str, marker: &str) -> usize {
     (1..marker.len())
         .rev()
         .find(|&n| text.len() >= n && text.is_char_boundary(text.len() - n) && marker.starts_with(&text[text.len() - n..]))

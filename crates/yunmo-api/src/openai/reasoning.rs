@@ -66,7 +66,7 @@ impl Splitter {
                         self.state = State::AnswerStart;
                     }
                     None => {
-                        let keep = partial_suffix(&self.held, CLOSE);
+                        let keep = yunmo_text::tool_calls::partial_suffix(&self.held, CLOSE);
                         let cut = self.held.len() - keep;
                         split.reasoning.push_str(&self.held[..cut]);
                         self.held.drain(..cut);
@@ -99,14 +99,6 @@ impl Splitter {
             State::Start | State::Answer => Split { reasoning: String::new(), content: held },
         }
     }
-}
-
-/// The length of the longest suffix of `text` that is a proper prefix of `marker` (0 when none).
-fn partial_suffix(text: &str, marker: &str) -> usize {
-    (1..marker.len())
-        .rev()
-        .find(|&n| text.len() >= n && text.is_char_boundary(text.len() - n) && marker.starts_with(&text[text.len() - n..]))
-        .unwrap_or(0)
 }
 
 /// The whole split of `text`.
