@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export YUNMO_CACHE="${YUNMO_CACHE:-$HOME/.cache/yunmo}"
 
+# A clean clone builds everything once: incremental caches (half of a debug target dir) only take disk, and
+# a nearly full disk once failed CI's S3 tests. Exported CARGO_INCREMENTAL=1 keeps them for a shared dev target.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "System packages (cmake and libclang build llama.cpp)"
@@ -39,6 +43,9 @@ scripts/check-chart.sh
 
 step "Test servers for the client tests (yunmo-testkit: PostgreSQL, S3, Redis)"
 cargo build --locked -p yunmo-testkit --bin yunmo-testkit
+
+step "Disk space after the build"
+df -h . "${CARGO_TARGET_DIR:-target}" "${TMPDIR:-/tmp}" >&2 || true
 
 step "Client tests (pytest tests/clients)"
 target_dir="$(realpath "${CARGO_TARGET_DIR:-target}")"

@@ -57,7 +57,12 @@ impl S3 {
             if answer.contains("\"fid\"") {
                 return;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "SeaweedFS cannot store files of bucket {bucket}: {answer}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "SeaweedFS cannot store files of bucket {bucket} ({} free in {}): {answer}",
+                free_space(self.dir.path()),
+                self.dir.path().display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -131,6 +136,10 @@ impl S3 {
                 &format!("-dir={dir}"),
                 "-master.volumeSizeLimitMB=64",
                 "-volume.max=8",
+                // SeaweedFS makes every volume read-only, and the master then answers "no free volumes left",
+                // when the disk has less than 1% free by default: CI's nearly full disk failed every S3 test so.
+                // The tests store kilobytes; 64 MiB is a floor of their own size.
+                "-volume.minFreeSpace=64MiB",
                 "-s3",
                 &format!("-s3.port={}", p[0]),
                 &format!("-s3.config={dir}/s3.json"),
@@ -175,6 +184,12 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     Ok(answer)
+}
+
+/// The free space of the filesystem holding `dir`, as `df` prints it (for failure messages).
+fn free_space(dir: &std::path::Path) -> String {
+    let output = Command::new("df").args(["-h", "--output=avail"]).arg(dir).output();
+    output.map(|output| String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or("?").trim().to_string()).unwrap_or_default()
 }
 
 /// The `weed` binary: `$YUNMO_CACHE/bin/weed` (default `~/.cache/yunmo`), else on `PATH`.
