@@ -3,6 +3,7 @@ system prompt with an earlier one reports `usage.prompt_tokens_details.cached_to
 what a server with the cache off answers; concurrent chats with distinct prefixes never see each other's
 text."""
 import concurrent.futures
+import json
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ def start(env):
     data_dir = tempfile.mkdtemp(prefix="yunmo-prefix-")
     server = Server(data_dir, env={"YUNMO__BACKENDS__GGUF__MAX_SEQUENCES": "4", "YUNMO__BACKENDS__GGUF__THREADS": "2", "YUNMO__BACKENDS__GGUF__BATCH_TOKENS": os.environ.get("BT", "512"), **env})
     server.push_file("smollm2", SMOLLM)
+    server.push_file("smollm2-q8", SMOLLM, config={"kv_cache_type": "q8_0"})
     return server, data_dir
 
 
@@ -75,3 +77,17 @@ def test_concurrent_chats_with_distinct_prefixes_get_their_own_answers(servers):
         for _ in range(2):
             answers = list(pool.map(lambda chat: ask(cached, *chat)[0], chats))
             assert answers == reference
+
+
+def test_a_q8_0_cache_version(servers):
+    server = servers[0]
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[0]}]
+    first, second = [client.chat.completions.create(model="smollm2-q8", temperature=0, max_tokens=24, messages=messages)
+                     for _ in range(2)]
+    assert first.choices[0].message.content == second.choices[0].message.content
+    assert second.usage.prompt_tokens_details.cached_tokens > 100, second.usage
+    status, body = server.request("GET", "/api/v1/models/smollm2-q8/versions/1")
+    assert status == 200 and json.loads(body)["config"]["kv_cache_type"] == "q8_0", body
+    status, body = server.request("PUT", "/api/v1/models/smollm2-q8/versions/1/config", {"kv_cache_type": "q5_1"})
+    assert status == 400 and b"kv_cache_type" in body, body

@@ -217,6 +217,14 @@ def check_openai_structured(srv, out):
     assert lines[1].startswith("name=") and "population_millions=" in lines[1], out
 
 
+def check_openai_tools(srv, out):
+    # The call (finish reason, function, arguments), then the answer written after the tool's result.
+    lines = out.strip().splitlines()
+    reason, name, arguments = lines[0].split(" ", 2)
+    assert (reason, name) == ("tool_calls", "get_weather") and isinstance(json.loads(arguments)["city"], str), out
+    assert len(lines) > 1 and lines[1].strip(), out
+
+
 def imagenet_labels():
     """The demo's ImageNet class names, or `class N` when they are not in the cache."""
     path = os.path.join(CACHE, "models", "imagenet_labels.json")
@@ -251,7 +259,8 @@ def check_langchain(srv, out):
 
 
 CHECKS = {"keys.sh": check_keys, "curl.sh": check_curl, "tritonclient_iris.py": check_tritonclient,
-          "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "openai_structured.py": check_openai_structured, "langchain_embeddings.py": check_langchain,
+          "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "openai_structured.py": check_openai_structured,
+          "openai_tools.py": check_openai_tools, "langchain_embeddings.py": check_langchain,
           "image.sh": check_image, "canary.sh": check_canary}
 
 

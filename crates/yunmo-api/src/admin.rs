@@ -193,6 +193,11 @@ pub struct VersionConfigDto {
     /// Jinja chat template for `/v1/chat/completions`, replacing the one in the GGUF file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// A GGUF model's KV-cache element type: `f16` (the default), `q8_0` or `q4_0` (llama.cpp's quantised
+    /// caches, with flash attention): about 1.9x and 3.6x the tokens of f16 in the same memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub kv_cache_type: Option<yunmo_types::KvCacheType>,
     /// Price of a request: `{"per_1k_input_tokens", "per_1k_output_tokens", "per_request",
     /// "per_compute_second"}` (all optional, default 0). Usage reports cost requests by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +229,7 @@ impl From<VersionConfigDto> for VersionConfig {
             labels: dto.labels,
             embedding: dto.embedding,
             chat_template: dto.chat_template,
+            kv_cache_type: dto.kv_cache_type,
             price: dto.price,
             drift: dto.drift,
             known_values: dto.known_values,
@@ -327,6 +333,7 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
             labels: record.config.labels,
             embedding: record.config.embedding,
             chat_template: record.config.chat_template,
+            kv_cache_type: record.config.kv_cache_type,
             price: record.config.price,
             drift: record.config.drift,
             known_values: record.config.known_values,

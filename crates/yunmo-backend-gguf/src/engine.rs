@@ -13,7 +13,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use yunmo_backend::{BackendError, GenerateBackend, GenerateEvent, GenerateInfo, GenerateRequest, GenerateStats, Grammar};
-use yunmo_types::{Constraint, FinishReason, TextChunk, TokenLogprob, Usage};
+use yunmo_types::{Constraint, FinishReason, KvCacheType, TextChunk, TokenLogprob, Usage};
 
 use crate::GgufConfig;
 use crate::grammar::{Constrained, Grammars};
@@ -70,13 +70,24 @@ impl Engine {
     }
 }
 
+/// llama.cpp's type of a KV-cache element type.
+fn kv_type(kind: KvCacheType) -> llama_cpp_2::context::params::KvCacheType {
+    use llama_cpp_2::context::params::KvCacheType as Llama;
+    match kind {
+        KvCacheType::F16 => Llama::F16,
+        KvCacheType::Q8_0 => Llama::Q8_0,
+        KvCacheType::Q4_0 => Llama::Q4_0,
+    }
+}
+
 fn describe(model: &LlamaModel, config: &GgufConfig) -> GenerateInfo {
     let vocab = model.vocab();
     let special_text = |token: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
     let n_ctx = u64::from(config.max_sequences) * u64::from(config.context_per_sequence);
     let head_dim = (model.n_embd().max(1) as u64) / u64::from(model.n_head().max(1));
-    // K and V in f16 for every layer, KV head and cell.
-    let kv_bytes = 2 * u64::from(model.n_layer()) * n_ctx * u64::from(model.n_head_kv()) * head_dim * 2;
+    // K and V for every layer, KV head and cell, in the cache's element type.
+    let elements = 2 * u64::from(model.n_layer()) * n_ctx * u64::from(model.n_head_kv()) * head_dim;
+    let kv_bytes = elements * config.kv_cache_type.bytes_per_32() / 32;
     GenerateInfo {
         architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
         context_per_sequence: config.context_per_sequence,
@@ -178,6 +189,8 @@ struct Sequence {
     grammar: Option<Constrained>,
     text: TextAssembler,
     want_logprobs: bool,
+    /// Control tokens are written into the text ([`yunmo_types::GenerateParams::special_tokens`]).
+    special_tokens: bool,
     events: flume::Sender<GenerateEvent>,
 }
 
@@ -225,7 +238,14 @@ fn engine_thread(
         .with_n_seq_max(config.max_sequences)
         .with_kv_unified(false)
         .with_n_threads(threads as i32)
-        .with_n_threads_batch(threads as i32);
+        .with_n_threads_batch(threads as i32)
+        .with_type_k(kv_type(config.kv_cache_type))
+        .with_type_v(kv_type(config.kv_cache_type));
+    // llama.cpp reads a quantised V cache only in its flash-attention kernels: required, not left to "auto".
+    let params = match config.kv_cache_type {
+        KvCacheType::F16 => params,
+        _ => params.with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED),
+    };
     let backend = match crate::backend() {
         Ok(backend) => backend,
         Err(error) => {
@@ -353,6 +373,7 @@ impl State<'_> {
                 grammar: pending.grammar,
                 text: TextAssembler::new(&params.stop),
                 want_logprobs: params.logprobs.is_some(),
+                special_tokens: params.special_tokens,
                 prompt: pending.request.prompt,
                 history,
                 cached,
@@ -505,7 +526,7 @@ impl State<'_> {
             Ok(complete) => complete.unwrap_or(false),
             Err(error) => return Some(Ending::Failed(error)),
         };
-        let bytes = vocab.token_to_piece(token, false, None);
+        let bytes = vocab.token_to_piece(token, sequence.special_tokens, None);
         let logprobs = if sequence.want_logprobs {
             let piece = |id: u32| vocab.token_to_piece(LlamaToken(id as i32), false, None);
             vec![TokenLogprob {

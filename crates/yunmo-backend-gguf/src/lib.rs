@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use yunmo_backend::{BackendError, BackendFactory, GenerateBackend, RuntimeKind};
+use yunmo_backend::{BackendError, BackendFactory, GenerateBackend, GenerateOptions, RuntimeKind};
 use yunmo_types::{DataType, Signature, TensorSpec};
 
 /// Options of the GGUF runtime (the `backends.gguf` settings section).
@@ -48,6 +48,8 @@ pub struct GgufConfig {
     pub prefix_cache: bool,
     /// Tokens of one prefill chunk, aligned to absolute positions: the unit of prefix reuse (see `plan.rs`).
     pub prefill_chunk: u32,
+    /// The KV cache's element type (a version's own `kv_cache_type`; f16 unless it sets one).
+    pub kv_cache_type: yunmo_types::KvCacheType,
 }
 
 impl Default for GgufConfig {
@@ -61,6 +63,7 @@ impl Default for GgufConfig {
             gpu_layers: 0,
             prefix_cache: true,
             prefill_chunk: 64,
+            kv_cache_type: yunmo_types::KvCacheType::F16,
         }
     }
 }
@@ -145,10 +148,11 @@ impl BackendFactory for GgufFactory {
         RuntimeKind::Generate
     }
 
-    fn load_generate(&self, path: &Path) -> Result<Arc<dyn GenerateBackend>, BackendError> {
+    fn load_generate(&self, path: &Path, options: &GenerateOptions) -> Result<Arc<dyn GenerateBackend>, BackendError> {
         let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers(&self.config));
         let model = LlamaModel::load_from_file(backend()?, path, &params)
             .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot load this GGUF file: {error}")))?;
-        Ok(Arc::new(engine::Engine::start(Arc::new(model), self.config.clone())?))
+        let config = GgufConfig { kv_cache_type: options.kv_cache_type, ..self.config.clone() };
+        Ok(Arc::new(engine::Engine::start(Arc::new(model), config)?))
     }
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::model_path;
-use yunmo_backend::{BackendFactory, GenerateBackend, GenerateEvent, GenerateRequest};
+use yunmo_backend::{BackendFactory, GenerateBackend, GenerateEvent, GenerateOptions, GenerateRequest};
 use yunmo_backend_gguf::{GgufConfig, GgufFactory};
-use yunmo_types::{FinishReason, GenerateParams};
+use yunmo_types::{FinishReason, GenerateParams, KvCacheType};
 
 fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
     let config = GgufConfig {
@@ -20,8 +20,9 @@ fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
         gpu_layers: 0,
         prefix_cache: true,
         prefill_chunk: 32,
+        kv_cache_type: Default::default(),
     };
-    GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap()
+    GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap()
 }
 
 fn greedy(max_tokens: u32) -> GenerateParams {
@@ -161,8 +162,9 @@ fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
         gpu_layers: 0,
         prefix_cache: false,
         prefill_chunk: 32,
+        kv_cache_type: Default::default(),
     };
-    let uncached = GgufFactory::new(config).unwrap().load_generate(&model_path()).unwrap();
+    let uncached = GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap();
     let questions = ["What is the capital of France?", "Where is Vienna?", "Name a city in Italy.", "What is the capital of Spain?"];
     let tokens: Vec<Vec<u32>> = questions.iter().map(|q| cached.tokenize(&prompt(q), true).unwrap()).collect();
     let shared = tokens[0].iter().zip(&tokens[1]).take_while(|(a, b)| a == b).count();
@@ -244,4 +246,25 @@ fn constrained_outputs_follow_their_schema_and_grammar() {
     let unsupported = serde_json::json!({ "type": "object", "if": { "required": ["a"] } });
     let error = engine.constrain(&yunmo_types::Constraint::JsonSchema(unsupported)).err().unwrap();
     assert!(matches!(&error, yunmo_backend::BackendError::InvalidInput(message) if message.contains("\"if\"")), "{error}");
+}
+
+#[test]
+fn quantised_kv_caches_answer_and_take_less_memory() {
+    let _serial = common::serial();
+    let config = GgufConfig { max_sequences: 2, context_per_sequence: 512, batch_tokens: 64, threads: 2, ..GgufConfig::default() };
+    let factory = GgufFactory::new(config).unwrap();
+    let mut memory = Vec::new();
+    for kv_cache_type in [KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0] {
+        let engine = factory.load_generate(&model_path(), &GenerateOptions { kv_cache_type }).unwrap();
+        let prompt = engine.tokenize(&chat_prompt("What is the capital of France?"), true).unwrap();
+        let events = engine.submit(GenerateRequest { prompt, params: greedy(20), grammar: None }).unwrap();
+        let (text, _, _) = collect(events);
+        assert!(text.contains("Paris"), "{kv_cache_type:?}: {text}");
+        memory.push(engine.info().memory_bytes);
+    }
+    // 2 sequences x 512 cells x 30 layers x 3 KV heads x 64 dimensions, K and V: 11,796,480 elements, at 64,
+    // 34 and 18 bytes per 32.
+    let elements = 2 * 512 * 30 * 3 * 64 * 2;
+    assert_eq!(memory[0] - memory[1], elements * (64 - 34) / 32);
+    assert_eq!(memory[0] - memory[2], elements * (64 - 18) / 32);
 }

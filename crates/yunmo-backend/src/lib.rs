@@ -104,11 +104,19 @@ pub trait BackendFactory: Send + Sync + 'static {
         Err(BackendError::Unsupported(format!("format '{}' does not load tensor models", self.format())))
     }
 
-    /// Loads a text-generation model and starts its engine. Blocking: call it off the async runtime.
-    fn load_generate(&self, path: &Path) -> Result<std::sync::Arc<dyn GenerateBackend>, BackendError> {
-        let _ = path;
+    /// Loads a text-generation model and starts its engine with the version's `options`. Blocking: call it
+    /// off the async runtime.
+    fn load_generate(&self, path: &Path, options: &GenerateOptions) -> Result<std::sync::Arc<dyn GenerateBackend>, BackendError> {
+        let _ = (path, options);
         Err(BackendError::Unsupported(format!("format '{}' does not generate text", self.format())))
     }
+}
+
+/// A text-generation version's own engine options (from its version config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerateOptions {
+    /// The KV cache's element type.
+    pub kv_cache_type: yunmo_types::KvCacheType,
 }
 
 /// One tokenised generation request.

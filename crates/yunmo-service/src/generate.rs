@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use yunmo_backend::{GenerateEvent, GenerateRequest, Grammar};
-use yunmo_text::chat::{ChatMessage, SpecialTokens};
+use yunmo_text::chat::{Chat, SpecialTokens};
+use yunmo_text::tool_calls::Family;
+use yunmo_text::tools::Tools;
 use yunmo_types::{Constraint, GenerateParams, Usage};
 
 use crate::loaded::LoadedModel;
@@ -19,9 +21,20 @@ pub enum PromptInput {
     Text(String),
     /// Token ids as they are.
     Tokens(Vec<u32>),
-    /// A conversation, rendered with the chat template (given these extra template variables,
-    /// `chat_template_kwargs`) and opened for the assistant's reply.
-    Chat(Vec<ChatMessage>, serde_json::Map<String, serde_json::Value>),
+    /// A conversation, rendered with the chat template (with its `kwargs` as more template variables) and
+    /// opened for the assistant's reply, offering these tools: through the template's `tools` when it
+    /// renders tools, else described in a system message ([`yunmo_text::tools::without_tool_support`]).
+    Chat(Chat, Option<Arc<Tools>>),
+}
+
+/// How the answer to a prompt that offers tools writes its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolFormat {
+    /// The call format.
+    pub family: Family,
+    /// Whether the model's own template offered the tools (else Yunmo's system message did, in the Hermes
+    /// format, and only a grammar makes the model follow it).
+    pub native: bool,
 }
 
 /// A tokenised prompt bound to the loaded model that will run it.
@@ -40,6 +53,8 @@ pub struct Prompt {
     /// For a chat whose template thinks in `<think>...</think>`: whether the rendered prompt already opened
     /// the thinking section (`Some(true)`: the answer starts inside it). `None`: no thinking to split off.
     pub thinking: Option<bool>,
+    /// For a chat that offers tools: the format its calls come in.
+    pub tool_format: Option<ToolFormat>,
     /// Set once a generation from this prompt has counted its tokens: with `n` choices the prompt is
     /// counted (metrics and usage records) once, as the response's `usage` counts it.
     prompt_counted: std::sync::atomic::AtomicBool,
@@ -115,13 +130,14 @@ impl InferenceService {
             ServiceError::invalid(format!("model '{}' does not generate text (its format is {})", version.model, version.format))
         })?;
         let mut thinking = None;
+        let mut tool_format = None;
         let (text, tokens) = match input {
             PromptInput::Tokens(tokens) => (String::new(), tokens),
             PromptInput::Text(text) => {
                 let tokens = generator.tokenize(&text, true)?;
                 (text, tokens)
             }
-            PromptInput::Chat(messages, kwargs) => {
+            PromptInput::Chat(mut chat, tools) => {
                 let template = loaded.chat_template.as_ref().map_err(|reason| {
                     ServiceError::invalid(format!(
                         "model '{}' has no chat template ({reason}); use /v1/completions or set chat_template in the version config",
@@ -130,8 +146,18 @@ impl InferenceService {
                 })?;
                 let info = generator.info();
                 let special = SpecialTokens { bos_token: info.bos_token.clone(), eos_token: info.eos_token.clone() };
-                let rendered =
-                    template.render_with(&messages, &special, true, &kwargs).map_err(|error| ServiceError::invalid(error.to_string()))?;
+                let tools = tools.filter(|tools| !tools.is_empty());
+                match template.tool_family() {
+                    Some(family) => {
+                        chat.tools = tools.as_ref().map(|tools| tools.specs().to_vec()).unwrap_or_default();
+                        tool_format = tools.is_some().then_some(ToolFormat { family, native: true });
+                    }
+                    None => {
+                        chat.messages = yunmo_text::tools::without_tool_support(std::mem::take(&mut chat.messages), tools.as_deref());
+                        tool_format = tools.is_some().then_some(ToolFormat { family: Family::Hermes, native: false });
+                    }
+                }
+                let rendered = template.render_chat(&chat, &special, true).map_err(|error| ServiceError::invalid(error.to_string()))?;
                 thinking = template.thinks().then(|| rendered.trim_end().ends_with("<think>"));
                 // The template writes BOS itself when the model wants one.
                 let mut tokens = generator.tokenize(&rendered, true)?;
@@ -149,6 +175,7 @@ impl InferenceService {
             tokens,
             context,
             thinking,
+            tool_format,
             loaded,
             prompt_counted: Default::default(),
             usage: None,

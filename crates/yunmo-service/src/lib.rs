@@ -42,7 +42,7 @@ use yunmo_types::{InferInput, InferOutput, ModelRef, Signature, VersionConfig};
 
 pub use call::{Call, Target};
 pub use embed::{EmbedInput, Embeddings};
-pub use generate::{Generation, Prompt, PromptInput};
+pub use generate::{Generation, Prompt, PromptInput, ToolFormat};
 pub use job_runner::JobRunner;
 pub use jobs::{FileUpload, JobRequest, JobsConfig};
 pub use loaded::{LoadSpec, LoadedModel, WorkerConfig};

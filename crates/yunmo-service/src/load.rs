@@ -117,7 +117,8 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
     let started = Instant::now();
     let factory = spec.factory.clone();
     let path = spec.artifact.path().to_path_buf();
-    let backend = tokio::task::spawn_blocking(move || factory.load_generate(&path))
+    let options = yunmo_backend::GenerateOptions { kv_cache_type: spec.config.kv_cache_type.unwrap_or_default() };
+    let backend = tokio::task::spawn_blocking(move || factory.load_generate(&path, &options))
         .await
         .map_err(|error| ServiceError::internal(format!("model loading panicked: {error}")))?
         .inspect_err(|error| {

@@ -66,12 +66,18 @@ pub struct Parsed {
 
 /// Reads the calls out of a whole answer. When the calls' part does not parse, the whole text is content.
 pub fn parse(family: Family, text: &str) -> Parsed {
+    parse_accepted(family, text, |_| true)
+}
+
+/// [`parse`], keeping the calls only when `accept` takes them all (they name offered functions and their
+/// arguments validate); otherwise the whole text is content.
+pub fn parse_accepted(family: Family, text: &str, accept: impl Fn(&[ToolCall]) -> bool) -> Parsed {
     let parsed = match family {
         Family::Hermes => hermes(text),
         Family::Llama3 => llama3(text),
         Family::Mistral => mistral(text),
     };
-    parsed.unwrap_or_else(|| Parsed { content: text.to_string(), calls: Vec::new() })
+    parsed.filter(|parsed| accept(&parsed.calls)).unwrap_or_else(|| Parsed { content: text.to_string(), calls: Vec::new() })
 }
 
 fn hermes(text: &str) -> Option<Parsed> {
@@ -202,11 +208,16 @@ impl Stream {
 
     /// The end of the answer: the held calls (or, when they do not parse, the held text as content).
     pub fn finish(&mut self) -> Vec<Piece> {
+        self.finish_accepted(|_| true)
+    }
+
+    /// [`Stream::finish`], keeping the calls only when `accept` takes them all (else the held text is content).
+    pub fn finish_accepted(&mut self, accept: impl Fn(&[ToolCall]) -> bool) -> Vec<Piece> {
         let held = std::mem::take(&mut self.held);
         if !self.calling {
             return self.content(held);
         }
-        let parsed = parse(self.family, &held);
+        let parsed = parse_accepted(self.family, &held, accept);
         let mut pieces = Vec::new();
         if !parsed.calls.is_empty() {
             // The calls' part began with the opener; text around the calls (rare) is content.
@@ -298,6 +309,17 @@ mod tests {
             assert_eq!(parse(family, text), Parsed { content: text.into(), calls: vec![] }, "{text}");
             streams_like_whole(family, text);
         }
+    }
+
+    #[test]
+    fn calls_not_accepted_stay_text() {
+        let text = "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}</tool_call>";
+        let refuse = |_: &[ToolCall]| false;
+        assert_eq!(parse_accepted(Family::Hermes, text, refuse), Parsed { content: text.into(), calls: vec![] });
+        let mut stream = Stream::new(Family::Hermes);
+        let mut pieces = stream.push(text);
+        pieces.extend(stream.finish_accepted(refuse));
+        assert_eq!(pieces, vec![Piece::Content(text.into())]);
     }
 
     #[test]

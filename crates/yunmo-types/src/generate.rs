@@ -26,6 +26,9 @@ pub struct GenerateParams {
     /// OpenAI `logit_bias`: added to the logit of each token id before sampling (-100 to 100; -100 bans a
     /// token, 100 all but forces it).
     pub logit_bias: Vec<(u32, f32)>,
+    /// Write control tokens other than end-of-generation ones (Llama 3's `<|python_tag|>`, Mistral's
+    /// `[TOOL_CALLS]`) into the text, as tool-call parsers need them; otherwise they are dropped.
+    pub special_tokens: bool,
 }
 
 impl Default for GenerateParams {
@@ -41,6 +44,7 @@ impl Default for GenerateParams {
             frequency_penalty: 0.0,
             logprobs: None,
             logit_bias: Vec::new(),
+            special_tokens: false,
         }
     }
 }

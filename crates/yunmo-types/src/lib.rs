@@ -170,6 +170,10 @@ pub struct VersionConfig {
     /// Jinja chat template for `/v1/chat/completions`, replacing the one inside the model file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// How a GGUF model's KV cache stores keys and values (default f16): quantised types hold more tokens in
+    /// the same memory, at a small cost in accuracy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_cache_type: Option<KvCacheType>,
     /// What a request to this version costs (usage reports price requests by it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
@@ -186,6 +190,30 @@ pub struct VersionConfig {
     /// shown by the API and CLI.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+}
+
+/// The element type of an LLM's KV cache (llama.cpp's `type_k` and `type_v`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheType {
+    /// 16-bit floats: 2 bytes per element.
+    #[default]
+    F16,
+    /// 8-bit blocks (32 values and a scale in 34 bytes): 1.0625 bytes per element.
+    Q8_0,
+    /// 4-bit blocks (32 values and a scale in 18 bytes): 0.5625 bytes per element.
+    Q4_0,
+}
+
+impl KvCacheType {
+    /// Bytes per 32 elements.
+    pub fn bytes_per_32(self) -> u64 {
+        match self {
+            KvCacheType::F16 => 64,
+            KvCacheType::Q8_0 => 34,
+            KvCacheType::Q4_0 => 18,
+        }
+    }
 }
 
 /// How a job made a version: what it did, from what, and how the result measured.
@@ -223,6 +251,7 @@ impl Default for VersionConfig {
             labels: Vec::new(),
             embedding: None,
             chat_template: None,
+            kv_cache_type: None,
             price: None,
             drift: None,
             known_values: Default::default(),

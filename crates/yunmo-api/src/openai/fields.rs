@@ -1,5 +1,5 @@
 //! The one policy for OpenAI request fields Yunmo does not act on. A field that only asks for what happens
-//! anyway (`store: false`, `tool_choice: "none"` without tools, `user`, …) is accepted; any other value of
+//! anyway (`store: false`, `function_call: "none"`, `user`, …) is accepted; any other value of
 //! it is refused naming the field and what is accepted; a field of the API that Yunmo cannot honour is
 //! refused as unsupported; a field outside the API is refused as OpenAI refuses it ("Unrecognized request
 //! argument supplied").
@@ -40,8 +40,7 @@ fn rule(route: Route, field: &str) -> Option<Accepted> {
         "prompt_cache_key" if generates => Any,
         "store" | "metadata" if route == Route::Chat => Empty,
         "service_tier" if generates => OneOf(&["auto", "default"]),
-        "parallel_tool_calls" if route == Route::Chat => Any,
-        "tool_choice" | "function_call" if route == Route::Chat => OneOf(&["none", "auto"]),
+        "function_call" if route == Route::Chat => OneOf(&["none", "auto"]),
         "functions" if route == Route::Chat => Empty,
         "modalities" if route == Route::Chat => OneOf(&["text"]),
         "best_of" if route == Route::Completions => OneOf(&["1"]),
@@ -107,12 +106,12 @@ mod tests {
 
     #[test]
     fn no_op_values_pass_and_everything_else_is_named() {
-        let fine = json!({"user": "u-1", "store": false, "metadata": {}, "tool_choice": "none", "parallel_tool_calls": true,
+        let fine = json!({"user": "u-1", "store": false, "metadata": {}, "function_call": "none",
             "service_tier": "auto", "modalities": ["text"], "functions": [], "prompt_cache_key": "k"});
         assert!(check(Route::Chat, &extra(fine)).is_ok());
         let cases = [
             (Route::Chat, json!({"store": true}), "store: only an empty or false value is supported"),
-            (Route::Chat, json!({"tool_choice": "required"}), "tool_choice: only none or auto is supported"),
+            (Route::Chat, json!({"function_call": {"name": "f"}}), "function_call: only none or auto is supported"),
             (Route::Chat, json!({"modalities": ["text", "audio"]}), "modalities: only text is supported"),
             (Route::Chat, json!({"audio": {"voice": "x"}}), "audio is not supported"),
             (Route::Chat, json!({"min_p": 0.1}), "Unrecognized request argument supplied: min_p"),

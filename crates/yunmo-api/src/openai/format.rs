@@ -48,9 +48,7 @@ pub fn response_format(format: Option<&Value>) -> Result<Option<Constraint>, Ser
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
-}
+use yunmo_text::tools::valid_name;
 
 #[cfg(test)]
 mod tests {

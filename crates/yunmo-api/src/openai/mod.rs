@@ -9,6 +9,7 @@ pub mod fields;
 mod format;
 mod reasoning;
 pub mod run;
+mod tools;
 pub mod wire;
 
 use axum::extract::{FromRequest, Request, State};
@@ -80,39 +81,62 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
-/// Flattens chat messages to text (only text parts are supported).
+/// Flattens chat messages to text (only text parts are supported); assistant calls keep their arguments
+/// as JSON objects, as chat templates write them.
 pub(crate) fn chat_messages(messages: Vec<wire::ChatMessageIn>) -> Result<Vec<ChatMessage>, ServiceError> {
     if messages.is_empty() {
         return Err(ServiceError::invalid("messages must hold at least one message, got 0"));
     }
-    messages
-        .into_iter()
-        .enumerate()
-        .map(|(index, message)| {
-            if let Some((field, value)) = message.extra.iter().find(|(_, value)| !is_empty(value)) {
-                return Err(ServiceError::invalid(format!("messages[{index}].{field} is not supported, got {value}")));
-            }
-            let content = match message.content {
-                None => String::new(),
-                Some(wire::MessageContent::Text(text)) => text,
-                Some(wire::MessageContent::Parts(parts)) => {
-                    let mut text = String::new();
-                    for part in parts {
-                        match (part.kind.as_str(), part.text) {
-                            ("text", Some(part_text)) => text.push_str(&part_text),
-                            (kind, _) => {
-                                return Err(ServiceError::invalid(format!(
-                                    "messages[{index}].content: part type '{kind}' is not supported (text models take 'text' parts)"
-                                )));
-                            }
-                        }
+    messages.into_iter().enumerate().map(|(index, message)| chat_message(index, message)).collect()
+}
+
+fn chat_message(index: usize, message: wire::ChatMessageIn) -> Result<ChatMessage, ServiceError> {
+    if let Some((field, value)) = message.extra.iter().find(|(_, value)| !is_empty(value)) {
+        return Err(ServiceError::invalid(format!("messages[{index}].{field} is not supported, got {value}")));
+    }
+    let content = match message.content {
+        None => String::new(),
+        Some(wire::MessageContent::Text(text)) => text,
+        Some(wire::MessageContent::Parts(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                match (part.kind.as_str(), part.text) {
+                    ("text", Some(part_text)) => text.push_str(&part_text),
+                    (kind, _) => {
+                        return Err(ServiceError::invalid(format!(
+                            "messages[{index}].content: part type '{kind}' is not supported (text models take 'text' parts)"
+                        )));
                     }
-                    text
                 }
-            };
-            Ok(ChatMessage { role: message.role, content })
+            }
+            text
+        }
+    };
+    let tool_calls = message
+        .tool_calls
+        .filter(|calls| !calls.is_empty())
+        .map(|calls| {
+            calls
+                .into_iter()
+                .enumerate()
+                .map(|(number, call)| {
+                    let at = format!("messages[{index}].tool_calls[{number}]");
+                    if call.kind.as_deref().is_some_and(|kind| kind != "function") {
+                        return Err(ServiceError::invalid(format!("{at}.type must be 'function'")));
+                    }
+                    let arguments: Value = serde_json::from_str(&call.function.arguments)
+                        .ok()
+                        .filter(Value::is_object)
+                        .ok_or_else(|| ServiceError::invalid(format!("{at}.function.arguments must be a JSON object as text")))?;
+                    Ok(json!({ "id": call.id, "type": "function", "function": { "name": call.function.name, "arguments": arguments } }))
+                })
+                .collect::<Result<Vec<_>, ServiceError>>()
         })
-        .collect()
+        .transpose()?;
+    if message.role == "tool" && message.tool_call_id.is_none() {
+        return Err(ServiceError::invalid(format!("messages[{index}].tool_call_id is required for role 'tool'")));
+    }
+    Ok(ChatMessage { role: message.role, content, tool_calls, tool_call_id: message.tool_call_id, name: message.name })
 }
 
 async fn list_models(State(state): State<AppState>, caller: crate::auth::Caller) -> OpenAiResult<Json<Value>> {
@@ -161,7 +185,10 @@ async fn tokenize(
     fields::check(fields::Route::Tokenize, &request.extra).map_err(openai)?;
     let input = match (request.prompt, request.messages) {
         (Some(prompt), None) => PromptInput::Text(prompt),
-        (None, Some(messages)) => PromptInput::Chat(chat_messages(messages).map_err(openai)?, Default::default()),
+        (None, Some(messages)) => {
+            let chat = yunmo_text::chat::Chat { messages: chat_messages(messages).map_err(openai)?, ..Default::default() };
+            PromptInput::Chat(chat, None)
+        }
         _ => {
             return Err(openai(ServiceError::invalid("give exactly one of prompt and messages")));
         }

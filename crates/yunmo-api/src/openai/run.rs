@@ -69,6 +69,7 @@ pub fn plan(sampling: &Sampling, logprobs: Option<u32>) -> Result<Plan, ServiceE
         frequency_penalty: sampling.frequency_penalty.unwrap_or(0.0),
         logprobs,
         logit_bias,
+        special_tokens: false,
     };
     yunmo_service::generate::validate_params(&params)?;
     let max_tokens = sampling.max_completion_tokens.or(sampling.max_tokens);
@@ -85,7 +86,7 @@ pub fn plan(sampling: &Sampling, logprobs: Option<u32>) -> Result<Plan, ServiceE
     })
 }
 
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));

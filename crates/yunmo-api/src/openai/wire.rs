@@ -1,5 +1,5 @@
 //! OpenAI API wire types. Every field a request may carry is either honoured, or accepted only with the value
-//! that asks for nothing (`store: false`, `tool_choice: "none"`, …), or refused by name: unknown fields
+//! that asks for nothing (`store: false`, `function_call: "none"`, …), or refused by name: unknown fields
 //! are refused as OpenAI itself refuses them ([`super::fields`]). Nothing is accepted and ignored.
 
 use std::collections::BTreeMap;
@@ -106,8 +106,12 @@ pub struct ChatCompletionRequest {
     pub top_logprobs: Option<u32>,
     /// Structured output: `{"type": "text" | "json_object" | "json_schema", ...}`.
     pub response_format: Option<Value>,
-    /// Tool definitions (not supported).
+    /// Functions the model may call: `{"type": "function", "function": {"name", "description", "parameters"}}`.
     pub tools: Option<Vec<Value>>,
+    /// `"none"`, `"auto"` (the default with tools), `"required"`, or `{"type": "function", "function": {"name"}}`.
+    pub tool_choice: Option<Value>,
+    /// Whether one answer may hold several calls (default true).
+    pub parallel_tool_calls: Option<bool>,
     /// More variables for the model's chat template (vLLM's field), such as `{"enable_thinking": false}`.
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
     /// Every other field.
@@ -123,9 +127,37 @@ pub struct ChatMessageIn {
     /// Text, a list of parts, or null.
     #[serde(default)]
     pub content: Option<MessageContent>,
+    /// An assistant's calls.
+    pub tool_calls: Option<Vec<ToolCallIn>>,
+    /// A `tool` message's answer to this call.
+    pub tool_call_id: Option<String>,
+    /// A participant's or a tool's name.
+    pub name: Option<String>,
     /// Every other field (accepted only when null or empty, as clients echo `refusal: null` and the like).
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// One call in an assistant message.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolCallIn {
+    /// The call's id, which the `tool` message answering it repeats.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `function`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// The function and its arguments.
+    pub function: FunctionCallIn,
+}
+
+/// `tool_calls[].function`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionCallIn {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments: a JSON object, as text.
+    pub arguments: String,
 }
 
 /// Message content.
