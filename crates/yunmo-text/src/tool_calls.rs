@@ -2,7 +2,8 @@
 //! their models to write, read back into names and JSON arguments. Text outside the calls is the answer.
 //!
 //! - Hermes / Qwen 2.5, Qwen 3: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`, one block
-//!   per call.
+//!   per call; or, as small models write it (Qwen2.5-Coder-0.5B does), the answer is only such an object
+//!   (or a list of them), bare or in a ```` ```json ```` block, which llama.cpp's Hermes parser reads too.
 //! - Llama 3.1 to 3.3: `<|python_tag|>` then `{"name": ..., "parameters": {...}}` (several separated by
 //!   `;`), or such a JSON object as the whole answer.
 //! - Mistral: `[TOOL_CALLS]` then a JSON array of `{"name": ..., "arguments": {...}}`.
@@ -99,7 +100,58 @@ fn hermes(text: &str) -> Option<Parsed> {
         rest = after;
     }
     content.push_str(rest);
-    (!calls.is_empty()).then(|| Parsed { content: content.trim().to_string(), calls })
+    if calls.is_empty() {
+        return bare(text, "arguments");
+    }
+    Some(Parsed { content: content.trim().to_string(), calls })
+}
+
+/// An answer that is only a call object or a list of them, bare or in a Markdown code block.
+fn bare(text: &str, key: &str) -> Option<Parsed> {
+    let mut body = text.trim();
+    if let Some(fenced) = body.strip_prefix("```") {
+        let (tag, inside) = fenced.split_once('\n')?;
+        if !matches!(tag.trim(), "" | "json") {
+            return None;
+        }
+        body = inside.trim_end().strip_suffix("```")?.trim();
+    }
+    let list = match serde_json::from_str::<Value>(body).ok()? {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        _ => return None,
+    };
+    let calls = list.iter().map(|item| call(item, key)).collect::<Option<Vec<_>>>()?;
+    (!calls.is_empty()).then(|| Parsed { content: String::new(), calls })
+}
+
+/// Whether text that begins an answer begins a bare call (`{"name"`, `[{"name"`, possibly in a ```` ```json ````
+/// block): `Some(true)` yes, `Some(false)` no, `None` not known yet.
+fn bare_start(text: &str) -> Option<bool> {
+    let mut rest = text.trim_start();
+    if let Some(fenced) = rest.strip_prefix("```") {
+        let Some((tag, inside)) = fenced.split_once('\n') else {
+            return if "json".starts_with(fenced.trim_end()) { None } else { Some(false) };
+        };
+        if !matches!(tag.trim(), "" | "json") {
+            return Some(false);
+        }
+        rest = inside.trim_start();
+    } else if "```".starts_with(rest) {
+        return None;
+    }
+    for expected in ["[", "{", "\"name\""] {
+        if rest.is_empty() {
+            return None;
+        }
+        match rest.strip_prefix(expected) {
+            Some(after) => rest = after.trim_start(),
+            None if expected == "[" => {}
+            None if expected.starts_with(rest) => return None,
+            None => return Some(false),
+        }
+    }
+    Some(true)
 }
 
 fn llama3(text: &str) -> Option<Parsed> {
@@ -184,9 +236,19 @@ impl Stream {
             let before: String = self.held.drain(..at).collect();
             return self.content(before);
         }
-        if self.family == Family::Llama3 && !self.started && self.held.trim_start().starts_with('{') {
-            self.calling = true;
-            return Vec::new();
+        let bare = match self.family {
+            _ if self.started => Some(false),
+            Family::Llama3 => Some(self.held.trim_start().starts_with('{')),
+            Family::Hermes => bare_start(&self.held),
+            Family::Mistral => Some(false),
+        };
+        match bare {
+            Some(true) => {
+                self.calling = true;
+                return Vec::new();
+            }
+            None => return Vec::new(),
+            Some(false) => {}
         }
         let keep = partial_suffix(&self.held, opener);
         let ready: String = self.held.drain(..self.held.len() - keep).collect();
@@ -276,6 +338,25 @@ mod tests {
         streams_like_whole(Family::Hermes, text);
         let unclosed = "<tool_call>{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Rome\\\"}\"}";
         assert_eq!(parse(Family::Hermes, unclosed).calls, vec![weather("Rome")], "arguments as a JSON string, no closing tag");
+    }
+
+    #[test]
+    fn hermes_answers_that_are_only_a_call() {
+        let fenced = "```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\n    \"city\": \"Paris\"\n  }\n}\n```";
+        assert_eq!(parse(Family::Hermes, fenced), Parsed { content: String::new(), calls: vec![weather("Paris")] });
+        streams_like_whole(Family::Hermes, fenced);
+        let listed = " [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]";
+        assert_eq!(parse(Family::Hermes, listed).calls, vec![weather("Paris"), weather("Oslo")]);
+        streams_like_whole(Family::Hermes, listed);
+        for text in ["```python\nprint('hi')\n```", "```\n{\"a\": 1}\n```", "{\"name\": \"x\"} and more", "[1, 2]", "{\"city\": \"Paris\"}"] {
+            assert_eq!(parse(Family::Hermes, text).calls, vec![], "{text}");
+            streams_like_whole(Family::Hermes, text);
+        }
+        assert_eq!(bare_start("``"), None);
+        assert_eq!(bare_start("```py"), Some(false));
+        assert_eq!(bare_start("```json\n  {  \"na"), None);
+        assert_eq!(bare_start("Sure"), Some(false));
+        assert_eq!(bare_start("{\"city\""), Some(false));
     }
 
     #[test]
