@@ -59,7 +59,7 @@ def measure(args, kv_type, work):
     finally:
         proc.stop()
     with open(log, errors="replace") as f:
-        estimates = re.findall(r"memory_bytes[=:]\s*(\d+)", f.read())
+        estimates = re.findall(r"memory_bytes[=:]\s*(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", f.read()))
     return after - before, int(estimates[-1]) if estimates else None, statistics.median(speeds)
 
 
