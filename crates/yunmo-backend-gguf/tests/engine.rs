@@ -268,3 +268,17 @@ fn quantised_kv_caches_answer_and_take_less_memory() {
     assert_eq!(memory[0] - memory[1], elements * (64 - 34) / 32);
     assert_eq!(memory[0] - memory[2], elements * (64 - 18) / 32);
 }
+
+#[test]
+fn control_tokens_reach_the_text_only_when_asked() {
+    let _serial = common::serial();
+    let engine = engine(1);
+    // SmolLM2's <|im_start|> (id 1) is a control token but does not end generation; a bias forces it.
+    let prompt = engine.tokenize(&chat_prompt("Hi"), true).unwrap();
+    let text = |special_tokens: bool| {
+        let params = GenerateParams { logit_bias: vec![(1, 100.0)], special_tokens, ..greedy(2) };
+        collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params, grammar: None }).unwrap()).0
+    };
+    assert_eq!(text(true), "<|im_start|><|im_start|>");
+    assert_eq!(text(false), "");
+}

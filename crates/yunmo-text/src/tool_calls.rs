@@ -348,7 +348,8 @@ mod tests {
         let listed = " [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]";
         assert_eq!(parse(Family::Hermes, listed).calls, vec![weather("Paris"), weather("Oslo")]);
         streams_like_whole(Family::Hermes, listed);
-        for text in ["```python\nprint('hi')\n```", "```\n{\"a\": 1}\n```", "{\"name\": \"x\"} and more", "[1, 2]", "{\"city\": \"Paris\"}"] {
+        for text in ["```python\nprint('hi')\n```", "```\n{\"a\": 1}\n```", "{\"name\": \"x\"} and more", "[1, 2]", "{\"city\": \"Paris\"}"]
+        {
             assert_eq!(parse(Family::Hermes, text).calls, vec![], "{text}");
             streams_like_whole(Family::Hermes, text);
         }
