@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Time to first token with and without prefix caching, on one binary, interleaved: a ~500-token system prompt
-repeated with different questions, and turn 2 of a multi-turn chat (the first turn and its answer repeated).
+repeated with different questions, turn 2 of a multi-turn chat (the first turn and its answer repeated), and
+the same whole prompt again.
 
 Usage: bench/prefix_cache.py [--binary target/release/yunmo] [--runs 5] [--threads 2] [--prefill-chunk 32] [--no-peer]
+       [--flash-attention auto|off]
 
 Two servers of the same binary (backends.gguf.prefix_cache true and false) and llama-cpp-python's server (when
 installed by bench/llm.sh --install), SmolLM2-135M-Instruct Q4_1, each on CPUs 0-1 with --threads llama.cpp
@@ -48,12 +50,15 @@ def measure(port, runs):
         first = [("user", QUESTIONS[i % len(QUESTIONS)])]
         ttft(port, chatml(SYSTEM + f" Session {i}.", first))
         turn_two.append(ttft(port, chatml(SYSTEM + f" Session {i}.", first + [("assistant", "We open at nine."), ("user", "And when do you close?")])))
-    return statistics.median(repeated), statistics.median(turn_two)
+    same = chatml(SYSTEM, [("user", QUESTIONS[0])])
+    identical = [ttft(port, same) for _ in range(runs + 1)][1:]
+    return statistics.median(repeated), statistics.median(turn_two), statistics.median(identical)
 
 
-def yunmo(binary, threads, enabled, work, chunk):
+def yunmo(binary, threads, enabled, work, chunk, flash_attention="auto"):
     port = 18090
     env = {"YUNMO__BACKENDS__GGUF__THREADS": str(threads), "YUNMO__BACKENDS__GGUF__PREFIX_CACHE": enabled,
+           "YUNMO__BACKENDS__GGUF__FLASH_ATTENTION": flash_attention,
            "YUNMO__BACKENDS__GGUF__PREFILL_CHUNK": str(chunk), "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **llm.YUNMO_AUTH_ENV}
     name = f"yunmo-{enabled}"
     proc = llm.Proc([binary, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, name)],
@@ -85,11 +90,12 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prefill-chunk", type=int, default=32, help="backends.gguf.prefill_chunk of both Yunmo servers")
     parser.add_argument("--no-peer", action="store_true", help="skip llama-cpp-python")
+    parser.add_argument("--flash-attention", default="auto", help="backends.gguf.flash_attention of both Yunmo servers")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="yunmo-prefix-bench-")
     results = {}
-    servers = (("cache on", lambda: yunmo(args.binary, args.threads, "true", work, args.prefill_chunk)),
-               ("cache off", lambda: yunmo(args.binary, args.threads, "false", work, args.prefill_chunk)),
+    servers = (("cache on", lambda: yunmo(args.binary, args.threads, "true", work, args.prefill_chunk, args.flash_attention)),
+               ("cache off", lambda: yunmo(args.binary, args.threads, "false", work, args.prefill_chunk, args.flash_attention)),
                ("llama-cpp-python", lambda: (None, None) if args.no_peer else llamacpp(args.threads, work)))
     try:
         for name, start in servers:
@@ -103,12 +109,13 @@ def main():
                 proc.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads, prefill_chunk {args.prefill_chunk}; median of {args.runs} requests\n")
+    print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads, prefill_chunk {args.prefill_chunk}, flash_attention "
+          f"{args.flash_attention}; median of {args.runs} requests\n")
     peer = "llama-cpp-python" in results
     print("| request | Yunmo cache on TTFT ms | Yunmo cache off TTFT ms | off / on |"
           + (" llama-cpp-python TTFT ms | peer / Yunmo on |" if peer else ""))
     print("|---|---|---|---|" + ("---|---|" if peer else ""))
-    for index, label in enumerate(("~500-token system prompt repeated, new question", "turn 2 of a chat")):
+    for index, label in enumerate(("~500-token system prompt repeated, new question", "turn 2 of a chat", "the same prompt again")):
         on, off = results["cache on"][index], results["cache off"][index]
         row = f"| {label} | {on * 1000:.1f} | {off * 1000:.1f} | {off / on:.2f}x |"
         if peer:

@@ -49,7 +49,7 @@ struct Pending {
 impl Engine {
     /// Creates the context on a new thread and returns once it is ready.
     pub fn start(model: Arc<LlamaModel>, config: GgufConfig) -> Result<Self, BackendError> {
-        let info = describe(&model, &config);
+        let mut info = describe(&model, &config);
         let counters = Arc::new(Counters::default());
         let (sender, receiver) = flume::unbounded();
         let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
@@ -65,7 +65,8 @@ impl Engine {
                 engine_thread(thread_model, thread_config, receiver, thread_counters, ready_sender);
             })
             .map_err(|error| BackendError::Runtime(format!("cannot start the engine thread: {error}")))?;
-        ready_receiver.recv().map_err(|_| BackendError::Runtime("the engine thread died while starting".into()))??;
+        info.invariant_rows =
+            ready_receiver.recv().map_err(|_| BackendError::Runtime("the engine thread died while starting".into()))?? as u32;
         Ok(Engine { model, info, sender, counters, queue_capacity: config.queue_capacity, grammars: OnceLock::new() })
     }
 }
@@ -97,6 +98,7 @@ fn describe(model: &LlamaModel, config: &GgufConfig) -> GenerateInfo {
         eos_token: special_text(vocab.eos()),
         add_bos: vocab.should_add_bos(),
         memory_bytes: model.size() + kv_bytes,
+        invariant_rows: 0,
     }
 }
 
@@ -217,6 +219,9 @@ struct State<'m> {
     releases: u64,
     /// Tokens of a prefill chunk (`backends.gguf.prefill_chunk`).
     chunk: usize,
+    /// Most tokens that consecutive chunks of one sequence are decoded together in (0: each alone), as
+    /// `merge::probe` measured this model's kernels.
+    merge: usize,
     /// By token id: the end-of-turn tokens (llama.cpp's end-of-generation set), after which a prefill chunk
     /// ends: each chat message closes with one.
     marks: Vec<bool>,
@@ -227,7 +232,7 @@ fn engine_thread(
     config: GgufConfig,
     requests: flume::Receiver<Pending>,
     counters: Arc<Counters>,
-    ready: std::sync::mpsc::Sender<Result<(), BackendError>>,
+    ready: std::sync::mpsc::Sender<Result<usize, BackendError>>,
 ) {
     let threads = if config.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { config.threads };
     let n_ctx = config.max_sequences * config.context_per_sequence;
@@ -241,11 +246,15 @@ fn engine_thread(
         .with_n_threads_batch(threads as i32)
         .with_type_k(kv_type(config.kv_cache_type))
         .with_type_v(kv_type(config.kv_cache_type));
-    // llama.cpp reads a quantised V cache only in its flash-attention kernels: required, not left to "auto".
-    let params = match config.kv_cache_type {
-        KvCacheType::F16 => params,
-        _ => params.with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED),
+    // Flash attention: llama.cpp reads a quantised V cache only in its flash-attention kernels, so they are
+    // required there. For an f16 cache the setting decides (docs/benchmarks.md: on the CPU, plain attention
+    // gives the first token after a long cached prefix sooner, flash attention decodes faster).
+    let policy = match (config.kv_cache_type, config.flash_attention) {
+        (KvCacheType::F16, crate::FlashAttention::Auto) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        (KvCacheType::F16, crate::FlashAttention::Off) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        _ => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
     };
+    let params = params.with_flash_attention_policy(policy);
     let backend = match crate::backend() {
         Ok(backend) => backend,
         Err(error) => {
@@ -253,14 +262,16 @@ fn engine_thread(
             return;
         }
     };
-    let context = match model.new_context(backend, params) {
+    let mut context = match model.new_context(backend, params) {
         Ok(context) => context,
         Err(error) => {
             let _ = ready.send(Err(BackendError::Runtime(format!("llama.cpp could not create a context of {n_ctx} tokens: {error}"))));
             return;
         }
     };
-    let _ = ready.send(Ok(()));
+    let merge = crate::merge::probe(&model, &mut context, config.batch_tokens as usize);
+    tracing::info!(rows = merge, "Prefill chunks decode together up to this many rows (0: each alone; the kernels differ by batch shape).");
+    let _ = ready.send(Ok(merge));
     let mut state = State {
         model: &model,
         context,
@@ -269,6 +280,7 @@ fn engine_thread(
         caches: vec![SlotCache::default(); config.max_sequences as usize],
         releases: 0,
         chunk: config.prefill_chunk as usize,
+        merge,
         marks: (0..model.n_vocab()).map(|id| model.vocab().is_eog(LlamaToken(id))).collect(),
         config,
         waiting: VecDeque::new(),
@@ -349,7 +361,9 @@ impl State<'_> {
             self.counters.waiting.fetch_sub(1, Ordering::AcqRel);
             let boundaries = Boundaries { chunk: self.chunk, marks: &self.marks };
             let prompt = &pending.request.prompt;
-            let (at, shared) = crate::prefix::pick(&self.free_slots, &self.caches, prompt, |n| boundaries.last_end(prompt, n));
+            let merge = self.merge;
+            let reuse = |cache: &SlotCache, n: usize| crate::prefix::reusable(cache, prompt, n, &boundaries, merge);
+            let (at, shared) = crate::prefix::pick(&self.free_slots, &self.caches, prompt, reuse);
             let slot = self.free_slots.swap_remove(at);
             let mut history = std::mem::take(&mut self.caches[slot as usize].tokens);
             let mut cached = if self.config.prefix_cache { shared } else { 0 };
@@ -398,7 +412,8 @@ impl State<'_> {
     fn release(&mut self, sequence: Sequence, keep: bool) {
         let slot = sequence.slot as usize;
         self.releases += 1;
-        self.caches[slot] = SlotCache { tokens: Vec::new(), exact: sequence.exact, freed_at: self.releases };
+        self.caches[slot] =
+            SlotCache { tokens: Vec::new(), exact: sequence.exact, prompt_len: sequence.n_prefilled, freed_at: self.releases };
         if keep && self.config.prefix_cache {
             self.caches[slot].tokens = sequence.history;
         } else if let Err(error) = self.context.clear_kv_cache_seq(Some(sequence.slot as u32), None, None) {
@@ -422,7 +437,7 @@ impl State<'_> {
             let feeds: Vec<Chunk> = plan.decode.iter().map(|&sequence| Chunk { sequence, tokens: 1, logits: true }).collect();
             self.decode(batch, &feeds, &mut endings);
         }
-        for chunk in plan.prefill {
+        for chunk in crate::plan::merge(plan.prefill, self.merge) {
             if !endings.iter().any(|(index, _)| *index == chunk.sequence) {
                 self.decode(batch, &[chunk], &mut endings);
             }
@@ -453,13 +468,12 @@ impl State<'_> {
                     .expect("the plan fits the batch's token budget. This is a bug.");
             }
             if sequence.next.is_none() {
-                // A whole chunk (one that ends at a boundary, not cut by the prompt's end) after exact cells:
-                // its cells are exact too.
+                // Whole chunks (ending at a boundary, not cut by the prompt's end) after exact cells: their
+                // cells are exact too (merged chunks as well: they are merged only where that gives the same bits).
                 let end = sequence.n_prefilled + tokens.len();
-                if sequence.exact == sequence.n_prefilled
-                    && (Boundaries { chunk: self.chunk, marks: &self.marks }).is_end(&sequence.prompt, end)
-                {
-                    sequence.exact = end;
+                if sequence.exact == sequence.n_prefilled {
+                    let last = (Boundaries { chunk: self.chunk, marks: &self.marks }).last_end(&sequence.prompt, end);
+                    sequence.exact = last.max(sequence.exact);
                 }
                 sequence.n_prefilled += tokens.len();
             }

@@ -93,6 +93,22 @@ pub fn plan_step(phases: &[Phase], budget: usize, next_end: impl Fn(usize, usize
     Plan { decode, prefill }
 }
 
+/// `chunks` with consecutive chunks of one sequence joined while together they hold at most `limit` tokens
+/// (`limit` below 2: unchanged). Only for kernels that compute a row the same in any batch (`merge.rs`).
+pub fn merge(chunks: Vec<Chunk>, limit: usize) -> Vec<Chunk> {
+    let mut merged: Vec<Chunk> = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        match merged.last_mut() {
+            Some(last) if limit >= 2 && last.sequence == chunk.sequence && last.tokens + chunk.tokens <= limit => {
+                last.tokens += chunk.tokens;
+                last.logits = chunk.logits;
+            }
+            _ => merged.push(chunk),
+        }
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +160,13 @@ mod tests {
         assert_eq!(plan.prefill, vec![chunk(0, 5, true), chunk(1, 64, false), chunk(1, 36, true), chunk(2, 64, false)]);
         let busy = [Phase::Decode, Phase::Decode, Phase::Prefill { done: 0, total: 300 }];
         assert_eq!(plan_step(&busy, 2, grid).prefill, vec![chunk(2, 64, false)], "a prompt still progresses");
+    }
+
+    #[test]
+    fn short_chunks_of_one_sequence_merge_within_the_limit() {
+        let chunks = vec![chunk(0, 64, false), chunk(0, 12, false), chunk(0, 5, true), chunk(1, 20, false), chunk(1, 50, true)];
+        assert_eq!(merge(chunks.clone(), 63), vec![chunk(0, 64, false), chunk(0, 17, true), chunk(1, 20, false), chunk(1, 50, true)]);
+        assert_eq!(merge(chunks.clone(), 0), chunks, "kernels that differ by batch shape: every chunk alone");
     }
 
     #[test]

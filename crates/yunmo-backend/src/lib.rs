@@ -175,6 +175,10 @@ pub struct GenerateInfo {
     pub add_bos: bool,
     /// Bytes of memory the model holds (weights and KV cache), for the memory budget.
     pub memory_bytes: u64,
+    /// Most rows of one decode in which the model's kernels were measured, at load, to compute every row
+    /// the same bits as in any other such batch (0: none): up to it, short prefill chunks are decoded
+    /// together and cached cells inside short chunks are reused to the token.
+    pub invariant_rows: u32,
 }
 
 /// Live counters of a generation engine.
