@@ -60,11 +60,15 @@ def test_a_shared_system_prompt_is_reused_and_answers_as_without_the_cache(serve
         assert text == expected, (question, text, expected)
         assert usage.prompt_tokens == expected_usage.prompt_tokens
         # Prefill chunks end every 32 tokens and after each end-of-turn token: the whole system message is
-        # reused, the user turn and the template's tail (about 17 tokens) are computed.
+        # reused (and, where the kernels allow, the user turn up to the first token that differs); the rest of
+        # the question and the template's tail are computed.
         assert usage.prompt_tokens - 22 <= usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens - 5, usage
     metrics = cached.request("GET", "/metrics")[1].decode()
     reused = [line for line in metrics.splitlines() if line.startswith("yunmo_llm_prompt_cached_tokens_total{")]
     assert reused and float(reused[0].rsplit(" ", 1)[1]) > 360, reused
+    lookups = {line.split('result="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("yunmo_llm_prefix_cache_lookups_total{") and 'model="smollm2"' in line}
+    assert lookups.get("hit", 0) >= 3 and lookups.get("miss", 0) >= 1, lookups
 
 
 def test_concurrent_chats_with_distinct_prefixes_get_their_own_answers(servers):
@@ -91,3 +95,45 @@ def test_a_q8_0_cache_version(servers):
     assert status == 200 and json.loads(body)["config"]["kv_cache_type"] == "q8_0", body
     status, body = server.request("PUT", "/api/v1/models/smollm2-q8/versions/1/config", {"kv_cache_type": "q5_1"})
     assert status == 400 and b"kv_cache_type" in body, body
+
+
+ADMIN = "ym_testadmin_" + "P" * 43
+
+
+def test_tenants_share_cells_only_for_the_same_tokens_of_the_same_model(servers):
+    """Tenant A's chats never give cells to tenant B's own model; on a model A shares with B, B's request may
+    reuse the cells of the same tokens, and still answers exactly what it answers alone (the cache-off server)."""
+    data_dir = tempfile.mkdtemp(prefix="yunmo-prefix-tenants-")
+    server = Server(data_dir, env={"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN,
+                                   "YUNMO__BACKENDS__GGUF__THREADS": "2", "YUNMO__BACKENDS__GGUF__MAX_SEQUENCES": "4"})
+    try:
+        keys = {}
+        for tenant in ("a", "b"):
+            assert server.request("POST", "/api/v1/tenants", {"name": tenant}, key=ADMIN)[0] == 201
+            status, body = server.request("POST", "/api/v1/keys", {"tenant": tenant, "scopes": ["models:write", "models:read", "infer"]},
+                                          key=ADMIN)
+            assert status == 201, body
+            keys[tenant] = json.loads(body)["key"]
+            server.key = keys[tenant]
+            server.push_file(f"{tenant}_chat", SMOLLM)
+        server.key = None
+        status, body = server.request("PUT", "/api/v1/models/a_chat/sharing", {"tenants": ["b"]}, key=keys["a"])
+        assert status == 200, body
+
+        def chat(tenant, model, question):
+            client = openai.OpenAI(base_url=server.url + "/v1", api_key=keys[tenant], max_retries=0, timeout=120)
+            response = client.chat.completions.create(model=model, temperature=1.0, seed=5, max_tokens=16,
+                                                      messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}])
+            return response.choices[0].message.content, response.usage.prompt_tokens_details.cached_tokens
+
+        chat("a", "a_chat", QUESTIONS[0])
+        assert chat("b", "b_chat", QUESTIONS[1])[1] == 0, "another model's cells are never used"
+        text, cached = chat("b", "a/a_chat", QUESTIONS[1])
+        assert cached > 100, "the same tokens of the same model: the shared system prompt is reused"
+        reference = openai.OpenAI(base_url=servers[1].url + "/v1", api_key="unused", max_retries=0, timeout=120).chat.completions.create(
+            model="smollm2", temperature=1.0, seed=5, max_tokens=16,
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTIONS[1]}])
+        assert text == reference.choices[0].message.content, "B's answer is its own, as without the cache"
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

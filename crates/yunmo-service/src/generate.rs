@@ -340,6 +340,9 @@ impl Drop for UsageRecord {
         }
         self.metrics.generated.increment(self.usage.completion_tokens);
         self.metrics.cached.increment(self.usage.cached_tokens);
+        if self.finish_reason.is_some() {
+            self.metrics.lookups[usize::from(self.usage.cached_tokens == 0)].increment(1);
+        }
         self.metrics.ended(outcome);
         let ending = self.ending.unwrap_or(crate::stats::Ending::Cancelled);
         if let (Some(reason), Some(watch)) = (self.finish_reason, self.loaded.drift.as_ref().filter(|watch| watch.sampled())) {

@@ -34,6 +34,8 @@ pub const LLM_REQUESTS_TOTAL: &str = "yunmo_llm_requests_total";
 pub const LLM_PROMPT_TOKENS_TOTAL: &str = "yunmo_llm_prompt_tokens_total";
 /// Prompt tokens whose KV cells were reused from an earlier request (prefix cache), by model and version.
 pub const LLM_PROMPT_CACHED_TOKENS_TOTAL: &str = "yunmo_llm_prompt_cached_tokens_total";
+/// Finished generations by whether their prompt reused cached cells (`result`: `hit` or `miss`).
+pub const LLM_PREFIX_CACHE_LOOKUPS_TOTAL: &str = "yunmo_llm_prefix_cache_lookups_total";
 /// Tokens generated, by `model` (its rate is the model's tokens per second).
 pub const LLM_GENERATED_TOKENS_TOTAL: &str = "yunmo_llm_generated_tokens_total";
 /// Time from admission to the first generated token, by `model`.
@@ -200,6 +202,8 @@ pub(crate) struct LlmMetrics {
     pub prompt: metrics::Counter,
     /// `LLM_PROMPT_CACHED_TOKENS_TOTAL`.
     pub cached: metrics::Counter,
+    /// `LLM_PREFIX_CACHE_LOOKUPS_TOTAL` with `result` `hit` and `miss`.
+    pub lookups: [metrics::Counter; 2],
     /// `LLM_REQUESTS_TOTAL` with outcome `ok`.
     ok: metrics::Counter,
     model: String,
@@ -217,6 +221,9 @@ impl LlmMetrics {
             generated: metrics::counter!(LLM_GENERATED_TOKENS_TOTAL, &labels),
             prompt: metrics::counter!(LLM_PROMPT_TOKENS_TOTAL, &labels),
             cached: metrics::counter!(LLM_PROMPT_CACHED_TOKENS_TOTAL, &labels),
+            lookups: ["hit", "miss"].map(|result| {
+                metrics::counter!(LLM_PREFIX_CACHE_LOOKUPS_TOTAL, "model" => model.to_string(), "version" => version.to_string(), "result" => result)
+            }),
             ok: metrics::counter!(LLM_REQUESTS_TOTAL, "model" => model.to_string(), "version" => version.to_string(), "outcome" => "ok"),
             model: model.to_string(),
             version: version.to_string(),
@@ -264,6 +271,10 @@ pub fn describe() {
     describe_gauge!(MODEL_INSTANCES, "Instances of a loaded tensor version, each on its own thread.");
     describe_counter!(LLM_PROMPT_TOKENS_TOTAL, "Prompt tokens admitted.");
     describe_counter!(LLM_PROMPT_CACHED_TOKENS_TOTAL, "Prompt tokens read from the prefix cache instead of computed.");
+    describe_counter!(
+        LLM_PREFIX_CACHE_LOOKUPS_TOTAL,
+        "Finished generations whose prompt reused cached KV cells (result hit) or not (miss)."
+    );
     describe_counter!(LLM_GENERATED_TOKENS_TOTAL, "Tokens generated.");
     describe_histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS, Unit::Seconds, "Time to the first generated token.");
     describe_histogram!(LLM_INTER_TOKEN_LATENCY_SECONDS, Unit::Seconds, "Time between tokens of one generation.");
