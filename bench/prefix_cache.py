@@ -4,7 +4,6 @@ repeated with different questions, turn 2 of a multi-turn chat (the first turn a
 the same whole prompt again.
 
 Usage: bench/prefix_cache.py [--binary target/release/yunmo] [--runs 5] [--threads 2] [--prefill-chunk 32] [--no-peer]
-       [--flash-attention auto|off]
 
 Two servers of the same binary (backends.gguf.prefix_cache true and false) and llama-cpp-python's server (when
 installed by bench/llm.sh --install), SmolLM2-135M-Instruct Q4_1, each on CPUs 0-1 with --threads llama.cpp
@@ -55,10 +54,9 @@ def measure(port, runs):
     return statistics.median(repeated), statistics.median(turn_two), statistics.median(identical)
 
 
-def yunmo(binary, threads, enabled, work, chunk, flash_attention="auto"):
+def yunmo(binary, threads, enabled, work, chunk):
     port = 18090
     env = {"YUNMO__BACKENDS__GGUF__THREADS": str(threads), "YUNMO__BACKENDS__GGUF__PREFIX_CACHE": enabled,
-           "YUNMO__BACKENDS__GGUF__FLASH_ATTENTION": flash_attention,
            "YUNMO__BACKENDS__GGUF__PREFILL_CHUNK": str(chunk), "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **llm.YUNMO_AUTH_ENV}
     name = f"yunmo-{enabled}"
     proc = llm.Proc([binary, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, name)],
@@ -90,12 +88,11 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prefill-chunk", type=int, default=32, help="backends.gguf.prefill_chunk of both Yunmo servers")
     parser.add_argument("--no-peer", action="store_true", help="skip llama-cpp-python")
-    parser.add_argument("--flash-attention", default="auto", help="backends.gguf.flash_attention of both Yunmo servers")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="yunmo-prefix-bench-")
     results = {}
-    servers = (("cache on", lambda: yunmo(args.binary, args.threads, "true", work, args.prefill_chunk, args.flash_attention)),
-               ("cache off", lambda: yunmo(args.binary, args.threads, "false", work, args.prefill_chunk, args.flash_attention)),
+    servers = (("cache on", lambda: yunmo(args.binary, args.threads, "true", work, args.prefill_chunk)),
+               ("cache off", lambda: yunmo(args.binary, args.threads, "false", work, args.prefill_chunk)),
                ("llama-cpp-python", lambda: (None, None) if args.no_peer else llamacpp(args.threads, work)))
     try:
         for name, start in servers:
@@ -109,8 +106,7 @@ def main():
                 proc.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads, prefill_chunk {args.prefill_chunk}, flash_attention "
-          f"{args.flash_attention}; median of {args.runs} requests\n")
+    print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads, prefill_chunk {args.prefill_chunk}; median of {args.runs} requests\n")
     peer = "llama-cpp-python" in results
     print("| request | Yunmo cache on TTFT ms | Yunmo cache off TTFT ms | off / on |"
           + (" llama-cpp-python TTFT ms | peer / Yunmo on |" if peer else ""))

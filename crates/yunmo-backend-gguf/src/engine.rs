@@ -247,11 +247,10 @@ fn engine_thread(
         .with_type_k(kv_type(config.kv_cache_type))
         .with_type_v(kv_type(config.kv_cache_type));
     // Flash attention: llama.cpp reads a quantised V cache only in its flash-attention kernels, so they are
-    // required there. For an f16 cache the setting decides (docs/benchmarks.md: on the CPU, plain attention
-    // gives the first token after a long cached prefix sooner, flash attention decodes faster).
-    let policy = match (config.kv_cache_type, config.flash_attention) {
-        (KvCacheType::F16, crate::FlashAttention::Auto) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-        (KvCacheType::F16, crate::FlashAttention::Off) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    // required there; for an f16 cache llama.cpp chooses (on for the CPU). Its plain attention gave the first
+    // token after a cached prefix sooner on the CPU, but wrong answers with several sequences (docs/llm.md).
+    let policy = match config.kv_cache_type {
+        KvCacheType::F16 => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         _ => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
     };
     let params = params.with_flash_attention_policy(policy);

@@ -51,19 +51,6 @@ pub struct GgufConfig {
     pub prefill_chunk: u32,
     /// The KV cache's element type (a version's own `kv_cache_type`; f16 unless it sets one).
     pub kv_cache_type: yunmo_types::KvCacheType,
-    /// llama.cpp's flash attention for an f16 cache (quantised caches always use it).
-    pub flash_attention: FlashAttention,
-}
-
-/// Whether llama.cpp computes attention with its flash-attention kernels (`backends.gguf.flash_attention`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlashAttention {
-    /// llama.cpp decides (on for the CPU): faster decoding.
-    #[default]
-    Auto,
-    /// Plain attention: a few new tokens after a long cached prefix are computed sooner.
-    Off,
 }
 
 impl Default for GgufConfig {
@@ -78,7 +65,6 @@ impl Default for GgufConfig {
             prefix_cache: true,
             prefill_chunk: 64,
             kv_cache_type: yunmo_types::KvCacheType::F16,
-            flash_attention: FlashAttention::Auto,
         }
     }
 }

@@ -21,7 +21,6 @@ fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
         prefix_cache: true,
         prefill_chunk: 32,
         kv_cache_type: Default::default(),
-        flash_attention: Default::default(),
     };
     GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap()
 }
@@ -164,7 +163,6 @@ fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
         prefix_cache: false,
         prefill_chunk: 32,
         kv_cache_type: Default::default(),
-        flash_attention: Default::default(),
     };
     let uncached = GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap();
     let questions = ["What is the capital of France?", "Where is Vienna?", "Name a city in Italy.", "What is the capital of Spain?"];

@@ -85,7 +85,6 @@ fn backends(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn BackendFactory>>>
         gpu_layers: gguf.gpu_layers,
         prefix_cache: gguf.prefix_cache,
         prefill_chunk: gguf.prefill_chunk,
-        flash_attention: gguf.flash_attention,
         kv_cache_type: Default::default(),
     };
     factories.push(Arc::new(yunmo_backend_gguf::GgufFactory::new(config)?));

@@ -305,8 +305,6 @@ pub struct GgufSettings {
     pub prefix_cache: bool,
     /// Tokens per prefill chunk, the unit of prefix reuse.
     pub prefill_chunk: u32,
-    /// llama.cpp's flash attention for f16 KV caches: `auto` (llama.cpp decides) or `off`.
-    pub flash_attention: yunmo_backend_gguf::FlashAttention,
 }
 
 /// `[backends.onnx]`.
