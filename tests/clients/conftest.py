@@ -45,6 +45,31 @@ def fixture_path(name):
     return path
 
 
+# The bootstrap admin key of servers started with auth on (YUNMO__AUTH__BOOTSTRAP_ADMIN_KEY).
+ADMIN = "ym_testadmin_" + "A" * 43
+
+
+def bearer(key):
+    """Client headers that present `key` (none without one)."""
+    return {"authorization": f"Bearer {key}"} if key else None
+
+
+def make_key(srv, tenant, scopes, **extra):
+    """A new key of `tenant` with `scopes`, made with the admin key; its JSON (with `key` and `id`)."""
+    status, body = srv.request("POST", "/api/v1/keys", {"tenant": tenant, "scopes": scopes, **extra}, key=ADMIN)
+    assert status == 201, body
+    return json.loads(body)
+
+
+def push_as(srv, key, name, path, config=None):
+    """Server.push_file with `key`."""
+    srv.key = key
+    try:
+        return srv.push_file(name, path, config)
+    finally:
+        srv.key = None
+
+
 class Server:
     def __init__(self, data_dir, env=None, scheme="http"):
         self.data_dir = data_dir

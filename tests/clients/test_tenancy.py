@@ -19,30 +19,17 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import BINARY, Server, fixture_path
+from conftest import ADMIN, BINARY, Server, bearer, fixture_path, make_key, push_as
 
 CACHE = os.environ.get("YUNMO_CACHE", os.path.expanduser("~/.cache/yunmo"))
 SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
-ADMIN = "ym_testadmin_" + "A" * 43
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
 
 
-def bearer(key):
-    return {"authorization": f"Bearer {key}"}
 
 
-def make_key(srv, tenant, scopes, **extra):
-    status, body = srv.request("POST", "/api/v1/keys", {"tenant": tenant, "scopes": scopes, **extra}, key=ADMIN)
-    assert status == 201, body
-    return json.loads(body)
 
 
-def push(srv, key, name, path, config=None):
-    srv.key = key
-    try:
-        return srv.push_file(name, path, config)
-    finally:
-        srv.key = None
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +40,9 @@ def tenants():
         status, body = srv.request("POST", "/api/v1/tenants", {"name": tenant}, key=ADMIN)
         assert status == 201, body
     keys = {tenant: make_key(srv, tenant, ["models:write", "models:read", "infer"])["key"] for tenant in ("a", "b")}
-    push(srv, keys["a"], "a_iris", fixture_path("iris_mlp.onnx"))
-    push(srv, keys["b"], "b_iris", fixture_path("iris_mlp.onnx"))
-    push(srv, keys["b"], "b_llm", SMOLLM)
+    push_as(srv, keys["a"], "a_iris", fixture_path("iris_mlp.onnx"))
+    push_as(srv, keys["b"], "b_iris", fixture_path("iris_mlp.onnx"))
+    push_as(srv, keys["b"], "b_llm", SMOLLM)
     yield srv, keys
     assert srv.stop() == 0
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -237,7 +224,7 @@ def test_metering_is_exact_for_10000_requests_from_16_clients(tenants):
     assert status == 201, body
     writer = make_key(srv, "metered", ["models:write", "models:read", "infer"])
     price = {"per_request": 0.002, "per_compute_second": 0.5, "per_1k_input_tokens": 0.1}
-    push(srv, writer["key"], "m_iris", fixture_path("iris_mlp.onnx"), config={"price": price})
+    push_as(srv, writer["key"], "m_iris", fixture_path("iris_mlp.onnx"), config={"price": price})
     key = make_key(srv, "metered", ["infer"])
     good = json.dumps({"inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2] * 2}]}).encode()
     bad_shape = json.dumps({"inputs": [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).encode()
@@ -301,7 +288,7 @@ def test_tls_with_tritonclient_openai_and_the_cli_given_the_ca():
                                                  "YUNMO__SERVER__TLS__CERT_FILE": cert, "YUNMO__SERVER__TLS__KEY_FILE": key})
     try:
         srv.ssl_context = ssl.create_default_context(cafile=ca)
-        push(srv, ADMIN, "iris", fixture_path("iris_mlp.onnx"))
+        push_as(srv, ADMIN, "iris", fixture_path("iris_mlp.onnx"))
         triton = httpclient.InferenceServerClient(srv.address, ssl=True, ssl_context_factory=lambda: ssl.create_default_context(cafile=ca))
         assert http_infer(triton, "iris", ADMIN).as_numpy("label") is not None
         grpc = grpcclient.InferenceServerClient(srv.grpc_address, ssl=True, root_certificates=ca)
@@ -352,7 +339,7 @@ def test_a_sharing_list_is_shown_whole_only_to_the_owner_and_admins(tenants):
     status, body = srv.request("POST", "/api/v1/tenants", {"name": "c"}, key=ADMIN)
     assert status == 201, body
     readers = {tenant: make_key(srv, tenant, ["models:read", "infer"])["key"] for tenant in ("b", "c")}
-    push(srv, keys["a"], "a_shared", fixture_path("iris_mlp.onnx"))
+    push_as(srv, keys["a"], "a_shared", fixture_path("iris_mlp.onnx"))
     try:
         status, body = srv.request("PUT", "/api/v1/models/a_shared/sharing", {"tenants": ["b", "c"]}, key=keys["a"])
         assert status == 200, body

@@ -2,10 +2,12 @@
 //! Inputs arrive as typed `contents` or `raw_input_contents` (shared with the request buffer, no copy);
 //! outputs always go back as `raw_output_contents`, as Triton does.
 
+mod triton;
+
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use yunmo_proto::inference as pb;
 use yunmo_proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use yunmo_service::{Call, Code, ServiceError, Target};
@@ -118,18 +120,36 @@ impl GrpcInferenceService for GrpcService {
     }
 
     async fn model_infer(&self, request: Request<pb::ModelInferRequest>) -> Result<Response<pb::ModelInferResponse>, Status> {
-        let mut call = call_of(&request);
-        let guard = self.state.service.admit(&mut call, "grpc").await.map_err(status)?;
-        let usage = guard.cell().clone();
-        let result = self.infer(&call, request).await;
-        match &result {
-            Ok(response) => {
-                usage.add_bytes(0, prost::Message::encoded_len(response.get_ref()) as u64);
-                usage.set_outcome("ok");
-            }
-            Err(error) => usage.set_outcome(error.1.as_str()),
-        }
-        result.map_err(|error| error.0)
+        let call = call_of(&request);
+        self.metered_infer(call, request).await
+    }
+
+    type ModelStreamInferStream = triton::AnswerStream;
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        Ok(triton::stream_infer(self, request))
+    }
+
+    async fn model_config(&self, request: Request<pb::ModelConfigRequest>) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let (call, target) = self.target(&request, &request.get_ref().name, &request.get_ref().version, Action::Read).await?;
+        let metadata = self.state.service.model_metadata(&call, &target).await.map_err(status)?;
+        Ok(Response::new(pb::ModelConfigResponse { config: Some(triton::config_message(&request.get_ref().name, &metadata)) }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<pb::ModelStatisticsRequest>,
+    ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let found = if request.get_ref().name.is_empty() {
+            self.state.service.all_statistics(&call_of(&request)).await.map_err(status)?
+        } else {
+            let (call, target) = self.target(&request, &request.get_ref().name, &request.get_ref().version, Action::Read).await?;
+            self.state.service.model_statistics(&call, &target).await.map_err(status)?
+        };
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats: found.iter().map(triton::stats_message).collect() }))
     }
 
     async fn repository_index(
@@ -178,6 +198,25 @@ impl GrpcInferenceService for GrpcService {
 }
 
 impl GrpcService {
+    /// Runs one infer call of `call`: admitted (limits, a usage record), then answered.
+    async fn metered_infer(
+        &self,
+        mut call: Call,
+        request: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        let guard = self.state.service.admit(&mut call, "grpc").await.map_err(status)?;
+        let usage = guard.cell().clone();
+        let result = self.infer(&call, request).await;
+        match &result {
+            Ok(response) => {
+                usage.add_bytes(0, prost::Message::encoded_len(response.get_ref()) as u64);
+                usage.set_outcome("ok");
+            }
+            Err(error) => usage.set_outcome(error.1.as_str()),
+        }
+        result.map_err(|error| error.0)
+    }
+
     /// Runs one infer call, filling in its usage record; errors carry their service code for the record.
     async fn infer(
         &self,

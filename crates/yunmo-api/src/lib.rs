@@ -156,8 +156,8 @@ async fn front(State(state): State<AppState>, mut request: Request, next: Next) 
 /// Route prefixes followed by a model name.
 const MODEL_PATHS: [&str; 3] = ["/v2/models/", "/v2/repository/models/", "/api/v1/models/"];
 /// Path segments that may follow a model name in those routes.
-const AFTER_MODEL: [&str; 10] =
-    ["ready", "infer", "versions", "generate", "generate_stream", "load", "unload", "sharing", "forecast", "route"];
+const AFTER_MODEL: [&str; 12] =
+    ["ready", "infer", "versions", "generate", "generate_stream", "load", "unload", "sharing", "forecast", "route", "stats", "config"];
 
 /// Lets clients write a qualified model name (`tenant/name`) with a plain slash in a URL path, as
 /// `tritonclient` does (it does not escape `/`): `/v2/models/a/iris/infer` becomes
@@ -249,12 +249,16 @@ mod tests {
         assert_eq!(rewrite("/v2/models/a/iris/versions/2/ready"), "/v2/models/a%2Firis/versions/2/ready");
         assert_eq!(rewrite("/api/v1/models/a/iris?x=1"), "/api/v1/models/a%2Firis?x=1");
         assert_eq!(rewrite("/v2/repository/models/a/iris/load"), "/v2/repository/models/a%2Firis/load");
+        assert_eq!(rewrite("/v2/models/a/iris/stats"), "/v2/models/a%2Firis/stats");
         for unchanged in [
             "/v2/models/iris/infer",
             "/v2/models/iris",
             "/api/v1/models/iris/versions/1/config",
             "/v2/models/a%2Firis/infer",
             "/v1/models/a/b",
+            "/v2/models/iris/stats",
+            "/v2/models/iris/config",
+            "/v2/models/stats",
         ] {
             assert_eq!(rewrite(unchanged), unchanged);
         }

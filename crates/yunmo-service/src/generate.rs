@@ -349,6 +349,9 @@ impl Drop for UsageRecord {
             watch.submit_sample(yunmo_drift::extract::generation(self.usage.prompt_tokens, self.usage.completion_tokens, reason));
         }
         self.loaded.stats.record(ending, self.started.elapsed(), self.usage.completion_tokens);
+        if ending == crate::stats::Ending::Ok {
+            self.loaded.stats.totals.generated();
+        }
         if let (Some(first), Some(last)) = (self.first_token, self.last_token) {
             let decode = (last - first).as_secs_f64();
             if self.usage.completion_tokens > 1 && decode > 0.0 {

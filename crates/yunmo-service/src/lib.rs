@@ -29,6 +29,7 @@ mod residency;
 pub mod routing;
 pub mod stats;
 mod tenancy;
+pub mod totals;
 mod validate;
 mod workers;
 
@@ -85,6 +86,10 @@ pub struct ModelMetadata {
     pub platform: String,
     /// Inputs and outputs.
     pub signature: Signature,
+    /// The file's format (`onnx`, `gguf`, `pipeline`).
+    pub format: String,
+    /// The version's serving options.
+    pub config: VersionConfig,
 }
 
 /// State of one version in the repository index.
@@ -546,6 +551,8 @@ impl InferenceService {
             version: version.version,
             platform: self.factory(&version.format).map(|f| f.platform().to_string()).unwrap_or(version.format.clone()),
             signature: version.signature.clone(),
+            format: version.format.clone(),
+            config: version.config.clone(),
         })
     }
 

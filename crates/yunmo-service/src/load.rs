@@ -25,6 +25,7 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
     let (batch_sender, batch_receiver) = flume::unbounded::<Vec<Job>>();
     let instance_count = spec.config.instance_count.max(1) as usize;
     let idle = Arc::new(Semaphore::new(instance_count));
+    let stats = crate::stats::StatsRing::new(crate::stats::RingKind::Tensor);
     let mut ready = Vec::with_capacity(instance_count);
     for instance in 0..instance_count {
         let (ready_sender, ready_receiver) = oneshot::channel();
@@ -37,6 +38,7 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
             options: LoadOptions { intra_op_threads: config.intra_op_threads },
             key: spec.key.clone(),
             dropped: batch_metrics.dropped.clone(),
+            totals: stats.totals.clone(),
         };
         // Counted until the worker has dropped its session: the process waits for it before exiting.
         let alive = yunmo_backend::threads::RuntimeThread::register();
@@ -103,7 +105,7 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
         config: spec.config,
         runtime: Runtime::Tensor(queue),
         tokenizer_digest: spec.tokenizer.as_deref().map(crate::loaded::tokenizer_digest),
-        stats: crate::stats::StatsRing::new(crate::stats::RingKind::Tensor),
+        stats,
         drift: spec.drift,
         embedder,
         chat_template: Err("it is not a text-generation model".into()),

@@ -95,6 +95,8 @@ struct TokenSlot {
 pub(crate) struct StatsRing {
     slots: Box<[Slot]>,
     tokens: Option<Box<[TokenSlot]>>,
+    /// Its cumulative counters (Triton's statistics extension), shared with its worker threads.
+    pub(crate) totals: std::sync::Arc<crate::totals::Totals>,
 }
 
 /// The current Unix second.
@@ -179,7 +181,7 @@ impl StatsRing {
             .collect();
         let tokens = (kind == RingKind::Generate)
             .then(|| (0..SECONDS).map(|_| TokenSlot { first_token: counters(), inter_token: counters() }).collect());
-        StatsRing { slots, tokens }
+        StatsRing { slots, tokens, totals: Default::default() }
     }
 
     fn slot(&self, second: u64) -> &Slot {
@@ -188,6 +190,7 @@ impl StatsRing {
 
     /// Records a request that ended now as `ending`, after `latency`, and the tokens it generated.
     pub(crate) fn record(&self, ending: Ending, latency: Duration, tokens: u64) {
+        self.totals.ended(ending == Ending::Ok, latency);
         let second = unix_second();
         let slot = self.slot(second);
         add(&slot.requests, second, 1);
@@ -458,5 +461,54 @@ impl crate::InferenceService {
             .collect();
         found.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
         Ok((now, found))
+    }
+}
+
+/// One version's Triton statistics, as the caller names its model.
+#[derive(Debug, Clone)]
+pub struct VersionTotals {
+    pub model: String,
+    pub version: u64,
+    pub totals: crate::totals::TotalsSnapshot,
+}
+
+impl crate::InferenceService {
+    /// Triton's statistics of every loaded version the caller can see (read access), by model and version.
+    pub async fn all_statistics(&self, call: &crate::Call) -> Result<Vec<VersionTotals>, crate::ServiceError> {
+        let visible: std::collections::HashSet<String> = self.visible_models(call).await?.into_iter().map(|model| model.name).collect();
+        let mut found: Vec<VersionTotals> = self
+            .models()
+            .loaded()
+            .into_iter()
+            .filter(|loaded| visible.contains(&loaded.key.0))
+            .map(|loaded| VersionTotals {
+                model: yunmo_registry::name_for(&loaded.key.0, &call.principal.tenant).to_string(),
+                version: loaded.key.1,
+                totals: loaded.stats.totals.snapshot(),
+            })
+            .collect();
+        found.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
+        Ok(found)
+    }
+
+    /// Triton's statistics of the target's loaded versions (of its version only, when it names one); a
+    /// version not loaded (yet) counts zero, so a model that exists always has an entry.
+    pub async fn model_statistics(&self, call: &crate::Call, target: &crate::Target) -> Result<Vec<VersionTotals>, crate::ServiceError> {
+        target.permits(call, yunmo_auth::Action::Read)?;
+        let named = yunmo_registry::name_for(target.name(), &call.principal.tenant).to_string();
+        let entry = |version: u64, totals| VersionTotals { model: named.clone(), version, totals };
+        let loaded: Vec<_> = self
+            .models()
+            .loaded()
+            .into_iter()
+            .filter(|loaded| loaded.key.0 == target.name() && target.version().is_none_or(|version| version == loaded.key.1))
+            .collect();
+        if loaded.is_empty() {
+            let version = self.resolve(target.name(), target.version()).await?;
+            return Ok(vec![entry(version.version, Default::default())]);
+        }
+        let mut found: Vec<VersionTotals> = loaded.iter().map(|loaded| entry(loaded.key.1, loaded.stats.totals.snapshot())).collect();
+        found.sort_by_key(|entry| entry.version);
+        Ok(found)
     }
 }

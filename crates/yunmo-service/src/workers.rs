@@ -10,6 +10,7 @@ use yunmo_backend::{BackendError, BackendFactory, BatchBackend, LoadOptions};
 use yunmo_types::{Signature, Tensor};
 
 use crate::batching::{Job, JobResult};
+use crate::totals::BatchTimes;
 
 /// One instance of a loaded version, on its own thread.
 pub(crate) struct Worker {
@@ -20,6 +21,8 @@ pub(crate) struct Worker {
     pub(crate) options: LoadOptions,
     pub(crate) key: crate::VersionKey,
     pub(crate) dropped: metrics::Counter,
+    /// The version's cumulative counters (Triton's statistics extension).
+    pub(crate) totals: Arc<crate::totals::Totals>,
 }
 
 impl Worker {
@@ -59,20 +62,32 @@ impl Worker {
         let rows: Vec<usize> =
             live.iter().map(|job| job.inputs.first().and_then(|t| t.shape().first()).map_or(1, |d| *d as usize)).collect();
         let (replies, inputs): (Vec<_>, Vec<_>) = live.into_iter().map(|job| (job.reply, job.inputs)).unzip();
+        let mut times = BatchTimes::default();
         let results: Vec<Result<Vec<Tensor>, BackendError>> = if replies.len() == 1 {
-            vec![run_guarded(backend, inputs.into_iter().next().expect("one job"), &outputs)]
+            let result = run_guarded(backend, inputs.into_iter().next().expect("one job"), &outputs);
+            times.infer = started.elapsed();
+            vec![result]
         } else {
             let merged = yunmo_scheduler::merge(inputs, rows.iter().sum());
-            match run_guarded(backend, merged, &outputs) {
+            times.input = started.elapsed();
+            let ran = run_guarded(backend, merged, &outputs);
+            times.infer = started.elapsed() - times.input;
+            let results = match ran {
                 Ok(tensors) => match yunmo_scheduler::split(tensors, &rows) {
                     Ok(parts) => parts.into_iter().map(Ok).collect(),
                     Err(error) => vec![Err(BackendError::Inference(error.0)); replies.len()],
                 },
                 Err(error) => vec![Err(error); replies.len()],
-            }
+            };
+            times.output = started.elapsed() - times.input - times.infer;
+            results
         };
         let compute_time = started.elapsed();
-        for ((reply, result), queue_time) in replies.into_iter().zip(results).zip(queue_times) {
+        self.totals.executed(rows.iter().sum::<usize>() as u64, times);
+        for (((reply, result), queue_time), rows) in replies.into_iter().zip(results).zip(queue_times).zip(rows) {
+            if result.is_ok() {
+                self.totals.served(rows as u64, queue_time, times);
+            }
             let _ = reply.send(JobResult { result, queue_time, compute_time });
         }
     }

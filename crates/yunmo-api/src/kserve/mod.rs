@@ -5,6 +5,7 @@ pub mod encode;
 mod fast_json;
 mod generate;
 mod repository;
+pub(crate) mod triton;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -23,7 +24,8 @@ use crate::error::ApiError;
 use yunmo_auth::Action;
 
 /// Extensions advertised at `/v2`.
-pub const EXTENSIONS: [&str; 4] = ["binary_tensor_data", "classification", "model_repository", "generate"];
+pub const EXTENSIONS: [&str; 6] =
+    ["binary_tensor_data", "classification", "model_repository", "generate", "statistics", "model_configuration"];
 
 /// The V2 routes; inference routes are admitted and metered.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -45,6 +47,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_version))
         .merge(inference)
         .merge(repository::routes())
+        .merge(triton::routes())
 }
 
 /// Parses a version path segment.
