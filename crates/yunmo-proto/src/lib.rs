@@ -9,6 +9,10 @@ pub mod inference {
     tonic::include_proto!("inference");
 }
 
+/// The encoded `FileDescriptorSet` of `proto/grpc_service.proto`, which the server's reflection service
+/// describes.
+pub const GRPC_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/grpc_service_descriptor.bin"));
+
 /// ONNX's model format (package `onnx`, IR version 10 and later): `ModelProto`, `GraphProto`, `NodeProto`,
 /// `TensorProto`, ...
 pub mod onnx {

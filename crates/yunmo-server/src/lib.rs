@@ -241,9 +241,12 @@ pub async fn run(
         let (io, _) = slots.accept(&listener, "grpc").await;
         Some((Ok::<_, std::io::Error>(io), (listener, slots)))
     });
+    let (reflection, reflection_v1alpha) = grpc_reflection()?;
     let grpc_server = grpc_builder
         .layer(conn::TrackCallsLayer)
         .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(grpc_service)
         .serve_with_incoming_shutdown(grpc_incoming, async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
@@ -295,6 +298,25 @@ fn jobs_config(settings: &Settings) -> anyhow::Result<yunmo_service::JobsConfig>
 }
 
 /// How this replica names itself in job leases: host name, process id and HTTP address.
+/// gRPC server reflection (v1, and v1alpha for older grpcurl): the inference and health services, described
+/// without the proto files. Open like health: it tells the protocol, nothing of models or tenants.
+type Reflection<T> = tonic_reflection::server::v1::ServerReflectionServer<T>;
+type ReflectionAlpha<T> = tonic_reflection::server::v1alpha::ServerReflectionServer<T>;
+
+fn grpc_reflection() -> anyhow::Result<(
+    Reflection<impl tonic_reflection::server::v1::ServerReflection>,
+    ReflectionAlpha<impl tonic_reflection::server::v1alpha::ServerReflection>,
+)> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(yunmo_proto::GRPC_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder().build_v1().context("gRPC reflection (v1)")?;
+    let v1alpha = builder().build_v1alpha().context("gRPC reflection (v1alpha)")?;
+    Ok((v1, v1alpha))
+}
+
 fn replica_name(http: std::net::SocketAddr) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default();
     format!("{host}:{}:{http}", std::process::id())
