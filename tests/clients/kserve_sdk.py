@@ -5,7 +5,7 @@ It runs in its own Python process because the SDK's generated gRPC stubs registe
 stubs do, and protobuf refuses the second registration: one process cannot import both `kserve` and
 `tritonclient.grpc`.
 
-Usage: python kserve_sdk.py '{"call": "rest_infer" | "grpc_infer" | "health", "url": ..., "grpc": ..., ...}'"""
+Usage: python kserve_sdk.py '{"call": "rest_infer" | "grpc_infer" | "health" | "v1", "url": ..., "grpc": ..., ...}'"""
 import asyncio
 import json
 import sys
@@ -71,7 +71,28 @@ async def health(args, _):
         await grpc.close()
 
 
-CALLS = {"rest_infer": rest_infer, "grpc_infer": grpc_infer, "health": health}
+async def v1(args, x):
+    """KServe's V1 protocol (the SDK's default): readiness, a predict of the rows, a bad one, a missing model."""
+    client = InferenceRESTClient(RESTConfig(protocol="v1", retries=0, timeout=60))
+    headers = {"authorization": f"Bearer {args['key']}"} if args.get("key") else None
+
+    async def status_of(call):
+        try:
+            await call
+            return 200
+        except httpx.HTTPStatusError as error:
+            return {"status": error.response.status_code, "body": error.response.json()}
+    try:
+        ready = await client.is_model_ready(args["url"], args["model"], headers=headers)
+        result = await client.infer(args["url"], {"instances": x.tolist()}, model_name=args["model"], headers=headers)
+        bad = await status_of(client.infer(args["url"], {"instances": [[1, 2]]}, model_name=args["model"], headers=headers))
+        missing = await status_of(client.is_model_ready(args["url"], "no_such_model", headers=headers))
+    finally:
+        await client.close()
+    return {"ready": ready, "predictions": result["predictions"], "bad": bad, "missing": missing}
+
+
+CALLS = {"rest_infer": rest_infer, "grpc_infer": grpc_infer, "health": health, "v1": v1}
 
 if __name__ == "__main__":
     arguments = json.loads(sys.argv[1])

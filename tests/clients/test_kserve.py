@@ -90,3 +90,17 @@ def test_rest_body_model_version_must_match_the_path(server):
     assert status == 400, raw
     message = json.loads(raw)["error"]
     assert "'2'" in message and "1" in message, message
+
+
+def test_v1_protocol_readiness_and_predict_match_onnxruntime(server):
+    """KServe V1 (the SDK's default protocol): `GET /v1/models/{m}` is ready, `:predict` answers a row per
+    instance (an object of the outputs, the model having two), a bad row is a 400 in V2's error shape, and a
+    missing model a 404."""
+    result = sdk(server, "v1", model="iris_mlp")
+    assert result["ready"] is True
+    predictions = result["predictions"]
+    assert len(predictions) == len(X) and all(set(p) == {"label", "probabilities"} for p in predictions), predictions
+    np.testing.assert_array_equal([p["label"] for p in predictions], EXPECTED["label"])
+    np.testing.assert_allclose([p["probabilities"] for p in predictions], EXPECTED["probabilities"], rtol=1e-5, atol=1e-5)
+    assert result["bad"]["status"] == 400 and "input 'X'" in result["bad"]["body"]["error"], result["bad"]
+    assert result["missing"]["status"] == 404, result["missing"]

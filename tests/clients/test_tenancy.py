@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 
 import httpx2 as httpx  # the HTTP client package the openai SDK is built on
 import numpy as np
@@ -59,9 +60,16 @@ def test_rest_tenant_a_cannot_see_read_infer_or_delete_b_models(tenants):
     status, body = srv.request("GET", "/api/v1/models", key=keys["a"])
     assert status == 200 and [m["name"] for m in json.loads(body)["models"]] == ["a_iris"]
     for method, path in [("GET", "/api/v1/models/b_iris"), ("GET", "/api/v1/models/b_iris/versions"), ("DELETE", "/api/v1/models/b_iris"),
-                         ("GET", "/v2/models/b_iris"), ("POST", "/v2/repository/models/b_iris/unload")]:
+                         ("GET", "/v2/models/b_iris"), ("POST", "/v2/repository/models/b_iris/unload"),
+                         ("GET", "/v2/models/b_iris/stats"), ("GET", "/v2/models/b_iris/config"), ("GET", "/v1/models/b_iris")]:
         status, body = srv.request(method, path, key=keys["a"])
         assert status == 404, (method, path, body)
+    # KServe V1 predict: B's model is not found for A (V2's error shape), A's own answers.
+    v1_body = {"instances": IRIS.tolist()}
+    status, body = srv.request("POST", "/v1/models/b_iris:predict", v1_body, key=keys["a"])
+    assert status == 404 and "not found" in json.loads(body)["error"], body
+    status, body = srv.request("POST", "/v1/models/a_iris:predict", v1_body, key=keys["a"])
+    assert status == 200 and set(json.loads(body)["predictions"][0]) == {"label", "probabilities"}, body
     client = httpclient.InferenceServerClient(srv.address)
     assert http_infer(client, "a_iris", keys["a"]).as_numpy("label") is not None
     with pytest.raises(InferenceServerException) as error:
@@ -362,3 +370,20 @@ def test_a_sharing_list_is_shown_whole_only_to_the_owner_and_admins(tenants):
     finally:
         status, body = srv.request("DELETE", "/api/v1/models/a_shared", key=keys["a"])
         assert status == 204, body
+
+
+def test_kserve_v1_predicts_are_metered_once_each(tenants):
+    srv, keys = tenants
+    key = make_key(srv, "a", ["infer"])
+    good, bad = {"instances": IRIS.tolist() * 3}, {"instances": [[1.0, 2.0]]}
+    statuses = [srv.request("POST", "/v1/models/a_iris:predict", body, key=key["key"])[0] for body in [good] * 5 + [bad] * 2]
+    assert statuses == [200] * 5 + [400] * 2
+    deadline = time.time() + 10
+    while True:
+        status, body = srv.request("GET", "/api/v1/usage?group_by=key&tenant=a", key=ADMIN)
+        row = next((r for r in json.loads(body)["rows"] if r["group"] == key["id"]), None)
+        if (row and row["requests"] == 7) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert row["requests"] == 7 and row["failed"] == 2, row
+    assert row["input_elements"] == 5 * 12, row

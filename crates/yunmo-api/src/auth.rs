@@ -25,7 +25,9 @@ use crate::request_id::RequestId;
 
 /// The error body a path's route group uses.
 pub fn shape_of(path: &str) -> Shape {
-    if path.starts_with("/v1/") {
+    if path.starts_with("/v1/models/") && path.ends_with(":predict") {
+        Shape::KServe
+    } else if path.starts_with("/v1/") {
         Shape::OpenAi
     } else if path.starts_with("/api/") {
         Shape::Admin

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod console;
+pub mod cors;
 pub mod drift;
 pub mod error;
 pub mod extract;

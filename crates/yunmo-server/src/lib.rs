@@ -188,7 +188,11 @@ pub async fn run(
         shutting_down: shutting_down.clone(),
     });
     let grpc_service = yunmo_api::grpc::GrpcService::server(state.clone());
-    let app = yunmo_api::router(state);
+    let app = match settings.server.cors.layer().map_err(anyhow::Error::msg)? {
+        // Outside authentication: a browser's preflight carries no key.
+        Some(cors) => yunmo_api::router(state).layer(cors),
+        None => yunmo_api::router(state),
+    };
     let http_limits = http::HttpLimits {
         max_headers: settings.server.max_headers,
         max_header_bytes: settings.server.max_header_bytes,

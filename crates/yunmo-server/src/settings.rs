@@ -233,6 +233,8 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     /// TLS.
     pub tls: TlsSettings,
+    /// CORS for browser clients.
+    pub cors: yunmo_api::cors::CorsConfig,
 }
 
 /// `[storage]`.
@@ -405,6 +407,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         self.drift.validate()?;
         self.validate_alerts()?;
+        self.server.cors.layer()?;
         let server = &self.server;
         let at_least_one = [
             ("server.max_body_bytes", server.max_body_bytes as u64),

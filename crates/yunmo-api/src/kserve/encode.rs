@@ -13,7 +13,7 @@ use super::decode::OutputEncoding;
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// The elements of a tensor as a flat JSON array.
-struct Elements<'a>(&'a Tensor);
+pub(crate) struct Elements<'a>(pub(crate) &'a Tensor);
 
 impl Serialize for Elements<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -6,6 +6,7 @@ mod fast_json;
 mod generate;
 mod repository;
 pub(crate) mod triton;
+pub(crate) mod v1;
 
 use axum::body::Body;
 use axum::extract::{Path, State};

@@ -30,6 +30,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        // KServe V1's predict (`{model}:predict`), next to OpenAI's model route.
+        .route("/v1/models/{model}", post(crate::kserve::v1::predict))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::meter));
     Router::new()
         .route("/v1/models", get(list_models))
@@ -163,18 +165,28 @@ async fn get_model(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     axum::extract::Path(model): axum::extract::Path<String>,
-) -> OpenAiResult<Json<Value>> {
+) -> OpenAiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let model_ref = model_ref(&model).map_err(openai)?;
     let target = caller.target_ref(&state, &model_ref, yunmo_auth::Action::Read).await.map_err(openai)?;
     let metadata = state.service.model_metadata(&caller.call, &target).await.map_err(openai)?;
+    // KServe V1's readiness is this route too: its `name` and `ready` (loaded, or loaded now), 503 when not.
+    let ready = state.service.model_ready(&caller.call, &target).await.map_err(openai)?;
     let record = target.record();
-    Ok(Json(json!({
+    let mut response = Json(json!({
         "id": model,
         "object": "model",
         "created": record.created_at,
         "owned_by": record.tenant,
         "version": metadata.version,
-    })))
+        "name": model,
+        "ready": ready,
+    }))
+    .into_response();
+    if !ready {
+        *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    Ok(response)
 }
 
 async fn tokenize(
