@@ -22,6 +22,7 @@ EXAMPLES = os.path.join(ROOT, "docs", "examples")
 SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
 DEMO_ADDRESSES = ("localhost:8080", "127.0.0.1:8080")
+DEMO_GRPC = ("localhost:8081", "127.0.0.1:8081")
 FENCE_LANGUAGE = {".sh": "sh", ".py": "python"}
 # The only blocks that are not run: the two top commands and the cluster's (they build, install and serve;
 # scripts/test.sh runs this very test) and the CLI synopsis, whose placeholders (NAME, FILE, [--version N]) are
@@ -133,10 +134,12 @@ def run_example(demo, name):
     srv, work = demo
     with open(os.path.join(EXAMPLES, name)) as f:
         text = f.read()
-    assert any(address in text for address in DEMO_ADDRESSES), f"{name} does not call the demo's address"
+    assert any(address in text for address in DEMO_ADDRESSES + DEMO_GRPC), f"{name} does not call the demo's address"
     for address in DEMO_ADDRESSES:
         text = text.replace(address, srv.address)
-    assert ":8080" not in text, f"{name} names port 8080 in a form this test does not replace"
+    for address in DEMO_GRPC:
+        text = text.replace(address, srv.grpc_address)
+    assert ":8080" not in text and ":8081" not in text, f"{name} names port 8080 or 8081 in a form this test does not replace"
     script = os.path.join(work, name)
     with open(script, "w") as f:
         f.write(text)
@@ -258,10 +261,24 @@ def check_langchain(srv, out):
     assert first_four == pytest.approx(json.loads(body)["data"][0]["embedding"][:4], abs=1e-5), out
 
 
+def check_ollama(srv, out):
+    # The models the key sees, the greedy answer, the embedding's length.
+    lines = out.strip().splitlines()
+    assert "smollm2" in ast.literal_eval(lines[0]) and "Paris" in out and lines[-1] == "384", out
+
+
+def check_triton_stats(srv, out):
+    # The configuration's inputs (the demo's iris is not batched: max_batch_size 0, so dims keep the batch
+    # dimension, as Triton writes them) and the statistics of the iris model.
+    assert "'name': 'X'" in out and "'dims': ['-1', '4']}] 0" in out, out
+    name, inferences, successes = out.strip().splitlines()[-1].split()
+    assert name == "iris" and int(inferences) >= 1 and int(successes) >= 1, out
+
+
 CHECKS = {"keys.sh": check_keys, "curl.sh": check_curl, "tritonclient_iris.py": check_tritonclient,
           "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "openai_structured.py": check_openai_structured,
           "openai_tools.py": check_openai_tools, "langchain_embeddings.py": check_langchain,
-          "image.sh": check_image, "canary.sh": check_canary}
+          "image.sh": check_image, "canary.sh": check_canary, "ollama_chat.py": check_ollama, "triton_stats.py": check_triton_stats}
 
 
 def test_every_example_has_a_check():

@@ -25,7 +25,7 @@ use crate::request_id::RequestId;
 
 /// The error body a path's route group uses.
 pub fn shape_of(path: &str) -> Shape {
-    if path.starts_with("/v1/models/") && path.ends_with(":predict") {
+    if (path.starts_with("/v1/models/") && path.ends_with(":predict")) || crate::ollama::is_ollama_path(path) {
         Shape::KServe
     } else if path.starts_with("/v1/") {
         Shape::OpenAi

@@ -19,6 +19,7 @@ pub mod grpc;
 mod http_metrics;
 pub mod jobs;
 pub mod kserve;
+pub mod ollama;
 pub mod openai;
 pub mod openapi;
 pub mod request_id;
@@ -92,6 +93,8 @@ pub struct AppParts {
     pub prometheus: Option<PrometheusHandle>,
     /// Set once a graceful shutdown starts: readiness turns false.
     pub shutting_down: Arc<AtomicBool>,
+    /// `Authorization` for requests to the Ollama routes that carry no key (`ollama.key`).
+    pub ollama_key: Option<axum::http::HeaderValue>,
 }
 
 impl AppState {
@@ -115,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(forecast::routes())
         .merge(openai::routes(&state))
+        .merge(ollama::routes(&state))
         .merge(tei::routes(&state))
         .route("/metrics", get(render_metrics))
         .merge(console::routes())
@@ -142,6 +146,12 @@ async fn front(State(state): State<AppState>, mut request: Request, next: Next) 
                 Some(refusal) => refusal,
                 None => {
                     let path = request.uri().path().to_string();
+                    if let Some(value) = &state.ollama_key
+                        && ollama::is_ollama_path(&path)
+                        && auth::credentials(request.headers()).key().is_none()
+                    {
+                        request.headers_mut().insert(axum::http::header::AUTHORIZATION, value.clone());
+                    }
                     let response = auth::authenticate(State(state), request, next).await;
                     shape_method_not_allowed(&request_method, &path, response)
                 }

@@ -82,6 +82,7 @@ async fn state(dir: &Path) -> AppState {
         budget: yunmo_api::body::InflightBudget::new(1 << 22),
         prometheus: None,
         shutting_down: Arc::new(AtomicBool::new(false)),
+        ollama_key: None,
     })
 }
 

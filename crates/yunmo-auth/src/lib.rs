@@ -53,7 +53,8 @@ pub struct Credentials<'a> {
 }
 
 impl<'a> Credentials<'a> {
-    fn key(&self) -> Option<&'a str> {
+    /// The key presented (a bearer token, else the `api-key` value), if any.
+    pub fn key(&self) -> Option<&'a str> {
         let bearer = self.authorization.and_then(|value| {
             let (scheme, token) = value.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())

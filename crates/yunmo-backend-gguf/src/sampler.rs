@@ -26,6 +26,7 @@ pub struct Sampler {
     top_k: usize,
     presence_penalty: f32,
     frequency_penalty: f32,
+    repetition_penalty: f32,
     logprobs: Option<usize>,
     logit_bias: Vec<(u32, f32)>,
     rng: SplitMix64,
@@ -42,6 +43,7 @@ impl Sampler {
             top_k: params.top_k as usize,
             presence_penalty: params.presence_penalty,
             frequency_penalty: params.frequency_penalty,
+            repetition_penalty: params.repetition_penalty,
             logprobs: params.logprobs.map(|n| n as usize),
             logit_bias: params.logit_bias.clone(),
             rng: SplitMix64(params.seed),
@@ -52,7 +54,9 @@ impl Sampler {
 
     /// Whether the logits are changed before choosing (penalties or a bias).
     fn adjusted(&self) -> bool {
-        !self.logit_bias.is_empty() || (!self.counts.is_empty() && (self.presence_penalty != 0.0 || self.frequency_penalty != 0.0))
+        !self.logit_bias.is_empty()
+            || (!self.counts.is_empty()
+                && (self.presence_penalty != 0.0 || self.frequency_penalty != 0.0 || self.repetition_penalty != 1.0))
     }
 
     /// Chooses the next token from `logits` and remembers it for the penalties.
@@ -81,6 +85,9 @@ impl Sampler {
             }
             for (token, count) in &self.counts {
                 if let Some(logit) = scratch.get_mut(*token as usize) {
+                    if self.repetition_penalty != 1.0 {
+                        *logit = if *logit > 0.0 { *logit / self.repetition_penalty } else { *logit * self.repetition_penalty };
+                    }
                     *logit -= self.presence_penalty + self.frequency_penalty * *count as f32;
                 }
             }
@@ -288,6 +295,14 @@ mod tests {
         let mut sampler = Sampler::new(&GenerateParams { frequency_penalty: 1.0, ..params(0.0, 0) });
         assert_eq!(sampler.sample(&logits).token, 0);
         assert_eq!(sampler.sample(&logits).token, 1, "the penalty on token 0 makes token 1 the largest");
+        // Repetition penalty: 2.0 / 1.1 < 1.9, so token 0 loses after it was generated; a negative logit is
+        // multiplied, so it falls further.
+        let mut repeated = Sampler::new(&GenerateParams { repetition_penalty: 1.1, ..params(0.0, 0) });
+        assert_eq!(repeated.sample(&logits).token, 0);
+        assert_eq!(repeated.sample(&logits).token, 1);
+        let mut negative = Sampler::new(&GenerateParams { repetition_penalty: 1.5, ..params(0.0, 0) });
+        assert_eq!(negative.sample(&[-1.0, -1.2]).token, 0);
+        assert_eq!(negative.sample(&[-1.0, -1.2]).token, 1, "-1.5 < -1.2");
     }
 
     #[test]

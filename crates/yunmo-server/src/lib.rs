@@ -186,6 +186,7 @@ pub async fn run(
         budget: yunmo_api::body::InflightBudget::new(settings.server.max_inflight_bytes),
         prometheus: if settings.telemetry.metrics { prometheus() } else { None },
         shutting_down: shutting_down.clone(),
+        ollama_key: ollama_binding(&settings, &gate).await?,
     });
     let grpc_service = yunmo_api::grpc::GrpcService::server(state.clone());
     let app = match settings.server.cors.layer().map_err(anyhow::Error::msg)? {
@@ -319,6 +320,32 @@ fn grpc_reflection() -> anyhow::Result<(
     let v1 = builder().build_v1().context("gRPC reflection (v1)")?;
     let v1alpha = builder().build_v1alpha().context("gRPC reflection (v1alpha)")?;
     Ok((v1, v1alpha))
+}
+
+/// The key keyless requests to the Ollama routes act as (`ollama.key`): checked now, so a wrong key stops
+/// the start, and the binding is written to the audit log.
+async fn ollama_binding(settings: &Settings, gate: &yunmo_auth::Gate) -> anyhow::Result<Option<axum::http::HeaderValue>> {
+    let key = settings.ollama.key.expose();
+    if key.is_empty() {
+        return Ok(None);
+    }
+    let bearer = format!("Bearer {key}");
+    let credentials = yunmo_auth::Credentials { authorization: Some(&bearer), api_key: None };
+    let principal = gate.authenticate(credentials).await.map_err(|error| anyhow::anyhow!("ollama.key: {}", error.message))?;
+    gate.audit(yunmo_registry::AuditEntry {
+        at_ms: yunmo_types::calendar::now_ms(),
+        key_id: principal.key_id.clone(),
+        tenant: principal.tenant.clone(),
+        action: "BIND ollama.key".into(),
+        target: "/api/* (Ollama routes, requests without a key)".into(),
+        remote: "-".into(),
+        outcome: "bound".into(),
+    })
+    .await;
+    tracing::warn!(key = %principal.key_id, tenant = %principal.tenant, "Requests to the Ollama routes without a key act as this key (ollama.key).");
+    let mut value = axum::http::HeaderValue::from_str(&bearer).context("ollama.key holds characters a header cannot")?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 fn replica_name(http: std::net::SocketAddr) -> String {

@@ -35,6 +35,16 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Limits of pipelines' built-in steps.
     pub pipelines: PipelineSettings,
+    /// Ollama's API.
+    pub ollama: OllamaSettings,
+}
+
+/// `[ollama]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OllamaSettings {
+    /// A Yunmo key that requests to the Ollama routes without a key act as ("" = none: they need a key).
+    pub key: Secret,
 }
 
 /// `[pipelines]`.

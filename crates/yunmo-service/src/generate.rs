@@ -90,6 +90,10 @@ pub fn validate_params(params: &GenerateParams) -> Result<(), ServiceError> {
         format!("frequency_penalty must be between -2 and 2, got {}", params.frequency_penalty),
     )?;
     check(
+        params.repetition_penalty > 0.0 && params.repetition_penalty <= 2.0,
+        format!("repetition_penalty must be greater than 0 and at most 2, got {}", params.repetition_penalty),
+    )?;
+    check(
         params.logprobs.is_none_or(|n| n <= bounds::MAX_TOP_LOGPROBS),
         format!("top_logprobs must be between 0 and {}, got {:?}", bounds::MAX_TOP_LOGPROBS, params.logprobs.unwrap_or(0)),
     )?;

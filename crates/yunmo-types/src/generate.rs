@@ -21,6 +21,9 @@ pub struct GenerateParams {
     pub presence_penalty: f32,
     /// OpenAI frequency penalty: subtracted per occurrence of a token already generated.
     pub frequency_penalty: f32,
+    /// llama.cpp's (Ollama's, vLLM's) repetition penalty over the tokens already generated: a positive
+    /// logit is divided by it, a negative one multiplied (1 is off).
+    pub repetition_penalty: f32,
     /// `Some(n)`: return the chosen token's log-probability and the `n` most likely alternatives.
     pub logprobs: Option<u32>,
     /// OpenAI `logit_bias`: added to the logit of each token id before sampling (-100 to 100; -100 bans a
@@ -42,6 +45,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
+            repetition_penalty: 1.0,
             logprobs: None,
             logit_bias: Vec::new(),
             special_tokens: false,

@@ -173,7 +173,7 @@ impl StreamFormat for GenerateFormat {
     }
 
     fn error(&self, error: &ServiceError, request_id: Option<&crate::request_id::RequestId>) -> Value {
-        json!({ "error": crate::error::client_message_for(error.code, &error.message, request_id) })
+        crate::openai::run::plain_error(error, request_id)
     }
 
     fn done_marker(&self) -> bool {

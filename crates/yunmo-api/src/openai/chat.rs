@@ -21,48 +21,20 @@ pub(crate) async fn chat_completions(
     OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
 ) -> OpenAiResult<Response> {
     super::fields::check(super::fields::Route::Chat, &request.extra).map_err(openai)?;
-    let tool_plan = tools::plan(request.tools, request.tool_choice.as_ref(), request.parallel_tool_calls).map_err(openai)?;
-    let logprobs = match (request.logprobs.unwrap_or(false), request.top_logprobs) {
-        (true, top) => Some(top.unwrap_or(0)),
-        (false, Some(_)) => {
-            return Err(openai(ServiceError::invalid("top_logprobs needs logprobs: true")));
-        }
-        (false, None) => None,
-    };
-    let mut plan = run::plan(&request.sampling, logprobs).map_err(openai)?;
-    plan.constraint = super::format::response_format(request.response_format.as_ref()).map_err(openai)?.map(|c| (c, "response_format"));
-    let model_ref = model_ref(&request.model).map_err(openai)?;
-    let chat = Chat {
-        messages: chat_messages(request.messages).map_err(openai)?,
-        tools: Vec::new(),
-        kwargs: request.chat_template_kwargs.unwrap_or_default(),
-    };
-    let prompt = caller.prompt(&state, &model_ref, PromptInput::Chat(chat, tool_plan.tools.clone())).await.map_err(openai)?;
-    if let Some(format) = prompt.tool_format {
-        // Control tokens that open calls (`<|python_tag|>`) must reach the parser.
-        plan.params.special_tokens = true;
-        if let Some(grammar) = tool_plan.constraint(format) {
-            if plan.constraint.is_some() {
-                return Err(openai(ServiceError::invalid(
-                    "response_format cannot be combined with tools here: the answer follows the tool-call grammar (tool_choice required or named, or a model whose template has no tools)",
-                )));
-            }
-            plan.constraint = Some((grammar, "tools"));
-        }
-    }
+    let model = request.model.clone();
+    let prepared = prepare(&state, &caller, request).await.map_err(openai)?;
     let format = ChatFormat {
-        envelope: run::Envelope::new("chatcmpl", request.model),
-        logprobs: logprobs.is_some(),
-        thinking: prompt.thinking,
-        tools: tool_plan.output(prompt.tool_format),
-        choices: Default::default(),
+        envelope: run::Envelope::new("chatcmpl", model),
+        logprobs: prepared.plan.params.logprobs.is_some(),
+        reader: prepared.reader,
     };
+    let (plan, prompt) = (prepared.plan, prepared.prompt);
     let body = |format: &ChatFormat, collected: &[run::Collected], usage| {
         let choices: Vec<Value> = collected
             .iter()
             .enumerate()
             .map(|(index, answer)| {
-                let (message, called) = format.message(&answer.text);
+                let (message, called) = format.reader.message(&answer.text);
                 json!({
                     "index": index,
                     "message": message,
@@ -74,6 +46,49 @@ pub(crate) async fn chat_completions(
         format.envelope.with_usage("chat.completion", json!(choices), usage)
     };
     run::respond(&state.service, std::slice::from_ref(&prompt), &plan, format, body).await.map_err(openai)
+}
+
+/// A chat request made ready to run: its sampling plan (with the constraint of its `response_format` or
+/// tools), its rendered prompt, and the reader that splits the answer into thinking, text and calls. What
+/// every chat API (OpenAI's, Ollama's, Anthropic's, Responses) shares.
+pub(crate) struct Prepared {
+    pub plan: run::Plan,
+    pub prompt: yunmo_service::Prompt,
+    pub reader: ChatReader,
+}
+
+/// Reads the request's tools, sampling and format, renders its conversation through the model's template.
+pub(crate) async fn prepare(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    request: ChatCompletionRequest,
+) -> Result<Prepared, ServiceError> {
+    let tool_plan = tools::plan(request.tools, request.tool_choice.as_ref(), request.parallel_tool_calls)?;
+    let logprobs = match (request.logprobs.unwrap_or(false), request.top_logprobs) {
+        (true, top) => Some(top.unwrap_or(0)),
+        (false, Some(_)) => return Err(ServiceError::invalid("top_logprobs needs logprobs: true")),
+        (false, None) => None,
+    };
+    let mut plan = run::plan(&request.sampling, logprobs)?;
+    plan.constraint = super::format::response_format(request.response_format.as_ref())?.map(|c| (c, "response_format"));
+    let model_ref = model_ref(&request.model)?;
+    let chat =
+        Chat { messages: chat_messages(request.messages)?, tools: Vec::new(), kwargs: request.chat_template_kwargs.unwrap_or_default() };
+    let prompt = caller.prompt(state, &model_ref, PromptInput::Chat(chat, tool_plan.tools.clone())).await?;
+    if let Some(format) = prompt.tool_format {
+        // Control tokens that open calls (`<|python_tag|>`) must reach the parser.
+        plan.params.special_tokens = true;
+        if let Some(grammar) = tool_plan.constraint(format) {
+            if plan.constraint.is_some() {
+                return Err(ServiceError::invalid(
+                    "response_format cannot be combined with tools here: the answer follows the tool-call grammar (tool_choice required or named, or a model whose template has no tools)",
+                ));
+            }
+            plan.constraint = Some((grammar, "tools"));
+        }
+    }
+    let reader = ChatReader { thinking: prompt.thinking, tools: tool_plan.output(prompt.tool_format), choices: Default::default() };
+    Ok(Prepared { plan, prompt, reader })
 }
 
 /// `tool_calls` when the answer called tools, else why it ended.
@@ -94,6 +109,11 @@ fn logprob_json(logprob: &TokenLogprob) -> Value {
 struct ChatFormat {
     envelope: run::Envelope,
     logprobs: bool,
+    reader: ChatReader,
+}
+
+/// Splits a chat answer, whole or as it streams, into thinking, text and tool calls.
+pub(crate) struct ChatReader {
     /// `Some(inside)` when the model thinks in `<think>...</think>` (see `Prompt::thinking`).
     thinking: Option<bool>,
     /// How calls are read, when tools are offered.
@@ -112,23 +132,34 @@ struct ChoiceStream {
 
 /// What a piece of a choice's text adds: thinking, answer, and calls (numbered from `first_call`).
 #[derive(Default)]
-struct Step {
-    reasoning: String,
-    content: String,
-    calls: Vec<ToolCall>,
-    first_call: usize,
+pub(crate) struct Step {
+    pub reasoning: String,
+    pub content: String,
+    pub calls: Vec<ToolCall>,
+    pub first_call: usize,
+}
+
+/// A whole answer, split.
+pub(crate) struct Whole {
+    pub reasoning: String,
+    pub content: String,
+    pub calls: Vec<ToolCall>,
 }
 
 impl Step {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.reasoning.is_empty() && self.content.is_empty() && self.calls.is_empty()
     }
 }
 
-impl ChatFormat {
-    /// The assistant message of a whole answer (thinking in `reasoning_content`, calls in `tool_calls`, the
-    /// rest in `content`), and whether it called tools.
-    fn message(&self, text: &str) -> (Value, bool) {
+impl ChatReader {
+    /// A reader that passes text through (a prompt without a chat template).
+    pub(crate) fn plain() -> ChatReader {
+        ChatReader { thinking: None, tools: None, choices: Default::default() }
+    }
+
+    /// A whole answer's thinking, text and calls.
+    pub(crate) fn whole(&self, text: &str) -> Whole {
         let (reasoning, content) = match self.thinking {
             None => (String::new(), text.to_string()),
             Some(inside) => {
@@ -140,6 +171,13 @@ impl ChatFormat {
             Some(tools) => tools.parse(&content),
             None => (content, Vec::new()),
         };
+        Whole { reasoning, content, calls }
+    }
+
+    /// The assistant message of a whole answer (thinking in `reasoning_content`, calls in `tool_calls`, the
+    /// rest in `content`), and whether it called tools.
+    fn message(&self, text: &str) -> (Value, bool) {
+        let Whole { reasoning, content, calls } = self.whole(text);
         let mut message = json!({ "role": "assistant", "content": content });
         if self.thinking.is_some() {
             message["reasoning_content"] = json!(non_empty(reasoning));
@@ -152,7 +190,7 @@ impl ChatFormat {
     }
 
     /// What choice `index`'s new text adds (`end`: the choice is over; what the readers held comes out).
-    fn step(&self, index: u32, text: &str, end: bool) -> Step {
+    pub(crate) fn step(&self, index: u32, text: &str, end: bool) -> Step {
         let mut choices = self.choices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let choice = choices.entry(index).or_insert_with(|| ChoiceStream {
             splitter: self.thinking.map(Splitter::new),
@@ -190,7 +228,7 @@ impl ChatFormat {
     }
 
     /// Whether choice `index` called tools.
-    fn called(&self, index: u32) -> bool {
+    pub(crate) fn called(&self, index: u32) -> bool {
         self.choices.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&index).is_some_and(|choice| choice.called > 0)
     }
 }
@@ -221,7 +259,7 @@ const CHUNK: &str = "chat.completion.chunk";
 
 impl StreamFormat for ChatFormat {
     fn chunk(&self, index: u32, chunk: &TextChunk, first: bool) -> Option<Value> {
-        let step = self.step(index, &chunk.text, false);
+        let step = self.reader.step(index, &chunk.text, false);
         if step.is_empty() && !first && chunk.logprobs.is_empty() {
             return None;
         }
@@ -232,9 +270,9 @@ impl StreamFormat for ChatFormat {
 
     fn finish(&self, index: u32, reason: FinishReason, _usage: Usage) -> Option<Value> {
         // What the readers still held (a possible marker's start, the calls) goes out with the finish.
-        let rest = self.step(index, "", true);
+        let rest = self.reader.step(index, "", true);
         let delta = if rest.is_empty() { json!({}) } else { delta(rest, false) };
-        let reason = finish_reason(reason, self.called(index));
+        let reason = finish_reason(reason, self.reader.called(index));
         Some(self.envelope.body(CHUNK, json!([{ "index": index, "delta": delta, "logprobs": null, "finish_reason": reason }])))
     }
 

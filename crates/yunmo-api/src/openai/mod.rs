@@ -2,11 +2,11 @@
 //! and vLLM's `/v1/tokenize`. Errors use OpenAI's body (`{"error": {"message", "type", "param", "code"}}`).
 //! A model is named `name` (its version policy decides) or `name:version`.
 
-mod chat;
+pub(crate) mod chat;
 mod completions;
-mod embeddings;
+pub(crate) mod embeddings;
 pub mod fields;
-mod format;
+pub(crate) mod format;
 mod reasoning;
 pub mod run;
 mod tools;

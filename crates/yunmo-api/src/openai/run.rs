@@ -67,6 +67,7 @@ pub fn plan(sampling: &Sampling, logprobs: Option<u32>) -> Result<Plan, ServiceE
         stop: sampling.stop.clone().map(|stop| stop.into_vec()).unwrap_or_default(),
         presence_penalty: sampling.presence_penalty.unwrap_or(0.0),
         frequency_penalty: sampling.frequency_penalty.unwrap_or(0.0),
+        repetition_penalty: sampling.repetition_penalty.unwrap_or(1.0),
         logprobs,
         logit_bias,
         special_tokens: false,
@@ -164,7 +165,9 @@ pub async fn respond<F: StreamFormat>(
     };
     let choices = start(service, prompts, plan, grammar)?;
     if plan.stream {
-        return Ok(sse(choices, format, plan.include_usage, plan.n));
+        let ndjson = format.ndjson();
+        let frames = frames(choices, format, plan.include_usage, plan.n);
+        return Ok(if ndjson { ndjson_response(frames) } else { sse_response(frames) });
     }
     let collected = collect_all(choices).await?;
     let usage = total_usage(&collected, plan.n);
@@ -234,6 +237,16 @@ pub trait StreamFormat: Send + 'static {
     fn done_marker(&self) -> bool {
         true
     }
+    /// Whether the stream is newline-delimited JSON (Ollama's) instead of Server-Sent Events.
+    fn ndjson(&self) -> bool {
+        false
+    }
+}
+
+/// One payload of a stream: a JSON value, or the end marker.
+enum Frame {
+    Json(Value),
+    Done,
 }
 
 enum Item {
@@ -241,8 +254,8 @@ enum Item {
     AllEnded,
 }
 
-/// An SSE response over every choice, in the order events arrive.
-fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usage: bool, n: u32) -> Response {
+/// The payloads of a stream over every choice, in the order events arrive.
+fn frames<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usage: bool, n: u32) -> BoxStream<'static, Frame> {
     let count = choices.len();
     // The stream is sent after the handler returns, outside the request's scope.
     let request_id = crate::request_id::current();
@@ -265,7 +278,7 @@ fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usag
                 Item::Event(_, _) if failed => None,
                 Item::Event(index, GenerateEvent::Chunk(chunk)) => {
                     let first = !std::mem::replace(&mut started[index as usize], true);
-                    format.chunk(index, &chunk, first).map(data)
+                    format.chunk(index, &chunk, first).map(Frame::Json)
                 }
                 Item::Event(index, GenerateEvent::Finished { reason, usage: choice_usage }) => {
                     if index % n == 0 {
@@ -273,44 +286,54 @@ fn sse<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_usag
                         usage.cached_tokens += choice_usage.cached_tokens;
                     }
                     usage.completion_tokens += choice_usage.completion_tokens;
-                    format.finish(index, reason, choice_usage).map(data)
+                    format.finish(index, reason, choice_usage).map(Frame::Json)
                 }
                 Item::Event(_, GenerateEvent::Failed(error)) => {
                     failed = true;
-                    Some(data(format.error(&error.into(), request_id.as_ref())))
+                    Some(Frame::Json(format.error(&error.into(), request_id.as_ref())))
                 }
                 Item::AllEnded => {
-                    let mut tail = String::new();
+                    let mut tail = Vec::new();
                     if include_usage
                         && !failed
                         && let Some(value) = format.usage(usage)
                     {
-                        tail = value.to_string();
+                        tail.push(Frame::Json(value));
                     }
-                    let done = format.done_marker();
-                    return futures::future::ready(Some(stream::iter(ends(tail, done))));
+                    if format.done_marker() {
+                        tail.push(Frame::Done);
+                    }
+                    return futures::future::ready(Some(stream::iter(tail)));
                 }
             };
             futures::future::ready(event.map(|event| stream::iter(vec![event])))
         })
-        .flatten()
-        .map(Ok::<Event, Infallible>);
+        .flatten();
+    events.boxed()
+}
+
+/// Server-Sent Events: `data: <json>` per payload, `data: [DONE]` at the end.
+fn sse_response(frames: BoxStream<'static, Frame>) -> Response {
+    let events = frames.map(|frame| {
+        Ok::<Event, Infallible>(match frame {
+            Frame::Json(value) => Event::default().data(value.to_string()),
+            Frame::Done => Event::default().data("[DONE]"),
+        })
+    });
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
-fn data(value: Value) -> Event {
-    Event::default().data(value.to_string())
-}
-
-fn ends(usage: String, done: bool) -> Vec<Event> {
-    let mut events = Vec::new();
-    if !usage.is_empty() {
-        events.push(Event::default().data(usage));
-    }
-    if done {
-        events.push(Event::default().data("[DONE]"));
-    }
-    events
+/// Newline-delimited JSON (`application/x-ndjson`), one object per line.
+fn ndjson_response(frames: BoxStream<'static, Frame>) -> Response {
+    let lines = frames.filter_map(|frame| {
+        futures::future::ready(match frame {
+            Frame::Json(value) => Some(Ok::<String, Infallible>(format!("{value}\n"))),
+            Frame::Done => None,
+        })
+    });
+    let mut response = axum::body::Body::from_stream(lines).into_response();
+    response.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/x-ndjson"));
+    response
 }
 
 /// Unix seconds now.
@@ -321,6 +344,11 @@ fn created() -> u64 {
 /// A response id with `prefix`.
 fn response_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", random_seed())
+}
+
+/// A stream's failure as `{"error": "..."}` (the V2 generate extension's and Ollama's shape).
+pub(crate) fn plain_error(error: &ServiceError, request_id: Option<&RequestId>) -> Value {
+    serde_json::json!({ "error": crate::error::client_message_for(error.code, &error.message, request_id) })
 }
 
 /// The error for fields we cannot honour.

@@ -51,6 +51,9 @@ pub struct Sampling {
     pub presence_penalty: Option<f32>,
     /// -2 to 2.
     pub frequency_penalty: Option<f32>,
+    /// vLLM's and llama.cpp's repetition penalty, (0, 2]: a generated token's positive logit is divided by
+    /// it, a negative one multiplied. 1 is off.
+    pub repetition_penalty: Option<f32>,
     /// Choices per prompt.
     pub n: Option<u32>,
     /// Stream Server-Sent Events.
@@ -63,7 +66,7 @@ pub struct Sampling {
 
 impl Sampling {
     /// The names of these fields (the V2 generate extension checks its `parameters` against them).
-    pub const FIELDS: [&'static str; 13] = [
+    pub const FIELDS: [&'static str; 14] = [
         "max_tokens",
         "max_completion_tokens",
         "temperature",
@@ -73,6 +76,7 @@ impl Sampling {
         "stop",
         "presence_penalty",
         "frequency_penalty",
+        "repetition_penalty",
         "n",
         "stream",
         "stream_options",
