@@ -70,6 +70,23 @@ def push_as(srv, key, name, path, config=None):
         srv.key = None
 
 
+def usage_requests(srv, tenant, key_id):
+    """The requests metered for the key `key_id` of `tenant` (read with the admin key)."""
+    status, body = srv.request("GET", f"/api/v1/usage?group_by=key&tenant={tenant}", key=ADMIN)
+    assert status == 200, body
+    row = next((r for r in json.loads(body)["rows"] if r["group"] == key_id), None)
+    return row["requests"] if row else 0
+
+
+def settled_requests(srv, tenant, key_id, expected):
+    """The key's metered requests once `expected` arrived (or 10 s passed) and two more flushes brought nothing."""
+    deadline = time.time() + 10
+    while usage_requests(srv, tenant, key_id) < expected and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    return usage_requests(srv, tenant, key_id)
+
+
 class Server:
     def __init__(self, data_dir, env=None, scheme="http"):
         self.data_dir = data_dir

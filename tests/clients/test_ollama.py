@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 
 import jsonschema
@@ -17,7 +16,7 @@ import ollama
 import pytest
 import test_reasoning  # its thinking template and few-shot conversation
 
-from conftest import ADMIN, CACHE, SMOLLM, Server, bearer, fixture_path, make_key, push_as
+from conftest import ADMIN, CACHE, SMOLLM, Server, bearer, fixture_path, make_key, push_as, settled_requests
 
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
 ENV = {"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200",
@@ -102,22 +101,6 @@ def refused(call, status):
         call()
     assert raised.value.status_code == status and isinstance(raised.value.error, str), raised.value
     return raised.value.error
-
-
-def usage_requests(srv, tenant, key_id):
-    status, body = srv.request("GET", f"/api/v1/usage?group_by=key&tenant={tenant}", key=ADMIN)
-    assert status == 200, body
-    row = next((r for r in json.loads(body)["rows"] if r["group"] == key_id), None)
-    return row["requests"] if row else 0
-
-
-def settled_requests(srv, tenant, key_id, expected):
-    """The key's metered requests once `expected` arrived (or 10 s passed) and two more flushes brought nothing."""
-    deadline = time.time() + 10
-    while usage_requests(srv, tenant, key_id) < expected and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    return usage_requests(srv, tenant, key_id)
 
 
 def test_version_root_tags_show_and_ps(served, a):

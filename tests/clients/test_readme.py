@@ -267,6 +267,12 @@ def check_ollama(srv, out):
     assert "smollm2" in ast.literal_eval(lines[0]) and "Paris" in out and lines[-1] == "384", out
 
 
+def check_anthropic(srv, out):
+    # The stop reason and the greedy answer, then the token count of a one-word message.
+    first, count = out.strip().splitlines()[0], out.strip().splitlines()[-1]
+    assert first.split()[0] in ("end_turn", "max_tokens") and "Paris" in out and int(count) > 0, out
+
+
 def check_triton_stats(srv, out):
     # The configuration's inputs (the demo's iris is not batched: max_batch_size 0, so dims keep the batch
     # dimension, as Triton writes them) and the statistics of the iris model.
@@ -278,7 +284,7 @@ def check_triton_stats(srv, out):
 CHECKS = {"keys.sh": check_keys, "curl.sh": check_curl, "tritonclient_iris.py": check_tritonclient,
           "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "openai_structured.py": check_openai_structured,
           "openai_tools.py": check_openai_tools, "langchain_embeddings.py": check_langchain,
-          "image.sh": check_image, "canary.sh": check_canary, "ollama_chat.py": check_ollama, "triton_stats.py": check_triton_stats}
+          "image.sh": check_image, "canary.sh": check_canary, "ollama_chat.py": check_ollama, "anthropic_messages.py": check_anthropic, "triton_stats.py": check_triton_stats}
 
 
 def test_every_example_has_a_check():

@@ -27,6 +27,8 @@ use crate::request_id::RequestId;
 pub fn shape_of(path: &str) -> Shape {
     if (path.starts_with("/v1/models/") && path.ends_with(":predict")) || crate::ollama::is_ollama_path(path) {
         Shape::KServe
+    } else if path.starts_with("/v1/messages") {
+        Shape::Anthropic
     } else if path.starts_with("/v1/") {
         Shape::OpenAi
     } else if path.starts_with("/api/") {
@@ -40,7 +42,8 @@ pub fn shape_of(path: &str) -> Shape {
 pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     Credentials {
         authorization: headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
-        api_key: headers.get("api-key").and_then(|v| v.to_str().ok()),
+        // `api-key` (Azure OpenAI's clients) or `x-api-key` (Anthropic's).
+        api_key: headers.get("api-key").or_else(|| headers.get("x-api-key")).and_then(|v| v.to_str().ok()),
     }
 }
 

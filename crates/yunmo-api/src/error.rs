@@ -35,6 +35,29 @@ pub enum Shape {
     Admin,
     /// OpenAI API: `{"error": {"message": "...", "type": "...", "param": null, "code": "..."}}`.
     OpenAi,
+    /// Anthropic's Messages API: `{"type": "error", "error": {"type": "...", "message": "..."}}`.
+    Anthropic,
+}
+
+/// Anthropic's error `type` of each code. Exhaustive on purpose.
+pub fn anthropic_type(code: Code) -> &'static str {
+    match code {
+        Code::InvalidRequest | Code::HeadersTooLarge | Code::UnsupportedMediaType | Code::MethodNotAllowed | Code::Conflict => {
+            "invalid_request_error"
+        }
+        Code::PayloadTooLarge => "request_too_large",
+        Code::NotFound | Code::ModelNotFound => "not_found_error",
+        Code::RateLimited | Code::QuotaExceeded => "rate_limit_error",
+        Code::Overloaded | Code::ModelNotReady | Code::Unavailable => "overloaded_error",
+        Code::Unauthenticated => "authentication_error",
+        Code::PermissionDenied => "permission_error",
+        Code::Timeout | Code::InferenceFailed | Code::Internal => "api_error",
+    }
+}
+
+/// The Anthropic error body (also sent as the `error` event of a failed stream).
+pub fn anthropic_body(code: Code, message: &str) -> serde_json::Value {
+    serde_json::json!({ "type": "error", "error": { "type": anthropic_type(code), "message": message } })
 }
 
 /// OpenAI error `type` of each code. Exhaustive on purpose.
@@ -111,6 +134,10 @@ impl ApiError {
     pub fn openai(error: ServiceError) -> Self {
         Self::new(error, Shape::OpenAi)
     }
+    /// An Anthropic-shaped error.
+    pub fn anthropic(error: ServiceError) -> Self {
+        Self::new(error, Shape::Anthropic)
+    }
     /// An error in `shape`.
     pub fn new(error: ServiceError, shape: Shape) -> Self {
         ApiError { code: error.code, message: error.message, shape, retry_after: error.retry_after }
@@ -130,6 +157,7 @@ impl IntoResponse for ApiError {
                 serde_json::json!({ "error": { "code": self.code.as_str(), "message": message } })
             }
             Shape::OpenAi => openai_body(self.code, &message),
+            Shape::Anthropic => anthropic_body(self.code, &message),
         };
         let mut response = (status, axum::Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));

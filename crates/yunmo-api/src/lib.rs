@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod anthropic;
 pub mod auth;
 pub mod body;
 pub mod console;
@@ -119,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(forecast::routes())
         .merge(openai::routes(&state))
         .merge(ollama::routes(&state))
+        .merge(anthropic::routes(&state))
         .merge(tei::routes(&state))
         .route("/metrics", get(render_metrics))
         .merge(console::routes())

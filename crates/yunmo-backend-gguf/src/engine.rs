@@ -561,8 +561,8 @@ impl State<'_> {
         let pushed = sequence.text.push(&bytes);
         let mut reason = None;
         let mut text = pushed.text;
-        if pushed.stopped {
-            reason = Some(FinishReason::Stop);
+        if let Some(index) = pushed.stopped {
+            reason = Some(FinishReason::StopString(index));
         } else if complete {
             text.push_str(&sequence.text.finish());
             reason = Some(FinishReason::Stop);

@@ -3,7 +3,8 @@
 
 /// Text of one sequence, assembled token by token.
 pub struct TextAssembler {
-    stops: Vec<String>,
+    /// The stop strings with their index in the request's list.
+    stops: Vec<(u32, String)>,
     undecoded: Vec<u8>,
     held: String,
 }
@@ -13,28 +14,31 @@ pub struct TextAssembler {
 pub struct Pushed {
     /// Text safe to send now.
     pub text: String,
-    /// A stop string was found; `text` ends before it and nothing more may be sent.
-    pub stopped: bool,
+    /// The index (in the request's list) of the stop string found; `text` ends before it and nothing more
+    /// may be sent.
+    pub stopped: Option<u32>,
 }
 
 impl TextAssembler {
     /// An assembler that ends at any of `stops` (empty strings are ignored).
     pub fn new(stops: &[String]) -> Self {
-        TextAssembler { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), undecoded: Vec::new(), held: String::new() }
+        let stops = stops.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(index, stop)| (index as u32, stop.clone())).collect();
+        TextAssembler { stops, undecoded: Vec::new(), held: String::new() }
     }
 
     /// Adds one token's bytes.
     pub fn push(&mut self, bytes: &[u8]) -> Pushed {
         self.undecoded.extend_from_slice(bytes);
         self.decode_complete();
-        if let Some(position) = self.stops.iter().filter_map(|stop| self.held.find(stop.as_str())).min() {
+        if let Some((position, index)) = self.stops.iter().filter_map(|(index, stop)| Some((self.held.find(stop.as_str())?, *index))).min()
+        {
             self.held.truncate(position);
-            return Pushed { text: std::mem::take(&mut self.held), stopped: true };
+            return Pushed { text: std::mem::take(&mut self.held), stopped: Some(index) };
         }
         let keep = self.possible_stop_prefix();
         let text = self.held[..self.held.len() - keep].to_string();
         self.held.drain(..self.held.len() - keep);
-        Pushed { text, stopped: false }
+        Pushed { text, stopped: None }
     }
 
     /// Whatever is still held, at the end of the generation (incomplete characters become U+FFFD).
@@ -75,7 +79,7 @@ impl TextAssembler {
     /// Length in bytes of the longest tail of `held` that is a proper prefix of some stop string.
     fn possible_stop_prefix(&self) -> usize {
         let mut longest = 0;
-        for stop in &self.stops {
+        for (_, stop) in &self.stops {
             for (start, _) in self.held.char_indices() {
                 let tail = &self.held[start..];
                 if tail.len() <= longest {
@@ -102,7 +106,7 @@ mod tests {
         for piece in pieces {
             let pushed = assembler.push(piece);
             out.push(pushed.text);
-            if pushed.stopped {
+            if pushed.stopped.is_some() {
                 return (out, true, String::new());
             }
         }
@@ -126,6 +130,14 @@ mod tests {
         let (out, stopped, _) = run(&["END"], &[b"a E", b"Nx", b"yz"]);
         assert_eq!(out, vec!["a ", "ENx", "yz"], "a false start is released");
         assert!(!stopped);
+    }
+
+    #[test]
+    fn the_stop_string_found_first_is_named_by_its_index_in_the_request() {
+        let stops: Vec<String> = ["", "zz", "b"].iter().map(|s| s.to_string()).collect();
+        let mut assembler = TextAssembler::new(&stops);
+        assert_eq!(assembler.push(b"a"), Pushed { text: "a".into(), stopped: None });
+        assert_eq!(assembler.push(b"bzz"), Pushed { text: String::new(), stopped: Some(2) }, "'b' comes before 'zz'");
     }
 
     #[test]

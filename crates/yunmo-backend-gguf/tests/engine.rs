@@ -112,7 +112,7 @@ fn stop_strings_max_tokens_and_queue_bound() {
     assert_eq!((reason, tokens), (FinishReason::Length, 3), "{text}");
     let params = GenerateParams { stop: vec!["France".into()], ..greedy(40) };
     let (text, reason, _) = collect(engine.submit(GenerateRequest { prompt: prompt.clone(), params, grammar: None }).unwrap());
-    assert_eq!(reason, FinishReason::Stop);
+    assert_eq!(reason, FinishReason::StopString(0));
     assert!(!text.contains("France"), "{text}");
     // One slot and a queue of 4: with one running and four waiting, the next is refused.
     let running = engine.submit(GenerateRequest { prompt: prompt.clone(), params: greedy(200), grammar: None }).unwrap();

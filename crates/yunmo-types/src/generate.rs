@@ -69,8 +69,10 @@ pub enum Constraint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
-    /// End-of-generation token or a stop string.
+    /// End-of-generation token (or a grammar that is complete).
     Stop,
+    /// The stop string at this index of the request's `stop` list.
+    StopString(u32),
     /// `max_tokens` or the context per sequence was reached.
     Length,
 }
@@ -79,7 +81,7 @@ impl FinishReason {
     /// The OpenAI `finish_reason` string.
     pub fn as_str(self) -> &'static str {
         match self {
-            FinishReason::Stop => "stop",
+            FinishReason::Stop | FinishReason::StopString(_) => "stop",
             FinishReason::Length => "length",
         }
     }

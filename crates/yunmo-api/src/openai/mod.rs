@@ -9,7 +9,7 @@ pub mod fields;
 pub(crate) mod format;
 mod reasoning;
 pub mod run;
-mod tools;
+pub(crate) mod tools;
 pub mod wire;
 
 use axum::extract::{FromRequest, Request, State};

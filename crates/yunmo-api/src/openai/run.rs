@@ -241,11 +241,31 @@ pub trait StreamFormat: Send + 'static {
     fn ndjson(&self) -> bool {
         false
     }
+    /// What opens the stream (Anthropic's `message_start`).
+    fn opening(&self) -> Vec<Frame> {
+        Vec::new()
+    }
+    /// The payloads for new text of choice `index` (by default [`StreamFormat::chunk`]'s).
+    fn chunk_frames(&self, index: u32, chunk: &TextChunk, first: bool) -> Vec<Frame> {
+        self.chunk(index, chunk, first).map(Frame::Json).into_iter().collect()
+    }
+    /// The payloads that end choice `index` (by default [`StreamFormat::finish`]'s).
+    fn finish_frames(&self, index: u32, reason: FinishReason, usage: Usage) -> Vec<Frame> {
+        self.finish(index, reason, usage).map(Frame::Json).into_iter().collect()
+    }
+    /// The payload of a failure (by default [`StreamFormat::error`]'s).
+    fn error_frame(&self, error: &ServiceError, request_id: Option<&RequestId>) -> Frame {
+        Frame::Json(self.error(error, request_id))
+    }
 }
 
-/// One payload of a stream: a JSON value, or the end marker.
-enum Frame {
+/// One payload of a stream: a JSON value, one with an SSE event name, or the end marker.
+pub enum Frame {
+    /// A JSON value (SSE `data:`, or one NDJSON line).
     Json(Value),
+    /// A JSON value with an SSE event name (`event: message_start`).
+    Event(&'static str, Value),
+    /// OpenAI's `data: [DONE]`.
     Done,
 }
 
@@ -269,6 +289,7 @@ fn frames<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_u
         })
         .collect();
     let merged = stream::select_all(per_choice).chain(stream::once(async { Item::AllEnded }));
+    let opening = stream::iter(format.opening());
     let mut started = vec![false; count];
     let mut usage = Usage::default();
     let mut failed = false;
@@ -278,7 +299,7 @@ fn frames<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_u
                 Item::Event(_, _) if failed => None,
                 Item::Event(index, GenerateEvent::Chunk(chunk)) => {
                     let first = !std::mem::replace(&mut started[index as usize], true);
-                    format.chunk(index, &chunk, first).map(Frame::Json)
+                    Some(format.chunk_frames(index, &chunk, first))
                 }
                 Item::Event(index, GenerateEvent::Finished { reason, usage: choice_usage }) => {
                     if index % n == 0 {
@@ -286,11 +307,11 @@ fn frames<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_u
                         usage.cached_tokens += choice_usage.cached_tokens;
                     }
                     usage.completion_tokens += choice_usage.completion_tokens;
-                    format.finish(index, reason, choice_usage).map(Frame::Json)
+                    Some(format.finish_frames(index, reason, choice_usage))
                 }
                 Item::Event(_, GenerateEvent::Failed(error)) => {
                     failed = true;
-                    Some(Frame::Json(format.error(&error.into(), request_id.as_ref())))
+                    Some(vec![format.error_frame(&error.into(), request_id.as_ref())])
                 }
                 Item::AllEnded => {
                     let mut tail = Vec::new();
@@ -306,10 +327,10 @@ fn frames<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_u
                     return futures::future::ready(Some(stream::iter(tail)));
                 }
             };
-            futures::future::ready(event.map(|event| stream::iter(vec![event])))
+            futures::future::ready(event.map(stream::iter))
         })
         .flatten();
-    events.boxed()
+    opening.chain(events).boxed()
 }
 
 /// Server-Sent Events: `data: <json>` per payload, `data: [DONE]` at the end.
@@ -317,6 +338,7 @@ fn sse_response(frames: BoxStream<'static, Frame>) -> Response {
     let events = frames.map(|frame| {
         Ok::<Event, Infallible>(match frame {
             Frame::Json(value) => Event::default().data(value.to_string()),
+            Frame::Event(name, value) => Event::default().event(name).data(value.to_string()),
             Frame::Done => Event::default().data("[DONE]"),
         })
     });
@@ -327,7 +349,7 @@ fn sse_response(frames: BoxStream<'static, Frame>) -> Response {
 fn ndjson_response(frames: BoxStream<'static, Frame>) -> Response {
     let lines = frames.filter_map(|frame| {
         futures::future::ready(match frame {
-            Frame::Json(value) => Some(Ok::<String, Infallible>(format!("{value}\n"))),
+            Frame::Json(value) | Frame::Event(_, value) => Some(Ok::<String, Infallible>(format!("{value}\n"))),
             Frame::Done => None,
         })
     });
