@@ -23,9 +23,15 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorCode, Shape};
 use crate::request_id::RequestId;
 
+/// Whether `path` is one of Ollama's routes (`/` and `/api/...` but the management API's `/api/v1/`): their
+/// errors take Ollama's shape, and `ollama.key` applies to them.
+pub fn is_ollama_path(path: &str) -> bool {
+    path == "/" || (path.starts_with("/api/") && !path.starts_with("/api/v1/"))
+}
+
 /// The error body a path's route group uses.
 pub fn shape_of(path: &str) -> Shape {
-    if (path.starts_with("/v1/models/") && path.ends_with(":predict")) || crate::ollama::is_ollama_path(path) {
+    if (path.starts_with("/v1/models/") && path.ends_with(":predict")) || is_ollama_path(path) {
         Shape::KServe
     } else if path.starts_with("/v1/messages") {
         Shape::Anthropic

@@ -149,7 +149,7 @@ async fn front(State(state): State<AppState>, mut request: Request, next: Next) 
                 None => {
                     let path = request.uri().path().to_string();
                     if let Some(value) = &state.ollama_key
-                        && ollama::is_ollama_path(&path)
+                        && auth::is_ollama_path(&path)
                         && auth::credentials(request.headers()).key().is_none()
                     {
                         request.headers_mut().insert(axum::http::header::AUTHORIZATION, value.clone());

@@ -37,6 +37,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v2/models/{name}/versions/{version}/generate", post(generate::generate_version))
         .route("/v2/models/{name}/generate_stream", post(generate::generate_stream))
         .route("/v2/models/{name}/versions/{version}/generate_stream", post(generate::generate_stream_version))
+        // KServe V1's predict (`{model}:predict`), next to OpenAI's `GET /v1/models/{model}`, which also
+        // answers V1's readiness.
+        .route("/v1/models/{model}", post(v1::predict))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::meter));
     Router::new()
         .route("/v2", get(server_metadata))

@@ -49,11 +49,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(inference)
 }
 
-/// Whether `path` is one of these routes (their errors take Ollama's shape; `ollama.key` applies to them).
-pub fn is_ollama_path(path: &str) -> bool {
-    path == "/" || (path.starts_with("/api/") && !path.starts_with("/api/v1/"))
-}
-
 pub(crate) fn ollama(error: ServiceError) -> ApiError {
     ApiError::kserve(error)
 }
@@ -211,6 +206,7 @@ mod tests {
         assert_eq!(model_ref("smollm2:3").unwrap(), ModelRef::new("smollm2", Some(3)));
         assert_eq!(model_ref("smollm2:3b").unwrap_err().code, yunmo_types::Code::ModelNotFound);
         assert!(model_ref("").is_err());
-        assert!(is_ollama_path("/api/chat") && is_ollama_path("/") && !is_ollama_path("/api/v1/models"));
+        assert!(crate::auth::is_ollama_path("/api/chat") && crate::auth::is_ollama_path("/"));
+        assert!(!crate::auth::is_ollama_path("/api/v1/models"));
     }
 }

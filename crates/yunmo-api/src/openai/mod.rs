@@ -30,8 +30,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
-        // KServe V1's predict (`{model}:predict`), next to OpenAI's model route.
-        .route("/v1/models/{model}", post(crate::kserve::v1::predict))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::meter));
     Router::new()
         .route("/v1/models", get(list_models))
