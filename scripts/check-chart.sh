@@ -69,7 +69,7 @@ work, default_toml, schema_path, binary, latest = sys.argv[1:6]
 CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 # Environment variables that carry secrets: only ever valueFrom.secretKeyRef.
 SECRET_ENV = ("YUNMO__STORAGE__POSTGRES_URL", "YUNMO__STORAGE__S3__ACCESS_KEY_ID", "YUNMO__STORAGE__S3__SECRET_ACCESS_KEY",
-              "YUNMO__LIMITS__REDIS_URL", "YUNMO__AUTH__BOOTSTRAP_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+              "YUNMO__LIMITS__REDIS_URL", "YUNMO__AUTH__BOOTSTRAP_KEY", "YUNMO__OLLAMA__KEY", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
 errors, warnings = [], []
 
 
@@ -221,7 +221,7 @@ def check_secrets(label, objects):
                         errors.append(f"{label}: {o['kind']} {o['metadata']['name']} sets {item['name']} without a secretKeyRef")
         if o["kind"] == "ConfigMap":
             settings = tomllib.loads(o["data"].get("yunmo.toml", ""))
-            for section, key in (("storage", "postgres_url"), ("auth", "bootstrap_key"), ("limits", "redis_url")):
+            for section, key in (("storage", "postgres_url"), ("auth", "bootstrap_key"), ("limits", "redis_url"), ("ollama", "key")):
                 if settings.get(section, {}).get(key):
                     errors.append(f"{label}: ConfigMap {o['metadata']['name']} holds {section}.{key}, a secret")
             if settings.get("storage", {}).get("s3", {}).get("secret_access_key"):

@@ -127,6 +127,11 @@ def refused(call, error, status, kind):
     return body["error"]["message"]
 
 
+def prompt_tokens(usage):
+    """The whole prompt: Anthropic's input_tokens leaves out the tokens read from the cache."""
+    return usage.input_tokens + (usage.cache_read_input_tokens or 0)
+
+
 def test_greedy_message_says_paris(a):
     message = ask(a, metadata={"user_id": "tester"})
     assert message.id.startswith("msg_") and message.type == "message" and message.role == "assistant", message
@@ -136,7 +141,7 @@ def test_greedy_message_says_paris(a):
     # Greedy: top_k and top_p change nothing; the system prompt as text blocks is the same prompt.
     assert text(ask(a, extra_body={"top_k": 40, "top_p": 0.9})) == text(message)
     blocks = ask(a, system=[{"type": "text", "text": SYSTEM}])
-    assert text(blocks) == text(message) and blocks.usage.input_tokens == message.usage.input_tokens
+    assert text(blocks) == text(message) and prompt_tokens(blocks.usage) == prompt_tokens(message.usage)
 
 
 def test_streams_equal_the_whole_message_in_anthropic_order(a):
@@ -145,12 +150,13 @@ def test_streams_equal_the_whole_message_in_anthropic_order(a):
     assert joined == text(final) == text(whole) and "Paris" in joined
     assert [block.type for block in final.content] == ["text"] and final.id.startswith("msg_") and final.model == "smollm2"
     assert (final.stop_reason, final.stop_sequence) == (whole.stop_reason, whole.stop_sequence)
-    assert (final.usage.input_tokens, final.usage.output_tokens) == (whole.usage.input_tokens, whole.usage.output_tokens)
+    assert (prompt_tokens(final.usage), final.usage.output_tokens) == (prompt_tokens(whole.usage), whole.usage.output_tokens)
     events = list(a.messages.create(stream=True, **arguments()))
     check_order(events)
     start, delta = events[0], events[-2]
     assert start.message.id.startswith("msg_") and start.message.role == "assistant" and start.message.content == [], start
-    assert start.message.usage.input_tokens == whole.usage.input_tokens, start
+    # message_start is sent before the prefix cache is consulted: it counts the whole prompt.
+    assert start.message.usage.input_tokens == prompt_tokens(whole.usage), start
     assert events[1].content_block.type == "text" and all(e.delta.type == "text_delta" for e in events if e.type == "content_block_delta")
     assert "".join(e.delta.text for e in events if e.type == "content_block_delta") == text(whole)
     assert (delta.delta.stop_reason, delta.usage.output_tokens) == (whole.stop_reason, whole.usage.output_tokens), delta
@@ -204,8 +210,8 @@ def test_count_tokens_equals_the_message_input_tokens(a):
         return a.messages.count_tokens(**{"model": "smollm2", "system": SYSTEM, "messages": QUESTION, **kwargs}).input_tokens
 
     plain, with_tools = count(), count(tools=TOOLS)
-    assert plain == ask(a, max_tokens=1).usage.input_tokens > 0
-    assert with_tools == ask(a, max_tokens=1, tools=TOOLS).usage.input_tokens > plain + 50, (plain, with_tools)
+    assert plain == prompt_tokens(ask(a, max_tokens=1).usage) > 0
+    assert with_tools == prompt_tokens(ask(a, max_tokens=1, tools=TOOLS).usage) > plain + 50, (plain, with_tools)
     # A string and the same text as blocks are the same prompt, in system, content and a tool_result.
     assert count(system=[{"type": "text", "text": SYSTEM}]) == plain
     assert count(messages=[{"role": "user", "content": [{"type": "text", "text": QUESTION[0]["content"]}]}]) == plain

@@ -334,6 +334,9 @@ def test_the_configured_ollama_key_serves_keyless_clients_on_ollama_routes_only(
         assert "smollm2" not in {m.model for m in b.list().models}
         assert "not found" in refused(lambda: chat(b, options={"num_predict": 1}), 404)
         refused(client(srv, "ym_unknown_" + "B" * 43).list, 401)
+        # A browser's request (it sends Origin) is never bound: no web page may spend the key.
+        status, raw = srv.request("GET", "/api/tags", headers={"Origin": "http://127.0.0.1:9"})
+        assert status == 401, raw
         # Other routes still want a key.
         for method, path, body in (("GET", "/api/v1/models", None), ("GET", "/v1/models", None),
                                    ("POST", "/v1/chat/completions", {"model": "smollm2", "messages": QUESTION, "max_tokens": 1})):
@@ -342,3 +345,12 @@ def test_the_configured_ollama_key_serves_keyless_clients_on_ollama_routes_only(
     finally:
         assert srv.stop() == 0
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_request_without_messages_or_prompt_loads_the_model(a):
+    """What `ollama run` and UIs send to preload a model: answered at once, done_reason "load"; unloading
+    belongs to Yunmo's management API."""
+    for loaded in (a.chat(model="smollm2", messages=[]), a.generate(model="smollm2")):
+        assert loaded.done is True and loaded.done_reason == "load", loaded
+    assert "/api/v1/models/smollm2/unload" in refused(lambda: a.generate(model="smollm2", keep_alive=0), 400)
+    assert "not found" in refused(lambda: a.chat(model="no-such-model", messages=[]), 404)

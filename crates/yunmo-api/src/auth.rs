@@ -86,7 +86,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 }
 
 fn is_management(method: &Method, path: &str) -> bool {
-    (path.starts_with("/api/") && method != Method::GET) || path.starts_with("/v2/repository/models/")
+    (path.starts_with("/api/v1/") && method != Method::GET) || path.starts_with("/v2/repository/models/")
 }
 
 /// Route layer of inference routes: admits the request past rate limits and quotas, then meters it, body

@@ -63,8 +63,10 @@ impl CorsConfig {
                     .map_err(|_| format!("server.cors.allowed_methods: '{method}' is not an HTTP method"))
             })
             .collect();
+        // `Access-Control-Allow-Headers: *` never covers `Authorization` (Fetch standard): "*" mirrors
+        // what the preflight asks for instead.
         let headers = if self.allowed_headers.iter().any(|header| header == "*") {
-            AllowHeaders::any()
+            AllowHeaders::mirror_request()
         } else {
             let parsed: Result<Vec<HeaderName>, String> = self
                 .allowed_headers

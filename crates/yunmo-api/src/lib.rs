@@ -148,9 +148,12 @@ async fn front(State(state): State<AppState>, mut request: Request, next: Next) 
                 Some(refusal) => refusal,
                 None => {
                     let path = request.uri().path().to_string();
+                    // Never for a browser's request (it carries `Origin`): any web page could spend the bound
+                    // key's quota from its visitors' machines.
                     if let Some(value) = &state.ollama_key
                         && auth::is_ollama_path(&path)
                         && auth::credentials(request.headers()).key().is_none()
+                        && !request.headers().contains_key(axum::http::header::ORIGIN)
                     {
                         request.headers_mut().insert(axum::http::header::AUTHORIZATION, value.clone());
                     }

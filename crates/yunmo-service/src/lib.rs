@@ -568,6 +568,15 @@ impl InferenceService {
         }
     }
 
+    /// Whether the version `model_ref` resolves to serves without being loaded for the question: loaded,
+    /// or loadable on its first request (not explicitly unloaded). KServe V1's readiness on OpenAI's model
+    /// route, where a read must not load a model.
+    pub async fn model_available(&self, call: &Call, target: &Target) -> Result<bool, ServiceError> {
+        target.permits(call, Action::Read)?;
+        let version = self.resolve(target.name(), target.version()).await?;
+        Ok(!self.inner.models.is_unloaded(&(version.model.clone(), version.version)))
+    }
+
     /// Checks the parameters of a repository-extension load: model files and configs are uploaded through
     /// the management API, so `file:*` and `config` are refused with a pointer to it.
     pub fn check_repository_load<'a>(name: &str, mut keys: impl Iterator<Item = &'a str>) -> Result<(), ServiceError> {

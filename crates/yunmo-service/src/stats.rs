@@ -7,6 +7,8 @@
 //! where the stamp is the second it asks for. Counts are exact; nothing is lost at a second's turn.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::InferenceService;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds the ring holds.
@@ -416,7 +418,7 @@ pub struct VersionStats {
     pub series: Series,
 }
 
-impl crate::InferenceService {
+impl InferenceService {
     /// Live statistics of the loaded versions the caller can see (of `model` only, when given, named as the
     /// caller names it), second by second over the last `seconds` (1 to 900), with the newest second of every
     /// series. Needs `models:read`, `models:write` or `metrics`.
@@ -472,7 +474,7 @@ pub struct VersionTotals {
     pub totals: crate::totals::TotalsSnapshot,
 }
 
-impl crate::InferenceService {
+impl InferenceService {
     /// Triton's statistics of every loaded version the caller can see (read access), by model and version.
     pub async fn all_statistics(&self, call: &crate::Call) -> Result<Vec<VersionTotals>, crate::ServiceError> {
         let visible: std::collections::HashSet<String> = self.visible_models(call).await?.into_iter().map(|model| model.name).collect();

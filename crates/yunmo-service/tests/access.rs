@@ -82,7 +82,9 @@ fn every_public_method_takes_the_call_and_every_target_method_is_tested() {
 }
 
 /// Every method that takes a `Target`, with the action it needs.
-const TARGET_METHODS: [&str; 27] = [
+const TARGET_METHODS: [&str; 29] = [
+    "model_available",
+    "model_statistics",
     "infer",
     "embed",
     "prepare_prompt",
@@ -113,7 +115,9 @@ const TARGET_METHODS: [&str; 27] = [
 ];
 
 /// Methods a `Read` target is enough for.
-const READ_METHODS: [&str; 10] = [
+const READ_METHODS: [&str; 12] = [
+    "model_available",
+    "model_statistics",
     "tokenize",
     "model_metadata",
     "model_ready",
@@ -141,6 +145,8 @@ async fn run(service: &InferenceService, name: &str, call: &Call, target: &Targe
         "tokenize" => service.tokenize(call, target, PromptInput::Text("x".into())).await.map(drop),
         "model_metadata" => service.model_metadata(call, target).await.map(drop),
         "model_ready" => service.model_ready(call, target).await.map(drop),
+        "model_available" => service.model_available(call, target).await.map(drop),
+        "model_statistics" => service.model_statistics(call, target).await.map(drop),
         "list_versions" => service.list_versions(call, target).await.map(drop),
         "get_version" => service.get_version(call, target, 1).await.map(drop),
         "load" => service.load(call, target).await.map(drop),

@@ -84,6 +84,7 @@ async fn messages(State(state): State<AppState>, caller: Caller, body: axum::bod
     let prepared = crate::openai::chat::prepare(&state, &caller, chat).await.map_err(anthropic)?;
     let mut plan = prepared.plan;
     plan.stream = stream;
+    run::fit_to_context(&mut plan, &prepared.prompt);
     let input_tokens = prepared.prompt.tokens.len() as u64;
     let format = stream::MessageFormat::new(model, stops, input_tokens, prepared.reader);
     let body = |format: &stream::MessageFormat, collected: &[Collected], usage| format.whole(collected, usage);

@@ -39,6 +39,16 @@ pub(crate) struct MessageFormat {
     blocks: Mutex<Blocks>,
 }
 
+/// Anthropic's usage: `input_tokens` excludes the tokens read from the (prefix) cache, which
+/// `cache_read_input_tokens` counts.
+fn usage_json(usage: Usage) -> Value {
+    json!({
+        "input_tokens": usage.prompt_tokens.saturating_sub(usage.cached_tokens),
+        "output_tokens": usage.completion_tokens,
+        "cache_read_input_tokens": usage.cached_tokens,
+    })
+}
+
 fn tool_use_id() -> String {
     format!("toolu_{:016x}{:08x}", random_seed(), random_seed() as u32)
 }
@@ -86,7 +96,7 @@ impl MessageFormat {
         json!({
             "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": blocks,
             "stop_reason": stop_reason, "stop_sequence": stop_sequence,
-            "usage": { "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens, "cache_read_input_tokens": usage.cached_tokens },
+            "usage": usage_json(usage),
         })
     }
 
@@ -195,7 +205,8 @@ impl StreamFormat for MessageFormat {
         let (stop_reason, stop_sequence) = self.stop(reason, blocks.called);
         frames.push(Frame::Event(
             "message_delta",
-            json!({ "type": "message_delta", "delta": { "stop_reason": stop_reason, "stop_sequence": stop_sequence }, "usage": { "output_tokens": usage.completion_tokens } }),
+            // The final counts, with the cache reads known only now.
+            json!({ "type": "message_delta", "delta": { "stop_reason": stop_reason, "stop_sequence": stop_sequence }, "usage": usage_json(usage) }),
         ));
         frames.push(Frame::Event("message_stop", json!({ "type": "message_stop" })));
         frames

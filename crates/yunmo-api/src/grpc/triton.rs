@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use yunmo_proto::inference as pb;
 use yunmo_service::ModelMetadata;
@@ -116,38 +116,50 @@ pub(super) fn stats_message(entry: &VersionTotals) -> pb::ModelStatistics {
 
 /// Answers each request of the stream as `ModelInfer` would (authenticated once for the stream, each one
 /// admitted, access-checked, limited and metered on its own), in the order they finish; a failed request
-/// is an answer with its `error_message`, and the stream goes on.
+/// is an answer with its `error_message`, and the stream goes on. When the client goes away, the requests
+/// still computing are dropped (cancelled, as a unary call's are) and no more are read.
 pub(super) fn stream_infer(service: &GrpcService, request: Request<Streaming<pb::ModelInferRequest>>) -> Response<AnswerStream> {
     let principal = request.extensions().get::<Arc<yunmo_auth::Principal>>().cloned();
     let request_id = request.extensions().get::<crate::request_id::RequestId>().cloned();
     let (metadata, _, mut inbound) = request.into_parts();
-    let (answers, receiver) = futures::channel::mpsc::channel::<Result<pb::ModelStreamInferResponse, Status>>(STREAM_IN_FLIGHT);
+    let (answers, receiver) = tokio::sync::mpsc::channel::<Result<pb::ModelStreamInferResponse, Status>>(STREAM_IN_FLIGHT);
     let state = service.state.clone();
     tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else { break };
-            let message = match inbound.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(status) => {
-                    let _ = answers.clone().send(Err(status)).await;
+            let message = tokio::select! {
+                _ = answers.closed() => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => tokio::select! {
+                        _ = answers.closed() => break,
+                        message = inbound.message() => (slot, message),
+                    },
+                    Err(_) => break,
+                },
+            };
+            let (slot, message) = match message {
+                (slot, Ok(Some(message))) => (slot, message),
+                (_, Ok(None)) => break,
+                (_, Err(status)) => {
+                    let _ = answers.send(Err(status)).await;
                     break;
                 }
             };
             let service = GrpcService { state: state.clone() };
             let call = crate::auth::call_for(principal.as_ref(), request_id.as_ref());
             let request = Request::from_parts(metadata.clone(), Default::default(), message);
-            let mut answers = answers.clone();
+            let answers = answers.clone();
             tokio::spawn(async move {
                 let id = request.get_ref().id.clone();
-                let answer = match service.metered_infer(call, request).await {
-                    Ok(response) => {
-                        pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response.into_inner()) }
-                    }
-                    Err(status) => pb::ModelStreamInferResponse {
-                        error_message: status.message().to_string(),
-                        infer_response: Some(pb::ModelInferResponse { id, ..Default::default() }),
+                let answer = tokio::select! {
+                    // The client is gone: dropping the call cancels it.
+                    _ = answers.closed() => return,
+                    result = service.metered_infer(call, request) => match result {
+                        Ok(response) => pb::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response.into_inner()) },
+                        Err(status) => pb::ModelStreamInferResponse {
+                            error_message: status.message().to_string(),
+                            infer_response: Some(pb::ModelInferResponse { id, ..Default::default() }),
+                        },
                     },
                 };
                 let _ = answers.send(Ok(answer)).await;
@@ -155,5 +167,6 @@ pub(super) fn stream_infer(service: &GrpcService, request: Request<Streaming<pb:
             });
         }
     });
-    Response::new(receiver.boxed())
+    let answers = futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|answer| (answer, receiver)) });
+    Response::new(answers.boxed())
 }

@@ -21,9 +21,9 @@ use crate::error::ApiError;
 use crate::openai::chat::{ChatReader, Step, Whole};
 use crate::openai::run::{self, Collected, StreamFormat};
 
-/// A chat message as Ollama writes it.
+/// A chat message as Ollama writes it. Other fields (`tool_call_id` and the like, which some clients add)
+/// are ignored, as Ollama ignores them.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct MessageIn {
     role: String,
     #[serde(default)]
@@ -190,9 +190,36 @@ struct Parts {
     options: Option<Map<String, Value>>,
 }
 
+/// A request without messages or prompt loads the model (as `ollama run` and UIs preload it): answered at
+/// once with `done_reason: "load"`. Unloading (`keep_alive: 0`) is Yunmo's management API's.
+async fn load(state: &AppState, caller: &Caller, model: &str, keep_alive: Option<&Value>, kind: Kind) -> Result<Response, ServiceError> {
+    if keep_alive.is_some_and(|value| {
+        value.as_f64() == Some(0.0) || value.as_str().is_some_and(|text| text.trim_start_matches('0').is_empty() || text == "0s")
+    }) {
+        return Err(ServiceError::invalid(format!(
+            "unloading through Ollama's API is not supported: unload with POST /api/v1/models/{}/unload",
+            super::model_ref(model)?.name
+        )));
+    }
+    let target = caller.target_ref(state, &super::model_ref(model)?, yunmo_auth::Action::Infer).await?;
+    if !state.service.model_ready(&caller.call, &target).await? {
+        return Err(ServiceError::not_ready(format!(
+            "model '{model}' is unloaded: load it with POST /api/v1/models/{}/load",
+            target.name()
+        )));
+    }
+    let format = OllamaFormat::new(model.to_string(), kind, ChatReader::plain());
+    let mut line = format.line(String::new(), String::new(), &[], true);
+    line["done_reason"] = json!("load");
+    Ok(axum::response::IntoResponse::into_response(axum::Json(line)))
+}
+
 pub(crate) async fn chat(State(state): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let request: ChatRequest = crate::body::parse_json(&body).map_err(ollama)?;
     options::keep_alive(request.keep_alive.as_ref()).map_err(ollama)?;
+    if request.messages.is_empty() {
+        return load(&state, &caller, &request.model, request.keep_alive.as_ref(), Kind::Chat).await.map_err(ollama);
+    }
     let model_ref = super::model_ref(&request.model).map_err(ollama)?;
     let messages = messages(request.messages).map_err(ollama)?;
     let parts = Parts { tools: request.tools, format: request.format, think: request.think, options: request.options };
@@ -216,6 +243,9 @@ pub(crate) async fn generate(State(state): State<AppState>, caller: Caller, body
     .map_err(ollama)?;
     unsupported_if(request.context.is_some_and(|context| !context.is_empty()), "context", "send the conversation to /api/chat")
         .map_err(ollama)?;
+    if request.prompt.as_deref().unwrap_or("").is_empty() && request.system.as_deref().unwrap_or("").is_empty() {
+        return load(&state, &caller, &request.model, request.keep_alive.as_ref(), Kind::Generate).await.map_err(ollama);
+    }
     let model_ref = super::model_ref(&request.model).map_err(ollama)?;
     let prompt_text = request.prompt.unwrap_or_default();
     let parts = Parts { tools: None, format: request.format, think: request.think, options: request.options };
@@ -259,6 +289,8 @@ async fn respond(
     stream: Option<bool>,
 ) -> Result<Response, ApiError> {
     plan.stream = stream.unwrap_or(true);
+    // Ollama stops at the end of the context rather than refusing a large num_predict.
+    run::fit_to_context(&mut plan, &prompt);
     let body = |format: &OllamaFormat, collected: &[Collected], usage: Usage| format.whole(collected, usage);
     run::respond(&state.service, std::slice::from_ref(&prompt), &plan, format, body).await.map_err(ollama)
 }

@@ -98,8 +98,9 @@ pub(crate) fn keep_alive(value: Option<&Value>) -> Result<(), ServiceError> {
     match value {
         None | Some(Value::Null | Value::Number(_)) => Ok(()),
         Some(Value::String(text)) => {
-            let digits = text.trim_start_matches('-').trim_end_matches(|c: char| c.is_ascii_alphabetic());
-            if text.is_empty() || digits.parse::<f64>().is_ok() {
+            // Go's durations: "5m", "1h30m", "-1", "300ms".
+            let valid = text.chars().all(|c| c.is_ascii_digit() || ".-+hmsunµ".contains(c)) && text.chars().any(|c| c.is_ascii_digit());
+            if text.is_empty() || valid {
                 Ok(())
             } else {
                 Err(ServiceError::invalid(format!("keep_alive must be a duration like \"5m\" or a number of seconds, got {text:?}")))
@@ -140,7 +141,10 @@ mod tests {
         assert!(response_format(Some(json!(3))).is_err());
         assert_eq!(thinking(Some(json!(false))).unwrap(), Some(json!({"enable_thinking": false})));
         assert!(
-            keep_alive(Some(&json!("5m"))).is_ok() && keep_alive(Some(&json!("-1"))).is_ok() && keep_alive(Some(&json!("soon"))).is_err()
+            keep_alive(Some(&json!("5m"))).is_ok()
+                && keep_alive(Some(&json!("1h30m"))).is_ok()
+                && keep_alive(Some(&json!("-1"))).is_ok()
+                && keep_alive(Some(&json!("soon"))).is_err()
         );
     }
 }

@@ -168,8 +168,9 @@ async fn get_model(
     let model_ref = model_ref(&model).map_err(openai)?;
     let target = caller.target_ref(&state, &model_ref, yunmo_auth::Action::Read).await.map_err(openai)?;
     let metadata = state.service.model_metadata(&caller.call, &target).await.map_err(openai)?;
-    // KServe V1's readiness is this route too: its `name` and `ready` (loaded, or loaded now), 503 when not.
-    let ready = state.service.model_ready(&caller.call, &target).await.map_err(openai)?;
+    // KServe V1's readiness is this route too: its `name` and `ready` (loaded or loadable; reading does not
+    // load it), 503 when a version was unloaded.
+    let ready = state.service.model_available(&caller.call, &target).await.map_err(openai)?;
     let record = target.record();
     let mut response = Json(json!({
         "id": model,

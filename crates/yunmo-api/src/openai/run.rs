@@ -368,6 +368,16 @@ fn response_id(prefix: &str) -> String {
     format!("{prefix}-{:016x}", random_seed())
 }
 
+/// `max_tokens` as a ceiling, not a demand: cut to the room the context leaves after `prompt` (Anthropic's
+/// and Ollama's clients send large values, such as Claude Code's 32000, whatever the model). With no room
+/// at all it stays, so the request fails naming the bound.
+pub(crate) fn fit_to_context(plan: &mut Plan, prompt: &Prompt) {
+    let room = prompt.context.saturating_sub(prompt.tokens.len() as u32);
+    if room > 0 {
+        plan.max_tokens = plan.max_tokens.map(|requested| requested.min(room));
+    }
+}
+
 /// A stream's failure as `{"error": "..."}` (the V2 generate extension's and Ollama's shape).
 pub(crate) fn plain_error(error: &ServiceError, request_id: Option<&RequestId>) -> Value {
     serde_json::json!({ "error": crate::error::client_message_for(error.code, &error.message, request_id) })
