@@ -366,3 +366,27 @@ def test_grpcurl_finds_and_calls_the_services_by_reflection(tenants):
     # Reflection tells the protocol only; the calls still need a key.
     refused = grpcurl(srv, "-d", json.dumps(request), "inference.GRPCInferenceService/ModelInfer")
     assert refused.returncode != 0 and "Unauthenticated" in refused.stderr, refused.stderr
+
+
+def test_a_stream_the_client_cancels_stops_its_requests(tenants):
+    """60 requests of ~7 ms each on one instance, cancelled by the client after 50 ms: the server drops the
+    ones still waiting or computing instead of running all of them for nobody."""
+    srv, keys = tenants
+    key = keys["a"]
+    push_as(srv, key, "a_slow", fixture_path("slow.onnx"))
+    http = httpclient.InferenceServerClient(srv.address, network_timeout=120)
+    x = np.ones((1, 1), np.float32)
+    http.infer("a_slow", [tensor(httpclient, x, "x")], headers=bearer(key))  # loaded now: one success
+    client = grpcclient.InferenceServerClient(srv.grpc_address)
+    answers = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)), headers=bearer(key))
+    for i in range(60):
+        client.async_stream_infer("a_slow", [tensor(grpcclient, x, "x")], request_id=str(i))
+    time.sleep(0.05)
+    client.stop_stream(cancel_requests=True)
+    time.sleep(2)
+    [entry] = stats(http, key, "a_slow")
+    served = entry["inference_stats"]["success"][0] - 1
+    assert served < 40, f"{served} of 60 cancelled requests were still computed"
+    # The model serves on.
+    assert http.infer("a_slow", [tensor(httpclient, x, "x")], headers=bearer(key)).as_numpy("y").shape == (1, 1)
