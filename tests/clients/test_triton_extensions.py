@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import ADMIN, Server, bearer, fixture_path, make_key, push_as
+from conftest import ADMIN, CACHE, Server, bearer, fixture_path, make_key, push_as
 
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
 BAD = np.zeros((1, 5), np.float32)  # iris_mlp takes [-1, 4]: a 400 / INVALID_ARGUMENT naming the shape
@@ -390,3 +390,26 @@ def test_a_stream_the_client_cancels_stops_its_requests(tenants):
     assert served < 40, f"{served} of 60 cancelled requests were still computed"
     # The model serves on.
     assert http.infer("a_slow", [tensor(httpclient, x, "x")], headers=bearer(key)).as_numpy("y").shape == (1, 1)
+
+
+def test_embedding_statistics_count_requests_texts_and_encoder_batches(tenants):
+    """An embedding model's requests are counted as requests (success), their texts as inferences, and the
+    encoder's batches (which may mix requests) as executions; queue and compute are not split per request."""
+    srv, keys = tenants
+    key = keys["a"]
+    config = {"embedding": {"pooling": "mean", "normalize": True, "max_tokens": 256}, "max_batch_size": 64}
+    push_as(srv, key, "a_minilm", fixture_path("minilm.onnx"), config)
+    with open(os.path.join(CACHE, "models", "minilm-tokenizer.json"), "rb") as f:
+        status, body = srv.request("PUT", "/api/v1/models/a_minilm/versions/1/tokenizer", f.read(), {"Content-Type": "application/json"}, key=key)
+    assert status == 200, body
+    for texts in (["one"], ["two", "three"], ["four", "five", "six"]):
+        status, body = srv.request("POST", "/v1/embeddings", {"model": "a_minilm", "input": texts}, key=key)
+        assert status == 200, body
+    http = httpclient.InferenceServerClient(srv.address, network_timeout=120)
+    [entry] = stats(http, key, "a_minilm")
+    counts = entry["inference_stats"]
+    assert counts["success"][0] == 3 and counts["fail"][0] == 0 and entry["inference_count"] == 6, entry
+    assert counts["queue"] == counts["compute_infer"] == (0, 0), "encoder batches are not requests"
+    batches = entry["batch_stats"]
+    assert entry["execution_count"] >= 1 and sum(b["compute_infer"][0] for b in batches.values()) == entry["execution_count"], entry
+    assert sum(size * b["compute_infer"][0] for size, b in batches.items()) == 6, batches

@@ -23,6 +23,9 @@ pub(crate) struct Job {
     pub outputs: Vec<String>,
     pub enqueued: Instant,
     pub reply: oneshot::Sender<JobResult>,
+    /// Whether the job is one API request, counted as such by Triton's statistics (queue, compute, rows);
+    /// an encoder batch of an embedding model is not: its requests are counted by the embedder.
+    pub request: bool,
 }
 
 /// What a worker sends back for a [`Job`].

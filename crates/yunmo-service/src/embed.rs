@@ -298,7 +298,7 @@ impl BatchPlan {
         }
         ::metrics::histogram!(metrics::EMBEDDING_BATCH_TOKENS, "model" => self.model.clone()).record((padded.rows * padded.length) as f64);
         let (reply, receiver) = oneshot::channel();
-        let job = Job { inputs: tensors, outputs: vec![self.output.clone()], enqueued: Instant::now(), reply };
+        let job = Job { inputs: tensors, outputs: vec![self.output.clone()], enqueued: Instant::now(), reply, request: false };
         if let Err(error) = self.queue.submit(job) {
             return fail(batch, error);
         }

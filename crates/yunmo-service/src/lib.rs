@@ -253,6 +253,9 @@ impl InferenceService {
         }
         let embedded = embedder.embed(&version.model, input).await;
         loaded.stats.record(stats::Ending::of_result(&embedded), started.elapsed(), 0);
+        if let Ok((vectors, _)) = &embedded {
+            loaded.stats.totals.embedded(vectors.len() as u64);
+        }
         let (vectors, prompt_tokens) = embedded?;
         if let Some(watch) = loaded.drift.as_ref().filter(|watch| watch.sampled()) {
             watch.submit_sample(yunmo_drift::extract::embeddings(&vectors, prompt_tokens));
@@ -504,7 +507,7 @@ impl InferenceService {
         if Instant::now() >= deadline {
             return Err(self.timed_out());
         }
-        loaded.submit(batching::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply })?;
+        loaded.submit(batching::Job { inputs, outputs: output_names, enqueued: Instant::now(), reply, request: true })?;
         // On timeout the receiver is dropped, so a request still queued is skipped before compute.
         let done = tokio::time::timeout_at(deadline.into(), receiver)
             .await

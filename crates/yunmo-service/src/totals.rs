@@ -5,7 +5,8 @@
 //! request that ran also counts its wait in the queue and the compute of the batch it ran in (merging the
 //! inputs, the runtime's call, splitting the outputs), and each batch counts once as an execution of its
 //! size. An LLM request is one inference and one execution (its engine steps are shared with other
-//! sequences). Counters are per process, like Prometheus counters: each replica counts what it served.
+//! sequences). An embedding request counts its texts as inferences; its encoder batches, which mix
+//! requests, count as executions of their size, and queue and compute stay zero (not split per request). Counters are per process, like Prometheus counters: each replica counts what it served.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -122,6 +123,12 @@ impl Totals {
         self.compute_input.add(times.input);
         self.compute_infer.add(times.infer);
         self.compute_output.add(times.output);
+    }
+
+    /// An embedding request of `texts` texts was answered (its encoder batches count as executions; its
+    /// queue and compute are not split per request, as batches mix requests).
+    pub(crate) fn embedded(&self, texts: u64) {
+        self.inference_count.fetch_add(texts, Ordering::Relaxed);
     }
 
     /// An LLM request was answered: one inference, one execution.

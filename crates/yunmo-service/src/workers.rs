@@ -61,6 +61,7 @@ impl Worker {
         let outputs = live[0].outputs.clone();
         let rows: Vec<usize> =
             live.iter().map(|job| job.inputs.first().and_then(|t| t.shape().first()).map_or(1, |d| *d as usize)).collect();
+        let requests: Vec<bool> = live.iter().map(|job| job.request).collect();
         let (replies, inputs): (Vec<_>, Vec<_>) = live.into_iter().map(|job| (job.reply, job.inputs)).unzip();
         let mut times = BatchTimes::default();
         let results: Vec<Result<Vec<Tensor>, BackendError>> = if replies.len() == 1 {
@@ -84,8 +85,8 @@ impl Worker {
         };
         let compute_time = started.elapsed();
         self.totals.executed(rows.iter().sum::<usize>() as u64, times);
-        for (((reply, result), queue_time), rows) in replies.into_iter().zip(results).zip(queue_times).zip(rows) {
-            if result.is_ok() {
+        for ((((reply, result), queue_time), rows), request) in replies.into_iter().zip(results).zip(queue_times).zip(rows).zip(requests) {
+            if result.is_ok() && request {
                 self.totals.served(rows as u64, queue_time, times);
             }
             let _ = reply.send(JobResult { result, queue_time, compute_time });
