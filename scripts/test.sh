@@ -46,6 +46,7 @@ cargo build --locked -p yunmo-testkit --bin yunmo-testkit
 
 step "Disk space after the build"
 df -h . "${CARGO_TARGET_DIR:-target}" "${TMPDIR:-/tmp}" >&2 || true
+du -sh "${CARGO_TARGET_DIR:-target}" >&2 || true
 
 step "Client tests (pytest tests/clients)"
 target_dir="$(realpath "${CARGO_TARGET_DIR:-target}")"
