@@ -273,6 +273,12 @@ def check_anthropic(srv, out):
     assert first.split()[0] in ("end_turn", "max_tokens") and "Paris" in out and int(count) > 0, out
 
 
+def check_openai_responses(srv, out):
+    # The greedy answer, then the continued conversation's answer and whether its prompt held the first turn.
+    lines = out.strip().splitlines()
+    assert "Paris" in lines[0] and lines[-1].endswith(" True"), out
+
+
 def check_triton_stats(srv, out):
     # The configuration's inputs (the demo's iris is not batched: max_batch_size 0, so dims keep the batch
     # dimension, as Triton writes them) and the statistics of the iris model.
@@ -284,7 +290,8 @@ def check_triton_stats(srv, out):
 CHECKS = {"keys.sh": check_keys, "curl.sh": check_curl, "tritonclient_iris.py": check_tritonclient,
           "openai.sh": check_openai_curl, "openai_client.py": check_openai_client, "openai_structured.py": check_openai_structured,
           "openai_tools.py": check_openai_tools, "langchain_embeddings.py": check_langchain,
-          "image.sh": check_image, "canary.sh": check_canary, "ollama_chat.py": check_ollama, "anthropic_messages.py": check_anthropic, "triton_stats.py": check_triton_stats}
+          "image.sh": check_image, "canary.sh": check_canary, "ollama_chat.py": check_ollama, "anthropic_messages.py": check_anthropic, "triton_stats.py": check_triton_stats,
+          "openai_responses.py": check_openai_responses}
 
 
 def test_every_example_has_a_check():

@@ -675,6 +675,8 @@ pub async fn set_sharing(
     Ok(Json(model_dto(&state, &caller, record).await?))
 }
 
-async fn openapi_json() -> Json<serde_json::Value> {
+/// This OpenAPI document (open without a key).
+#[utoipa::path(get, path = "/api/v1/openapi.json", security(()), responses((status = 200, description = "The OpenAPI document.", body = serde_json::Value)))]
+pub async fn openapi_json() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }

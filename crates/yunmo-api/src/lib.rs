@@ -23,7 +23,9 @@ pub mod kserve;
 pub mod ollama;
 pub mod openai;
 pub mod openapi;
+mod openapi_inference;
 pub mod request_id;
+pub mod responses;
 pub mod route;
 pub mod route_types;
 pub mod schema;
@@ -121,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openai::routes(&state))
         .merge(ollama::routes(&state))
         .merge(anthropic::routes(&state))
+        .merge(responses::routes(&state))
         .merge(tei::routes(&state))
         .route("/metrics", get(render_metrics))
         .merge(console::routes())

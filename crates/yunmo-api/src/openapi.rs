@@ -1,4 +1,5 @@
-//! The OpenAPI description of the management API, generated from the handlers.
+//! The OpenAPI description of the management API, generated from the handlers, and of the inference
+//! protocols' routes ([`crate::openapi_inference`]).
 
 use utoipa::OpenApi;
 
@@ -10,7 +11,7 @@ use crate::{admin, alerts, console, drift, forecast, jobs, route, schema, stats,
 #[openapi(
     info(
         title = "Yunmo management API",
-        description = "Models, versions, uploads, sharing, tenants, API keys, usage and audit. Every route needs an API key (Authorization: Bearer ym_...) when auth is on, but this document and the web console (/ui/, /ui/session.json). Inference uses the KServe V2 protocol under /v2 and the OpenAI API under /v1."
+        description = "Models, versions, uploads, sharing, tenants, API keys, usage and audit. Every route needs an API key (Authorization: Bearer ym_...) when auth is on, but this document and the web console (/ui/, /ui/session.json). Inference speaks each client's protocol: KServe V2 with Triton's extensions under /v2 (and over gRPC), KServe V1, OpenAI's API with the Responses API under /v1, Anthropic's Messages API, Ollama's API under /api and TEI's routes; those operations are tagged by protocol, their bodies are the protocol's own (each tag links its specification), and their errors use the protocol's error body."
     ),
     paths(
         admin::list_models,
@@ -27,6 +28,7 @@ use crate::{admin, alerts, console, drift, forecast, jobs, route, schema, stats,
         admin::load_version,
         admin::unload_version,
         admin::set_sharing,
+        admin::openapi_json,
         route::get_route,
         route::set_route,
         route::promote,
@@ -125,6 +127,7 @@ pub fn document() -> Value {
     document.info.version = env!("CARGO_PKG_VERSION").to_string();
     let mut value = serde_json::to_value(&document).expect("the OpenAPI document serializes. This is a bug.");
     complete(&mut value);
+    crate::openapi_inference::add(&mut value, &crate::openapi_inference::Errors { common: &COMMON_ERRORS, body: &BODY_ERRORS });
     value
 }
 

@@ -65,6 +65,7 @@ async fn state(dir: &Path) -> AppState {
             alerts: Default::default(),
             jobs: Default::default(),
             image_limits: Default::default(),
+            responses_retention: std::time::Duration::from_secs(60),
         },
         gate.clone(),
     );
@@ -123,4 +124,27 @@ async fn no_route_serves_without_a_valid_key() {
     let response = app.oneshot(Request::get("/ui/no-such-file.js").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(checked > 500, "{checked}");
+}
+
+#[test]
+fn every_route_is_described_in_the_openapi_document() {
+    let document = yunmo_api::openapi::document();
+    let paths = document["paths"].as_object().unwrap();
+    for (route, file) in declared_routes() {
+        // The console's own files are not an API.
+        if route == "/ui" || route == "/ui/" || route == "/ui/{*path}" {
+            continue;
+        }
+        let operations = paths.get(&route).unwrap_or_else(|| panic!("{route} ({file}) is not in docs/openapi.json"));
+        assert!(operations.as_object().is_some_and(|operations| !operations.is_empty()), "{route}");
+    }
+    // Every inference operation is tagged by its protocol, and answers errors in that protocol's body.
+    for (path, operations) in paths.iter().filter(|(path, _)| !path.starts_with("/api/v1/")) {
+        for (method, operation) in operations.as_object().unwrap() {
+            assert!(operation["tags"][0].is_string(), "{method} {path} has no protocol tag");
+            let reference = operation["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap_or("");
+            let schema = &document["components"]["schemas"][reference.trim_start_matches("#/components/schemas/")];
+            assert!(schema["required"].as_array().is_some_and(|required| required.contains(&"error".into())), "{method} {path}: {schema}");
+        }
+    }
 }

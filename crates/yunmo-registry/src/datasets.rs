@@ -18,6 +18,11 @@ impl Registry {
         self.meta.as_ref()
     }
 
+    /// The stored responses of the Responses API.
+    pub fn responses(&self) -> &dyn crate::ResponseStore {
+        self.meta.as_ref()
+    }
+
     /// Stores a dataset file's bytes, then its record (`record.sha256` and `record.bytes` are taken from
     /// the staged file). The bytes are stored first: a failure in between leaves an unreferenced file the
     /// sweep removes after its grace period, never a record without bytes.

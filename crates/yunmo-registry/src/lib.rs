@@ -22,6 +22,7 @@ mod metadata;
 mod migrations;
 mod postgres;
 mod records;
+mod responses;
 mod s3;
 mod seal;
 mod sealed;
@@ -40,6 +41,7 @@ pub use records::{
     DEFAULT_TENANT, DriftBaselineRecord, ModelPatch, ModelRecord, NewModel, VersionRecord, VersionRow, name_for, qualified_name,
     validate_name,
 };
+pub use responses::{ResponseStore, StoredResponse};
 pub use s3::{S3Artifacts, S3Options};
 pub use seal::EncryptionKey;
 pub use sealed::{RefuseSealed, SealedArtifacts};
@@ -223,6 +225,8 @@ pub struct Swept {
     pub artifacts: usize,
     /// What interrupted uploads left in the artifact store (temporary objects in a bucket).
     pub uploads: usize,
+    /// Stored responses (Responses API) past their expiry.
+    pub responses: u64,
 }
 
 impl Registry {
@@ -305,6 +309,8 @@ impl Registry {
             return Ok(Swept { staging, ..Swept::default() });
         };
         let uploads = self.artifacts.sweep_incomplete().await?;
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let responses = self.meta.purge_responses(now_ms).await?;
         let referenced = self.meta.referenced_artifacts().await?;
         let now = std::time::SystemTime::now();
         let mut artifacts = 0;
@@ -317,9 +323,15 @@ impl Registry {
                 artifacts += 1;
             }
         }
-        let swept = Swept { staging, artifacts, uploads };
+        let swept = Swept { staging, artifacts, uploads, responses };
         if swept != Swept::default() {
-            tracing::info!(staging, artifacts, uploads, "Removed unreferenced artifacts and abandoned staging files.");
+            tracing::info!(
+                staging,
+                artifacts,
+                uploads,
+                responses,
+                "Removed unreferenced artifacts, abandoned staging files and expired responses."
+            );
         }
         Ok(swept)
     }

@@ -31,7 +31,7 @@ pub type ArtifactWork<'a> = Pin<Box<dyn Future<Output = std::io::Result<()>> + S
 /// `ResourceNotFound`; the artifact work passed to `insert_version` and `remove_artifact_if_unreferenced`
 /// runs under one lock, so a file is never removed while a version that refers to it is being added.
 #[async_trait::async_trait]
-pub trait MetadataStore: JobStore + Send + Sync + 'static {
+pub trait MetadataStore: JobStore + crate::responses::ResponseStore + Send + Sync + 'static {
     /// The schema version the store is at (the highest migration applied).
     async fn schema_version(&self) -> Result<u32, RegistryError>;
 

@@ -47,6 +47,13 @@ async fn postgres_passes_the_metadata_conformance_suite() {
     conformance::metadata(Arc::new(PgStore::connect(&PgStoreOptions::new(url)).await.unwrap())).await;
 }
 
+#[tokio::test]
+async fn postgres_passes_the_responses_conformance_suite() {
+    let server = Postgres::start();
+    let url = server.create_database("responses");
+    conformance::responses(Arc::new(PgStore::connect(&PgStoreOptions::new(url)).await.unwrap())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_passes_the_jobs_conformance_suite() {
     let server = Postgres::start();
@@ -64,7 +71,7 @@ async fn replicas_starting_at_once_on_an_empty_database_all_come_up() {
     });
     for start in futures::future::join_all(starts).await {
         let store = start.unwrap().expect("every replica migrates or finds the schema migrated");
-        assert_eq!(store.schema_version().await.unwrap(), 6);
+        assert_eq!(store.schema_version().await.unwrap(), 7);
     }
     let store = PgStore::connect(&PgStoreOptions::new(url)).await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap().len(), 1, "the default tenant was inserted once");

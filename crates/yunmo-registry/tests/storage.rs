@@ -37,6 +37,12 @@ async fn sqlite_passes_the_metadata_conformance_suite() {
     conformance::metadata(Arc::new(SqliteStore::open(&dir.path().join("yunmo.db")).await.unwrap())).await;
 }
 
+#[tokio::test]
+async fn sqlite_passes_the_responses_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::responses(Arc::new(SqliteStore::open(&dir.path().join("yunmo.db")).await.unwrap())).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_jobs_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,7 +72,7 @@ async fn migrations_are_numbered_recorded_and_refused_when_unknown() {
     let path = dir.path().join("yunmo.db");
     let store = SqliteStore::open(&path).await.unwrap();
     let version = yunmo_registry::MetadataStore::schema_version(&store).await.unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     store.close().await;
     // Opening again applies nothing and keeps the data.
     let store = SqliteStore::open(&path).await.unwrap();
@@ -77,10 +83,10 @@ async fn migrations_are_numbered_recorded_and_refused_when_unknown() {
     store.close().await;
 
     // A database a newer Yunmo migrated is refused, naming the versions.
-    sqlite(&path, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (7, 'future', 'x', 0)");
+    sqlite(&path, "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (8, 'future', 'x', 0)");
     let error = SqliteStore::open(&path).await.err().expect("a newer schema is refused");
     assert!(
-        matches!(&error, RegistryError::Schema(message) if message.contains("schema version 7") && message.contains("up to 6")),
+        matches!(&error, RegistryError::Schema(message) if message.contains("schema version 8") && message.contains("up to 7")),
         "{error}"
     );
     sqlite(&path, "DELETE FROM schema_migrations WHERE version = 4");
@@ -126,7 +132,7 @@ async fn a_database_from_before_numbered_migrations_is_adopted() {
     );
     let store = SqliteStore::open(&path).await.unwrap();
     use yunmo_registry::MetadataStore;
-    assert_eq!(store.schema_version().await.unwrap(), 6);
+    assert_eq!(store.schema_version().await.unwrap(), 7);
     let model = store.get_model("old").await.unwrap();
     assert_eq!(model.tenant, "default");
     let versions = store.list_versions(&model).await.unwrap();

@@ -163,6 +163,7 @@ pub async fn run(
                 max_pixels: settings.pipelines.max_image_pixels,
                 max_side: settings.pipelines.max_image_side,
             },
+            responses_retention: Duration::from_secs(settings.responses.retention_s),
         },
         gate.clone(),
     );

@@ -37,6 +37,16 @@ pub struct Settings {
     pub pipelines: PipelineSettings,
     /// Ollama's API.
     pub ollama: OllamaSettings,
+    /// OpenAI's Responses API.
+    pub responses: ResponsesSettings,
+}
+
+/// `[responses]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponsesSettings {
+    /// Seconds a stored response is kept (0: responses are never stored).
+    pub retention_s: u64,
 }
 
 /// `[ollama]`.

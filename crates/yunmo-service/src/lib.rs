@@ -26,6 +26,7 @@ mod manage;
 pub mod metrics;
 pub mod pipeline;
 mod residency;
+pub mod responses;
 pub mod routing;
 pub mod stats;
 mod tenancy;
@@ -71,6 +72,8 @@ pub struct ServiceConfig {
     pub jobs: jobs::JobsConfig,
     /// Bounds on the images pipelines decode (`[pipelines]`).
     pub image_limits: ImageLimits,
+    /// How long stored responses (Responses API) are kept; zero: none is stored.
+    pub responses_retention: std::time::Duration,
 }
 
 /// Model metadata as the V2 protocol reports it.
@@ -162,6 +165,8 @@ struct Inner {
     routing: routing::RoutingState,
     /// Bounds on the images pipelines decode.
     image_limits: ImageLimits,
+    /// How long stored responses are kept (zero: not stored).
+    responses_retention: std::time::Duration,
 }
 
 impl InferenceService {
@@ -192,6 +197,7 @@ impl InferenceService {
             jobs,
             routing: Default::default(),
             image_limits: config.image_limits,
+            responses_retention: config.responses_retention,
         };
         let service = InferenceService { inner: Arc::new(inner) };
         if let Some(interval) = service.inner.models.idle_check_interval() {

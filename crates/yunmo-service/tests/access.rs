@@ -221,6 +221,7 @@ async fn service() -> (InferenceService, tempfile::TempDir) {
         alerts: Default::default(),
         jobs: Default::default(),
         image_limits: Default::default(),
+        responses_retention: std::time::Duration::from_secs(60),
     };
     let service = InferenceService::new(registry.clone(), vec![Arc::new(EchoFactory)], config, Gate::new(registry, auth).unwrap());
     let admin = Call::new(Arc::new(Principal::local()), "admin");

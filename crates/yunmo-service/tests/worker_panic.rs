@@ -30,6 +30,7 @@ async fn a_panicking_runtime_fails_the_request_and_the_model_serves_on() {
         alerts: Default::default(),
         jobs: Default::default(),
         image_limits: Default::default(),
+        responses_retention: std::time::Duration::from_secs(60),
     };
     let auth = AuthConfig {
         enabled: false,

@@ -158,18 +158,6 @@ fn close(blocks: &mut Blocks, frames: &mut Vec<Frame>) {
 }
 
 impl StreamFormat for MessageFormat {
-    fn chunk(&self, _index: u32, _chunk: &TextChunk, _first: bool) -> Option<Value> {
-        None
-    }
-
-    fn finish(&self, _index: u32, _reason: FinishReason, _usage: Usage) -> Option<Value> {
-        None
-    }
-
-    fn usage(&self, _usage: Usage) -> Option<Value> {
-        None
-    }
-
     fn done_marker(&self) -> bool {
         false
     }

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, Either};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::Value;
 use yunmo_backend::GenerateEvent;
@@ -152,6 +153,35 @@ pub async fn respond<F: StreamFormat>(
     format: F,
     body: impl FnOnce(&F, &[Collected], Usage) -> Value,
 ) -> Result<Response, ServiceError> {
+    if plan.stream {
+        return stream(service, prompts, plan, format).await;
+    }
+    let (collected, usage) = complete(service, prompts, plan).await?;
+    Ok(axum::Json(body(&format, &collected, usage)).into_response())
+}
+
+/// Runs every choice of `prompts` to its end: the answers, in choice order, and their total usage.
+pub async fn complete(service: &InferenceService, prompts: &[Prompt], plan: &Plan) -> Result<(Vec<Collected>, Usage), ServiceError> {
+    let collected = collect_all(start_all(service, prompts, plan).await?).await?;
+    let usage = total_usage(&collected, plan.n);
+    Ok((collected, usage))
+}
+
+/// Starts every choice of `prompts` and streams them in `format` (SSE, or NDJSON where the format says).
+pub async fn stream<F: StreamFormat>(
+    service: &InferenceService,
+    prompts: &[Prompt],
+    plan: &Plan,
+    format: F,
+) -> Result<Response, ServiceError> {
+    let choices = start_all(service, prompts, plan).await?;
+    let ndjson = format.ndjson();
+    let frames = frames(choices, format, plan.include_usage, plan.n);
+    Ok(if ndjson { ndjson_response(frames) } else { sse_response(frames) })
+}
+
+/// Compiles the plan's constraint and starts every choice.
+async fn start_all(service: &InferenceService, prompts: &[Prompt], plan: &Plan) -> Result<Vec<(u32, Generation)>, ServiceError> {
     // Compiled once (every prompt is for the same model), before anything streams: a schema the model
     // cannot enforce is a 400.
     let grammar = match (&plan.constraint, prompts.first()) {
@@ -163,15 +193,7 @@ pub async fn respond<F: StreamFormat>(
         ),
         _ => None,
     };
-    let choices = start(service, prompts, plan, grammar)?;
-    if plan.stream {
-        let ndjson = format.ndjson();
-        let frames = frames(choices, format, plan.include_usage, plan.n);
-        return Ok(if ndjson { ndjson_response(frames) } else { sse_response(frames) });
-    }
-    let collected = collect_all(choices).await?;
-    let usage = total_usage(&collected, plan.n);
-    Ok(axum::Json(body(&format, &collected, usage)).into_response())
+    start(service, prompts, plan, grammar)
 }
 
 /// Reads every choice to its end, concurrently, in index order.
@@ -221,14 +243,22 @@ impl Envelope {
     }
 }
 
-/// How one protocol writes stream events (the defaults are OpenAI's).
+/// How one protocol writes stream events. A format of one JSON value per event implements `chunk`,
+/// `finish` and `usage`; one that writes several (named) events per step implements the `*_frames` methods
+/// instead. The other defaults are OpenAI's.
 pub trait StreamFormat: Send + 'static {
     /// The event for new text of choice `index` (`first`: its first event); `None` sends nothing.
-    fn chunk(&self, index: u32, chunk: &TextChunk, first: bool) -> Option<Value>;
+    fn chunk(&self, _index: u32, _chunk: &TextChunk, _first: bool) -> Option<Value> {
+        None
+    }
     /// The event that ends choice `index`.
-    fn finish(&self, index: u32, reason: FinishReason, usage: Usage) -> Option<Value>;
+    fn finish(&self, _index: u32, _reason: FinishReason, _usage: Usage) -> Option<Value> {
+        None
+    }
     /// The event with total usage, after every choice ended (when `include_usage`).
-    fn usage(&self, usage: Usage) -> Option<Value>;
+    fn usage(&self, _usage: Usage) -> Option<Value> {
+        None
+    }
     /// The event for a failure of the request `request_id`.
     fn error(&self, error: &ServiceError, request_id: Option<&RequestId>) -> Value {
         crate::error::openai_body(error.code, &crate::error::client_message_for(error.code, &error.message, request_id))
@@ -256,6 +286,11 @@ pub trait StreamFormat: Send + 'static {
     /// The payload of a failure (by default [`StreamFormat::error`]'s).
     fn error_frame(&self, error: &ServiceError, request_id: Option<&RequestId>) -> Frame {
         Frame::Json(self.error(error, request_id))
+    }
+    /// What ends the stream once every choice has ended (`failed`: one failed), after the work it waits
+    /// for (the Responses API stores the response before `response.completed`); by default nothing.
+    fn closing(&self, _failed: bool) -> Option<BoxFuture<'static, Vec<Frame>>> {
+        None
     }
 }
 
@@ -321,13 +356,20 @@ fn frames<F: StreamFormat>(choices: Vec<(u32, Generation)>, format: F, include_u
                     {
                         tail.push(Frame::Json(value));
                     }
-                    if format.done_marker() {
-                        tail.push(Frame::Done);
-                    }
-                    return futures::future::ready(Some(stream::iter(tail)));
+                    let closing = format.closing(failed);
+                    let done = format.done_marker();
+                    return Either::Right(async move {
+                        if let Some(closing) = closing {
+                            tail.extend(closing.await);
+                        }
+                        if done {
+                            tail.push(Frame::Done);
+                        }
+                        Some(stream::iter(tail))
+                    });
                 }
             };
-            futures::future::ready(event.map(stream::iter))
+            Either::Left(futures::future::ready(event.map(stream::iter)))
         })
         .flatten();
     opening.chain(events).boxed()

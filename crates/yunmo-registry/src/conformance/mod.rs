@@ -1,4 +1,4 @@
-//! The conformance suite every store implementation passes: [`metadata`] and [`jobs`] for a
+//! The conformance suite every store implementation passes: [`metadata`], [`jobs`] and [`responses`] for a
 //! [`crate::MetadataStore`], [`artifacts`] for a [`crate::ArtifactStore`].
 //!
 //! Each function takes a new, empty store and panics (with what differed) where the store breaks the
@@ -8,7 +8,9 @@
 mod artifacts;
 mod jobs;
 mod metadata;
+mod responses;
 
 pub use artifacts::artifacts;
 pub use jobs::jobs;
 pub use metadata::metadata;
+pub use responses::responses;

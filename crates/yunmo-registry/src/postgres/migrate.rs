@@ -19,6 +19,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "forecast", sql: include_str!("../../migrations/postgres/0004_forecast.sql") },
     Migration { version: 5, name: "drift", sql: include_str!("../../migrations/postgres/0005_drift.sql") },
     Migration { version: 6, name: "jobs", sql: include_str!("../../migrations/postgres/0006_jobs.sql") },
+    Migration { version: 7, name: "responses", sql: include_str!("../../migrations/postgres/0007_responses.sql") },
 ];
 
 /// The advisory lock key migrations hold (any constant no other lock of Yunmo's uses).

@@ -20,6 +20,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::RegistryError;
 
+crate::responses::response_store_on_pool!(PgStore);
+
 /// How to reach PostgreSQL.
 #[derive(Clone)]
 pub struct PgStoreOptions {

@@ -22,6 +22,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "forecast", sql: include_str!("../../migrations/sqlite/0004_forecast.sql") },
     Migration { version: 5, name: "drift", sql: include_str!("../../migrations/sqlite/0005_drift.sql") },
     Migration { version: 6, name: "jobs", sql: include_str!("../../migrations/sqlite/0006_jobs.sql") },
+    Migration { version: 7, name: "responses", sql: include_str!("../../migrations/sqlite/0007_responses.sql") },
 ];
 
 /// Brings the database to the newest schema; returns its version.

@@ -14,6 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::RegistryError;
 
+crate::responses::response_store_on_pool!(SqliteStore);
+
 /// Models, versions, tenants, keys, usage, audit, jobs and dataset files in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
