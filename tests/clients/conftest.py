@@ -61,6 +61,14 @@ def make_key(srv, tenant, scopes, **extra):
     return json.loads(body)
 
 
+def two_tenants(srv):
+    """Tenants `a` and `b`, made with the admin key; {tenant: a key of it that writes, reads and infers}."""
+    for tenant in ("a", "b"):
+        status, body = srv.request("POST", "/api/v1/tenants", {"name": tenant}, key=ADMIN)
+        assert status == 201, body
+    return {tenant: make_key(srv, tenant, ["models:write", "models:read", "infer"])["key"] for tenant in ("a", "b")}
+
+
 def push_as(srv, key, name, path, config=None):
     """Server.push_file with `key`."""
     srv.key = key

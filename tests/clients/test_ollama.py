@@ -16,7 +16,7 @@ import ollama
 import pytest
 import test_reasoning  # its thinking template and few-shot conversation
 
-from conftest import ADMIN, CACHE, SMOLLM, Server, bearer, fixture_path, make_key, push_as, settled_requests
+from conftest import two_tenants, ADMIN, CACHE, SMOLLM, Server, bearer, fixture_path, make_key, push_as, settled_requests
 
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
 ENV = {"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200",
@@ -64,10 +64,7 @@ def served():
             raise RuntimeError(f"missing {path}: run scripts/fetch-assets.sh smollm minilm (scripts/test.sh does)")
     data_dir = tempfile.mkdtemp(prefix="yunmo-ollama-")
     srv = Server(data_dir, env=ENV)
-    for tenant in ("a", "b"):
-        status, body = srv.request("POST", "/api/v1/tenants", {"name": tenant}, key=ADMIN)
-        assert status == 201, body
-    keys = {tenant: make_key(srv, tenant, ["models:write", "models:read", "infer"])["key"] for tenant in ("a", "b")}
+    keys = two_tenants(srv)
     push_as(srv, keys["a"], "smollm2", SMOLLM)
     push_as(srv, keys["a"], "thinker", SMOLLM, config={"chat_template": THINKING})
     push_as(srv, keys["a"], "minilm-embed", fixture_path("minilm.onnx"),

@@ -22,7 +22,7 @@ import pydantic
 import pytest
 import test_reasoning  # its thinking template and few-shot conversation
 
-from conftest import ADMIN, SMOLLM, Server, make_key, push_as, settled_requests, smollm_server
+from conftest import two_tenants, ADMIN, SMOLLM, Server, make_key, push_as, settled_requests, smollm_server
 
 ENV = {"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200",
        "YUNMO__BACKENDS__GGUF__THREADS": "2"}
@@ -67,10 +67,7 @@ def served():
         raise RuntimeError(f"missing {SMOLLM}: run scripts/fetch-assets.sh smollm (scripts/test.sh does)")
     data_dir = tempfile.mkdtemp(prefix="yunmo-responses-")
     srv = Server(data_dir, env=ENV)
-    for tenant in ("a", "b"):
-        status, body = srv.request("POST", "/api/v1/tenants", {"name": tenant}, key=ADMIN)
-        assert status == 201, body
-    keys = {tenant: make_key(srv, tenant, ["models:write", "models:read", "infer"])["key"] for tenant in ("a", "b")}
+    keys = two_tenants(srv)
     push_as(srv, keys["a"], "smollm2", SMOLLM)
     push_as(srv, keys["a"], "thinker", SMOLLM, config={"chat_template": test_reasoning.TEMPLATE})
     yield srv, keys

@@ -185,8 +185,9 @@ pub struct VersionConfigDto {
     #[serde(default)]
     pub labels: Vec<String>,
     /// Serve `/v1/embeddings` from this ONNX encoder: `{"pooling": "mean"|"cls"|"none", "normalize": true,
-    /// "max_tokens": 256, "truncate": false, "max_batch_tokens": 16384, "output": ""}` (all optional).
-    /// Needs a `tokenizer.json` stored with the version.
+    /// "max_tokens": 256, "truncate": false, "max_batch_tokens": 16384, "output": "", "task": "embed"}` (all
+    /// optional); `"task": "rerank"` serves `/v1/rerank` and `/v1/score` from a cross-encoder (one logit per
+    /// pair) instead. Needs a `tokenizer.json` stored with the version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub embedding: Option<yunmo_types::EmbeddingConfig>,

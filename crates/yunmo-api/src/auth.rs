@@ -35,7 +35,7 @@ pub fn shape_of(path: &str) -> Shape {
         Shape::KServe
     } else if path.starts_with("/v1/messages") {
         Shape::Anthropic
-    } else if path.starts_with("/v1/") {
+    } else if path.starts_with("/v1/") || path == "/v2/rerank" {
         Shape::OpenAi
     } else if path.starts_with("/api/") {
         Shape::Admin

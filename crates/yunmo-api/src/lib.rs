@@ -25,6 +25,7 @@ pub mod openai;
 pub mod openapi;
 mod openapi_inference;
 pub mod request_id;
+pub mod rerank;
 pub mod responses;
 pub mod route;
 pub mod route_types;
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ollama::routes(&state))
         .merge(anthropic::routes(&state))
         .merge(responses::routes(&state))
+        .merge(rerank::routes(&state))
         .merge(tei::routes(&state))
         .route("/metrics", get(render_metrics))
         .merge(console::routes())

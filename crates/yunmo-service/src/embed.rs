@@ -23,6 +23,25 @@ pub enum EmbedInput {
     Texts(Vec<String>),
     /// Token ids, wrapped in the tokenizer's special tokens.
     Tokens(Vec<Vec<i64>>),
+    /// (query, document) pairs for a reranker (`task = "rerank"`), each tokenised as one input; each
+    /// answer is a one-element vector, the pair's logit.
+    Pairs(Vec<(String, String)>),
+}
+
+impl EmbedInput {
+    /// How many inputs (texts, token lists or pairs).
+    pub fn len(&self) -> usize {
+        match self {
+            EmbedInput::Texts(texts) => texts.len(),
+            EmbedInput::Tokens(lists) => lists.len(),
+            EmbedInput::Pairs(pairs) => pairs.len(),
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Pooled vectors, one per input, in input order.
@@ -130,6 +149,13 @@ impl Embedder {
             .find(|spec| spec.name == output)
             .ok_or_else(|| ServiceError::not_ready(format!("model '{name}' has no output '{output}' (embedding.output)")))?;
         let dimensions = output_spec.shape.last().and_then(|d| usize::try_from(*d).ok());
+        let rerank = config.task == yunmo_types::EncoderTask::Rerank;
+        if rerank && (output_spec.shape.len() != 2 || dimensions.is_some_and(|d| d != 1)) {
+            return Err(ServiceError::not_ready(format!(
+                "model '{name}' is a reranker (embedding.task) but its output '{output}' has shape {:?}: a cross-encoder answers one logit per pair, [N, 1]",
+                output_spec.shape
+            )));
+        }
         let (items, receiver) = flume::unbounded();
         let task = BatchTask {
             items: receiver,
@@ -140,8 +166,9 @@ impl Embedder {
                 queue,
                 inputs: signature.inputs.iter().map(|spec| spec.name.clone()).collect(),
                 output,
-                pooling: config.pooling,
-                normalize: config.normalize,
+                // A reranker's logits are taken as they are.
+                pooling: if rerank { yunmo_types::Pooling::None } else { config.pooling },
+                normalize: config.normalize && !rerank,
                 pad_id: tokenizer.pad_id(),
                 model: name.clone(),
             }),
@@ -152,6 +179,19 @@ impl Embedder {
 
     /// Tokenises and checks every input, then embeds them all.
     pub(crate) async fn embed(&self, model: &str, input: EmbedInput) -> Result<(Vec<Vec<f32>>, u64), ServiceError> {
+        match (self.config.task, matches!(input, EmbedInput::Pairs(_))) {
+            (yunmo_types::EncoderTask::Rerank, false) => {
+                return Err(ServiceError::invalid(format!(
+                    "model '{model}' is a reranker (embedding.task = \"rerank\"): it scores (query, document) pairs through /v1/rerank or /v1/score, not embeddings"
+                )));
+            }
+            (yunmo_types::EncoderTask::Embed, true) => {
+                return Err(ServiceError::invalid(format!(
+                    "model '{model}' is not a reranker: set embedding.task = \"rerank\" in the version config of a cross-encoder (one logit per pair) to rerank with it"
+                )));
+            }
+            _ => {}
+        }
         let _admitted = admit(&self.in_flight, self.capacity, model)?;
         let tokenizer = self.tokenizer.clone();
         let config = self.config.clone();
@@ -198,6 +238,10 @@ fn encode_all(tokenizer: &EmbedTokenizer, config: &EmbeddingConfig, model: &str,
         EmbedInput::Texts(texts) => texts
             .iter()
             .map(|text| tokenizer.encode(text).map_err(|error| ServiceError::invalid(error.to_string())))
+            .collect::<Result<Vec<_>, _>>()?,
+        EmbedInput::Pairs(pairs) => pairs
+            .iter()
+            .map(|(query, document)| tokenizer.encode_pair(query, document).map_err(|error| ServiceError::invalid(error.to_string())))
             .collect::<Result<Vec<_>, _>>()?,
         EmbedInput::Tokens(lists) => {
             // Ids are the model's own vocabulary's: one past it would fail inside the runtime's lookup.

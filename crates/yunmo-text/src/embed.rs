@@ -58,6 +58,16 @@ impl EmbedTokenizer {
         })
     }
 
+    /// Tokenises a pair (a query and a document, for a cross-encoder) as one input, the second text as the
+    /// second segment, with the model's special tokens.
+    pub fn encode_pair(&self, first: &str, second: &str) -> Result<Encoded, EmbedError> {
+        let encoding = self.tokenizer.encode((first, second), true).map_err(|error| EmbedError::Tokenize(error.to_string()))?;
+        Ok(Encoded {
+            ids: encoding.get_ids().iter().map(|id| i64::from(*id)).collect(),
+            type_ids: encoding.get_type_ids().iter().map(|id| i64::from(*id)).collect(),
+        })
+    }
+
     /// Tokenises one text and tells where each token came from, as Hugging Face's Python tokenizers
     /// report it.
     pub fn encode_with_spans(&self, text: &str) -> Result<Spanned, EmbedError> {

@@ -141,7 +141,20 @@ pub enum Pooling {
     None,
 }
 
-/// How an ONNX encoder serves `/v1/embeddings`.
+/// What an ONNX text encoder serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderTask {
+    /// Embeddings of texts (`/v1/embeddings`): its output pooled into one vector per text.
+    #[default]
+    Embed,
+    /// Relevance of (query, document) pairs (`/v1/rerank`, `/v1/score`): a cross-encoder that takes each pair
+    /// tokenised as one input (the document as the second segment) and answers one logit per pair
+    /// (`[N, 1]`); `pooling` and `normalize` do not apply.
+    Rerank,
+}
+
+/// How an ONNX encoder serves `/v1/embeddings` (or, with `task = "rerank"`, `/v1/rerank` and `/v1/score`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddingConfig {
@@ -157,6 +170,8 @@ pub struct EmbeddingConfig {
     pub max_batch_tokens: u32,
     /// The output to pool; empty takes the model's first output.
     pub output: String,
+    /// Embeddings, or reranking of pairs.
+    pub task: EncoderTask,
 }
 
 impl Default for EmbeddingConfig {
@@ -168,6 +183,7 @@ impl Default for EmbeddingConfig {
             truncate: false,
             max_batch_tokens: 16_384,
             output: String::new(),
+            task: EncoderTask::Embed,
         }
     }
 }

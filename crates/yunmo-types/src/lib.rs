@@ -18,7 +18,7 @@ mod tensor;
 
 pub use datatype::DataType;
 pub use error::{Code, ServiceError};
-pub use generate::{Constraint, EmbeddingConfig, FinishReason, GenerateParams, Pooling, TextChunk, TokenLogprob, Usage};
+pub use generate::{Constraint, EmbeddingConfig, EncoderTask, FinishReason, GenerateParams, Pooling, TextChunk, TokenLogprob, Usage};
 pub use route::{Guard, MAX_ROUTED_VERSIONS, Route, Sticky, Weighted, sticky_hash};
 pub use tenancy::{Limits, Price, Scope, Sharing};
 pub use tensor::{Tensor, TensorData, TensorError, element_count as element_count_of};

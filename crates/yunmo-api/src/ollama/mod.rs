@@ -169,7 +169,7 @@ async fn show(State(state): State<AppState>, caller: Caller, body: axum::body::B
         // Calls are read per model family, or guaranteed by a grammar where the template has no tools.
         capabilities.extend(["completion", "tools"]);
     }
-    if metadata.config.embedding.is_some() {
+    if metadata.config.embedding.as_ref().is_some_and(|embedding| embedding.task == yunmo_types::EncoderTask::Embed) {
         capabilities.push("embedding");
     }
     let template = metadata.config.chat_template.clone().unwrap_or_default();

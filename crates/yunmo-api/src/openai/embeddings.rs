@@ -34,10 +34,7 @@ pub(crate) async fn embeddings(
             EmbedInput::Tokens(lists.into_iter().map(|list| list.into_iter().map(i64::from).collect()).collect())
         }
     };
-    let count = match &input {
-        EmbedInput::Texts(texts) => texts.len(),
-        EmbedInput::Tokens(lists) => lists.len(),
-    };
+    let count = input.len();
     if count == 0 || count > MAX_INPUTS {
         return Err(openai(ServiceError::invalid(format!("input must hold 1 to {MAX_INPUTS} items, got {count}"))));
     }

@@ -152,10 +152,23 @@ async fn list_models(State(state): State<AppState>, caller: crate::auth::Caller)
                 "owned_by": model.tenant,
                 "version": version.version,
                 "format": version.format,
+                "task": task_of(&version.format, &version.config, &model.task),
             }))
         })
         .collect();
     Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+/// What a version serves, as the model routes list it: `generate` (an LLM), `embedding`, `rerank` (a
+/// cross-encoder), else the model's own task (`inference` when it has none).
+fn task_of(format: &str, config: &yunmo_types::VersionConfig, model_task: &str) -> String {
+    match (&config.embedding, format) {
+        (Some(embedding), _) if embedding.task == yunmo_types::EncoderTask::Rerank => "rerank".into(),
+        (Some(_), _) => "embedding".into(),
+        (None, "gguf") => "generate".into(),
+        _ if model_task.is_empty() => "inference".into(),
+        _ => model_task.to_string(),
+    }
 }
 
 /// `GET /v1/models/{model}` (`client.models.retrieve`): a model the caller can see, as `/v1/models` lists it.
@@ -178,6 +191,7 @@ async fn get_model(
         "created": record.created_at,
         "owned_by": record.tenant,
         "version": metadata.version,
+        "task": task_of(&metadata.format, &metadata.config, &record.task),
         "name": model,
         "ready": ready,
     }))
