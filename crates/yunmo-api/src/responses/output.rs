@@ -136,6 +136,8 @@ struct StreamState {
     open: Option<Open>,
     called: bool,
     end: Option<(FinishReason, Usage)>,
+    /// The failure's `{"code", "message"}`, when the generation failed.
+    failure: Option<Value>,
 }
 
 impl StreamState {
@@ -329,13 +331,22 @@ impl StreamFormat for ResponseFormat {
     fn error_frame(&self, error: &ServiceError, request_id: Option<&RequestId>) -> Frame {
         let message = crate::error::client_message_for(error.code, &error.message, request_id);
         let mut frames = Vec::new();
-        self.state().event(&mut frames, "error", json!({ "code": error.code.as_str(), "message": message, "param": null }));
+        let mut state = self.state();
+        state.event(&mut frames, "error", json!({ "code": error.code.as_str(), "message": message, "param": null }));
+        state.failure = Some(json!({ "code": error.code.as_str(), "message": message }));
         frames.pop().unwrap_or(Frame::Done)
     }
 
     fn closing(&self, failed: bool) -> Option<BoxFuture<'static, Vec<Frame>>> {
         if failed {
-            return None;
+            // As OpenAI ends a failed stream: `response.failed`, with the error, after the `error` event. A failed
+            // response is not stored.
+            let mut state = self.state();
+            let mut body = self.envelope.object("failed", &state.items, None);
+            body["error"] = state.failure.clone().unwrap_or(Value::Null);
+            let mut frames = Vec::new();
+            state.event(&mut frames, "response.failed", json!({ "response": body }));
+            return Some(Box::pin(futures::future::ready(frames)));
         }
         let state = self.state();
         let (reason, usage) = state.end?;
@@ -364,5 +375,73 @@ impl StreamFormat for ResponseFormat {
             event["sequence_number"] = json!(seq);
             vec![Frame::Event(name, event)]
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(frames: &[Frame]) -> Vec<(&'static str, u64)> {
+        frames
+            .iter()
+            .map(|frame| match frame {
+                Frame::Event(name, body) => (*name, body["sequence_number"].as_u64().unwrap_or(u64::MAX)),
+                _ => ("?", u64::MAX),
+            })
+            .collect()
+    }
+
+    fn format() -> ResponseFormat {
+        let request: ResponsesRequest = serde_json::from_value(json!({ "model": "m", "input": "hi" })).unwrap();
+        ResponseFormat::new(Envelope::new(&request), ChatReader::plain(), None)
+    }
+
+    #[test]
+    fn a_failed_stream_ends_with_response_failed_carrying_the_error() {
+        let format = format();
+        let mut frames = format.opening();
+        frames.extend(format.chunk_frames(0, &TextChunk { text: "Par".into(), logprobs: Vec::new() }, true));
+        frames.push(format.error_frame(&ServiceError::internal("the engine stopped"), None));
+        frames.extend(futures::executor::block_on(format.closing(true).expect("a failed stream still ends")));
+        let names = names(&frames);
+        let expected: Vec<&str> = vec![
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "error",
+            "response.failed",
+        ];
+        assert_eq!(names.iter().map(|(name, _)| *name).collect::<Vec<_>>(), expected);
+        assert_eq!(names.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), (0..7).collect::<Vec<u64>>());
+        let Frame::Event(_, failed) = frames.last().unwrap() else { panic!("an event") };
+        assert_eq!(failed["response"]["status"], "failed");
+        assert_eq!(failed["response"]["error"]["code"], "internal");
+        assert!(failed["response"]["usage"].is_null());
+    }
+
+    #[test]
+    fn an_empty_answer_is_one_empty_message_as_in_the_whole_response() {
+        let format = format();
+        let mut frames = format.opening();
+        frames.extend(format.finish_frames(0, FinishReason::Stop, Usage::default()));
+        let done: Vec<&str> = names(&frames).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            done[2..],
+            [
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done"
+            ]
+        );
+        let closing = futures::executor::block_on(format.closing(false).expect("a finished stream ends"));
+        let Frame::Event(name, completed) = &closing[0] else { panic!("an event") };
+        assert_eq!(*name, "response.completed");
+        assert_eq!(completed["response"]["output"][0]["content"][0]["text"], "");
+        assert_eq!(completed["response"]["store"], false, "nothing to store it in");
     }
 }
