@@ -92,7 +92,11 @@ async fn replicas_share_the_queue_run_each_job_once_and_cancel_across_replicas()
     assert_eq!(owners.len(), 2, "both replicas ran jobs: {owners:?}");
     // A long job, cancelled through the replica that does not run it.
     let long = create(&a, "cancelled", &file, 100_000).await;
-    within(Duration::from_secs(30), "the long job runs", async || job(&a, &long).await["status"] == "running").await;
+    // A job is running from its claim; its "started on" event is written just after, so wait for both.
+    within(Duration::from_secs(30), "the long job runs and its start is recorded", async || {
+        job(&a, &long).await["status"] == "running" && !runners(&a, &long).await.is_empty()
+    })
+    .await;
     let owner = runners(&a, &long).await.pop().unwrap();
     let other = if owner.contains(&a.url.trim_start_matches("http://").to_string()) { &b } else { &a };
     assert_eq!(call(other, reqwest::Method::POST, &format!("/api/v1/jobs/{long}/cancel"), ADMIN, None).await.0, 200);
