@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -76,6 +77,19 @@ def push_as(srv, key, name, path, config=None):
         return srv.push_file(name, path, config)
     finally:
         srv.key = None
+
+
+def post_json(srv, path, body, key):
+    """POSTs `body` as JSON with `key` (none without one); (status, the answer's JSON), errors included."""
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(srv.url + path, data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def usage_requests(srv, tenant, key_id):

@@ -14,8 +14,6 @@ import math
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 
 import cohere
 import numpy as np
@@ -23,7 +21,7 @@ import onnxruntime
 import pytest
 import tokenizers
 
-from conftest import two_tenants, ADMIN, CACHE, Server, fixture_path, make_key, push_as, settled_requests
+from conftest import two_tenants, ADMIN, CACHE, Server, fixture_path, make_key, push_as, settled_requests, post_json as post
 
 ENV = {"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200"}
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
@@ -66,18 +64,6 @@ def reference(query, documents):
         scores.append(1 / (1 + math.exp(-logit)))
         tokens += len(encoding.ids)
     return scores, tokens
-
-
-def post(srv, path, body, key):
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(srv.url + path, data=json.dumps(body).encode(), method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def test_rerank_orders_the_documents_by_the_models_scores(served):

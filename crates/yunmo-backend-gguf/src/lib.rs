@@ -3,8 +3,11 @@
 //! [`GgufFactory`] checks uploads (a vocabulary-only load) and loads a model into a [`engine::Engine`]:
 //! one thread that owns the llama.cpp context and runs decode steps for every admitted sequence at once
 //! (one sequence id per request), planned by [`plan::plan_step`]. Sampling ([`sampler`]) and text assembly
-//! with stop strings ([`text`]) are pure Rust. Only this crate and `yunmo-backend-onnx` touch native code.
+//! with stop strings ([`text`]) are pure Rust. A file that declares a pooling type holds a text encoder
+//! instead (an embedding model, or a reranker with rank pooling): it loads into an [`encoder::Encoder`].
+//! Only this crate and `yunmo-backend-onnx` touch native code.
 
+mod encoder;
 mod engine;
 mod grammar;
 mod merge;
@@ -27,8 +30,8 @@ use std::sync::{Arc, OnceLock};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use yunmo_backend::{BackendError, BackendFactory, GenerateBackend, GenerateOptions, RuntimeKind};
-use yunmo_types::{DataType, Signature, TensorSpec};
+use yunmo_backend::{BackendError, BackendFactory, EncodeBackend, EncodeOptions, GenerateBackend, GenerateOptions, RuntimeKind};
+use yunmo_types::{DataType, EncoderTask, Signature, TensorSpec};
 
 /// Options of the GGUF runtime (the `backends.gguf` settings section).
 #[derive(Debug, Clone)]
@@ -116,10 +119,22 @@ fn gpu_layers(config: &GgufConfig) -> u32 {
     if cfg!(feature = "cuda") { config.gpu_layers } else { 0 }
 }
 
-/// The V2 signature of a text-generation model, as Triton's generate extension names it.
-fn generate_signature() -> Signature {
+/// The V2 signature of a text-generation model, as Triton's generate extension names it; an encoder's
+/// answers its vector (`embedding`) or its score (`score`) instead.
+fn signature(task: Option<EncoderTask>) -> Signature {
     let text = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Bytes, shape: vec![1] };
-    Signature { inputs: vec![text("text_input")], outputs: vec![text("text_output")] }
+    let output = match task {
+        None => text("text_output"),
+        Some(EncoderTask::Embed) => TensorSpec { name: "embedding".into(), datatype: DataType::Fp32, shape: vec![-1] },
+        Some(EncoderTask::Rerank) => TensorSpec { name: "score".into(), datatype: DataType::Fp32, shape: vec![1] },
+    };
+    Signature { inputs: vec![text("text_input")], outputs: vec![output] }
+}
+
+/// Loads the file at `path` (`vocab_only`: its metadata and vocabulary).
+fn load_model(path: &Path, params: &LlamaModelParams) -> Result<LlamaModel, BackendError> {
+    LlamaModel::load_from_file(backend()?, path, params)
+        .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot read this GGUF file: {error}")))
 }
 
 impl BackendFactory for GgufFactory {
@@ -136,13 +151,11 @@ impl BackendFactory for GgufFactory {
     }
 
     fn inspect(&self, path: &Path) -> Result<Signature, BackendError> {
-        let params = LlamaModelParams::default().with_vocab_only(true);
-        let model = LlamaModel::load_from_file(backend()?, path, &params)
-            .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot read this GGUF file: {error}")))?;
+        let model = load_model(path, &LlamaModelParams::default().with_vocab_only(true))?;
         if model.vocab().n_tokens() <= 0 {
             return Err(BackendError::InvalidModel("the GGUF file has no vocabulary".into()));
         }
-        Ok(generate_signature())
+        Ok(signature(encoder::encoder_task(&model)))
     }
 
     fn kind(&self) -> RuntimeKind {
@@ -150,10 +163,24 @@ impl BackendFactory for GgufFactory {
     }
 
     fn load_generate(&self, path: &Path, options: &GenerateOptions) -> Result<Arc<dyn GenerateBackend>, BackendError> {
-        let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers(&self.config));
-        let model = LlamaModel::load_from_file(backend()?, path, &params)
-            .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot load this GGUF file: {error}")))?;
+        let model = load_model(path, &LlamaModelParams::default().with_n_gpu_layers(gpu_layers(&self.config)))?;
+        if let Some(task) = encoder::encoder_task(&model) {
+            let what = if task == EncoderTask::Rerank { "a reranker" } else { "an embedding model" };
+            return Err(BackendError::Unsupported(format!(
+                "this GGUF file holds {what} (it declares a pooling type), which generates no text: set embedding = {{ task = \"{}\" }} in its version config to serve it",
+                if task == EncoderTask::Rerank { "rerank" } else { "embed" }
+            )));
+        }
         let config = GgufConfig { kv_cache_type: options.kv_cache_type, ..self.config.clone() };
         Ok(Arc::new(engine::Engine::start(Arc::new(model), config)?))
+    }
+
+    fn encoder_task(&self, path: &Path) -> Result<Option<EncoderTask>, BackendError> {
+        Ok(encoder::encoder_task(&load_model(path, &LlamaModelParams::default().with_vocab_only(true))?))
+    }
+
+    fn load_encode(&self, path: &Path, options: &EncodeOptions) -> Result<Arc<dyn EncodeBackend>, BackendError> {
+        let model = load_model(path, &LlamaModelParams::default().with_n_gpu_layers(gpu_layers(&self.config)))?;
+        Ok(Arc::new(encoder::Encoder::start(Arc::new(model), &self.config, options)?))
     }
 }

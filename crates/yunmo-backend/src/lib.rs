@@ -8,9 +8,15 @@
 //! Formats that generate text (`"gguf"`) load instead into one [`GenerateBackend`] per version, which owns
 //! its continuous batching: it accepts tokenised requests and answers each with a stream of
 //! [`GenerateEvent`]s. Dropping the stream's receiver cancels the request at the next decode step.
+//!
+//! A GGUF file may instead hold a text encoder (an embedding model or a reranker, which llama.cpp marks with
+//! a pooling type); it loads into an [`EncodeBackend`] (see the `encode` module).
 #![warn(missing_docs)]
 
+mod encode;
 pub mod threads;
+
+pub use encode::{EncodeBackend, EncodeInfo, EncodeOptions, Encoded};
 
 use std::path::Path;
 
@@ -109,6 +115,19 @@ pub trait BackendFactory: Send + Sync + 'static {
     fn load_generate(&self, path: &Path, options: &GenerateOptions) -> Result<std::sync::Arc<dyn GenerateBackend>, BackendError> {
         let _ = (path, options);
         Err(BackendError::Unsupported(format!("format '{}' does not generate text", self.format())))
+    }
+
+    /// What the text encoder in the file at `path` serves, when the file holds one instead of a generative
+    /// model (formats that load into [`GenerateBackend`] only). Blocking: call it off the async runtime.
+    fn encoder_task(&self, path: &Path) -> Result<Option<yunmo_types::EncoderTask>, BackendError> {
+        let _ = path;
+        Ok(None)
+    }
+
+    /// Loads a text encoder and starts its batching thread. Blocking: call it off the async runtime.
+    fn load_encode(&self, path: &Path, options: &EncodeOptions) -> Result<std::sync::Arc<dyn EncodeBackend>, BackendError> {
+        let _ = (path, options);
+        Err(BackendError::Unsupported(format!("format '{}' does not load text encoders", self.format())))
     }
 }
 

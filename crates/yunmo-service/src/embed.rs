@@ -1,5 +1,6 @@
 //! Embeddings from ONNX encoders: tokenise with the version's `tokenizer.json`, form batches by token
-//! budget (padded length × rows), run them through the model's tensor queue, pool and normalise.
+//! budget (padded length × rows), run them through the model's tensor queue, pool and normalise. Encoders
+//! that carry their own vocabulary and batching (GGUF) are driven by `embed_own` behind the same front.
 //!
 //! One batching task per loaded encoder. It forms a batch only when one of the model's instances is free
 //! (a semaphore of `instance_count` permits), so inputs that arrive while the model computes are padded
@@ -14,35 +15,9 @@ use yunmo_types::{DataType, EmbeddingConfig, Signature, Tensor, TensorData};
 
 use crate::VersionKey;
 use crate::batching::{Job, TensorQueue};
+pub use crate::embed_input::EmbedInput;
+use crate::embed_input::{check_vocabulary, cut, cut_at};
 use crate::{ServiceError, metrics};
-
-/// Inputs to embed.
-#[derive(Debug, Clone)]
-pub enum EmbedInput {
-    /// Texts, tokenised here.
-    Texts(Vec<String>),
-    /// Token ids, wrapped in the tokenizer's special tokens.
-    Tokens(Vec<Vec<i64>>),
-    /// (query, document) pairs for a reranker (`task = "rerank"`), each tokenised as one input; each
-    /// answer is a one-element vector, the pair's logit.
-    Pairs(Vec<(String, String)>),
-}
-
-impl EmbedInput {
-    /// How many inputs (texts, token lists or pairs).
-    pub fn len(&self) -> usize {
-        match self {
-            EmbedInput::Texts(texts) => texts.len(),
-            EmbedInput::Tokens(lists) => lists.len(),
-            EmbedInput::Pairs(pairs) => pairs.len(),
-        }
-    }
-
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// Pooled vectors, one per input, in input order.
 #[derive(Debug, Clone)]
@@ -64,14 +39,21 @@ struct Item {
 
 /// The embedding front of one loaded encoder.
 pub(crate) struct Embedder {
-    tokenizer: Arc<EmbedTokenizer>,
     config: EmbeddingConfig,
-    items: flume::Sender<Item>,
     /// Length of the vectors it returns.
     dimensions: Option<usize>,
     /// Requests being embedded now, at most `capacity` (the version's `queue_capacity`); past it, `overloaded`.
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     capacity: usize,
+    engine: Engine,
+}
+
+/// What computes the vectors.
+enum Engine {
+    /// An ONNX encoder: tokenised with the version's `tokenizer.json`, batched here into its tensor queue.
+    Tensor { tokenizer: Arc<EmbedTokenizer>, items: flume::Sender<Item> },
+    /// An encoder that tokenises and batches by itself (GGUF).
+    Own(Arc<dyn yunmo_backend::EncodeBackend>),
 }
 
 /// One admitted embedding request; gives its place back when dropped, however the request ends.
@@ -174,7 +156,13 @@ impl Embedder {
             }),
         };
         tokio::spawn(task.run());
-        Ok(Embedder { tokenizer: Arc::new(tokenizer), config, items, dimensions, in_flight: Arc::default(), capacity })
+        let engine = Engine::Tensor { tokenizer: Arc::new(tokenizer), items };
+        Ok(Embedder { config, dimensions, in_flight: Arc::default(), capacity, engine })
+    }
+
+    /// The embedding front of an encoder that tokenises and batches by itself.
+    pub(crate) fn start_own(backend: Arc<dyn yunmo_backend::EncodeBackend>, config: EmbeddingConfig, capacity: usize) -> Self {
+        Embedder { dimensions: Some(backend.info().dimensions), config, in_flight: Arc::default(), capacity, engine: Engine::Own(backend) }
     }
 
     /// Tokenises and checks every input, then embeds them all.
@@ -193,18 +181,32 @@ impl Embedder {
             _ => {}
         }
         let _admitted = admit(&self.in_flight, self.capacity, model)?;
-        let tokenizer = self.tokenizer.clone();
+        let (vectors, prompt_tokens) = match &self.engine {
+            Engine::Tensor { tokenizer, items } => self.embed_tensor(tokenizer, items, model, input).await?,
+            Engine::Own(backend) => crate::embed_own::embed(backend, &self.config, model, input).await?,
+        };
+        ::metrics::counter!(metrics::EMBEDDING_TOKENS_TOTAL, "model" => model.to_string()).increment(prompt_tokens);
+        Ok((vectors, prompt_tokens))
+    }
+
+    async fn embed_tensor(
+        &self,
+        tokenizer: &Arc<EmbedTokenizer>,
+        items: &flume::Sender<Item>,
+        model: &str,
+        input: EmbedInput,
+    ) -> Result<(Vec<Vec<f32>>, u64), ServiceError> {
+        let tokenizer = tokenizer.clone();
         let config = self.config.clone();
         let model_name = model.to_string();
         let encoded = tokio::task::spawn_blocking(move || encode_all(&tokenizer, &config, &model_name, input))
             .await
             .map_err(|error| ServiceError::internal(format!("tokenization panicked: {error}")))??;
         let prompt_tokens: u64 = encoded.iter().map(|e| e.ids.len() as u64).sum();
-        ::metrics::counter!(metrics::EMBEDDING_TOKENS_TOTAL, "model" => model.to_string()).increment(prompt_tokens);
         let mut replies = Vec::with_capacity(encoded.len());
         for encoded in encoded {
             let (reply, receiver) = oneshot::channel();
-            self.items.send(Item { encoded, reply }).map_err(|_| ServiceError::not_ready(format!("model '{model}' is unloading")))?;
+            items.send(Item { encoded, reply }).map_err(|_| ServiceError::not_ready(format!("model '{model}' is unloading")))?;
             replies.push(receiver);
         }
         let mut vectors = Vec::with_capacity(replies.len());
@@ -244,35 +246,17 @@ fn encode_all(tokenizer: &EmbedTokenizer, config: &EmbeddingConfig, model: &str,
             .map(|(query, document)| tokenizer.encode_pair(query, document).map_err(|error| ServiceError::invalid(error.to_string())))
             .collect::<Result<Vec<_>, _>>()?,
         EmbedInput::Tokens(lists) => {
-            // Ids are the model's own vocabulary's: one past it would fail inside the runtime's lookup.
-            let vocab = tokenizer.vocab_size() as i64;
-            for (index, ids) in lists.iter().enumerate() {
-                if let Some(bad) = ids.iter().find(|id| !(0..vocab).contains(*id)) {
-                    return Err(ServiceError::invalid(format!(
-                        "input[{index}]: token id {bad} is out of the vocabulary of model '{model}' (0..{vocab}); token ids must come from this model's own tokenizer"
-                    )));
-                }
-            }
+            check_vocabulary(&lists, tokenizer.vocab_size() as i64, model)?;
             lists
                 .iter()
                 .map(|ids| tokenizer.wrap_ids(ids).map_err(|error| ServiceError::invalid(error.to_string())))
                 .collect::<Result<Vec<_>, _>>()?
         }
     };
-    let limit = config.max_tokens as usize;
     for (index, item) in encoded.iter_mut().enumerate() {
-        if item.ids.len() > limit {
-            if !config.truncate {
-                return Err(ServiceError::invalid(format!(
-                    "input[{index}] has {} tokens; model '{model}' takes at most {limit} (embedding.max_tokens)",
-                    item.ids.len()
-                )));
-            }
-            // Keep the closing special token.
-            let last = *item.ids.last().expect("longer than the limit");
-            item.ids.truncate(limit);
+        if let Some(limit) = cut_at(index, item.ids.len(), config, model)? {
+            cut(&mut item.ids, limit);
             item.type_ids.truncate(limit);
-            item.ids[limit - 1] = last;
         }
     }
     Ok(encoded)

@@ -15,6 +15,8 @@ mod cluster;
 pub mod drift;
 mod drift_sync;
 pub mod embed;
+mod embed_input;
+mod embed_own;
 pub mod forecast;
 pub mod generate;
 pub mod job_runner;

@@ -18,6 +18,9 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
         return Ok(load_pipeline(spec, pipeline, now_ms));
     }
     if spec.factory.kind() == RuntimeKind::Generate {
+        if let Some(embedding) = spec.config.embedding.clone() {
+            return load_encoder(spec, embedding, config.queue_capacity, now_ms).await;
+        }
         return load_generate(spec, now_ms).await;
     }
     let started = Instant::now();
@@ -117,16 +120,8 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
 
 async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
     let started = Instant::now();
-    let factory = spec.factory.clone();
-    let path = spec.artifact.path().to_path_buf();
     let options = yunmo_backend::GenerateOptions { kv_cache_type: spec.config.kv_cache_type.unwrap_or_default() };
-    let backend = tokio::task::spawn_blocking(move || factory.load_generate(&path, &options))
-        .await
-        .map_err(|error| ServiceError::internal(format!("model loading panicked: {error}")))?
-        .inspect_err(|error| {
-            ::metrics::counter!(metrics::MODEL_LOAD_FAILURES_TOTAL, "model" => spec.key.0.clone()).increment(1);
-            tracing::warn!(model = %spec.key.0, version = spec.key.1, %error, "Model load failed.");
-        })?;
+    let backend = load_engine(&spec, move |factory, path| factory.load_generate(path, &options)).await?;
     let info = backend.info();
     let chat_template = match spec.config.chat_template.as_deref().or(info.chat_template.as_deref()) {
         Some(source) => yunmo_text::chat::ChatTemplate::new(source).map_err(|error| error.to_string()),
@@ -155,6 +150,61 @@ async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, 
         last_used_order: AtomicU64::new(0),
         tokenizer_digest: None,
         stats: crate::stats::StatsRing::new(crate::stats::RingKind::Generate),
+        drift: spec.drift,
+    }))
+}
+
+/// Runs `load` (a factory's blocking load of the version's file) off the async runtime; a failure is counted
+/// and logged.
+async fn load_engine<T: Send + 'static>(
+    spec: &LoadSpec,
+    load: impl FnOnce(&dyn yunmo_backend::BackendFactory, &std::path::Path) -> Result<T, yunmo_backend::BackendError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let factory = spec.factory.clone();
+    let path = spec.artifact.path().to_path_buf();
+    tokio::task::spawn_blocking(move || load(factory.as_ref(), &path))
+        .await
+        .map_err(|error| ServiceError::internal(format!("model loading panicked: {error}")))?
+        .map_err(|error| {
+            ::metrics::counter!(metrics::MODEL_LOAD_FAILURES_TOTAL, "model" => spec.key.0.clone()).increment(1);
+            tracing::warn!(model = %spec.key.0, version = spec.key.1, %error, "Model load failed.");
+            ServiceError::from(error)
+        })
+}
+
+/// A text encoder in a format that loads into one engine (a GGUF embedding model or reranker).
+async fn load_encoder(
+    spec: LoadSpec,
+    embedding: yunmo_types::EmbeddingConfig,
+    capacity: usize,
+    now_ms: u64,
+) -> Result<Arc<LoadedModel>, ServiceError> {
+    let started = Instant::now();
+    let options = crate::embed_own::options(&embedding);
+    let backend = load_engine(&spec, move |factory, path| factory.load_encode(path, &options)).await?;
+    let info = backend.info().clone();
+    let elapsed = started.elapsed();
+    ::metrics::histogram!(metrics::MODEL_LOAD_DURATION_SECONDS, "model" => spec.key.0.clone()).record(elapsed.as_secs_f64());
+    ::metrics::gauge!(metrics::MODELS_LOADED).increment(1.0);
+    tracing::info!(
+        model = %spec.key.0, version = spec.key.1, architecture = %info.architecture, task = ?embedding.task,
+        dimensions = info.dimensions, memory_bytes = info.memory_bytes, seconds = elapsed.as_secs_f64(), "Model loaded."
+    );
+    Ok(Arc::new(LoadedModel {
+        memory_bytes: info.memory_bytes,
+        metrics: metrics::VersionMetrics::new(&spec.key.0, spec.key.1),
+        llm_metrics: None,
+        key: spec.key,
+        signature: spec.signature,
+        known_values: Default::default(),
+        runtime: Runtime::Encode,
+        embedder: Some(crate::embed::Embedder::start_own(backend, embedding, capacity)),
+        config: spec.config,
+        chat_template: Err("it is a text encoder".into()),
+        last_used_ms: AtomicU64::new(now_ms),
+        last_used_order: AtomicU64::new(0),
+        tokenizer_digest: spec.tokenizer.as_deref().map(crate::loaded::tokenizer_digest),
+        stats: crate::stats::StatsRing::new(crate::stats::RingKind::Tensor),
         drift: spec.drift,
     }))
 }

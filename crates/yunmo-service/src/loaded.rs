@@ -93,6 +93,9 @@ pub(crate) enum Runtime {
     Generate(Arc<dyn GenerateBackend>),
     /// Steps run by the service, calling other loaded models.
     Pipeline(Arc<crate::pipeline::Pipeline>),
+    /// A text encoder that batches by itself, reached only through its embedder (a GGUF embedding model
+    /// or reranker).
+    Encode,
 }
 
 impl LoadedModel {
@@ -117,6 +120,10 @@ impl LoadedModel {
             Runtime::Pipeline(_) => {
                 Err(ServiceError::invalid(format!("model '{}' is a pipeline: it runs through inference requests", self.key.0)))
             }
+            Runtime::Encode => Err(ServiceError::invalid(format!(
+                "model '{}' is a text encoder: use /v1/embeddings, or /v1/rerank and /v1/score for a reranker",
+                self.key.0
+            ))),
         }
     }
 
@@ -126,7 +133,7 @@ impl LoadedModel {
         match &self.runtime {
             Runtime::Tensor(queue) => (queue.queued.load(Ordering::Relaxed), Some(queue.capacity())),
             Runtime::Generate(backend) => (backend.stats().waiting, None),
-            Runtime::Pipeline(_) => (0, None),
+            Runtime::Pipeline(_) | Runtime::Encode => (0, None),
         }
     }
 
@@ -134,7 +141,7 @@ impl LoadedModel {
     pub fn generator(&self) -> Option<&Arc<dyn GenerateBackend>> {
         match &self.runtime {
             Runtime::Generate(backend) => Some(backend),
-            Runtime::Tensor(_) | Runtime::Pipeline(_) => None,
+            Runtime::Tensor(_) | Runtime::Pipeline(_) | Runtime::Encode => None,
         }
     }
 

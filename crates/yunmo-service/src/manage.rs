@@ -208,10 +208,20 @@ impl InferenceService {
         })?;
         let path = artifact.path().to_path_buf();
         let inspect_factory = factory.clone();
-        let signature = tokio::task::spawn_blocking(move || inspect_factory.inspect(&path))
-            .await
-            .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
-            .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
+        let (signature, encoder) = tokio::task::spawn_blocking(move || {
+            let signature = inspect_factory.inspect(&path)?;
+            Ok::<_, yunmo_backend::BackendError>((signature, inspect_factory.encoder_task(&path)?))
+        })
+        .await
+        .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
+        .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
+        let mut options = options;
+        if let (Some(task), None) = (encoder, &options.config.embedding) {
+            // A file that is an encoder serves as one without being told: its own pooling, unit vectors
+            // for embeddings, the default input bounds.
+            let embedding = yunmo_types::EmbeddingConfig { task, pooling: yunmo_types::Pooling::None, ..Default::default() };
+            options.config.embedding = Some(embedding);
+        }
         self.store_version(name, factory.format(), signature, artifact, options).await
     }
 

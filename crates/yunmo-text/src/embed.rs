@@ -175,12 +175,17 @@ pub fn pool(states: &[f32], rows: usize, length: usize, mask: &[i64], pooling: P
         }
     };
     if normalize {
-        for vector in &mut vectors {
-            let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt().max(1e-12);
-            vector.iter_mut().for_each(|value| *value /= norm);
-        }
+        l2_normalize(&mut vectors);
     }
     vectors
+}
+
+/// Scales each vector to unit length (a zero vector stays zero).
+pub fn l2_normalize(vectors: &mut [Vec<f32>]) {
+    for vector in vectors {
+        let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt().max(1e-12);
+        vector.iter_mut().for_each(|value| *value /= norm);
+    }
 }
 
 #[cfg(test)]

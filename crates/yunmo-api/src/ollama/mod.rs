@@ -163,7 +163,8 @@ async fn show(State(state): State<AppState>, caller: Caller, body: axum::body::B
     let model_ref = model_ref(&request.model).map_err(ollama)?;
     let target = caller.target_ref(&state, &model_ref, yunmo_auth::Action::Read).await.map_err(ollama)?;
     let metadata = state.service.model_metadata(&caller.call, &target).await.map_err(ollama)?;
-    let generates = metadata.format == "gguf";
+    // A GGUF file generates unless it holds an encoder (an embedding config).
+    let generates = metadata.format == "gguf" && metadata.config.embedding.is_none();
     let mut capabilities = Vec::new();
     if generates {
         // Calls are read per model family, or guaranteed by a grammar where the template has no tools.
