@@ -142,7 +142,8 @@ def test_the_same_file_serves_embeddings_with_a_config(served):
 @pytest.mark.parametrize("path, body, status, words", [
     ("/v1/embeddings", {"model": "ggrank", "input": "hello"}, 400, "is a reranker"),
     ("/v1/rerank", {"model": "ggembed", "query": QUERY, "documents": DOCUMENTS}, 400, "not a reranker"),
-    ("/v1/chat/completions", {"model": "ggrank", "messages": [{"role": "user", "content": "hi"}]}, 400, "ggrank"),
+    ("/v1/chat/completions", {"model": "ggrank", "messages": [{"role": "user", "content": "hi"}]}, 400, "it is a reranker"),
+    ("/v1/embeddings", {"model": "ggembed", "input": [[101, 40000]]}, 400, "out of the vocabulary"),
     ("/v1/rerank", {"model": "ggrank", "query": "word " * 300, "documents": ["x"]}, 400, "embedding.max_tokens"),
     ("/v2/models/ggrank/infer", {"inputs": [{"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["x"]}]},
      400, "text encoder"),
@@ -154,14 +155,38 @@ def test_wrong_uses_are_refused_naming_the_setting(served, path, body, status, w
     assert got == status and words in message, answer
 
 
-def test_a_gguf_reranker_without_its_embedding_config_refuses_to_generate(served):
+def test_a_config_without_embedding_keeps_a_gguf_reranker_a_reranker(served):
     srv, keys = served
     push_as(srv, keys["a"], "ggbare", fixture_path("reranker.gguf"))
-    status, body = srv.request("PUT", "/api/v1/models/ggbare/versions/1/config", {}, key=keys["a"])
+    status, body = srv.request("PUT", "/api/v1/models/ggbare/versions/1/config", {"max_batch_size": 0}, key=keys["a"])
     assert status == 200, body
-    status, answer = post(srv, "/v1/chat/completions", {"model": "ggbare", "messages": [{"role": "user", "content": "hi"}]},
-                          keys["a"])
-    assert status >= 400 and 'embedding = { task = "rerank" }' in answer["error"]["message"], answer
+    assert json.loads(body)["config"]["embedding"]["task"] == "rerank", body
+    expected, _ = reference(QUERY, DOCUMENTS[:2])
+    status, answer = post(srv, "/v1/score", {"model": "ggbare", "text_1": QUERY, "text_2": DOCUMENTS[:2]}, keys["a"])
+    assert status == 200 and [d["score"] for d in answer["data"]] == pytest.approx(expected, abs=1e-3), answer
+
+
+def test_token_ids_embed_as_their_text_does(served):
+    srv, keys = served
+    text = "A man is eating food."
+    ids = hf_tokenizer().encode(text).ids[1:-1]
+    status, body = post(srv, "/v1/embeddings", {"model": "ggembed", "input": [ids]}, keys["a"])
+    assert status == 200, body
+    assert np.allclose(body["data"][0]["embedding"], reference_embedding(text), atol=2e-3)
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"embedding": {"task": "rerank", "max_tokens": 1024}}, "trained on inputs of at most 512 tokens"),
+    ({"embedding": {"task": "embed"}}, "serve it with embedding.task \"rerank\", or set embedding.pooling"),
+])
+def test_configs_the_file_cannot_serve_are_refused_at_load_naming_the_setting(served, config, words):
+    srv, keys = served
+    name = "ggwide" if "max_tokens" in config["embedding"] else "ggnopool"
+    push_as(srv, keys["a"], name, fixture_path("reranker.gguf"), config)
+    route, body = (("/v1/rerank", {"model": name, "query": QUERY, "documents": DOCUMENTS}) if name == "ggwide"
+                   else ("/v1/embeddings", {"model": name, "input": "hello"}))
+    status, answer = post(srv, route, body, keys["a"])
+    assert status in (400, 503) and words in answer["error"]["message"], answer
 
 
 def test_isolation_and_metering(served):

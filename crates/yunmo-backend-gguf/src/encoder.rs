@@ -16,17 +16,67 @@ use yunmo_types::{EncoderTask, Pooling};
 
 use crate::GgufConfig;
 
-/// What the encoder in `model` serves, from the pooling type its file declares (llama.cpp's
-/// `{arch}.pooling_type`): `rank` is a reranker, any other pooling an embedding model; a file without one
-/// (or with `none`) is a generative model.
-pub(crate) fn encoder_task(model: &LlamaModel) -> Option<EncoderTask> {
+/// The pooling type the file of `model` declares (llama.cpp's `{arch}.pooling_type`), if any.
+fn file_pooling(model: &LlamaModel) -> Option<LlamaPoolingType> {
     let architecture = model.meta_val_str("general.architecture").ok()?;
     let pooling: i32 = model.meta_val_str(&format!("{architecture}.pooling_type")).ok()?.trim().parse().ok()?;
-    match LlamaPoolingType::from(pooling) {
-        LlamaPoolingType::Rank => Some(EncoderTask::Rerank),
-        LlamaPoolingType::Mean | LlamaPoolingType::Cls | LlamaPoolingType::Last => Some(EncoderTask::Embed),
-        LlamaPoolingType::None | LlamaPoolingType::Unspecified => None,
+    Some(LlamaPoolingType::from(pooling)).filter(|pooling| !matches!(pooling, LlamaPoolingType::None | LlamaPoolingType::Unspecified))
+}
+
+/// What the encoder in `model` serves, from the pooling type its file declares: `rank` is a reranker, any
+/// other pooling an embedding model; a file without one is a generative model. A reranker that lays out
+/// its pairs with a prompt template is refused: Yunmo does not lay pairs out that way.
+pub(crate) fn encoder_task(model: &LlamaModel) -> Result<Option<EncoderTask>, BackendError> {
+    let task = file_pooling(model).map(|pooling| if pooling == LlamaPoolingType::Rank { EncoderTask::Rerank } else { EncoderTask::Embed });
+    if task == Some(EncoderTask::Rerank) && model.chat_template(Some("rerank")).is_ok() {
+        return Err(BackendError::Unsupported(
+            "this reranker lays out its pairs with a rerank prompt template (tokenizer.chat_template.rerank, as Qwen3-Reranker does); Yunmo serves rerankers that take the pair between their special tokens (BERT, XLM-RoBERTa, Jina)".into(),
+        ));
     }
+    Ok(task)
+}
+
+/// llama.cpp's pooling for `options` on `model`, or why the pair cannot serve.
+fn pooling_for(model: &LlamaModel, options: &EncodeOptions) -> Result<LlamaPoolingType, BackendError> {
+    let file = file_pooling(model);
+    let pooling = match (options.task, options.pooling) {
+        (EncoderTask::Rerank, _) if file != Some(LlamaPoolingType::Rank) => {
+            return Err(BackendError::Unsupported(
+                "embedding.task is \"rerank\" but this GGUF file declares no rank pooling (a reranker's classification head): it is not a reranker".into(),
+            ));
+        }
+        (EncoderTask::Rerank, _) if model.n_cls_out() != 1 => {
+            return Err(BackendError::Unsupported(format!(
+                "this reranker answers {} scores per pair; /v1/rerank and /v1/score take rerankers that answer one",
+                model.n_cls_out()
+            )));
+        }
+        (EncoderTask::Rerank, _) => LlamaPoolingType::Rank,
+        (EncoderTask::Embed, Some(Pooling::Mean)) => LlamaPoolingType::Mean,
+        (EncoderTask::Embed, Some(Pooling::Cls)) => LlamaPoolingType::Cls,
+        (EncoderTask::Embed, None | Some(Pooling::None)) => match file {
+            Some(LlamaPoolingType::Rank) => {
+                return Err(BackendError::Unsupported(
+                    "this GGUF file is a reranker (rank pooling): serve it with embedding.task \"rerank\", or set embedding.pooling to \"mean\" or \"cls\" to take embeddings from its encoder".into(),
+                ));
+            }
+            Some(pooling) => pooling,
+            None => {
+                return Err(BackendError::Unsupported(
+                    "this GGUF file declares no pooling type: set embedding.pooling to \"mean\" or \"cls\" to take embeddings from it"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let context = model.n_ctx_train();
+    if options.max_tokens > context {
+        return Err(BackendError::Unsupported(format!(
+            "embedding.max_tokens is {}, but this model was trained on inputs of at most {context} tokens (its position table ends there); set it to {context} or less",
+            options.max_tokens
+        )));
+    }
+    Ok(pooling)
 }
 
 /// Front of a running encoder; dropping it stops the thread once its queue is empty.
@@ -48,17 +98,8 @@ struct Job {
 impl Encoder {
     /// Creates the context on a new thread and returns once it is ready.
     pub fn start(model: Arc<LlamaModel>, config: &GgufConfig, options: &EncodeOptions) -> Result<Self, BackendError> {
-        if model.chat_template(Some("rerank")).is_ok() {
-            return Err(BackendError::Unsupported(
-                "this reranker lays out its pairs with a rerank prompt template (tokenizer.chat_template.rerank, as Qwen3-Reranker does); Yunmo serves rerankers that take the pair between their special tokens (BERT, XLM-RoBERTa, Jina)".into(),
-            ));
-        }
-        let pooling = match (options.task, options.pooling) {
-            (EncoderTask::Rerank, _) => LlamaPoolingType::Rank,
-            (EncoderTask::Embed, Pooling::Mean) => LlamaPoolingType::Mean,
-            (EncoderTask::Embed, Pooling::Cls) => LlamaPoolingType::Cls,
-            (EncoderTask::Embed, Pooling::None) => LlamaPoolingType::Unspecified,
-        };
+        encoder_task(&model)?;
+        let pooling = pooling_for(&model, options)?;
         // Every input must fit one forward pass (an encoder attends over its whole input at once).
         let batch_tokens = config.batch_tokens.max(options.max_tokens);
         let threads = if config.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { config.threads };
@@ -249,15 +290,21 @@ impl Pass {
         let mut taken = Vec::new();
         let mut tokens = 0;
         'works: for (index, work) in works.iter_mut().enumerate() {
-            while work.next < work.job.inputs.len() {
+            while work.next < work.job.inputs.len() && !work.failed {
                 let input = &work.job.inputs[work.next];
+                if input.len() > self.batch_tokens {
+                    // The service keeps inputs within max_tokens, which batch_tokens is at least: never here.
+                    let error = format!("input[{}] has {} tokens, more than the encoder's {}", work.next, input.len(), self.batch_tokens);
+                    let _ = work.job.reply.send(Err(BackendError::InvalidInput(error)));
+                    work.failed = true;
+                    break;
+                }
                 if taken.len() == self.max_sequences || (tokens + input.len() > self.batch_tokens && !taken.is_empty()) {
                     break 'works;
                 }
                 let sequence = taken.len() as i32;
                 for (position, id) in input.iter().enumerate() {
-                    // Sized for batch_tokens, and an input is never longer than that (the service checks
-                    // max_tokens, which batch_tokens is at least).
+                    // The batch holds batch_tokens, and the tokens taken are at most that (checked above).
                     let _ = batch.add(LlamaToken(*id as i32), position as i32, &[sequence], true);
                 }
                 tokens += input.len();
@@ -270,6 +317,9 @@ impl Pass {
 
     /// Runs one forward pass and reads each sequence's pooled vector.
     fn pass(&self, context: &mut LlamaContext, batch: &mut LlamaBatch, taken: &[(usize, usize)]) -> Result<Vec<Vec<f32>>, BackendError> {
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
         let result = context.decode(batch).map_err(|error| BackendError::Inference(format!("llama.cpp failed to encode: {error}")));
         let vectors = result.and_then(|()| {
             (0..taken.len() as i32)

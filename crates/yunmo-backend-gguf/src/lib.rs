@@ -31,7 +31,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use yunmo_backend::{BackendError, BackendFactory, EncodeBackend, EncodeOptions, GenerateBackend, GenerateOptions, RuntimeKind};
-use yunmo_types::{DataType, EncoderTask, Signature, TensorSpec};
+use yunmo_types::{EncoderTask, Signature};
 
 /// Options of the GGUF runtime (the `backends.gguf` settings section).
 #[derive(Debug, Clone)]
@@ -119,18 +119,6 @@ fn gpu_layers(config: &GgufConfig) -> u32 {
     if cfg!(feature = "cuda") { config.gpu_layers } else { 0 }
 }
 
-/// The V2 signature of a text-generation model, as Triton's generate extension names it; an encoder's
-/// answers its vector (`embedding`) or its score (`score`) instead.
-fn signature(task: Option<EncoderTask>) -> Signature {
-    let text = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Bytes, shape: vec![1] };
-    let output = match task {
-        None => text("text_output"),
-        Some(EncoderTask::Embed) => TensorSpec { name: "embedding".into(), datatype: DataType::Fp32, shape: vec![-1] },
-        Some(EncoderTask::Rerank) => TensorSpec { name: "score".into(), datatype: DataType::Fp32, shape: vec![1] },
-    };
-    Signature { inputs: vec![text("text_input")], outputs: vec![output] }
-}
-
 /// Loads the file at `path` (`vocab_only`: its metadata and vocabulary).
 fn load_model(path: &Path, params: &LlamaModelParams) -> Result<LlamaModel, BackendError> {
     LlamaModel::load_from_file(backend()?, path, params)
@@ -155,7 +143,7 @@ impl BackendFactory for GgufFactory {
         if model.vocab().n_tokens() <= 0 {
             return Err(BackendError::InvalidModel("the GGUF file has no vocabulary".into()));
         }
-        Ok(signature(encoder::encoder_task(&model)))
+        Ok(yunmo_backend::text_signature(encoder::encoder_task(&model)?))
     }
 
     fn kind(&self) -> RuntimeKind {
@@ -164,10 +152,10 @@ impl BackendFactory for GgufFactory {
 
     fn load_generate(&self, path: &Path, options: &GenerateOptions) -> Result<Arc<dyn GenerateBackend>, BackendError> {
         let model = load_model(path, &LlamaModelParams::default().with_n_gpu_layers(gpu_layers(&self.config)))?;
-        if let Some(task) = encoder::encoder_task(&model) {
+        if let Some(task) = encoder::encoder_task(&model)? {
             let what = if task == EncoderTask::Rerank { "a reranker" } else { "an embedding model" };
             return Err(BackendError::Unsupported(format!(
-                "this GGUF file holds {what} (it declares a pooling type), which generates no text: set embedding = {{ task = \"{}\" }} in its version config to serve it",
+                "this GGUF file holds {what} (it declares a pooling type), which generates no text: give it an embedding config with task \"{}\" (uploads get one by themselves)",
                 if task == EncoderTask::Rerank { "rerank" } else { "embed" }
             )));
         }
@@ -176,7 +164,7 @@ impl BackendFactory for GgufFactory {
     }
 
     fn encoder_task(&self, path: &Path) -> Result<Option<EncoderTask>, BackendError> {
-        Ok(encoder::encoder_task(&load_model(path, &LlamaModelParams::default().with_vocab_only(true))?))
+        encoder::encoder_task(&load_model(path, &LlamaModelParams::default().with_vocab_only(true))?)
     }
 
     fn load_encode(&self, path: &Path, options: &EncodeOptions) -> Result<Arc<dyn EncodeBackend>, BackendError> {

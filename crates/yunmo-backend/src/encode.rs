@@ -2,7 +2,7 @@
 //! GGUF, where the vocabulary lives in the model file. (ONNX encoders run through the tensor path instead,
 //! with the version's `tokenizer.json`.)
 
-use yunmo_types::{EncoderTask, Pooling};
+use yunmo_types::{DataType, EncoderTask, Pooling, Signature, TensorSpec};
 
 use crate::BackendError;
 
@@ -11,9 +11,9 @@ use crate::BackendError;
 pub struct EncodeOptions {
     /// Embeddings or pair scores.
     pub task: EncoderTask,
-    /// Pooling of an embedding model's token states; [`Pooling::None`] keeps the file's own. A reranker
-    /// always uses the model's classification head.
-    pub pooling: Pooling,
+    /// Pooling of an embedding model's token states; unset or [`Pooling::None`] keeps the file's own. A
+    /// reranker always uses the model's classification head.
+    pub pooling: Option<Pooling>,
     /// The longest input in tokens, special tokens included; longer inputs are refused by the service
     /// before they reach the encoder.
     pub max_tokens: u32,
@@ -30,6 +30,31 @@ pub struct EncodeInfo {
     pub vocab_size: u32,
     /// Bytes of memory the model holds, for the memory budget.
     pub memory_bytes: u64,
+}
+
+/// The output an encoder's signature names: its vector, or a reranker's score.
+const EMBEDDING_OUTPUT: &str = "embedding";
+const SCORE_OUTPUT: &str = "score";
+
+/// The V2 signature of a text model that owns its tokenizer: `text_input` in, and out the generated text
+/// (`task` unset), the embedding, or the reranker's score.
+pub fn text_signature(task: Option<EncoderTask>) -> Signature {
+    let text = |name: &str| TensorSpec { name: name.into(), datatype: DataType::Bytes, shape: vec![1] };
+    let output = match task {
+        None => text("text_output"),
+        Some(EncoderTask::Embed) => TensorSpec { name: EMBEDDING_OUTPUT.into(), datatype: DataType::Fp32, shape: vec![-1] },
+        Some(EncoderTask::Rerank) => TensorSpec { name: SCORE_OUTPUT.into(), datatype: DataType::Fp32, shape: vec![1] },
+    };
+    Signature { inputs: vec![text("text_input")], outputs: vec![output] }
+}
+
+/// What a signature made by [`text_signature`] serves (`None`: generation).
+pub fn text_signature_task(signature: &Signature) -> Option<EncoderTask> {
+    match signature.outputs.first().map(|spec| spec.name.as_str()) {
+        Some(EMBEDDING_OUTPUT) => Some(EncoderTask::Embed),
+        Some(SCORE_OUTPUT) => Some(EncoderTask::Rerank),
+        _ => None,
+    }
 }
 
 /// What [`EncodeBackend::encode`] answers: one vector per input, in input order, or why it failed.

@@ -16,7 +16,7 @@
 mod encode;
 pub mod threads;
 
-pub use encode::{EncodeBackend, EncodeInfo, EncodeOptions, Encoded};
+pub use encode::{EncodeBackend, EncodeInfo, EncodeOptions, Encoded, text_signature, text_signature_task};
 
 use std::path::Path;
 

@@ -149,7 +149,7 @@ impl Embedder {
                 inputs: signature.inputs.iter().map(|spec| spec.name.clone()).collect(),
                 output,
                 // A reranker's logits are taken as they are.
-                pooling: if rerank { yunmo_types::Pooling::None } else { config.pooling },
+                pooling: if rerank { yunmo_types::Pooling::None } else { config.pooling.unwrap_or_default() },
                 normalize: config.normalize && !rerank,
                 pad_id: tokenizer.pad_id(),
                 model: name.clone(),

@@ -50,6 +50,10 @@ fn tokenize(backend: &dyn EncodeBackend, config: &EmbeddingConfig, model: &str, 
         }
     };
     for (index, ids) in inputs.iter_mut().enumerate() {
+        if ids.is_empty() {
+            // Nothing to pool: llama.cpp would fail the whole forward pass it shares with other requests.
+            return Err(ServiceError::invalid(format!("input[{index}] is empty (0 tokens with the special tokens of model '{model}')")));
+        }
         if let Some(limit) = cut_at(index, ids.len(), config, model)? {
             cut(ids, limit);
         }

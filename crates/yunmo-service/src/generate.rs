@@ -131,7 +131,12 @@ impl InferenceService {
         let version = self.resolve(target.name(), target.version()).await?;
         let loaded = self.loaded(&version).await?;
         let generator = loaded.generator().ok_or_else(|| {
-            ServiceError::invalid(format!("model '{}' does not generate text (its format is {})", version.model, version.format))
+            let what = match loaded.config.embedding.as_ref().map(|embedding| embedding.task) {
+                Some(yunmo_types::EncoderTask::Rerank) => "it is a reranker: /v1/rerank and /v1/score serve it".to_string(),
+                Some(yunmo_types::EncoderTask::Embed) => "it is an embedding model: /v1/embeddings serves it".to_string(),
+                None => format!("its format is {}", version.format),
+            };
+            ServiceError::invalid(format!("model '{}' does not generate text ({what})", version.model))
         })?;
         let mut thinking = None;
         let mut tool_format = None;

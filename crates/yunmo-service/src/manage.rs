@@ -216,12 +216,7 @@ impl InferenceService {
         .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
         .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
         let mut options = options;
-        if let (Some(task), None) = (encoder, &options.config.embedding) {
-            // A file that is an encoder serves as one without being told: its own pooling, unit vectors
-            // for embeddings, the default input bounds.
-            let embedding = yunmo_types::EmbeddingConfig { task, pooling: yunmo_types::Pooling::None, ..Default::default() };
-            options.config.embedding = Some(embedding);
-        }
+        encoder_config(&mut options.config, encoder);
         self.store_version(name, factory.format(), signature, artifact, options).await
     }
 
@@ -301,7 +296,11 @@ impl InferenceService {
         target.permits(call, Action::Write)?;
         self.inner.drift.settings(&config).map_err(ServiceError::invalid)?;
         let name = target.name();
-        config.provenance = self.inner.registry.get_version(name, version).await?.config.provenance;
+        let record = self.inner.registry.get_version(name, version).await?;
+        config.provenance = record.config.provenance;
+        if self.factory(&record.format).is_ok_and(|factory| factory.kind() == yunmo_backend::RuntimeKind::Generate) {
+            encoder_config(&mut config, yunmo_backend::text_signature_task(&record.signature));
+        }
         let result = self.inner.registry.set_version_config(name, version, config).await;
         self.invalidate(name);
         let record = result?;
@@ -352,5 +351,14 @@ impl InferenceService {
             self.inner.models.forget(&(record.model, record.version));
         }
         Ok(())
+    }
+}
+
+/// A file that holds an encoder (`task`, from its format's own marks) serves as one without being told:
+/// when `config` has no `embedding`, it gets the defaults (the file's own pooling, unit vectors, the default
+/// input bounds) for that task.
+fn encoder_config(config: &mut VersionConfig, task: Option<yunmo_types::EncoderTask>) {
+    if let (Some(task), None) = (task, &config.embedding) {
+        config.embedding = Some(yunmo_types::EmbeddingConfig { task, ..Default::default() });
     }
 }

@@ -154,12 +154,14 @@ pub enum EncoderTask {
     Rerank,
 }
 
-/// How an ONNX encoder serves `/v1/embeddings` (or, with `task = "rerank"`, `/v1/rerank` and `/v1/score`).
+/// How an encoder serves `/v1/embeddings` (or, with `task = "rerank"`, `/v1/rerank` and `/v1/score`): an
+/// ONNX encoder with the version's `tokenizer.json`, or a GGUF encoder (a file with a pooling type).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddingConfig {
-    /// Pooling of the per-token output.
-    pub pooling: Pooling,
+    /// Pooling of the per-token output; unset: mean for an ONNX encoder, the file's own for a GGUF one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
     /// L2-normalise each vector.
     pub normalize: bool,
     /// Longest input in tokens; longer inputs are rejected with a 400 unless `truncate`.
@@ -177,7 +179,7 @@ pub struct EmbeddingConfig {
 impl Default for EmbeddingConfig {
     fn default() -> Self {
         EmbeddingConfig {
-            pooling: Pooling::Mean,
+            pooling: None,
             normalize: true,
             max_tokens: 256,
             truncate: false,
