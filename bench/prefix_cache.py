@@ -51,7 +51,9 @@ def measure(port, runs):
         turn_two.append(ttft(port, chatml(SYSTEM + f" Session {i}.", first + [("assistant", "We open at nine."), ("user", "And when do you close?")])))
     same = chatml(SYSTEM, [("user", QUESTIONS[0])])
     identical = [ttft(port, same) for _ in range(runs + 1)][1:]
-    return statistics.median(repeated), statistics.median(turn_two), statistics.median(identical)
+    # A prompt whose first words differ from every earlier one: nothing can be reused, all of it is prefilled.
+    cold = [ttft(port, chatml(f"Visitor {i + 1000}. " + SYSTEM, [("user", QUESTIONS[0])])) for i in range(runs)]
+    return statistics.median(repeated), statistics.median(turn_two), statistics.median(identical), statistics.median(cold)
 
 
 def yunmo(binary, threads, enabled, work, chunk):
@@ -111,7 +113,9 @@ def main():
     print("| request | Yunmo cache on TTFT ms | Yunmo cache off TTFT ms | off / on |"
           + (" llama-cpp-python TTFT ms | peer / Yunmo on |" if peer else ""))
     print("|---|---|---|---|" + ("---|---|" if peer else ""))
-    for index, label in enumerate(("~500-token system prompt repeated, new question", "turn 2 of a chat", "the same prompt again")):
+    labels = ("~500-token system prompt repeated, new question", "turn 2 of a chat", "the same prompt again",
+              "a new ~500-token prompt (nothing to reuse: prefill speed)")
+    for index, label in enumerate(labels):
         on, off = results["cache on"][index], results["cache off"][index]
         row = f"| {label} | {on * 1000:.1f} | {off * 1000:.1f} | {off / on:.2f}x |"
         if peer:

@@ -76,6 +76,10 @@ async fn limits_quotas_and_metering_hold_across_replicas() {
             ("YUNMO__LIMITS__STORE", "redis".to_string()),
             ("YUNMO__LIMITS__REDIS_URL", redis.url()),
             ("YUNMO__AUTH__USAGE_FLUSH_MS", "200".into()),
+            // Three replicas, PostgreSQL, Redis and S3 share two cores here: an answer from Redis can take longer
+            // than the default 250 ms, which (on_store_failure = "deny") would refuse a request with 503. This
+            // test is about counting across replicas; Redis outages are cluster_faults' subject.
+            ("YUNMO__LIMITS__STORE_TIMEOUT_MS", "3000".into()),
         ]
         .map(|(key, value)| (key.to_string(), value)),
     );
@@ -103,7 +107,16 @@ async fn limits_quotas_and_metering_hold_across_replicas() {
     let admitted = seen.get(&200).copied().unwrap_or(0);
     assert!((450..=550).contains(&admitted), "admitted {admitted} in 10 s at 50/s through 3 replicas: {seen:?}");
     assert!(seen.get(&429).copied().unwrap_or(0) > admitted, "the replicas were driven past the limit: {seen:?}");
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [200, 429], "{seen:?}");
+    if seen.keys().copied().collect::<Vec<_>>() != [200, 429] {
+        // Say whether the limit store timed out (its failures are counted) or something else answered.
+        let mut failures = Vec::new();
+        for server in &servers {
+            let metrics = server.client.get(format!("{}/metrics", server.url)).bearer_auth(ADMIN);
+            let text = metrics.send().await.unwrap().text().await.unwrap();
+            failures.extend(text.lines().filter(|line| line.starts_with("yunmo_limit_store_failures_total")).map(String::from));
+        }
+        panic!("only 200 and 429 expected: {seen:?}; limit store failures: {failures:?}");
+    }
 
     // A monthly quota of 40 requests, asked 90 times at once through three replicas: exactly 40 pass.
     let key = new_key(&servers[0], "quota", json!({"monthly_requests": 40})).await;
