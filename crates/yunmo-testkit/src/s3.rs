@@ -32,42 +32,54 @@ impl S3 {
         std::fs::write(dir.path().join("s3.json"), identities).expect("write s3.json");
         let ports = (0..8).map(|_| free_port()).collect();
         let mut s3 = S3 { dir, weed, ports, child: None, bucket: bucket.to_string() };
-        // Eight ports chosen free may be taken by another test's server before SeaweedFS binds them (it then
-        // exits at once): a new set is tried, three times at most.
+        // Eight ports chosen free may be taken by another test's server before SeaweedFS binds them: it then
+        // exits, at once or (a later component's port) after its S3 port opened. A new set is tried, three
+        // times at most.
         let mut attempt = 1;
-        while let Err(error) = s3.launch() {
+        while let Err(error) = s3.launch().and_then(|()| s3.create_bucket(bucket)).and_then(|()| s3.wait_writable(bucket)) {
             assert!(attempt < 3, "{error}; the end of its log:\n{}", s3.log_tail());
             attempt += 1;
+            s3.pause();
             s3.ports = (0..8).map(|_| free_port()).collect();
         }
-        s3.create_bucket(bucket);
-        s3.wait_writable(bucket);
         s3
+    }
+
+    /// Fails when the server process has exited.
+    fn check_running(&mut self) -> Result<(), String> {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => Ok(()),
+            Some(Ok(Some(status))) => Err(format!("SeaweedFS exited ({status})")),
+            Some(Err(error)) => Err(format!("SeaweedFS cannot be waited for: {error}")),
+            None => Err("SeaweedFS is not running".into()),
+        }
     }
 
     /// Waits until the master can place a file of `bucket`'s collection: until the volume server has
     /// registered, SeaweedFS answers writes after seconds of its own retries ("failed to pick 1 from 0 node
     /// candidates", measured 5 s on an idle machine), which on a loaded one outlast a client's retries.
     /// Asking for a file id also grows the collection's volumes, which the first write would otherwise wait for.
-    fn wait_writable(&self, bucket: &str) {
+    fn wait_writable(&mut self, bucket: &str) -> Result<(), String> {
         let started = Instant::now();
         let path = format!("/dir/assign?collection={bucket}");
         loop {
             let answer = http_get(self.ports[1], &path).unwrap_or_else(|error| error.to_string());
             if answer.contains("\"fid\"") {
-                return;
+                return Ok(());
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "SeaweedFS cannot store files of bucket {bucket} ({} free in {}): {answer}",
-                free_space(self.dir.path()),
-                self.dir.path().display()
-            );
+            self.check_running()?;
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "SeaweedFS cannot store files of bucket {bucket} ({} free in {}): {answer}",
+                    free_space(self.dir.path()),
+                    self.dir.path().display()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    fn create_bucket(&self, bucket: &str) {
+    fn create_bucket(&mut self, bucket: &str) -> Result<(), String> {
         let started = Instant::now();
         loop {
             let mut shell = Command::new(&self.weed)
@@ -84,9 +96,12 @@ impl S3 {
             let output = shell.wait_with_output().expect("weed shell output");
             let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
             if output.status.success() && !text.contains("error") {
-                return;
+                return Ok(());
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "could not create bucket {bucket}: {text}");
+            self.check_running()?;
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("could not create bucket {bucket}: {text}"));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
