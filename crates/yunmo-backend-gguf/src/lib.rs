@@ -120,7 +120,7 @@ fn gpu_layers(config: &GgufConfig) -> u32 {
 }
 
 /// Loads the file at `path` (`vocab_only`: its metadata and vocabulary).
-fn load_model(path: &Path, params: &LlamaModelParams) -> Result<LlamaModel, BackendError> {
+pub(crate) fn load_model(path: &Path, params: &LlamaModelParams) -> Result<LlamaModel, BackendError> {
     LlamaModel::load_from_file(backend()?, path, params)
         .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot read this GGUF file: {error}")))
 }
@@ -161,10 +161,6 @@ impl BackendFactory for GgufFactory {
         }
         let config = GgufConfig { kv_cache_type: options.kv_cache_type, ..self.config.clone() };
         Ok(Arc::new(engine::Engine::start(Arc::new(model), config)?))
-    }
-
-    fn encoder_task(&self, path: &Path) -> Result<Option<EncoderTask>, BackendError> {
-        encoder::encoder_task(&load_model(path, &LlamaModelParams::default().with_vocab_only(true))?)
     }
 
     fn load_encode(&self, path: &Path, options: &EncodeOptions) -> Result<Arc<dyn EncodeBackend>, BackendError> {

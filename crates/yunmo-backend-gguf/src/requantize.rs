@@ -27,9 +27,7 @@ pub fn requantize(input: &Path, output: &Path, kind: &str, threads: usize) -> Re
     let ftype = TYPES.iter().find(|(name, _)| name.eq_ignore_ascii_case(kind)).map(|(_, ftype)| *ftype).ok_or_else(|| {
         BackendError::InvalidInput(format!("unknown GGUF type '{kind}': one of {}", TYPES.map(|(name, _)| name).join(", ")))
     })?;
-    let params = LlamaModelParams::default().with_vocab_only(true);
-    let model = LlamaModel::load_from_file(crate::backend()?, input, &params)
-        .map_err(|error| BackendError::InvalidModel(format!("llama.cpp cannot read this GGUF file: {error}")))?;
+    let model = crate::load_model(input, &LlamaModelParams::default().with_vocab_only(true))?;
     if crate::encoder::encoder_task(&model)?.is_some() {
         // The quality check is perplexity, which an encoder (no language-model head) has none of.
         return Err(BackendError::Unsupported(

@@ -70,7 +70,7 @@ pub trait EncodeBackend: Send + Sync + 'static {
     fn tokenize(&self, text: &str) -> Result<Vec<u32>, BackendError>;
 
     /// Token ids of a (query, document) pair as one input, laid out the way the model was trained: its
-    /// rerank template when the file has one, else its special tokens around and between the two.
+    /// special tokens around and between the two.
     fn tokenize_pair(&self, query: &str, document: &str) -> Result<Vec<u32>, BackendError>;
 
     /// `ids` (already the model's token ids) with the model's special tokens around them.

@@ -117,13 +117,6 @@ pub trait BackendFactory: Send + Sync + 'static {
         Err(BackendError::Unsupported(format!("format '{}' does not generate text", self.format())))
     }
 
-    /// What the text encoder in the file at `path` serves, when the file holds one instead of a generative
-    /// model (formats that load into [`GenerateBackend`] only). Blocking: call it off the async runtime.
-    fn encoder_task(&self, path: &Path) -> Result<Option<yunmo_types::EncoderTask>, BackendError> {
-        let _ = path;
-        Ok(None)
-    }
-
     /// Loads a text encoder and starts its batching thread. Blocking: call it off the async runtime.
     fn load_encode(&self, path: &Path, options: &EncodeOptions) -> Result<std::sync::Arc<dyn EncodeBackend>, BackendError> {
         let _ = (path, options);

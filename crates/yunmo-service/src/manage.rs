@@ -208,15 +208,14 @@ impl InferenceService {
         })?;
         let path = artifact.path().to_path_buf();
         let inspect_factory = factory.clone();
-        let (signature, encoder) = tokio::task::spawn_blocking(move || {
-            let signature = inspect_factory.inspect(&path)?;
-            Ok::<_, yunmo_backend::BackendError>((signature, inspect_factory.encoder_task(&path)?))
-        })
-        .await
-        .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
-        .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
+        let signature = tokio::task::spawn_blocking(move || inspect_factory.inspect(&path))
+            .await
+            .map_err(|error| ServiceError::internal(format!("model inspection panicked: {error}")))?
+            .map_err(|error| ServiceError::invalid(format!("the uploaded file was rejected: {error}")))?;
         let mut options = options;
-        encoder_config(&mut options.config, encoder);
+        if factory.kind() == yunmo_backend::RuntimeKind::Generate {
+            encoder_config(&mut options.config, yunmo_backend::text_signature_task(&signature));
+        }
         self.store_version(name, factory.format(), signature, artifact, options).await
     }
 
