@@ -7,7 +7,7 @@ Usage: bench/prefix_cache.py [--binary target/release/yunmo] [--runs 5] [--threa
 
 Two servers of the same binary (backends.gguf.prefix_cache true and false) and llama-cpp-python's server (when
 installed by bench/llm.sh --install), SmolLM2-135M-Instruct Q4_1, each on CPUs 0-1 with --threads llama.cpp
-threads, started one after the other; each measurement streams one
+threads, all running at once, measured request by request in turn (so the machine's drift falls on all alike); each measurement streams one
 /v1/completions (ChatML text, greedy, 8 tokens) and takes the time to its first token. Prints the medians, the ratio
 cache-off / cache-on (above 1: the cache is faster) and llama-cpp-python / cache-on (above 1: Yunmo is faster). Build first: `cargo build --release -p
 yunmo-server`; `scripts/fetch-assets.sh smollm`.
@@ -42,22 +42,35 @@ def ttft(port, prompt):
     return first
 
 
-def measure(port, runs):
-    repeated = [ttft(port, chatml(SYSTEM, [("user", QUESTIONS[i % len(QUESTIONS)])])) for i in range(runs + 1)][1:]
-    turn_two = []
+def steps(runs):
+    """The requests of one measurement, in order: (label index or None for an unmeasured request, prompt)."""
+    out = [(None, chatml(SYSTEM, [("user", QUESTIONS[0])]))]
+    out += [(0, chatml(SYSTEM, [("user", QUESTIONS[(i + 1) % len(QUESTIONS)])])) for i in range(runs)]
     for i in range(runs):
         first = [("user", QUESTIONS[i % len(QUESTIONS)])]
-        ttft(port, chatml(SYSTEM + f" Session {i}.", first))
-        turn_two.append(ttft(port, chatml(SYSTEM + f" Session {i}.", first + [("assistant", "We open at nine."), ("user", "And when do you close?")])))
+        out.append((None, chatml(SYSTEM + f" Session {i}.", first)))
+        out.append((1, chatml(SYSTEM + f" Session {i}.", first + [("assistant", "We open at nine."), ("user", "And when do you close?")])))
     same = chatml(SYSTEM, [("user", QUESTIONS[0])])
-    identical = [ttft(port, same) for _ in range(runs + 1)][1:]
+    out += [(None, same)] + [(2, same)] * runs
     # A prompt whose first words differ from every earlier one: nothing can be reused, all of it is prefilled.
-    cold = [ttft(port, chatml(f"Visitor {i + 1000}. " + SYSTEM, [("user", QUESTIONS[0])])) for i in range(runs)]
-    return statistics.median(repeated), statistics.median(turn_two), statistics.median(identical), statistics.median(cold)
+    out += [(3, chatml(f"Visitor {i + 1000}. " + SYSTEM, [("user", QUESTIONS[0])])) for i in range(runs)]
+    return out
+
+
+def measure(ports, runs):
+    """Runs the steps on every server in turn, request by request, so that the machine's drift over the run falls
+    on all of them alike; returns, by server, the median time to first token of each label."""
+    times = {name: [[] for _ in range(4)] for name in ports}
+    for label, prompt in steps(runs):
+        for name, port in ports.items():
+            first = ttft(port, prompt)
+            if label is not None:
+                times[name][label].append(first)
+    return {name: [statistics.median(values) for values in series] for name, series in times.items()}
 
 
 def yunmo(binary, threads, enabled, work, chunk):
-    port = 18090
+    port = 18090 if enabled == "true" else 18092
     env = {"YUNMO__BACKENDS__GGUF__THREADS": str(threads), "YUNMO__BACKENDS__GGUF__PREFIX_CACHE": enabled,
            "YUNMO__BACKENDS__GGUF__PREFILL_CHUNK": str(chunk), "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **llm.YUNMO_AUTH_ENV}
     name = f"yunmo-{enabled}"
@@ -92,21 +105,22 @@ def main():
     parser.add_argument("--no-peer", action="store_true", help="skip llama-cpp-python")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="yunmo-prefix-bench-")
-    results = {}
     servers = (("cache on", lambda: yunmo(args.binary, args.threads, "true", work, args.prefill_chunk)),
                ("cache off", lambda: yunmo(args.binary, args.threads, "false", work, args.prefill_chunk)),
                ("llama-cpp-python", lambda: (None, None) if args.no_peer else llamacpp(args.threads, work)))
+    procs, ports = [], {}
     try:
+        # All servers run at once (idle but for the request being measured), each pinned to the same CPUs.
         for name, start in servers:
             proc, port = start()
-            if proc is None:
-                continue
-            try:
+            if proc is not None:
+                procs.append(proc)
+                ports[name] = port
                 ttft(port, chatml("warm-up", [("user", "hello")]))
-                results[name] = measure(port, args.runs)
-            finally:
-                proc.stop()
+        results = measure(ports, args.runs)
     finally:
+        for proc in procs:
+            proc.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads, prefill_chunk {args.prefill_chunk}; median of {args.runs} requests\n")
     peer = "llama-cpp-python" in results
