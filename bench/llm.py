@@ -171,7 +171,8 @@ def yunmo_llm(args, work):
                 os.path.join(work, "yunmo-llm.log"), "0-1", env)
     try:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
-        subprocess.run([YUNMO, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", GGUF], check=True,
+        config = ["--config", args.gguf_config] if args.gguf_config else []
+        subprocess.run([YUNMO, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", GGUF] + config, check=True,
                        stdout=subprocess.DEVNULL, env={**os.environ, "YUNMO_API_KEY": BENCH_KEY})
         return bench_llm("yunmo", "127.0.0.1", port, "smollm2", args)
     finally:
@@ -252,6 +253,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--embed-concurrency", type=int, default=8)
     parser.add_argument("--skip", default="", help="comma list of: llm, embed")
+    parser.add_argument("--gguf-config", default="", help='version config of Yunmo\'s SmolLM2, e.g. \'{"flash_attention": "off"}\'')
     args = parser.parse_args()
     args.streams = [int(s) for s in args.streams.split(",")]
     skip = set(filter(None, args.skip.split(",")))

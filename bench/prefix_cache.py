@@ -5,11 +5,12 @@ the same whole prompt again.
 
 Usage: bench/prefix_cache.py [--binary target/release/yunmo] [--runs 5] [--threads 2] [--prefill-chunk 32] [--no-peer]
 
-Two servers of the same binary (backends.gguf.prefix_cache true and false) and llama-cpp-python's server (when
-installed by bench/llm.sh --install), SmolLM2-135M-Instruct Q4_1, each on CPUs 0-1 with --threads llama.cpp
+Three servers of the same binary (backends.gguf.prefix_cache true and false, and true with the version's
+flash_attention "off": llama.cpp's plain attention) and llama-cpp-python's server (when installed by
+bench/llm.sh --install), SmolLM2-135M-Instruct Q4_1, each on CPUs 0-1 with --threads llama.cpp
 threads, all running at once, measured request by request in turn (so the machine's drift falls on all alike); each measurement streams one
 /v1/completions (ChatML text, greedy, 8 tokens) and takes the time to its first token. Prints the medians, the ratio
-cache-off / cache-on (above 1: the cache is faster) and llama-cpp-python / cache-on (above 1: Yunmo is faster). Build first: `cargo build --release -p
+cache-off / cache-on (above 1: the cache is faster) and llama-cpp-python / each Yunmo with the cache (above 1: Yunmo is faster). Build first: `cargo build --release -p
 yunmo-server`; `scripts/fetch-assets.sh smollm`.
 """
 import argparse
@@ -69,16 +70,18 @@ def measure(ports, runs):
     return {name: [statistics.median(values) for values in series] for name, series in times.items()}
 
 
-def yunmo(binary, threads, enabled, work, chunk):
-    port = 18090 if enabled == "true" else 18092
+def yunmo(binary, threads, work, chunk, server):
+    """server: (name, port, prefix_cache "true"/"false", version config JSON or None)."""
+    name, port, enabled, config = server
     env = {"YUNMO__BACKENDS__GGUF__THREADS": str(threads), "YUNMO__BACKENDS__GGUF__PREFIX_CACHE": enabled,
            "YUNMO__BACKENDS__GGUF__PREFILL_CHUNK": str(chunk), "YUNMO__TELEMETRY__LOG_LEVEL": "warn", **llm.YUNMO_AUTH_ENV}
-    name = f"yunmo-{enabled}"
+    name = name.replace(" ", "-").replace(",", "")
     proc = llm.Proc([binary, "serve", "--http-port", str(port), "--grpc-port", "0", "--data-dir", os.path.join(work, name)],
                     os.path.join(work, f"{name}.log"), "0-1", env)
     llm.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
-    subprocess.run([binary, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", llm.GGUF], check=True,
-                   stdout=subprocess.DEVNULL, env={**os.environ, "YUNMO_API_KEY": llm.BENCH_KEY})
+    push = [binary, "models", "push", "--url", f"http://127.0.0.1:{port}", "--name", "smollm2", llm.GGUF]
+    subprocess.run(push + (["--config", config] if config else []), check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "YUNMO_API_KEY": llm.BENCH_KEY})
     return proc, port
 
 
@@ -105,9 +108,10 @@ def main():
     parser.add_argument("--no-peer", action="store_true", help="skip llama-cpp-python")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="yunmo-prefix-bench-")
-    servers = (("cache on", lambda: yunmo(args.binary, args.threads, "true", work, args.prefill_chunk)),
-               ("cache off", lambda: yunmo(args.binary, args.threads, "false", work, args.prefill_chunk)),
-               ("llama-cpp-python", lambda: (None, None) if args.no_peer else llamacpp(args.threads, work)))
+    yunmos = (("cache on", 18090, "true", None), ("cache off", 18092, "false", None),
+              ("cache on, plain attention", 18093, "true", '{"flash_attention": "off"}'))
+    servers = [(server[0], lambda server=server: yunmo(args.binary, args.threads, work, args.prefill_chunk, server)) for server in yunmos]
+    servers.append(("llama-cpp-python", lambda: (None, None) if args.no_peer else llamacpp(args.threads, work)))
     procs, ports = [], {}
     try:
         # All servers run at once (idle but for the request being measured), each pinned to the same CPUs.
@@ -124,17 +128,17 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.binary}; SmolLM2-135M Q4_1, {args.threads} threads, prefill_chunk {args.prefill_chunk}; median of {args.runs} requests\n")
     peer = "llama-cpp-python" in results
-    print("| request | Yunmo cache on TTFT ms | Yunmo cache off TTFT ms | off / on |"
-          + (" llama-cpp-python TTFT ms | peer / Yunmo on |" if peer else ""))
-    print("|---|---|---|---|" + ("---|---|" if peer else ""))
+    print("| request | Yunmo cache on TTFT ms | Yunmo cache off TTFT ms | off / on | Yunmo cache on, plain attention TTFT ms |"
+          + (" llama-cpp-python TTFT ms | peer / Yunmo on | peer / Yunmo plain |" if peer else ""))
+    print("|---|---|---|---|---|" + ("---|---|---|" if peer else ""))
     labels = ("~500-token system prompt repeated, new question", "turn 2 of a chat", "the same prompt again",
               "a new ~500-token prompt (nothing to reuse: prefill speed)")
     for index, label in enumerate(labels):
-        on, off = results["cache on"][index], results["cache off"][index]
-        row = f"| {label} | {on * 1000:.1f} | {off * 1000:.1f} | {off / on:.2f}x |"
+        on, off, plain = (results[name][index] for name in ("cache on", "cache off", "cache on, plain attention"))
+        row = f"| {label} | {on * 1000:.1f} | {off * 1000:.1f} | {off / on:.2f}x | {plain * 1000:.1f} |"
         if peer:
             other = results["llama-cpp-python"][index]
-            row += f" {other * 1000:.1f} | {other / on:.2f}x |"
+            row += f" {other * 1000:.1f} | {other / on:.2f}x | {other / plain:.2f}x |"
         print(row)
 
 

@@ -28,6 +28,7 @@ def start(env):
     server = Server(data_dir, env={"YUNMO__BACKENDS__GGUF__MAX_SEQUENCES": "4", "YUNMO__BACKENDS__GGUF__THREADS": "2", "YUNMO__BACKENDS__GGUF__BATCH_TOKENS": os.environ.get("BT", "512"), **env})
     server.push_file("smollm2", SMOLLM)
     server.push_file("smollm2-q8", SMOLLM, config={"kv_cache_type": "q8_0"})
+    server.push_file("smollm2-plain", SMOLLM, config={"flash_attention": "off"})
     return server, data_dir
 
 
@@ -42,9 +43,9 @@ def servers():
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def ask(server, system, question):
+def ask(server, system, question, model="smollm2"):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-    response = client.chat.completions.create(model="smollm2", temperature=0, seed=1, max_tokens=24,
+    response = client.chat.completions.create(model=model, temperature=0, seed=1, max_tokens=24,
                                               messages=[{"role": "system", "content": system}, {"role": "user", "content": question}])
     return response.choices[0].message.content, response.usage
 
@@ -98,6 +99,22 @@ def test_a_q8_0_cache_version(servers):
 
 
 ADMIN = "ym_testadmin_" + "P" * 43
+
+
+def test_a_plain_attention_version_reuses_the_prefix_and_answers_as_without_the_cache(servers):
+    cached, uncached = servers
+    reference = [ask(uncached, SYSTEM, question, model="smollm2-plain")[0] for question in QUESTIONS[:2]]
+    assert ask(cached, SYSTEM, QUESTIONS[0], model="smollm2-plain")[0] == reference[0]
+    text, usage = ask(cached, SYSTEM, QUESTIONS[1], model="smollm2-plain")
+    assert text == reference[1]
+    assert usage.prompt_tokens_details.cached_tokens > 100, usage
+    status, body = cached.request("GET", "/api/v1/models/smollm2-plain/versions/1")
+    assert status == 200 and json.loads(body)["config"]["flash_attention"] == "off", body
+    for config in ({"flash_attention": "off", "kv_cache_type": "q8_0"}, {"flash_attention": "sometimes"}):
+        status, body = cached.request("PUT", "/api/v1/models/smollm2-plain/versions/1/config", config)
+        assert status == 400 and b"flash_attention" in body, body
+    config = json.loads(cached.request("GET", "/api/v1/models/smollm2-plain/versions/1")[1])["config"]
+    assert config.get("flash_attention") == "off" and "kv_cache_type" not in config, f"a refused config changes nothing: {config}"
 
 
 def test_tenants_share_cells_only_for_the_same_tokens_of_the_same_model(servers):

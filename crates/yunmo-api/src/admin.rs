@@ -199,6 +199,12 @@ pub struct VersionConfigDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub kv_cache_type: Option<yunmo_types::KvCacheType>,
+    /// A GGUF model's attention: `auto` (the default: llama.cpp's choice, flash attention on the CPU), `on`, or
+    /// `off` (plain attention: the first token after a long cached prefix sooner, short contexts decode slower;
+    /// needs `kv_cache_type` f16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub flash_attention: Option<yunmo_types::FlashAttention>,
     /// Price of a request: `{"per_1k_input_tokens", "per_1k_output_tokens", "per_request",
     /// "per_compute_second"}` (all optional, default 0). Usage reports cost requests by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +237,7 @@ impl From<VersionConfigDto> for VersionConfig {
             embedding: dto.embedding,
             chat_template: dto.chat_template,
             kv_cache_type: dto.kv_cache_type,
+            flash_attention: dto.flash_attention,
             price: dto.price,
             drift: dto.drift,
             known_values: dto.known_values,
@@ -335,6 +342,7 @@ fn version_dto(state: &AppState, caller: &Caller, record: VersionRecord) -> Vers
             embedding: record.config.embedding,
             chat_template: record.config.chat_template,
             kv_cache_type: record.config.kv_cache_type,
+            flash_attention: record.config.flash_attention,
             price: record.config.price,
             drift: record.config.drift,
             known_values: record.config.known_values,

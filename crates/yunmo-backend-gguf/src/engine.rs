@@ -13,7 +13,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use yunmo_backend::{BackendError, GenerateBackend, GenerateEvent, GenerateInfo, GenerateRequest, GenerateStats, Grammar};
-use yunmo_types::{Constraint, FinishReason, KvCacheType, TextChunk, TokenLogprob, Usage};
+use yunmo_types::{Constraint, FinishReason, FlashAttention, KvCacheType, TextChunk, TokenLogprob, Usage};
 
 use crate::GgufConfig;
 use crate::grammar::{Constrained, Grammars};
@@ -247,10 +247,12 @@ fn engine_thread(
         .with_type_k(kv_type(config.kv_cache_type))
         .with_type_v(kv_type(config.kv_cache_type));
     // Flash attention: llama.cpp reads a quantised V cache only in its flash-attention kernels, so they are
-    // required there; for an f16 cache llama.cpp chooses (on for the CPU). Its plain attention gave the first
-    // token after a cached prefix sooner on the CPU, but wrong answers with several sequences (docs/llm.md).
-    let policy = match config.kv_cache_type {
-        KvCacheType::F16 => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+    // required there (the version config refuses `off` with one); for an f16 cache the version chooses, and
+    // `auto` leaves it to llama.cpp (on for the CPU). Plain attention gives the first token after a long
+    // cached prefix sooner on the CPU and decodes short contexts slower (docs/llm.md).
+    let policy = match (config.kv_cache_type, config.flash_attention) {
+        (KvCacheType::F16, FlashAttention::Auto) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        (KvCacheType::F16, FlashAttention::Off) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         _ => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
     };
     let params = params.with_flash_attention_policy(policy);

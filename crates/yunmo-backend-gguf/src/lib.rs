@@ -54,6 +54,8 @@ pub struct GgufConfig {
     pub prefill_chunk: u32,
     /// The KV cache's element type (a version's own `kv_cache_type`; f16 unless it sets one).
     pub kv_cache_type: yunmo_types::KvCacheType,
+    /// Flash attention or plain (a version's own `flash_attention`; llama.cpp's choice unless it sets one).
+    pub flash_attention: yunmo_types::FlashAttention,
 }
 
 impl Default for GgufConfig {
@@ -68,6 +70,7 @@ impl Default for GgufConfig {
             prefix_cache: true,
             prefill_chunk: 64,
             kv_cache_type: yunmo_types::KvCacheType::F16,
+            flash_attention: yunmo_types::FlashAttention::Auto,
         }
     }
 }
@@ -159,7 +162,7 @@ impl BackendFactory for GgufFactory {
                 if task == EncoderTask::Rerank { "rerank" } else { "embed" }
             )));
         }
-        let config = GgufConfig { kv_cache_type: options.kv_cache_type, ..self.config.clone() };
+        let config = GgufConfig { kv_cache_type: options.kv_cache_type, flash_attention: options.flash_attention, ..self.config.clone() };
         Ok(Arc::new(engine::Engine::start(Arc::new(model), config)?))
     }
 

@@ -8,7 +8,7 @@ mod common;
 use common::model_path;
 use yunmo_backend::{BackendFactory, GenerateBackend, GenerateEvent, GenerateOptions, GenerateRequest};
 use yunmo_backend_gguf::{GgufConfig, GgufFactory};
-use yunmo_types::{FinishReason, GenerateParams, KvCacheType};
+use yunmo_types::{FinishReason, FlashAttention, GenerateParams, KvCacheType};
 
 fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
     let config = GgufConfig {
@@ -21,6 +21,7 @@ fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
         prefix_cache: true,
         prefill_chunk: 32,
         kv_cache_type: Default::default(),
+        flash_attention: Default::default(),
     };
     GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap()
 }
@@ -142,6 +143,16 @@ fn collect_usage(receiver: flume::Receiver<GenerateEvent>) -> (String, yunmo_typ
 
 #[test]
 fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
+    shared_prefix_case(FlashAttention::Auto);
+}
+
+/// Plain attention takes other kernels (matrix products over the whole cache): the cache's guarantee holds there too.
+#[test]
+fn a_shared_prefix_is_reused_and_answers_as_without_the_cache_with_plain_attention() {
+    shared_prefix_case(FlashAttention::Off);
+}
+
+fn shared_prefix_case(flash_attention: FlashAttention) {
     let _serial = common::serial();
     // Long enough for several whole 32-token prefill chunks (the unit of reuse): about 170 tokens.
     let system = "You are a careful assistant for a travel agency. Answer in one short sentence, name the country, \
@@ -152,19 +163,23 @@ fn a_shared_prefix_is_reused_and_answers_as_without_the_cache() {
                   leave from Paris, Brussels, Amsterdam, Cologne, Munich, Vienna, Zurich, Milan and Barcelona, and \
                   families often combine two or three of these cities in one trip of two weeks.";
     let prompt = |question: &str| format!("<|im_start|>system\n{system}<|im_end|>\n{}", chat_prompt(question));
-    let cached = engine(2);
-    let config = GgufConfig {
-        threads: 2,
-        max_sequences: 2,
-        context_per_sequence: 512,
-        batch_tokens: 64,
-        queue_capacity: 4,
-        gpu_layers: 0,
-        prefix_cache: false,
-        prefill_chunk: 32,
-        kv_cache_type: Default::default(),
+    let options = GenerateOptions { flash_attention, ..Default::default() };
+    let start = |prefix_cache: bool| {
+        let config = GgufConfig {
+            threads: 2,
+            max_sequences: 2,
+            context_per_sequence: 512,
+            batch_tokens: 64,
+            queue_capacity: 4,
+            gpu_layers: 0,
+            prefix_cache,
+            prefill_chunk: 32,
+            kv_cache_type: Default::default(),
+            flash_attention: Default::default(),
+        };
+        GgufFactory::new(config).unwrap().load_generate(&model_path(), &options).unwrap()
     };
-    let uncached = GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap();
+    let (cached, uncached) = (start(true), start(false));
     let questions = ["What is the capital of France?", "Where is Vienna?", "Name a city in Italy.", "What is the capital of Spain?"];
     let tokens: Vec<Vec<u32>> = questions.iter().map(|q| cached.tokenize(&prompt(q), true).unwrap()).collect();
     let shared = tokens[0].iter().zip(&tokens[1]).take_while(|(a, b)| a == b).count();
@@ -259,7 +274,7 @@ fn quantised_kv_caches_answer_and_take_less_memory() {
     let factory = GgufFactory::new(config).unwrap();
     let mut memory = Vec::new();
     for kv_cache_type in [KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0] {
-        let engine = factory.load_generate(&model_path(), &GenerateOptions { kv_cache_type }).unwrap();
+        let engine = factory.load_generate(&model_path(), &GenerateOptions { kv_cache_type, ..Default::default() }).unwrap();
         let prompt = engine.tokenize(&chat_prompt("What is the capital of France?"), true).unwrap();
         let events = engine.submit(GenerateRequest { prompt, params: greedy(20), grammar: None }).unwrap();
         let (text, _, _) = collect(events);

@@ -129,6 +129,8 @@ pub trait BackendFactory: Send + Sync + 'static {
 pub struct GenerateOptions {
     /// The KV cache's element type.
     pub kv_cache_type: yunmo_types::KvCacheType,
+    /// Whether attention takes llama.cpp's flash-attention kernels.
+    pub flash_attention: yunmo_types::FlashAttention,
 }
 
 /// One tokenised generation request.

@@ -86,6 +86,7 @@ fn backends(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn BackendFactory>>>
         prefix_cache: gguf.prefix_cache,
         prefill_chunk: gguf.prefill_chunk,
         kv_cache_type: Default::default(),
+        flash_attention: Default::default(),
     };
     factories.push(Arc::new(yunmo_backend_gguf::GgufFactory::new(config)?));
     Ok(factories)

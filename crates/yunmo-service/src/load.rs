@@ -120,7 +120,10 @@ pub(crate) async fn load(spec: LoadSpec, config: WorkerConfig, now_ms: u64) -> R
 
 async fn load_generate(spec: LoadSpec, now_ms: u64) -> Result<Arc<LoadedModel>, ServiceError> {
     let started = Instant::now();
-    let options = yunmo_backend::GenerateOptions { kv_cache_type: spec.config.kv_cache_type.unwrap_or_default() };
+    let options = yunmo_backend::GenerateOptions {
+        kv_cache_type: spec.config.kv_cache_type.unwrap_or_default(),
+        flash_attention: spec.config.flash_attention.unwrap_or_default(),
+    };
     let backend = load_engine(&spec, move |factory, path| factory.load_generate(path, &options)).await?;
     let info = backend.info();
     let chat_template = match spec.config.chat_template.as_deref().or(info.chat_template.as_deref()) {

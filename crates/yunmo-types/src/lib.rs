@@ -174,6 +174,10 @@ pub struct VersionConfig {
     /// the same memory, at a small cost in accuracy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_cache_type: Option<KvCacheType>,
+    /// Whether a GGUF model's attention runs in llama.cpp's flash-attention kernels (default `auto`: llama.cpp
+    /// chooses, on for the CPU). A quantised `kv_cache_type` needs them: `off` is then refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flash_attention: Option<FlashAttention>,
     /// What a request to this version costs (usage reports price requests by it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
@@ -216,6 +220,20 @@ impl KvCacheType {
     }
 }
 
+/// Whether an LLM's attention uses llama.cpp's flash-attention kernels (its `flash_attn_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlashAttention {
+    /// llama.cpp's choice: on where the device supports it (the CPU does).
+    #[default]
+    Auto,
+    /// Always: the only choice for a quantised KV cache.
+    On,
+    /// Plain attention (matrix products over the whole cache): on the CPU it gives the first token after a
+    /// long cached prefix sooner and decodes short contexts slower (docs/llm.md).
+    Off,
+}
+
 /// How a job made a version: what it did, from what, and how the result measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -252,6 +270,7 @@ impl Default for VersionConfig {
             embedding: None,
             chat_template: None,
             kv_cache_type: None,
+            flash_attention: None,
             price: None,
             drift: None,
             known_values: Default::default(),
@@ -286,6 +305,13 @@ impl VersionConfig {
         }
         if let Some(price) = &self.price {
             price.validate()?;
+        }
+        if let (Some(FlashAttention::Off), Some(kv @ (KvCacheType::Q8_0 | KvCacheType::Q4_0))) = (self.flash_attention, self.kv_cache_type)
+        {
+            let kv = serde_json::to_value(kv).unwrap_or_default();
+            return Err(format!(
+                "flash_attention \"off\" needs kv_cache_type f16 (llama.cpp reads a quantised KV cache only in its flash-attention kernels), got kv_cache_type {kv}"
+            ));
         }
         let known: usize = self.known_values.values().map(Vec::len).sum();
         if known > Self::MAX_KNOWN_VALUES {
