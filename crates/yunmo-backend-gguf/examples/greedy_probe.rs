@@ -58,9 +58,8 @@ fn run(path: &str, flash: bool, threads: i32, (prompt, count): (&str, usize)) ->
     }
     context.decode(&mut batch)?;
     let mut text = Vec::new();
-    let mut position = tokens.len() as i32;
     let mut last = batch.n_tokens() - 1;
-    for _ in 0..count {
+    for position in (tokens.len() as i32..).take(count) {
         let logits = context.get_logits_ith(last);
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
@@ -77,7 +76,6 @@ fn run(path: &str, flash: bool, threads: i32, (prompt, count): (&str, usize)) ->
         batch.clear();
         batch.add(token, position, &[0], true)?;
         context.decode(&mut batch)?;
-        position += 1;
         last = 0;
     }
     Ok(String::from_utf8_lossy(&text).into_owned())
