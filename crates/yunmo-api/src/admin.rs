@@ -648,7 +648,7 @@ async fn field_text(mut field: axum::extract::multipart::Field<'_>, part: &str, 
 }
 
 fn parse_config(text: &str) -> AdminResult<VersionConfigDto> {
-    serde_json::from_str(text).map_err(|e| admin(ServiceError::invalid(format!("config: {e}"))))
+    crate::body::parse_json_as(text.as_bytes(), "config").map_err(admin)
 }
 
 /// Streams an upload into a staging file, enforcing the size limit as bytes arrive.

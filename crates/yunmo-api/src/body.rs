@@ -243,13 +243,18 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Servi
     if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ServiceError::invalid("the body must be a JSON object"));
     }
+    parse_json_as(bytes, "invalid JSON body")
+}
+
+/// Parses JSON text; the error starts with `what` and names the path of the field that failed and why.
+pub fn parse_json_as<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, ServiceError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let at = if path == "." { String::new() } else { format!(" at '{path}'") };
-        ServiceError::invalid(format!("invalid JSON body{at}: {}", error.inner()))
+        ServiceError::invalid(format!("{what}{at}: {}", error.inner()))
     })?;
-    deserializer.end().map_err(|error| ServiceError::invalid(format!("invalid JSON body: {error}")))?;
+    deserializer.end().map_err(|error| ServiceError::invalid(format!("{what}: {error}")))?;
     Ok(value)
 }
 
@@ -258,6 +263,14 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn a_version_config_error_names_the_field() {
+        let error = parse_json_as::<crate::admin::VersionConfigDto>(br#"{"flash_attention": "of"}"#, "config").unwrap_err();
+        assert!(error.message.starts_with("config at 'flash_attention': unknown variant `of`"), "{}", error.message);
+        let error = parse_json_as::<crate::admin::VersionConfigDto>(br#"{"kv_cache_type": "f16"} x"#, "config").unwrap_err();
+        assert!(error.message.starts_with("config: trailing characters"), "{}", error.message);
+    }
 
     #[test]
     fn the_budget_refuses_past_its_total_and_refills_on_drop() {
