@@ -88,7 +88,7 @@ fn describe(model: &LlamaModel, config: &GgufConfig) -> GenerateInfo {
     let head_dim = (model.n_embd().max(1) as u64) / u64::from(model.n_head().max(1));
     // K and V for every layer, KV head and cell, in the cache's element type.
     let elements = 2 * u64::from(model.n_layer()) * n_ctx * u64::from(model.n_head_kv()) * head_dim;
-    let kv_bytes = elements * config.kv_cache_type.bytes_per_32() / 32;
+    let kv_bytes = elements * config.options.kv_cache_type.bytes_per_32() / 32;
     GenerateInfo {
         architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
         context_per_sequence: config.context_per_sequence,
@@ -244,13 +244,13 @@ fn engine_thread(
         .with_kv_unified(false)
         .with_n_threads(threads as i32)
         .with_n_threads_batch(threads as i32)
-        .with_type_k(kv_type(config.kv_cache_type))
-        .with_type_v(kv_type(config.kv_cache_type));
+        .with_type_k(kv_type(config.options.kv_cache_type))
+        .with_type_v(kv_type(config.options.kv_cache_type));
     // Flash attention: llama.cpp reads a quantised V cache only in its flash-attention kernels, so they are
     // required there (the version config refuses `off` with one); for an f16 cache the version chooses, and
     // `auto` leaves it to llama.cpp (on for the CPU). Plain attention gives the first token after a long
     // cached prefix sooner on the CPU and decodes short contexts slower (docs/llm.md).
-    let policy = match (config.kv_cache_type, config.flash_attention) {
+    let policy = match (config.options.kv_cache_type, config.options.flash_attention) {
         (KvCacheType::F16, FlashAttention::Auto) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         (KvCacheType::F16, FlashAttention::Off) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         _ => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,

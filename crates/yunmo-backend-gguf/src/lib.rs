@@ -52,10 +52,8 @@ pub struct GgufConfig {
     pub prefix_cache: bool,
     /// Tokens of one prefill chunk, aligned to absolute positions: the unit of prefix reuse (see `plan.rs`).
     pub prefill_chunk: u32,
-    /// The KV cache's element type (a version's own `kv_cache_type`; f16 unless it sets one).
-    pub kv_cache_type: yunmo_types::KvCacheType,
-    /// Flash attention or plain (a version's own `flash_attention`; llama.cpp's choice unless it sets one).
-    pub flash_attention: yunmo_types::FlashAttention,
+    /// The loaded version's own options (its `kv_cache_type` and `flash_attention`); the defaults unless it sets them.
+    pub options: GenerateOptions,
 }
 
 impl Default for GgufConfig {
@@ -69,8 +67,7 @@ impl Default for GgufConfig {
             gpu_layers: 0,
             prefix_cache: true,
             prefill_chunk: 64,
-            kv_cache_type: yunmo_types::KvCacheType::F16,
-            flash_attention: yunmo_types::FlashAttention::Auto,
+            options: GenerateOptions::default(),
         }
     }
 }
@@ -162,7 +159,7 @@ impl BackendFactory for GgufFactory {
                 if task == EncoderTask::Rerank { "rerank" } else { "embed" }
             )));
         }
-        let config = GgufConfig { kv_cache_type: options.kv_cache_type, flash_attention: options.flash_attention, ..self.config.clone() };
+        let config = GgufConfig { options: *options, ..self.config.clone() };
         Ok(Arc::new(engine::Engine::start(Arc::new(model), config)?))
     }
 

@@ -20,8 +20,7 @@ fn engine(max_sequences: u32) -> Arc<dyn GenerateBackend> {
         gpu_layers: 0,
         prefix_cache: true,
         prefill_chunk: 32,
-        kv_cache_type: Default::default(),
-        flash_attention: Default::default(),
+        options: Default::default(),
     };
     GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap()
 }
@@ -174,8 +173,7 @@ fn shared_prefix_case(flash_attention: FlashAttention) {
             gpu_layers: 0,
             prefix_cache,
             prefill_chunk: 32,
-            kv_cache_type: Default::default(),
-            flash_attention: Default::default(),
+            options: Default::default(),
         };
         GgufFactory::new(config).unwrap().load_generate(&model_path(), &options).unwrap()
     };

@@ -28,8 +28,7 @@ fn a_panic_in_a_step_fails_its_sequences_and_the_engine_serves_on() {
         gpu_layers: 0,
         prefix_cache: true,
         prefill_chunk: 32,
-        kv_cache_type: Default::default(),
-        flash_attention: Default::default(),
+        options: Default::default(),
     };
     let engine = GgufFactory::new(config).unwrap().load_generate(&model_path(), &Default::default()).unwrap();
     let prompt = engine.tokenize("<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n", true).unwrap();

@@ -85,8 +85,7 @@ fn backends(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn BackendFactory>>>
         gpu_layers: gguf.gpu_layers,
         prefix_cache: gguf.prefix_cache,
         prefill_chunk: gguf.prefill_chunk,
-        kv_cache_type: Default::default(),
-        flash_attention: Default::default(),
+        options: Default::default(),
     };
     factories.push(Arc::new(yunmo_backend_gguf::GgufFactory::new(config)?));
     Ok(factories)
