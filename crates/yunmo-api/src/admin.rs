@@ -199,8 +199,8 @@ pub struct VersionConfigDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub kv_cache_type: Option<yunmo_types::KvCacheType>,
-    /// A GGUF model's attention: `auto` (the default: llama.cpp's choice, flash attention on the CPU), `on`, or
-    /// `off` (plain attention: the first token after a long cached prefix sooner, short contexts decode slower;
+    /// A GGUF model's attention: `auto` (the default: llama.cpp's choice, flash attention on the CPU, Yunmo's
+    /// kernel for an f16 cache), `on`, or `off` (llama.cpp's plain attention: short contexts decode slower;
     /// needs `kv_cache_type` f16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]

@@ -1,7 +1,8 @@
 //! Whether short prefill chunks may be decoded together. The prefix cache's exactness rests on every chunk
 //! being computed the same whatever else is computed with it (see `plan.rs`). llama.cpp's CPU kernels keep
-//! that for some shapes and not others (flash attention switches to a tiled kernel at 64 query rows; weights
-//! repacked for AVX2 go several rows at a time), and other backends have their own. So it is measured, once
+//! that for some shapes and not others (flash attention over an f32 cache switches to a tiled kernel at 64
+//! query rows; f16 caches take Yunmo's kernel, ggml/, at every size; weights repacked for AVX2 go several
+//! rows at a time), and other backends have their own. So it is measured, once
 //! per loaded model, on its own context: a probe prompt of [`MAX_MERGED`] tokens is decoded in one batch and
 //! in pieces of 1 to 32 rows; when the last row's logits are the same bits, consecutive chunks of one
 //! sequence that together stay within that many rows are decoded together (a prompt's last message and the
@@ -13,7 +14,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-/// Most rows of a merged decode: below the 64 query rows where llama.cpp's CPU flash attention changes kernel.
+/// Most rows of a merged decode: below the 64 query rows where llama.cpp's CPU flash attention over an f32 cache
+/// changes kernel.
 pub(crate) const MAX_MERGED: usize = 63;
 
 /// Piece sizes of the probe's split decode (1 + 2 + 5 + 8 + 15 + 32 = 63).

@@ -174,8 +174,9 @@ pub struct VersionConfig {
     /// the same memory, at a small cost in accuracy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_cache_type: Option<KvCacheType>,
-    /// Whether a GGUF model's attention runs in llama.cpp's flash-attention kernels (default `auto`: llama.cpp
-    /// chooses, on for the CPU). A quantised `kv_cache_type` needs them: `off` is then refused.
+    /// Whether a GGUF model's attention runs in flash-attention kernels (default `auto`: llama.cpp chooses, on
+    /// for the CPU, where an f16 cache takes Yunmo's kernel). A quantised `kv_cache_type` needs them: `off` is
+    /// then refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flash_attention: Option<FlashAttention>,
     /// What a request to this version costs (usage reports price requests by it).
@@ -229,8 +230,8 @@ pub enum FlashAttention {
     Auto,
     /// Always: the only choice for a quantised KV cache.
     On,
-    /// Plain attention (matrix products over the whole cache): on the CPU it gives the first token after a
-    /// long cached prefix sooner and decodes short contexts slower (docs/llm.md).
+    /// llama.cpp's plain attention (matrix products over the whole cache): short contexts decode slower
+    /// (docs/llm.md).
     Off,
 }
 
