@@ -97,7 +97,7 @@ print(c.infer('efficientnet_lite0', [x], outputs=[t.InferRequestedOutput('logits
   # OpenAI API: chat (streaming too), completions, embeddings
   curl -s $URL/v1/chat/completions -H "Authorization: Bearer \$YUNMO_API_KEY" -H 'Content-Type: application/json' -d '{"model": "smollm2",
     "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                 {"role": "user", "content": "What is the capital of France?"}], "temperature": 0}'
+                 {"role": "user", "content": "Name the capital of France."}], "temperature": 0}'
   curl -sN $URL/v1/completions -H "Authorization: Bearer \$YUNMO_API_KEY" -H 'Content-Type: application/json' \
     -d '{"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 32, "stream": true}'
   curl -s $URL/v1/embeddings -H "Authorization: Bearer \$YUNMO_API_KEY" -H 'Content-Type: application/json' -d '{"model": "minilm", "input": ["A man is eating food."]}'

@@ -22,7 +22,9 @@ TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
 ENV = {"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200",
        "YUNMO__BACKENDS__GGUF__THREADS": "2"}
 A_MODELS = {"smollm2", "thinker", "minilm-embed"}
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# Not "What is the capital of France?": SmolLM2's greedy first token there is a near tie ("The" against "La" by 0.03
+# to 0.35 logits) that any kernel's rounding flips; here "The ... Paris." leads by 1.6 (docs/llm.md, "Flash attention").
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 # As in test_openai: with SmolLM2's default system prompt this small model rambles.
 SYSTEM = [{"role": "system", "content": "You are a helpful assistant."}]
 GREEDY = {"temperature": 0, "seed": 1}

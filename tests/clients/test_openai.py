@@ -15,7 +15,9 @@ from conftest import CACHE
 
 SMOLLM = os.path.join(CACHE, "models", "smollm2-135m-instruct-q4_1.gguf")
 TOKENIZER = os.path.join(CACHE, "models", "minilm-tokenizer.json")
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# Not "What is the capital of France?": SmolLM2's greedy first token there is a near tie ("The" against "La" by 0.03
+# to 0.35 logits) that any kernel's rounding flips; here "The ... Paris." leads by 1.6 (docs/llm.md, "Flash attention").
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 # SmolLM2's own template adds a default system prompt when none is given; with it this small model
 # rambles, so the chat tests pass a short system prompt (as most clients do).
 SYSTEM = [{"role": "system", "content": "You are a helpful assistant."}]

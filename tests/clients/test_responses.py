@@ -26,7 +26,9 @@ from conftest import two_tenants, ADMIN, SMOLLM, Server, make_key, push_as, sett
 
 ENV = {"YUNMO__AUTH__ENABLED": "true", "YUNMO__AUTH__BOOTSTRAP_KEY": ADMIN, "YUNMO__AUTH__USAGE_FLUSH_MS": "200",
        "YUNMO__BACKENDS__GGUF__THREADS": "2"}
-QUESTION = "What is the capital of France?"
+# Not "What is the capital of France?": SmolLM2's greedy first token there is a near tie ("The" against "La" by 0.03
+# to 0.35 logits) that any kernel's rounding flips; here "The ... Paris." leads by 1.6 (docs/llm.md, "Flash attention").
+QUESTION = "Name the capital of France."
 # As in test_openai: with SmolLM2's default system prompt this small model rambles.
 SYSTEM = "You are a helpful assistant."
 WEATHER = {"type": "function", "name": "get_weather", "description": "Get the current weather in a city", "strict": True,
