@@ -6,7 +6,9 @@
 // batches"). Each row's arithmetic depends only on its own query, mask and the cache, with tiles at fixed cell
 // offsets, never on which rows share a block: a sequence gets the same numbers alone or batched with others.
 // Cases it does not cover (other K/V types, ALiBi, soft-capping, sinks, no AVX2) return false and take
-// llama.cpp's kernel.
+// llama.cpp's kernel, and so does one decode row over 512 cells or more when the threads outnumber the K/V
+// heads (llama.cpp splits the cells between threads there, as it did before; such a row's bits may then
+// differ from the same row in a batch, as they did with llama.cpp's kernels alone).
 #pragma once
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -153,16 +155,19 @@ static void yfa_row_tile(const yfa_head & head, yfa_row & row, int64_t c0, int T
         sv[3] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 24), sv[3]);
     }
     alignas(32) float s[YFA_TILE];
+    // A masked cell is -inf whatever its key holds (another sequence's cell may hold anything), as llama.cpp's
+    // kernel skips it.
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
     if (T == YFA_TILE && row.mask) {
         for (int i = 0; i < 4; ++i) {
             const __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (row.mask + c0 + 8 * i)));
-            sv[i] = _mm256_fmadd_ps(sv[i], sc, mv);
+            sv[i] = _mm256_blendv_ps(_mm256_fmadd_ps(sv[i], sc, mv), ninf, _mm256_cmp_ps(mv, ninf, _CMP_EQ_OQ));
         }
     } else {
         for (int i = 0; i < 4; ++i) _mm256_store_ps(s + 8 * i, _mm256_mul_ps(sv[i], sc));
         for (int j = 0; j < YFA_TILE; ++j) {
-            if (j >= T) { s[j] = -INFINITY; continue; }
-            if (row.mask) s[j] += _cvtsh_ss(row.mask[c0 + j]);
+            const float mv = j < T && row.mask ? _cvtsh_ss(row.mask[c0 + j]) : 0.0f;
+            s[j] = j >= T || mv == -INFINITY ? -INFINITY : s[j] + mv;
         }
         for (int i = 0; i < 4; ++i) sv[i] = _mm256_load_ps(s + 8 * i);
     }
@@ -188,6 +193,9 @@ static void yfa_row_tile(const yfa_head & head, yfa_row & row, int64_t c0, int T
         __m256 a[8];
         for (int i = 0; i < n; ++i) a[i] = _mm256_mul_ps(_mm256_loadu_ps(row.acc + d + 8 * i), msv);
         for (int j = 0; j < T; ++j) {
+            if (s[j] == 0.0f) {
+                continue;  // a masked cell: its value, whatever it holds, adds nothing
+            }
             const __m256 pj = _mm256_broadcast_ss(s + j);
             const float * vj = vt + j * DV + d;
             for (int i = 0; i < n; ++i) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * i), a[i]);
@@ -261,6 +269,11 @@ static bool yunmo_flash_attn_ext_f16(const ggml_compute_params * params, ggml_te
     }
     const int64_t blocks = (N + tb - 1) / tb;
     const int64_t units = neq3 * nek2 * blocks;
+    if (N == 1 && neq3 == 1 && nek1 >= 512 && units < nth) {
+        // One decode row over a long cache with more threads than K/V heads: llama.cpp's kernel splits the
+        // cells between the threads, where this one would leave threads idle.
+        return false;
+    }
     if (ith == 0) {
         ggml_threadpool_chunk_set(params->threadpool, nth);
     }
