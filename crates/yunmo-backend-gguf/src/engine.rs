@@ -248,8 +248,8 @@ fn engine_thread(
         .with_type_v(kv_type(config.options.kv_cache_type));
     // Flash attention: llama.cpp reads a quantised V cache only in its flash-attention kernels, so they are
     // required there (the version config refuses `off` with one); for an f16 cache the version chooses, and
-    // `auto` leaves it to llama.cpp (on for the CPU). Plain attention gives the first token after a long
-    // cached prefix sooner on the CPU and decodes short contexts slower (docs/llm.md).
+    // `auto` leaves it to llama.cpp (on for the CPU, where an f16 cache takes Yunmo's kernel, ggml/). Plain
+    // attention decodes short contexts slower (docs/llm.md).
     let policy = match (config.options.kv_cache_type, config.options.flash_attention) {
         (KvCacheType::F16, FlashAttention::Auto) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         (KvCacheType::F16, FlashAttention::Off) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
